@@ -1,0 +1,158 @@
+//! Validated configuration of the model's actors. Defaults are Kafka's (4.0) unless noted.
+
+use serde::{Deserialize, Serialize};
+
+/// How a follower finds where its log diverges from a new leader's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Truncation {
+    /// KIP-101/KIP-279/KIP-320: the follower sends its last fetched epoch and truncates to
+    /// the leader's end offset for that epoch.
+    #[default]
+    LeaderEpoch,
+    /// Before Kafka 0.11: a follower truncates to its own high watermark when it becomes a
+    /// follower, and to the leader's log end offset on OFFSET_OUT_OF_RANGE.
+    HighWatermark,
+}
+
+/// Historical protocol behaviour, selectable so that known anomalies can be shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protocol {
+    pub truncation: Truncation,
+    /// KIP-966 Eligible Leader Replicas; off by default as in Kafka 3.x.
+    pub eligible_leader_replicas: bool,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol { truncation: Truncation::LeaderEpoch, eligible_leader_replicas: false }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerConfig {
+    pub replica_lag_time_max_ms: u64,
+    /// How long a leader holds a follower's fetch that found no new data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// How long a follower waits for a fetch response before it gives up on it
+    /// (`replica.socket.timeout.ms`).
+    pub replica_socket_timeout_ms: u64,
+    pub replica_fetch_backoff_ms: u64,
+    /// Most records one fetch response carries per partition (stands in for `replica.fetch.max.bytes`).
+    pub replica_fetch_max_records: usize,
+    pub broker_heartbeat_interval_ms: u64,
+    /// `log.flush.interval.messages`; `None` leaves flushing to the OS (Kafka's default).
+    pub flush_messages: Option<u64>,
+    /// `log.flush.interval.ms`; `None` leaves flushing to the OS (Kafka's default).
+    pub flush_ms: Option<u64>,
+    /// `replica.high.watermark.checkpoint.interval.ms`: the HW file is written (and synced)
+    /// this often; a restarted broker starts from the last checkpoint.
+    pub hw_checkpoint_interval_ms: u64,
+    pub protocol: Protocol,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_socket_timeout_ms: 30_000,
+            replica_fetch_backoff_ms: 1_000,
+            replica_fetch_max_records: 4_096,
+            broker_heartbeat_interval_ms: 2_000,
+            flush_messages: None,
+            flush_ms: None,
+            hw_checkpoint_interval_ms: 5_000,
+            protocol: Protocol::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker without heartbeat this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    pub protocol: Protocol,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { broker_session_timeout_ms: 9_000, protocol: Protocol::default() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u32,
+    pub min_insync_replicas: u32,
+    pub unclean_leader_election: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Acks {
+    None,
+    Leader,
+    All,
+}
+
+impl Acks {
+    pub fn name(self) -> &'static str {
+        match self {
+            Acks::None => "0",
+            Acks::Leader => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+/// Partitioner for records without a key (keyed records always use murmur2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NullKeyPartitioner {
+    /// KIP-480/KIP-794: stick to one partition until its batch is sent.
+    #[default]
+    Sticky,
+    RoundRobin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    pub request_timeout_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub max_in_flight_requests_per_connection: u32,
+    pub linger_ms: u64,
+    pub batch_size: u64,
+    /// Bytes one record adds to a batch (key + value + overhead), for `batch.size`.
+    pub record_bytes: u64,
+    pub metadata_max_age_ms: u64,
+    pub reconnect_backoff_ms: u64,
+    pub null_key_partitioner: NullKeyPartitioner,
+    /// Bound on records waiting in the accumulator (stands in for `buffer.memory`);
+    /// a send beyond it fails at once, as `max.block.ms` expiring would.
+    pub buffer_records_max: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            retries: i32::MAX as u32,
+            retry_backoff_ms: 100,
+            request_timeout_ms: 30_000,
+            delivery_timeout_ms: 120_000,
+            max_in_flight_requests_per_connection: 5,
+            linger_ms: 5,
+            batch_size: 16_384,
+            record_bytes: 100,
+            metadata_max_age_ms: 300_000,
+            reconnect_backoff_ms: 50,
+            null_key_partitioner: NullKeyPartitioner::Sticky,
+            buffer_records_max: 100_000,
+        }
+    }
+}

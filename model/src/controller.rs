@@ -1,0 +1,589 @@
+//! The active KRaft controller: broker registration and heartbeats, fencing, topic
+//! creation with Kafka's replica placement, leader election, ISR/ELR changes with a
+//! partition epoch, and metadata pushed to brokers.
+//!
+//! Its whole metadata state is durable (KRaft syncs its metadata log), so a restart
+//! rebuilds it from `ControllerDisk`; only heartbeat sessions start afresh.
+
+use crate::action::{Action, ClusterEvent};
+use crate::config::{ControllerConfig, TopicConfig};
+use crate::error::ErrorCode;
+use crate::messages::{AlterPartitionItem, Message, MetadataDelta, PartitionState, TopicMeta};
+use crate::placement::assign_replicas;
+use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, PartitionEpoch, TopicId, TopicPartition};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub meta: TopicMeta,
+    pub unclean_leader_election: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub broker_epoch: BrokerEpoch,
+    pub incarnation: u64,
+    pub fenced: bool,
+}
+
+/// The controller's durable state (its metadata log, replayed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerDisk {
+    pub topics: Vec<TopicRecord>,
+    pub partitions: BTreeMap<TopicPartition, PartitionState>,
+    pub brokers: BTreeMap<NodeId, BrokerRecord>,
+    pub next_broker_epoch: u64,
+    pub metadata_version: u64,
+}
+
+impl ControllerDisk {
+    /// Creates the topics at cluster start, placing replicas as Kafka's rack-unaware
+    /// placement does; `start_index` and `replica_shift` are the placement's random draws.
+    pub fn with_topics(brokers: &[NodeId], topics: &[TopicConfig], draws: &[(usize, usize)]) -> ControllerDisk {
+        let mut disk = ControllerDisk::default();
+        for (index, topic) in topics.iter().enumerate() {
+            let id = TopicId(index as u32);
+            let (start_index, shift) = draws.get(index).copied().unwrap_or((0, 0));
+            let assignment = assign_replicas(brokers, topic.partitions, topic.replication_factor, start_index, shift);
+            for (partition, replicas) in assignment.into_iter().enumerate() {
+                let tp = TopicPartition { topic: id, partition: partition as u32 };
+                let state = PartitionState {
+                    tp,
+                    leader: replicas.first().copied(),
+                    isr: replicas.clone(),
+                    replicas,
+                    elr: Vec::new(),
+                    leader_epoch: LeaderEpoch(0),
+                    partition_epoch: PartitionEpoch(0),
+                };
+                disk.partitions.insert(tp, state);
+            }
+            let meta = TopicMeta { id, partitions: topic.partitions, min_insync_replicas: topic.min_insync_replicas };
+            disk.topics.push(TopicRecord { meta, unclean_leader_election: topic.unclean_leader_election });
+        }
+        for broker in brokers {
+            let record = BrokerRecord { broker_epoch: BrokerEpoch(0), incarnation: 0, fenced: false };
+            disk.brokers.insert(*broker, record);
+        }
+        disk.next_broker_epoch = 1;
+        disk
+    }
+}
+
+pub struct Controller {
+    id: NodeId,
+    config: ControllerConfig,
+    disk: ControllerDisk,
+    last_heartbeat: BTreeMap<NodeId, Millis>,
+    next_session_check: Millis,
+    outbox: VecDeque<Action>,
+}
+
+impl Controller {
+    /// Starts (or restarts) the controller from its durable state at `now`. Every broker
+    /// gets a fresh session, as after a KRaft controller failover.
+    pub fn new(id: NodeId, config: ControllerConfig, disk: ControllerDisk, now: Millis) -> Controller {
+        let last_heartbeat = disk.brokers.keys().map(|broker| (*broker, now)).collect();
+        Controller { id, config, disk, last_heartbeat, next_session_check: now, outbox: VecDeque::new() }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn disk(&self) -> &ControllerDisk {
+        &self.disk
+    }
+
+    pub fn into_disk(self) -> ControllerDisk {
+        self.disk
+    }
+
+    pub fn partition(&self, tp: TopicPartition) -> Option<&PartitionState> {
+        self.disk.partitions.get(&tp)
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = &PartitionState> {
+        self.disk.partitions.values()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        Some(self.next_session_check)
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if now < self.next_session_check {
+            return;
+        }
+        // Half the session timeout bounds how late a fencing can come.
+        self.next_session_check = now.plus(self.config.broker_session_timeout_ms / 2);
+        let expired: Vec<NodeId> = self
+            .disk
+            .brokers
+            .iter()
+            .filter(|(broker, record)| {
+                let last = self.last_heartbeat.get(broker).copied().unwrap_or(now);
+                !record.fenced && now.since(last) > self.config.broker_session_timeout_ms
+            })
+            .map(|(broker, _)| *broker)
+            .collect();
+        for broker in expired {
+            self.fence(broker);
+        }
+        self.next_session_check = self.next_session_check.min(self.earliest_expiry());
+    }
+
+    fn earliest_expiry(&self) -> Millis {
+        self.disk
+            .brokers
+            .iter()
+            .filter(|(_, record)| !record.fenced)
+            .filter_map(|(broker, _)| self.last_heartbeat.get(broker))
+            .map(|last| last.plus(self.config.broker_session_timeout_ms + 1))
+            .min()
+            .unwrap_or(Millis::MAX)
+    }
+
+    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        match msg {
+            Message::BrokerRegistration { incarnation, previous_broker_epoch } => {
+                self.handle_registration(now, from, incarnation, previous_broker_epoch)
+            }
+            Message::BrokerHeartbeat { broker_epoch, metadata_version } => {
+                self.handle_heartbeat(now, from, broker_epoch, metadata_version)
+            }
+            Message::AlterPartition { broker_epoch, items } => self.handle_alter_partition(from, broker_epoch, items),
+            _ => {}
+        }
+    }
+
+    fn handle_registration(&mut self, now: Millis, broker: NodeId, incarnation: u64, previous: Option<BrokerEpoch>) {
+        let Some(record) = self.disk.brokers.get(&broker) else {
+            // Not a broker of this cluster: refuse, as an unknown node id would be.
+            let metadata = self.snapshot();
+            let msg = Message::BrokerRegistrationResponse { error: ErrorCode::StaleBrokerEpoch, broker_epoch: BrokerEpoch(0), metadata };
+            self.send(broker, msg);
+            return;
+        };
+        let clean_shutdown = previous == Some(record.broker_epoch);
+        let same_incarnation = record.incarnation == incarnation;
+        let broker_epoch = if same_incarnation {
+            record.broker_epoch
+        } else {
+            let epoch = BrokerEpoch(self.disk.next_broker_epoch);
+            self.disk.next_broker_epoch += 1;
+            epoch
+        };
+        if !same_incarnation {
+            let record = BrokerRecord { broker_epoch, incarnation, fenced: true };
+            self.disk.brokers.insert(broker, record);
+            self.event(ClusterEvent::BrokerRegistered { broker, broker_epoch, clean_shutdown });
+            if self.config.protocol.eligible_leader_replicas && !clean_shutdown {
+                self.handle_unclean_shutdown(broker);
+            }
+        }
+        self.last_heartbeat.insert(broker, now);
+        self.unfence(broker);
+        let metadata = self.snapshot();
+        self.send(broker, Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch, metadata });
+    }
+
+    fn handle_heartbeat(&mut self, now: Millis, broker: NodeId, broker_epoch: BrokerEpoch, metadata_version: u64) {
+        let current = self.disk.brokers.get(&broker).map(|record| record.broker_epoch);
+        if current != Some(broker_epoch) {
+            let msg = Message::BrokerHeartbeatResponse { error: ErrorCode::StaleBrokerEpoch, fenced: true, metadata: None };
+            self.send(broker, msg);
+            return;
+        }
+        self.last_heartbeat.insert(broker, now);
+        self.unfence(broker);
+        let metadata = (metadata_version < self.disk.metadata_version).then(|| self.snapshot());
+        self.send(broker, Message::BrokerHeartbeatResponse { error: ErrorCode::None, fenced: false, metadata });
+    }
+
+    fn handle_alter_partition(&mut self, broker: NodeId, broker_epoch: BrokerEpoch, items: Vec<AlterPartitionItem>) {
+        let current = self.disk.brokers.get(&broker).map(|record| record.broker_epoch);
+        let mut results = Vec::with_capacity(items.len());
+        let mut changed = Vec::new();
+        for item in items {
+            let error = if current != Some(broker_epoch) {
+                ErrorCode::StaleBrokerEpoch
+            } else {
+                self.validate_alter_partition(broker, &item)
+            };
+            if error != ErrorCode::None {
+                let state = self.disk.partitions.get(&item.tp).cloned();
+                results.push((item.tp, error, state));
+                continue;
+            }
+            let tp = item.tp;
+            self.change_isr(tp, item.new_isr);
+            changed.push(tp);
+            results.push((tp, ErrorCode::None, self.disk.partitions.get(&tp).cloned()));
+        }
+        self.send(broker, Message::AlterPartitionResponse { items: results });
+        self.publish(&changed);
+    }
+
+    fn validate_alter_partition(&self, broker: NodeId, item: &AlterPartitionItem) -> ErrorCode {
+        let Some(state) = self.disk.partitions.get(&item.tp) else {
+            return ErrorCode::UnknownTopicOrPartition;
+        };
+        if state.leader != Some(broker) {
+            return ErrorCode::NotLeaderOrFollower;
+        }
+        if item.leader_epoch != state.leader_epoch {
+            return ErrorCode::FencedLeaderEpoch;
+        }
+        if item.partition_epoch != state.partition_epoch {
+            return ErrorCode::InvalidUpdateVersion;
+        }
+        if !item.new_isr.contains(&broker) {
+            return ErrorCode::InvalidUpdateVersion;
+        }
+        // KIP-903: a fenced broker may not join the ISR.
+        let added_fenced = item
+            .new_isr
+            .iter()
+            .filter(|replica| !state.isr.contains(replica))
+            .any(|replica| self.is_fenced(*replica) || !state.replicas.contains(replica));
+        if added_fenced {
+            return ErrorCode::IneligibleReplica;
+        }
+        ErrorCode::None
+    }
+
+    fn is_fenced(&self, broker: NodeId) -> bool {
+        self.disk.brokers.get(&broker).is_none_or(|record| record.fenced)
+    }
+
+    fn min_isr(&self, tp: TopicPartition) -> usize {
+        let topic = &self.disk.topics[tp.topic.0 as usize];
+        let replicas = self.disk.partitions.get(&tp).map_or(0, |state| state.replicas.len());
+        (topic.meta.min_insync_replicas as usize).min(replicas)
+    }
+
+    fn unclean_allowed(&self, tp: TopicPartition) -> bool {
+        self.disk.topics[tp.topic.0 as usize].unclean_leader_election
+    }
+
+    /// Applies a leader-requested ISR change (already validated).
+    fn change_isr(&mut self, tp: TopicPartition, new_isr: Vec<NodeId>) {
+        let min_isr = self.min_isr(tp);
+        let elr_on = self.config.protocol.eligible_leader_replicas;
+        let Some(state) = self.disk.partitions.get_mut(&tp) else { return };
+        let old_isr = std::mem::replace(&mut state.isr, new_isr);
+        update_elr(state, &old_isr, min_isr, elr_on, &[]);
+        state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
+        self.partition_event(tp, false);
+    }
+
+    fn fence(&mut self, broker: NodeId) {
+        let Some(record) = self.disk.brokers.get_mut(&broker) else { return };
+        if record.fenced {
+            return;
+        }
+        record.fenced = true;
+        self.event(ClusterEvent::BrokerFenced { broker });
+        let affected: Vec<TopicPartition> = self
+            .disk
+            .partitions
+            .values()
+            .filter(|state| state.isr.contains(&broker) || state.leader == Some(broker))
+            .map(|state| state.tp)
+            .collect();
+        for tp in &affected {
+            self.remove_from_isr(*tp, broker, false);
+        }
+        self.publish(&affected);
+    }
+
+    /// KIP-966: a broker back from an unclean shutdown may have lost data below the HW,
+    /// so it leaves every ISR and ELR.
+    fn handle_unclean_shutdown(&mut self, broker: NodeId) {
+        let affected: Vec<TopicPartition> = self
+            .disk
+            .partitions
+            .values()
+            .filter(|state| state.isr.contains(&broker) || state.elr.contains(&broker))
+            .map(|state| state.tp)
+            .collect();
+        for tp in &affected {
+            self.remove_from_isr(*tp, broker, true);
+        }
+        self.publish(&affected);
+    }
+
+    fn remove_from_isr(&mut self, tp: TopicPartition, broker: NodeId, unclean_shutdown: bool) {
+        let min_isr = self.min_isr(tp);
+        let elr_on = self.config.protocol.eligible_leader_replicas;
+        let Some(state) = self.disk.partitions.get_mut(&tp) else { return };
+        let old_isr = state.isr.clone();
+        let mut new_isr: Vec<NodeId> = old_isr.iter().copied().filter(|replica| *replica != broker).collect();
+        // Without ELR, KRaft never empties the ISR: the last member stays, leaderless.
+        if new_isr.is_empty() && !elr_on {
+            new_isr = old_isr.clone();
+        }
+        state.isr = new_isr;
+        let excluded: &[NodeId] = if unclean_shutdown { &[broker] } else { &[] };
+        update_elr(state, &old_isr, min_isr, elr_on, excluded);
+        if unclean_shutdown {
+            state.elr.retain(|replica| *replica != broker);
+        }
+        let leader_lost = state.leader == Some(broker);
+        state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
+        if leader_lost {
+            self.elect_leader(tp, Some(broker));
+        }
+        if !leader_lost || self.disk.partitions.get(&tp).is_some_and(|s| s.leader == Some(broker)) {
+            self.partition_event(tp, false);
+        }
+    }
+
+    /// Elects a leader for `tp`: the first unfenced ISR member in replica order, else (ELR
+    /// on, ISR empty) the first unfenced ELR member, else — if the topic allows it — the
+    /// first unfenced replica (unclean). Bumps the leader epoch when the leader changes.
+    fn elect_leader(&mut self, tp: TopicPartition, excluded: Option<NodeId>) {
+        let unclean_allowed = self.unclean_allowed(tp);
+        let Some(state) = self.disk.partitions.get(&tp) else { return };
+        let acceptable = |replica: &NodeId| Some(*replica) != excluded && !self.is_fenced(*replica);
+        let from_isr = state.replicas.iter().copied().find(|r| state.isr.contains(r) && acceptable(r));
+        let from_elr = if state.isr.is_empty() {
+            state.replicas.iter().copied().find(|r| state.elr.contains(r) && acceptable(r))
+        } else {
+            None
+        };
+        let unclean_pick = state.replicas.iter().copied().find(|r| acceptable(r));
+        let (leader, unclean) = match (from_isr, from_elr) {
+            (Some(leader), _) => (Some(leader), false),
+            (None, Some(leader)) => (Some(leader), false),
+            (None, None) if unclean_allowed => (unclean_pick, unclean_pick.is_some()),
+            (None, None) => (None, false),
+        };
+        if leader == state.leader {
+            return;
+        }
+        let Some(state) = self.disk.partitions.get_mut(&tp) else { return };
+        if let Some(new_leader) = leader {
+            if !state.isr.contains(&new_leader) {
+                // Elected from the ELR, or uncleanly: the ISR restarts with the leader alone.
+                state.isr = vec![new_leader];
+                state.elr.retain(|replica| *replica != new_leader);
+                if unclean {
+                    state.elr.clear();
+                }
+            }
+        }
+        state.leader = leader;
+        state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
+        state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
+        self.partition_event(tp, unclean);
+    }
+
+    fn unfence(&mut self, broker: NodeId) {
+        let Some(record) = self.disk.brokers.get_mut(&broker) else { return };
+        if !record.fenced {
+            return;
+        }
+        record.fenced = false;
+        let broker_epoch = record.broker_epoch;
+        self.event(ClusterEvent::BrokerUnfenced { broker, broker_epoch });
+        let leaderless: Vec<TopicPartition> = self
+            .disk
+            .partitions
+            .values()
+            .filter(|state| state.leader.is_none() && state.replicas.contains(&broker))
+            .map(|state| state.tp)
+            .collect();
+        let mut changed = Vec::new();
+        for tp in leaderless {
+            self.elect_leader(tp, None);
+            if self.disk.partitions.get(&tp).is_some_and(|state| state.leader.is_some()) {
+                changed.push(tp);
+            }
+        }
+        self.publish(&changed);
+    }
+
+    fn snapshot(&self) -> MetadataDelta {
+        MetadataDelta {
+            version: self.disk.metadata_version,
+            topics: self.disk.topics.iter().map(|topic| topic.meta.clone()).collect(),
+            partitions: self.disk.partitions.values().cloned().collect(),
+        }
+    }
+
+    /// Pushes changed partitions to every unfenced broker. Brokers that miss a push catch
+    /// up through their next heartbeat, which carries their metadata version.
+    fn publish(&mut self, changed: &[TopicPartition]) {
+        if changed.is_empty() {
+            return;
+        }
+        self.disk.metadata_version += 1;
+        let partitions: Vec<PartitionState> =
+            changed.iter().filter_map(|tp| self.disk.partitions.get(tp).cloned()).collect();
+        let delta = MetadataDelta { version: self.disk.metadata_version, topics: Vec::new(), partitions };
+        let targets: Vec<NodeId> = self.disk.brokers.keys().copied().collect();
+        for broker in targets {
+            self.send(broker, Message::MetadataUpdate(delta.clone()));
+        }
+    }
+
+    fn partition_event(&mut self, tp: TopicPartition, unclean: bool) {
+        let Some(state) = self.disk.partitions.get(&tp) else { return };
+        let event = ClusterEvent::PartitionChange {
+            tp,
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            isr: state.isr.clone(),
+            elr: state.elr.clone(),
+            unclean,
+        };
+        self.event(event);
+    }
+
+    fn event(&mut self, event: ClusterEvent) {
+        self.outbox.push_back(Action::Event(event));
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.outbox.push_back(Action::Send { to, msg });
+    }
+}
+
+/// KIP-966 (`PartitionChangeBuilder.maybePopulateTargetElr`): with the ISR at or above
+/// min ISR the ELR is empty; below it, replicas that leave the ISR join the ELR (minus any
+/// back from an unclean shutdown).
+fn update_elr(state: &mut PartitionState, old_isr: &[NodeId], min_isr: usize, elr_on: bool, excluded: &[NodeId]) {
+    if !elr_on {
+        state.elr.clear();
+        return;
+    }
+    if state.isr.len() >= min_isr {
+        state.elr.clear();
+        return;
+    }
+    let mut elr: Vec<NodeId> = state.elr.iter().chain(old_isr.iter()).copied().collect();
+    elr.retain(|replica| !state.isr.contains(replica) && !excluded.contains(replica));
+    elr.sort_unstable();
+    elr.dedup();
+    state.elr = elr;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(unclean: bool, min_isr: u32) -> TopicConfig {
+        TopicConfig {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: 3,
+            min_insync_replicas: min_isr,
+            unclean_leader_election: unclean,
+        }
+    }
+
+    fn controller(unclean: bool, elr: bool) -> Controller {
+        let brokers = [NodeId(0), NodeId(1), NodeId(2)];
+        let disk = ControllerDisk::with_topics(&brokers, &[topic(unclean, 2)], &[]);
+        let mut config = ControllerConfig::default();
+        config.protocol.eligible_leader_replicas = elr;
+        Controller::new(NodeId(100), config, disk, Millis(0))
+    }
+
+    fn state(controller: &Controller) -> PartitionState {
+        controller.partition(TopicPartition::new(0, 0)).cloned().expect("partition 0 exists")
+    }
+
+    // Shows KRaft's clean election (PartitionChangeBuilder): fencing the leader moves
+    // leadership to the next ISR member in replica order and bumps the leader epoch; the
+    // last ISR member is never removed without ELR, and the partition goes leaderless.
+    #[test]
+    fn fencing_elects_from_isr_and_keeps_the_last_member() {
+        let mut c = controller(false, false);
+        c.fence(NodeId(0));
+        let s = state(&c);
+        assert_eq!(s.leader, Some(NodeId(1)));
+        assert_eq!(s.leader_epoch, LeaderEpoch(1));
+        assert_eq!(s.isr, vec![NodeId(1), NodeId(2)]);
+        c.fence(NodeId(1));
+        c.fence(NodeId(2));
+        let s = state(&c);
+        assert_eq!(s.leader, None);
+        assert_eq!(s.isr, vec![NodeId(2)]);
+        // Broker 0 comes back: not in the ISR, no unclean election, so still leaderless.
+        c.handle_message(Millis(1), NodeId(0), Message::BrokerRegistration { incarnation: 7, previous_broker_epoch: None });
+        assert_eq!(state(&c).leader, None);
+        c.handle_message(Millis(1), NodeId(2), Message::BrokerRegistration { incarnation: 8, previous_broker_epoch: None });
+        assert_eq!(state(&c).leader, Some(NodeId(2)));
+    }
+
+    // Shows unclean.leader.election.enable: an out-of-sync replica is elected when no ISR
+    // member is alive, and the ISR restarts with it alone.
+    #[test]
+    fn unclean_election_picks_an_out_of_sync_replica() {
+        let mut c = controller(true, false);
+        c.fence(NodeId(1));
+        c.fence(NodeId(2));
+        c.fence(NodeId(0));
+        assert_eq!(state(&c).isr, vec![NodeId(0)]);
+        c.handle_message(Millis(1), NodeId(2), Message::BrokerRegistration { incarnation: 3, previous_broker_epoch: None });
+        let s = state(&c);
+        assert_eq!(s.leader, Some(NodeId(2)));
+        assert_eq!(s.isr, vec![NodeId(2)]);
+    }
+
+    // Shows KIP-966: replicas leaving the ISR below min ISR join the ELR; a broker back
+    // from an unclean shutdown leaves ISR and ELR; an ELR member is elected when the ISR
+    // is empty.
+    #[test]
+    fn eligible_leader_replicas_follow_kip_966() {
+        let mut c = controller(false, true);
+        c.fence(NodeId(2));
+        assert_eq!(state(&c).elr, Vec::<NodeId>::new());
+        c.fence(NodeId(1));
+        assert_eq!(state(&c).isr, vec![NodeId(0)]);
+        assert_eq!(state(&c).elr, vec![NodeId(1)]);
+        c.fence(NodeId(0));
+        let s = state(&c);
+        assert_eq!(s.isr, Vec::<NodeId>::new());
+        assert_eq!(s.elr, vec![NodeId(0), NodeId(1)]);
+        c.handle_message(Millis(1), NodeId(0), Message::BrokerRegistration { incarnation: 5, previous_broker_epoch: None });
+        let s = state(&c);
+        assert_eq!(s.elr, vec![NodeId(1)]);
+        assert_eq!(s.leader, None);
+        c.handle_message(Millis(1), NodeId(1), Message::BrokerRegistration { incarnation: 6, previous_broker_epoch: Some(BrokerEpoch(0)) });
+        let s = state(&c);
+        assert_eq!(s.leader, Some(NodeId(1)));
+        assert_eq!(s.isr, vec![NodeId(1)]);
+    }
+
+    // Shows that AlterPartition is fenced by the partition epoch (KIP-497): a request made
+    // against an older partition epoch is rejected with INVALID_UPDATE_VERSION.
+    #[test]
+    fn stale_alter_partition_is_rejected() {
+        let mut c = controller(false, false);
+        let item = AlterPartitionItem {
+            tp: TopicPartition::new(0, 0),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+            new_isr: vec![NodeId(0), NodeId(1)],
+        };
+        c.handle_message(Millis(0), NodeId(0), Message::AlterPartition { broker_epoch: BrokerEpoch(0), items: vec![item.clone()] });
+        assert_eq!(state(&c).isr, vec![NodeId(0), NodeId(1)]);
+        while c.poll_action().is_some() {}
+        c.handle_message(Millis(0), NodeId(0), Message::AlterPartition { broker_epoch: BrokerEpoch(0), items: vec![item] });
+        let response = std::iter::from_fn(|| c.poll_action()).find_map(|action| match action {
+            Action::Send { msg: Message::AlterPartitionResponse { items }, .. } => Some(items),
+            _ => None,
+        });
+        assert_eq!(response.expect("a response")[0].1, ErrorCode::InvalidUpdateVersion);
+    }
+}

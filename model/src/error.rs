@@ -1,0 +1,101 @@
+//! Kafka error codes as data in responses, never as Rust `Err` (as in `kafka-protocol`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    None,
+    OffsetOutOfRange,
+    UnknownTopicOrPartition,
+    LeaderNotAvailable,
+    NotLeaderOrFollower,
+    RequestTimedOut,
+    NetworkException,
+    NotEnoughReplicas,
+    NotEnoughReplicasAfterAppend,
+    FencedLeaderEpoch,
+    UnknownLeaderEpoch,
+    StaleBrokerEpoch,
+    InvalidUpdateVersion,
+    IneligibleReplica,
+    NotController,
+    /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
+    DeliveryTimeout,
+}
+
+impl ErrorCode {
+    /// Kafka's numeric code (`Errors.java`); `DeliveryTimeout` is the client-side
+    /// `TimeoutException`, reported like REQUEST_TIMED_OUT.
+    pub fn code(self) -> i16 {
+        match self {
+            ErrorCode::None => 0,
+            ErrorCode::OffsetOutOfRange => 1,
+            ErrorCode::UnknownTopicOrPartition => 3,
+            ErrorCode::LeaderNotAvailable => 5,
+            ErrorCode::NotLeaderOrFollower => 6,
+            ErrorCode::RequestTimedOut | ErrorCode::DeliveryTimeout => 7,
+            ErrorCode::NetworkException => 13,
+            ErrorCode::NotEnoughReplicas => 19,
+            ErrorCode::NotEnoughReplicasAfterAppend => 20,
+            ErrorCode::NotController => 41,
+            ErrorCode::FencedLeaderEpoch => 74,
+            ErrorCode::UnknownLeaderEpoch => 75,
+            ErrorCode::StaleBrokerEpoch => 77,
+            ErrorCode::InvalidUpdateVersion => 95,
+            ErrorCode::IneligibleReplica => 107,
+        }
+    }
+
+    /// Whether a client may retry the request that got this error.
+    pub fn retriable(self) -> bool {
+        match self {
+            ErrorCode::None | ErrorCode::DeliveryTimeout | ErrorCode::InvalidUpdateVersion => false,
+            ErrorCode::IneligibleReplica | ErrorCode::StaleBrokerEpoch => false,
+            ErrorCode::OffsetOutOfRange => false,
+            ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::LeaderNotAvailable
+            | ErrorCode::NotLeaderOrFollower
+            | ErrorCode::RequestTimedOut
+            | ErrorCode::NetworkException
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::NotEnoughReplicasAfterAppend
+            | ErrorCode::FencedLeaderEpoch
+            | ErrorCode::UnknownLeaderEpoch
+            | ErrorCode::NotController => true,
+        }
+    }
+
+    /// Errors after which a client refreshes its metadata before retrying.
+    pub fn invalidates_metadata(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+        )
+    }
+
+    /// Kafka's upper-case name, as the Java client prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::None => "NONE",
+            ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
+            ErrorCode::NetworkException => "NETWORK_EXCEPTION",
+            ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
+            ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+            ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
+            ErrorCode::NotController => "NOT_CONTROLLER",
+            ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Requests and responses between actors, as plain Rust values moved by the host.
+//! Names follow Kafka's APIs (Fetch, Produce, AlterPartition, BrokerHeartbeat …).
+
+use crate::config::Acks;
+use crate::error::ErrorCode;
+use crate::log::{LogEntry, Record};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition};
+use serde::{Deserialize, Serialize};
+
+/// The controller's view of one partition (KRaft `PartitionRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub tp: TopicPartition,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    /// KIP-966 Eligible Leader Replicas (empty when the feature is off).
+    pub elr: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub id: TopicId,
+    pub partitions: u32,
+    pub min_insync_replicas: u32,
+}
+
+/// Metadata the controller publishes: the changed partitions, or all of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataDelta {
+    /// Version of the controller's metadata after this delta (its metadata log offset).
+    pub version: u64,
+    pub topics: Vec<TopicMeta>,
+    pub partitions: Vec<PartitionState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionItem {
+    pub tp: TopicPartition,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    pub new_isr: Vec<NodeId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchPartition {
+    pub tp: TopicPartition,
+    pub fetch_offset: Offset,
+    /// KIP-320: epoch of the follower's last record, for divergence detection.
+    pub last_fetched_epoch: Option<LeaderEpoch>,
+    pub current_leader_epoch: LeaderEpoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchPartitionResponse {
+    pub tp: TopicPartition,
+    pub error: ErrorCode,
+    pub high_watermark: Offset,
+    pub log_end_offset: Offset,
+    /// KIP-320: where the follower's log diverges (epoch, end offset of that epoch).
+    pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
+    pub records: Vec<LogEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceBatch {
+    pub tp: TopicPartition,
+    pub records: Vec<Record>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducePartitionResponse {
+    pub tp: TopicPartition,
+    pub error: ErrorCode,
+    pub base_offset: Option<Offset>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLeader {
+    pub tp: TopicPartition,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: LeaderEpoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    // broker → controller
+    BrokerRegistration { incarnation: u64, previous_broker_epoch: Option<BrokerEpoch> },
+    BrokerHeartbeat { broker_epoch: BrokerEpoch, metadata_version: u64 },
+    AlterPartition { broker_epoch: BrokerEpoch, items: Vec<AlterPartitionItem> },
+    // controller → broker
+    BrokerRegistrationResponse { error: ErrorCode, broker_epoch: BrokerEpoch, metadata: MetadataDelta },
+    BrokerHeartbeatResponse { error: ErrorCode, fenced: bool, metadata: Option<MetadataDelta> },
+    AlterPartitionResponse { items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)> },
+    MetadataUpdate(MetadataDelta),
+    // follower → leader and back
+    Fetch { broker_epoch: BrokerEpoch, max_wait_ms: u64, partitions: Vec<FetchPartition> },
+    FetchResponse { partitions: Vec<FetchPartitionResponse> },
+    // client ↔ broker
+    Metadata { correlation: u64 },
+    MetadataResponse { correlation: u64, topics: Vec<TopicMeta>, partitions: Vec<PartitionLeader> },
+    Produce { correlation: u64, acks: Acks, timeout_ms: u64, batches: Vec<ProduceBatch> },
+    ProduceResponse { correlation: u64, partitions: Vec<ProducePartitionResponse> },
+    /// From the host: the connection to `from` was refused or reset (its process is gone
+    /// but its machine answers). A host down by power loss or a partition sends nothing.
+    ConnectionClosed,
+}
+
+impl Message {
+    /// Stable name of the message kind, for traces and for faults that drop one kind.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::BrokerRegistration { .. } => MessageKind::BrokerRegistration,
+            Message::BrokerHeartbeat { .. } => MessageKind::BrokerHeartbeat,
+            Message::AlterPartition { .. } => MessageKind::AlterPartition,
+            Message::BrokerRegistrationResponse { .. } => MessageKind::BrokerRegistrationResponse,
+            Message::BrokerHeartbeatResponse { .. } => MessageKind::BrokerHeartbeatResponse,
+            Message::AlterPartitionResponse { .. } => MessageKind::AlterPartitionResponse,
+            Message::MetadataUpdate(_) => MessageKind::MetadataUpdate,
+            Message::Fetch { .. } => MessageKind::Fetch,
+            Message::FetchResponse { .. } => MessageKind::FetchResponse,
+            Message::Metadata { .. } => MessageKind::Metadata,
+            Message::MetadataResponse { .. } => MessageKind::MetadataResponse,
+            Message::Produce { .. } => MessageKind::Produce,
+            Message::ProduceResponse { .. } => MessageKind::ProduceResponse,
+            Message::ConnectionClosed => MessageKind::ConnectionClosed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageKind {
+    BrokerRegistration,
+    BrokerHeartbeat,
+    AlterPartition,
+    BrokerRegistrationResponse,
+    BrokerHeartbeatResponse,
+    AlterPartitionResponse,
+    MetadataUpdate,
+    Fetch,
+    FetchResponse,
+    Metadata,
+    MetadataResponse,
+    Produce,
+    ProduceResponse,
+    ConnectionClosed,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 14] = [
+        MessageKind::BrokerRegistration,
+        MessageKind::BrokerHeartbeat,
+        MessageKind::AlterPartition,
+        MessageKind::BrokerRegistrationResponse,
+        MessageKind::BrokerHeartbeatResponse,
+        MessageKind::AlterPartitionResponse,
+        MessageKind::MetadataUpdate,
+        MessageKind::Fetch,
+        MessageKind::FetchResponse,
+        MessageKind::Metadata,
+        MessageKind::MetadataResponse,
+        MessageKind::Produce,
+        MessageKind::ProduceResponse,
+        MessageKind::ConnectionClosed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::BrokerRegistration => "broker-registration",
+            MessageKind::BrokerHeartbeat => "broker-heartbeat",
+            MessageKind::AlterPartition => "alter-partition",
+            MessageKind::BrokerRegistrationResponse => "broker-registration-response",
+            MessageKind::BrokerHeartbeatResponse => "broker-heartbeat-response",
+            MessageKind::AlterPartitionResponse => "alter-partition-response",
+            MessageKind::MetadataUpdate => "metadata-update",
+            MessageKind::Fetch => "fetch",
+            MessageKind::FetchResponse => "fetch-response",
+            MessageKind::Metadata => "metadata",
+            MessageKind::MetadataResponse => "metadata-response",
+            MessageKind::Produce => "produce",
+            MessageKind::ProduceResponse => "produce-response",
+            MessageKind::ConnectionClosed => "connection-closed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<MessageKind> {
+        MessageKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}

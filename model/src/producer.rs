@@ -1,0 +1,524 @@
+//! The producer client: partitioning, the record accumulator (linger, batch size),
+//! per-broker produce requests with in-flight limits, retries with backoff, request and
+//! delivery timeouts, and metadata refresh on leader errors. Idempotence is not modelled
+//! yet: a retry after a lost response may write a record twice, as Kafka's producer with
+//! `enable.idempotence=false` does.
+//!
+//! Call order: `send` and `handle_*` in any order, then drain `poll_action`, then arm a
+//! timer for `poll_timeout`. Every write ends in exactly one `Action::Ack`.
+
+use crate::action::{Action, WriteOutcome};
+use crate::config::{Acks, NullKeyPartitioner, ProducerConfig};
+use crate::error::ErrorCode;
+use crate::log::Record;
+use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta};
+use crate::partitioner::{key_bytes, partition_for_key};
+use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, WriteId};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug)]
+struct Batch {
+    tp: TopicPartition,
+    records: Vec<Record>,
+    created: Millis,
+    attempts: u32,
+    retry_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    broker: NodeId,
+    sent_at: Millis,
+    batches: Vec<Batch>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    write: WriteId,
+    topic: TopicId,
+    key: Option<u32>,
+    draw: u64,
+    at: Millis,
+}
+
+pub struct Producer {
+    id: NodeId,
+    config: ProducerConfig,
+    bootstrap: Vec<NodeId>,
+    next_bootstrap: usize,
+    partition_counts: BTreeMap<TopicId, u32>,
+    leaders: BTreeMap<TopicPartition, Option<NodeId>>,
+    metadata_needed: bool,
+    metadata_in_flight: Option<(u64, NodeId, Millis)>,
+    metadata_fetched_at: Millis,
+    unpartitioned: VecDeque<Pending>,
+    batches: BTreeMap<TopicPartition, VecDeque<Batch>>,
+    in_flight: BTreeMap<u64, InFlight>,
+    in_flight_per_broker: BTreeMap<NodeId, u32>,
+    broker_backoff: BTreeMap<NodeId, Millis>,
+    sequences: BTreeMap<TopicPartition, u32>,
+    sticky: BTreeMap<TopicId, u32>,
+    round_robin: u32,
+    next_correlation: u64,
+    buffered: usize,
+    outbox: VecDeque<Action>,
+}
+
+impl Producer {
+    pub fn new(id: NodeId, config: ProducerConfig, bootstrap: Vec<NodeId>) -> Producer {
+        Producer {
+            id,
+            config,
+            bootstrap,
+            next_bootstrap: 0,
+            partition_counts: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            metadata_needed: true,
+            metadata_in_flight: None,
+            metadata_fetched_at: Millis::ZERO,
+            unpartitioned: VecDeque::new(),
+            batches: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            in_flight_per_broker: BTreeMap::new(),
+            broker_backoff: BTreeMap::new(),
+            sequences: BTreeMap::new(),
+            sticky: BTreeMap::new(),
+            round_robin: 0,
+            next_correlation: 0,
+            buffered: 0,
+            outbox: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    fn pid(&self) -> ProducerId {
+        ProducerId(self.id.0)
+    }
+
+    /// Writes not yet answered (buffered, waiting for metadata, or in flight).
+    pub fn outstanding(&self) -> usize {
+        self.buffered
+    }
+
+    /// Queues one record. `draw` is a random number from the host, used only when a null
+    /// key needs a fresh sticky partition.
+    pub fn send(&mut self, now: Millis, write: WriteId, topic: TopicId, key: Option<u32>, draw: u64) {
+        if self.buffered >= self.config.buffer_records_max {
+            // `buffer.memory` exhausted and `max.block.ms` spent: the send fails at once.
+            let outcome = WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: true };
+            self.outbox.push_back(Action::Ack { write, tp: None, outcome });
+            return;
+        }
+        self.buffered += 1;
+        let pending = Pending { write, topic, key, draw, at: now };
+        if self.partition_counts.contains_key(&topic) {
+            self.append(pending);
+        } else {
+            self.metadata_needed = true;
+            self.unpartitioned.push_back(pending);
+        }
+        self.drain(now);
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let mut next = Millis::MAX;
+        let linger = self.config.linger_ms;
+        for queue in self.batches.values() {
+            if let Some(head) = queue.front() {
+                let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
+                next = next.min(ready_at).min(head.created.plus(self.config.delivery_timeout_ms));
+            }
+        }
+        for request in self.in_flight.values() {
+            next = next.min(request.sent_at.plus(self.config.request_timeout_ms));
+        }
+        if let Some((_, _, sent)) = self.metadata_in_flight {
+            next = next.min(sent.plus(self.config.request_timeout_ms));
+        } else if self.metadata_needed {
+            next = next.min(self.metadata_fetched_at.plus(self.config.retry_backoff_ms));
+        } else {
+            next = next.min(self.metadata_fetched_at.plus(self.config.metadata_max_age_ms));
+        }
+        if let Some(pending) = self.unpartitioned.front() {
+            next = next.min(pending.at.plus(self.config.delivery_timeout_ms));
+        }
+        for until in self.broker_backoff.values() {
+            next = next.min(*until);
+        }
+        (next < Millis::MAX).then_some(next)
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.broker_backoff.retain(|_, until| *until > now);
+        self.expire_requests(now);
+        self.expire_batches(now);
+        if self.metadata_in_flight.is_some_and(|(_, _, sent)| now.since(sent) >= self.config.request_timeout_ms) {
+            self.metadata_in_flight = None;
+            self.metadata_needed = true;
+        }
+        if now.since(self.metadata_fetched_at) >= self.config.metadata_max_age_ms {
+            self.metadata_needed = true;
+        }
+        self.drain(now);
+    }
+
+    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        match msg {
+            Message::MetadataResponse { correlation, topics, partitions } => {
+                self.handle_metadata(now, correlation, topics, partitions)
+            }
+            Message::ProduceResponse { correlation, partitions } => self.handle_produce_response(now, correlation, partitions),
+            Message::ConnectionClosed => self.handle_connection_closed(now, from),
+            _ => {}
+        }
+        self.drain(now);
+    }
+
+    fn handle_metadata(&mut self, now: Millis, correlation: u64, topics: Vec<TopicMeta>, partitions: Vec<PartitionLeader>) {
+        if self.metadata_in_flight.map(|(c, _, _)| c) != Some(correlation) {
+            return;
+        }
+        self.metadata_in_flight = None;
+        self.metadata_fetched_at = now;
+        if topics.is_empty() {
+            // A broker that has no metadata yet: ask another one soon.
+            self.metadata_needed = true;
+            return;
+        }
+        self.metadata_needed = false;
+        for topic in topics {
+            self.partition_counts.insert(topic.id, topic.partitions);
+        }
+        for partition in partitions {
+            if partition.leader.is_none() {
+                self.metadata_needed = true;
+            }
+            self.leaders.insert(partition.tp, partition.leader);
+        }
+        while let Some(pending) = self.unpartitioned.pop_front() {
+            if self.partition_counts.contains_key(&pending.topic) {
+                self.append(pending);
+            } else {
+                self.unpartitioned.push_front(pending);
+                break;
+            }
+        }
+    }
+
+    fn handle_produce_response(&mut self, now: Millis, correlation: u64, partitions: Vec<ProducePartitionResponse>) {
+        let Some(request) = self.in_flight.remove(&correlation) else { return };
+        self.release_slot(request.broker);
+        for batch in request.batches {
+            let result = partitions.iter().find(|p| p.tp == batch.tp);
+            match result {
+                Some(ProducePartitionResponse { error: ErrorCode::None, base_offset, .. }) => {
+                    self.complete(batch, Ok(*base_offset));
+                }
+                Some(response) => self.retry_or_fail(now, batch, response.error),
+                None => self.retry_or_fail(now, batch, ErrorCode::NetworkException),
+            }
+        }
+    }
+
+    fn handle_connection_closed(&mut self, now: Millis, broker: NodeId) {
+        self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
+        if self.metadata_in_flight.is_some_and(|(_, to, _)| to == broker) {
+            self.metadata_in_flight = None;
+        }
+        self.metadata_needed = true;
+        let lost: Vec<u64> = self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
+        for correlation in lost {
+            if let Some(request) = self.in_flight.remove(&correlation) {
+                self.release_slot(broker);
+                for batch in request.batches {
+                    self.retry_or_fail(now, batch, ErrorCode::NetworkException);
+                }
+            }
+        }
+    }
+
+    fn release_slot(&mut self, broker: NodeId) {
+        if let Some(count) = self.in_flight_per_broker.get_mut(&broker) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    fn retry_or_fail(&mut self, now: Millis, mut batch: Batch, error: ErrorCode) {
+        if error.invalidates_metadata() || error == ErrorCode::NetworkException || error == ErrorCode::RequestTimedOut {
+            self.metadata_needed = true;
+        }
+        let expired = now.since(batch.created) >= self.config.delivery_timeout_ms;
+        if error.retriable() && batch.attempts <= self.config.retries && !expired {
+            batch.retry_at = now.plus(self.config.retry_backoff_ms);
+            let tp = batch.tp;
+            // Kafka re-enqueues at the head of the partition's deque; with several batches
+            // in flight this is where reordering comes from.
+            self.batches.entry(tp).or_default().push_front(batch);
+        } else {
+            let error = if expired { ErrorCode::DeliveryTimeout } else { error };
+            self.complete(batch, Err(error));
+        }
+    }
+
+    fn complete(&mut self, batch: Batch, result: Result<Option<Offset>, ErrorCode>) {
+        self.buffered = self.buffered.saturating_sub(batch.records.len());
+        for (index, record) in batch.records.iter().enumerate() {
+            let outcome = match result {
+                Ok(base) => WriteOutcome::Ok { offset: base.map(|b| Offset(b.0 + index as u64)) },
+                // Only an error returned before the append proves the write did not happen;
+                // a batch that was never sent did not happen either.
+                Err(error) => WriteOutcome::Failed {
+                    error,
+                    definite: error == ErrorCode::NotEnoughReplicas || batch.attempts == 0,
+                },
+            };
+            self.outbox.push_back(Action::Ack { write: record.write, tp: Some(batch.tp), outcome });
+        }
+    }
+
+    fn append(&mut self, pending: Pending) {
+        let partitions = self.partition_counts.get(&pending.topic).copied().unwrap_or(1);
+        let partition = match pending.key {
+            Some(key) => {
+                let mut buf = [0u8; 10];
+                partition_for_key(key_bytes(key, &mut buf), partitions)
+            }
+            None => match self.config.null_key_partitioner {
+                NullKeyPartitioner::Sticky => {
+                    *self.sticky.entry(pending.topic).or_insert((pending.draw % partitions as u64) as u32)
+                }
+                NullKeyPartitioner::RoundRobin => {
+                    self.round_robin = self.round_robin.wrapping_add(1);
+                    self.round_robin % partitions
+                }
+            },
+        };
+        let tp = TopicPartition { topic: pending.topic, partition };
+        let producer = self.pid();
+        let sequence = self.sequences.entry(tp).or_insert(0);
+        let record = Record { write: pending.write, key: pending.key, producer, sequence: *sequence, timestamp: pending.at };
+        *sequence += 1;
+        let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
+        let queue = self.batches.entry(tp).or_default();
+        match queue.back_mut() {
+            Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => batch.records.push(record),
+            _ => queue.push_back(Batch { tp, records: vec![record], created: pending.at, attempts: 0, retry_at: pending.at }),
+        }
+    }
+
+    fn expire_requests(&mut self, now: Millis) {
+        let timeout = self.config.request_timeout_ms;
+        let expired: Vec<u64> = self.in_flight.iter().filter(|(_, r)| now.since(r.sent_at) >= timeout).map(|(c, _)| *c).collect();
+        for correlation in expired {
+            if let Some(request) = self.in_flight.remove(&correlation) {
+                self.release_slot(request.broker);
+                for batch in request.batches {
+                    self.retry_or_fail(now, batch, ErrorCode::RequestTimedOut);
+                }
+            }
+        }
+    }
+
+    fn expire_batches(&mut self, now: Millis) {
+        let timeout = self.config.delivery_timeout_ms;
+        let mut expired = Vec::new();
+        for queue in self.batches.values_mut() {
+            while queue.front().is_some_and(|b| now.since(b.created) >= timeout) {
+                expired.extend(queue.pop_front());
+            }
+        }
+        for batch in expired {
+            self.complete(batch, Err(ErrorCode::DeliveryTimeout));
+        }
+        while self.unpartitioned.front().is_some_and(|p| now.since(p.at) >= timeout) {
+            if let Some(pending) = self.unpartitioned.pop_front() {
+                self.buffered = self.buffered.saturating_sub(1);
+                let outcome = WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: true };
+                self.outbox.push_back(Action::Ack { write: pending.write, tp: None, outcome });
+            }
+        }
+    }
+
+    fn request_metadata(&mut self, now: Millis) {
+        if self.metadata_in_flight.is_some() || self.bootstrap.is_empty() {
+            return;
+        }
+        if self.metadata_fetched_at > Millis::ZERO && now.since(self.metadata_fetched_at) < self.config.retry_backoff_ms {
+            return;
+        }
+        let count = self.bootstrap.len();
+        let mut target = None;
+        for step in 0..count {
+            let candidate = self.bootstrap[(self.next_bootstrap + step) % count];
+            if !self.broker_backoff.contains_key(&candidate) {
+                target = Some(candidate);
+                self.next_bootstrap = (self.next_bootstrap + step + 1) % count;
+                break;
+            }
+        }
+        let Some(broker) = target else { return };
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        self.metadata_in_flight = Some((correlation, broker, now));
+        self.metadata_fetched_at = now;
+        self.outbox.push_back(Action::Send { to: broker, msg: Message::Metadata { correlation } });
+    }
+
+    /// Sends every ready batch: per leader broker one request with at most one batch per
+    /// partition, while that broker has fewer than `max.in.flight` requests outstanding.
+    fn drain(&mut self, now: Millis) {
+        if self.metadata_needed {
+            self.request_metadata(now);
+        }
+        let linger = self.config.linger_ms;
+        let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
+        let mut requests: BTreeMap<NodeId, Vec<Batch>> = BTreeMap::new();
+        let tps: Vec<TopicPartition> = self.batches.keys().copied().collect();
+        for tp in tps {
+            let Some(Some(leader)) = self.leaders.get(&tp).copied() else { continue };
+            if self.broker_backoff.contains_key(&leader) {
+                continue;
+            }
+            let in_flight = self.in_flight_per_broker.get(&leader).copied().unwrap_or(0);
+            if in_flight >= self.config.max_in_flight_requests_per_connection {
+                continue;
+            }
+            let Some(queue) = self.batches.get_mut(&tp) else { continue };
+            let Some(head) = queue.front() else { continue };
+            let ready = if head.attempts > 0 {
+                now >= head.retry_at
+            } else {
+                queue.len() > 1 || head.records.len() >= per_batch || now >= head.created.plus(linger)
+            };
+            if !ready {
+                continue;
+            }
+            let Some(mut batch) = queue.pop_front() else { continue };
+            batch.attempts += 1;
+            requests.entry(leader).or_default().push(batch);
+            // The sticky partitioner moves on once its batch is sent (KIP-480).
+            if self.sticky.get(&tp.topic) == Some(&tp.partition) {
+                self.sticky.remove(&tp.topic);
+            }
+        }
+        self.batches.retain(|_, queue| !queue.is_empty());
+        for (broker, batches) in requests {
+            self.send_request(now, broker, batches);
+        }
+    }
+
+    fn send_request(&mut self, now: Millis, broker: NodeId, batches: Vec<Batch>) {
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        let wire = batches.iter().map(|b| ProduceBatch { tp: b.tp, records: b.records.clone() }).collect();
+        let msg = Message::Produce { correlation, acks: self.config.acks, timeout_ms: self.config.request_timeout_ms, batches: wire };
+        self.outbox.push_back(Action::Send { to: broker, msg });
+        if self.config.acks == Acks::None {
+            // acks=0: the client counts a write done once it is on the wire.
+            for batch in batches {
+                self.complete(batch, Ok(None));
+            }
+            return;
+        }
+        *self.in_flight_per_broker.entry(broker).or_insert(0) += 1;
+        self.in_flight.insert(correlation, InFlight { broker, sent_at: now, batches });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer(acks: Acks) -> Producer {
+        let config = ProducerConfig { acks, linger_ms: 5, ..ProducerConfig::default() };
+        Producer::new(NodeId(10), config, vec![NodeId(0)])
+    }
+
+    fn metadata(p: &mut Producer, now: Millis) {
+        let correlation = p.metadata_in_flight.expect("metadata requested").0;
+        let topics = vec![TopicMeta { id: TopicId(0), partitions: 2, min_insync_replicas: 1 }];
+        let partitions = (0..2)
+            .map(|i| PartitionLeader { tp: TopicPartition::new(0, i), leader: Some(NodeId(i)), leader_epoch: Default::default() })
+            .collect();
+        p.handle_message(now, NodeId(0), Message::MetadataResponse { correlation, topics, partitions });
+    }
+
+    fn drain_actions(p: &mut Producer) -> Vec<Action> {
+        std::iter::from_fn(|| p.poll_action()).collect()
+    }
+
+    // Shows the accumulator waits linger.ms before sending, sends to the partition's leader,
+    // and acknowledges each record at base offset + index (Kafka's RecordAccumulator).
+    #[test]
+    fn lingers_then_sends_to_the_leader_and_acks_offsets() {
+        let mut p = producer(Acks::All);
+        p.send(Millis(0), WriteId(1), TopicId(0), Some(21), 0);
+        metadata(&mut p, Millis(1));
+        drain_actions(&mut p);
+        p.send(Millis(2), WriteId(2), TopicId(0), Some(21), 0);
+        assert!(drain_actions(&mut p).is_empty(), "linger.ms holds the batch");
+        assert_eq!(p.poll_timeout(), Some(Millis(5)));
+        p.handle_timeout(Millis(5));
+        let sends = drain_actions(&mut p);
+        let (to, correlation, count) = match &sends[..] {
+            [Action::Send { to, msg: Message::Produce { correlation, batches, .. } }] => (*to, *correlation, batches[0].records.len()),
+            other => panic!("expected one produce, got {other:?}"),
+        };
+        // murmur2("21") is -973932308; masked and mod 2 gives partition 0, led by broker 0.
+        assert_eq!(to, NodeId(0));
+        assert_eq!(count, 2);
+        let response = ProducePartitionResponse { tp: TopicPartition::new(0, 0), error: ErrorCode::None, base_offset: Some(Offset(40)) };
+        p.handle_message(Millis(6), to, Message::ProduceResponse { correlation, partitions: vec![response] });
+        let acks: Vec<(WriteId, WriteOutcome)> = drain_actions(&mut p)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Ack { write, outcome, .. } => Some((write, outcome)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, vec![(WriteId(1), WriteOutcome::Ok { offset: Some(Offset(40)) }), (WriteId(2), WriteOutcome::Ok { offset: Some(Offset(41)) })]);
+        assert_eq!(p.outstanding(), 0);
+    }
+
+    // Shows a retriable error re-queues the batch after retry.backoff.ms and refreshes
+    // metadata (NOT_LEADER_OR_FOLLOWER), and that a request with no answer fails as
+    // indefinite once delivery.timeout.ms has passed.
+    #[test]
+    fn retries_then_gives_up_after_the_delivery_timeout() {
+        let mut p = producer(Acks::All);
+        p.send(Millis(0), WriteId(7), TopicId(0), Some(21), 0);
+        metadata(&mut p, Millis(0));
+        p.handle_timeout(Millis(5));
+        let correlation = match drain_actions(&mut p).pop() {
+            Some(Action::Send { msg: Message::Produce { correlation, .. }, .. }) => correlation,
+            other => panic!("expected a produce, got {other:?}"),
+        };
+        let response = ProducePartitionResponse { tp: TopicPartition::new(0, 0), error: ErrorCode::NotLeaderOrFollower, base_offset: None };
+        p.handle_message(Millis(6), NodeId(0), Message::ProduceResponse { correlation, partitions: vec![response] });
+        assert!(p.metadata_needed || p.metadata_in_flight.is_some());
+        let mut now = Millis(6);
+        let mut outcome = None;
+        for _ in 0..10_000 {
+            let Some(next) = p.poll_timeout() else { break };
+            now = next.max(now);
+            p.handle_timeout(now);
+            for action in drain_actions(&mut p) {
+                if let Action::Ack { outcome: o, .. } = action {
+                    outcome = Some(o);
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
+        }
+        assert_eq!(outcome, Some(WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: false }));
+        assert!(now >= Millis(120_000));
+    }
+}
