@@ -170,7 +170,8 @@ impl Controller {
             self.send(broker, msg);
             return;
         };
-        let clean_shutdown = previous == Some(record.broker_epoch);
+        // A broker's first registration has no earlier life that could have lost data.
+        let clean_shutdown = record.incarnation == 0 || previous == Some(record.broker_epoch);
         let same_incarnation = record.incarnation == incarnation;
         let broker_epoch = if same_incarnation {
             record.broker_epoch

@@ -60,6 +60,10 @@ impl PartitionLog {
         &self.entries
     }
 
+    pub fn into_entries(self) -> Vec<LogEntry> {
+        self.entries
+    }
+
     pub fn entry(&self, offset: Offset) -> Option<&LogEntry> {
         self.entries.get(offset.0 as usize)
     }

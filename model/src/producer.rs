@@ -130,10 +130,13 @@ impl Producer {
     pub fn poll_timeout(&self) -> Option<Millis> {
         let mut next = Millis::MAX;
         let linger = self.config.linger_ms;
-        for queue in self.batches.values() {
-            if let Some(head) = queue.front() {
+        for (tp, queue) in &self.batches {
+            let Some(head) = queue.front() else { continue };
+            next = next.min(head.created.plus(self.config.delivery_timeout_ms));
+            // A batch with no usable leader waits for metadata, not for a timer.
+            if self.can_send_to(*tp) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
-                next = next.min(ready_at).min(head.created.plus(self.config.delivery_timeout_ms));
+                next = next.min(ready_at);
             }
         }
         for request in self.in_flight.values() {
@@ -153,6 +156,12 @@ impl Producer {
             next = next.min(*until);
         }
         (next < Millis::MAX).then_some(next)
+    }
+
+    fn can_send_to(&self, tp: TopicPartition) -> bool {
+        let Some(Some(leader)) = self.leaders.get(&tp) else { return false };
+        let in_flight = self.in_flight_per_broker.get(leader).copied().unwrap_or(0);
+        !self.broker_backoff.contains_key(leader) && in_flight < self.config.max_in_flight_requests_per_connection
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
@@ -383,11 +392,7 @@ impl Producer {
         let tps: Vec<TopicPartition> = self.batches.keys().copied().collect();
         for tp in tps {
             let Some(Some(leader)) = self.leaders.get(&tp).copied() else { continue };
-            if self.broker_backoff.contains_key(&leader) {
-                continue;
-            }
-            let in_flight = self.in_flight_per_broker.get(&leader).copied().unwrap_or(0);
-            if in_flight >= self.config.max_in_flight_requests_per_connection {
+            if !self.can_send_to(tp) {
                 continue;
             }
             let Some(queue) = self.batches.get_mut(&tp) else { continue };

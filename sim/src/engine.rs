@@ -1,0 +1,842 @@
+//! The engine: a deterministic discrete-event loop that hosts the model.
+//!
+//! One event queue ordered by (time, sequence); a simulated network (latency ranges,
+//! per-link FIFO like TCP, loss, duplication, partitions, dropped kinds); a disk per
+//! broker held here while the broker is down; per-node clock offsets; kill, restart,
+//! power loss and pause. The engine only translates and carries out: every decision
+//! about Kafka is the model's.
+
+use crate::checkers::InvariantMonitor;
+use crate::faults::{draw_nemesis, Fault, ScheduledFault, Target};
+use crate::history::{Completion, Happening, History, Op, PartitionFinal, ReplicaFinal};
+use crate::scenario::Scenario;
+use crate::trace::TraceSink;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use trial_model::{
+    Action, Broker, BrokerDisk, ClusterEvent, Controller, ControllerDisk, Message, MessageKind, Millis, NodeId, Offset,
+    Producer, TopicPartition, WriteId,
+};
+
+/// Node id of the controller; brokers are 0..brokers, producers from `PRODUCER_BASE`.
+pub const CONTROLLER_ID: NodeId = NodeId(1_000);
+pub const PRODUCER_BASE: u32 = 2_000;
+/// Bound on events in one run: a run that needs more is reported as stuck.
+pub const EVENTS_MAX: u64 = 2_000_000_000;
+/// Bound on messages parked for a paused node.
+pub const PAUSED_INBOX_MAX: usize = 100_000;
+/// How often the liveness phase checks whether the cluster converged.
+const CONVERGENCE_CHECK_MS: u64 = 1_000;
+
+/// Sub-seeds of one run, derived from the run seed with ChaCha8 (stable across releases).
+#[derive(Clone, Copy, Debug)]
+pub struct SubSeeds {
+    pub network: u64,
+    pub faults: u64,
+    pub workload: u64,
+    pub placement: u64,
+}
+
+impl SubSeeds {
+    pub fn derive(seed: u64) -> SubSeeds {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        SubSeeds { network: rng.next_u64(), faults: rng.next_u64(), workload: rng.next_u64(), placement: rng.next_u64() }
+    }
+}
+
+enum EventKind {
+    Deliver { from: NodeId, to: usize, msg: Message },
+    Timer { node: usize, generation: u64 },
+    Produce { producer: usize },
+    Fault(Fault),
+    EndSafety,
+    CheckConvergence,
+}
+
+struct Event {
+    at: Millis,
+    seq: u64,
+    kind: EventKind,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.seq == other.seq
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    // Reversed: BinaryHeap is a max-heap and the earliest (time, sequence) goes first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+enum Actor {
+    Broker(Box<Broker>),
+    Controller(Box<Controller>),
+    Producer(Box<Producer>),
+}
+
+enum Durable {
+    Broker(BrokerDisk),
+    Controller(ControllerDisk),
+}
+
+enum Life {
+    Up(Actor),
+    /// Process gone; `machine_up` says whether the host still answers (kill) or not (power).
+    Down { durable: Durable, machine_up: bool },
+}
+
+struct Node {
+    id: NodeId,
+    life: Life,
+    paused: bool,
+    inbox: Vec<(NodeId, Message)>,
+    clock_offset_ms: i64,
+    timer_generation: u64,
+    timer_at: Option<Millis>,
+    incarnation: u64,
+}
+
+struct ProducerLoad {
+    node: usize,
+    spec: usize,
+    interval_ms: u64,
+    per_tick: f64,
+    carry: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub events: u64,
+    pub messages: u64,
+    pub sim_time_ms: u64,
+}
+
+/// Whether `run` stopped normally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Finished,
+    /// The run hit `EVENTS_MAX` (a livelock in the model or the scenario).
+    EventLimit,
+}
+
+pub struct RunOutput {
+    pub history: History,
+    pub trace_hash: u64,
+    pub stats: RunStats,
+    pub faults: Vec<ScheduledFault>,
+    pub stop: Stop,
+}
+
+/// FNV-1a over the run's events: equal for equal runs, cheap enough for every event.
+struct TraceHash(u64);
+
+impl TraceHash {
+    fn add(&mut self, word: u64) {
+        for byte in word.to_le_bytes() {
+            self.0 ^= byte as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+pub struct Engine<'a> {
+    scenario: &'a Scenario,
+    now: Millis,
+    seq: u64,
+    queue: BinaryHeap<Event>,
+    nodes: Vec<Node>,
+    producers: Vec<ProducerLoad>,
+    brokers: usize,
+    controller_index: usize,
+    // network
+    latency_ms: (u64, u64),
+    loss: f64,
+    duplicate: f64,
+    drop_kinds: Vec<(MessageKind, f64)>,
+    blocked: Vec<bool>,
+    link_last: Vec<Millis>,
+    net_rng: ChaCha8Rng,
+    workload_rng: ChaCha8Rng,
+    producing: bool,
+    liveness_deadline: Millis,
+    finished: bool,
+    history: History,
+    monitor: InvariantMonitor,
+    hash: TraceHash,
+    stats: RunStats,
+    trace: Option<&'a mut dyn TraceSink>,
+    actions: Vec<Action>,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(scenario: &'a Scenario, seed: u64, trace: Option<&'a mut dyn TraceSink>) -> (Engine<'a>, Vec<ScheduledFault>) {
+        let seeds = SubSeeds::derive(seed);
+        let mut placement_rng = ChaCha8Rng::seed_from_u64(seeds.placement);
+        let broker_ids: Vec<NodeId> = (0..scenario.brokers).map(NodeId).collect();
+        let n = scenario.brokers as usize;
+        // Kafka draws a random start index and replica shift per topic creation.
+        let draws: Vec<(usize, usize)> = scenario
+            .topics
+            .iter()
+            .map(|_| ((placement_rng.next_u32() as usize) % n, (placement_rng.next_u32() as usize) % n))
+            .collect();
+        let controller_disk = ControllerDisk::with_topics(&broker_ids, &scenario.topics, &draws);
+        let mut nodes = Vec::new();
+        for id in &broker_ids {
+            let broker = Broker::new(*id, CONTROLLER_ID, scenario.broker.clone(), BrokerDisk::default(), 1, Millis::ZERO);
+            nodes.push(Node::new(*id, Actor::Broker(Box::new(broker))));
+        }
+        let controller = Controller::new(CONTROLLER_ID, scenario.controller.clone(), controller_disk, Millis::ZERO);
+        nodes.push(Node::new(CONTROLLER_ID, Actor::Controller(Box::new(controller))));
+        let controller_index = nodes.len() - 1;
+        let mut producers = Vec::new();
+        for (index, spec) in scenario.producers.iter().enumerate() {
+            let id = NodeId(PRODUCER_BASE + index as u32);
+            let producer = Producer::new(id, spec.config.clone(), broker_ids.clone());
+            nodes.push(Node::new(id, Actor::Producer(Box::new(producer))));
+            // Whole milliseconds between sends; several records per tick above 1,000/s.
+            let interval_ms = ((1_000.0 / spec.rate).floor() as u64).max(1);
+            let per_tick = spec.rate * interval_ms as f64 / 1_000.0;
+            producers.push(ProducerLoad { node: nodes.len() - 1, spec: index, interval_ms, per_tick, carry: 0.0 });
+        }
+        let count = nodes.len();
+        let mut fault_rng = ChaCha8Rng::seed_from_u64(seeds.faults);
+        let mut faults = scenario.faults.clone();
+        if let Some(nemesis) = &scenario.nemesis {
+            faults.extend(draw_nemesis(nemesis, scenario.brokers, scenario.duration_ms, &mut fault_rng));
+            faults.sort_by_key(|f| f.at_ms);
+        }
+        let mut engine = Engine {
+            scenario,
+            now: Millis::ZERO,
+            seq: 0,
+            queue: BinaryHeap::with_capacity(1 << 16),
+            nodes,
+            producers,
+            brokers: n,
+            controller_index,
+            latency_ms: scenario.network.latency_ms,
+            loss: scenario.network.loss,
+            duplicate: scenario.network.duplicate,
+            drop_kinds: Vec::new(),
+            blocked: vec![false; count * count],
+            link_last: vec![Millis::ZERO; count * count],
+            net_rng: ChaCha8Rng::seed_from_u64(seeds.network),
+            workload_rng: ChaCha8Rng::seed_from_u64(seeds.workload),
+            producing: true,
+            liveness_deadline: Millis(scenario.duration_ms.saturating_add(scenario.liveness_ms)),
+            finished: false,
+            history: History::default(),
+            monitor: InvariantMonitor::default(),
+            hash: TraceHash(0xcbf2_9ce4_8422_2325),
+            stats: RunStats::default(),
+            trace,
+            actions: Vec::with_capacity(64),
+        };
+        for fault in &faults {
+            engine.push(Millis(fault.at_ms), EventKind::Fault(fault.fault.clone()));
+        }
+        engine.push(Millis(scenario.duration_ms), EventKind::EndSafety);
+        for index in 0..engine.producers.len() {
+            let node = engine.producers[index].node;
+            engine.push(Millis(1), EventKind::Produce { producer: index });
+            engine.reschedule(node);
+        }
+        for index in 0..count {
+            engine.reschedule(index);
+        }
+        (engine, faults)
+    }
+
+    fn push(&mut self, at: Millis, kind: EventKind) {
+        self.seq += 1;
+        self.queue.push(Event { at, seq: self.seq, kind });
+    }
+
+    fn index_of(&self, id: NodeId) -> Option<usize> {
+        if (id.0 as usize) < self.brokers {
+            return Some(id.0 as usize);
+        }
+        if id == CONTROLLER_ID {
+            return Some(self.controller_index);
+        }
+        let producer = id.0.checked_sub(PRODUCER_BASE)? as usize;
+        (producer < self.producers.len()).then(|| self.controller_index + 1 + producer)
+    }
+
+    fn local_now(&self, node: usize) -> Millis {
+        let offset = self.nodes[node].clock_offset_ms;
+        Millis(self.now.0.saturating_add_signed(offset))
+    }
+
+    /// Runs the safety phase, heals everything, runs the liveness phase until the cluster
+    /// converges (or `liveness_ms` runs out), and returns the history.
+    pub fn run(mut self) -> RunOutput {
+        let mut stop = Stop::Finished;
+        while let Some(event) = self.queue.pop() {
+            if self.finished {
+                break;
+            }
+            if self.stats.events >= EVENTS_MAX {
+                stop = Stop::EventLimit;
+                break;
+            }
+            self.stats.events += 1;
+            debug_assert!(event.at >= self.now, "time never goes back");
+            self.now = event.at;
+            self.dispatch(event);
+        }
+        self.finish(stop)
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        self.hash.add(event.at.0);
+        match event.kind {
+            EventKind::Deliver { from, to, msg } => {
+                self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
+                self.stats.messages += 1;
+                self.deliver(from, to, msg);
+            }
+            EventKind::Timer { node, generation } => {
+                if self.nodes[node].timer_generation != generation || self.nodes[node].paused {
+                    return;
+                }
+                self.hash.add(0x7100_0000 | node as u64);
+                self.nodes[node].timer_at = None;
+                let now = self.local_now(node);
+                match &mut self.nodes[node].life {
+                    Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
+                    Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
+                    Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
+                    Life::Down { .. } => return,
+                }
+                self.after_input(node);
+            }
+            EventKind::Produce { producer } => self.produce_tick(producer),
+            EventKind::Fault(fault) => {
+                self.hash.add(0xfa00_0000);
+                self.apply_fault(fault);
+            }
+            EventKind::EndSafety => self.end_safety(),
+            EventKind::CheckConvergence => {
+                if self.converged() {
+                    self.history.converged = true;
+                    self.finished = true;
+                } else if self.now >= self.liveness_deadline {
+                    self.finished = true;
+                } else {
+                    self.push(self.now.plus(CONVERGENCE_CHECK_MS), EventKind::CheckConvergence);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: NodeId, to: usize, msg: Message) {
+        let node = &mut self.nodes[to];
+        match &node.life {
+            Life::Down { machine_up: true, .. } => {
+                // The host answers with a reset: the sender learns at once.
+                if msg.kind() != MessageKind::ConnectionClosed {
+                    let id = node.id;
+                    if let Some(sender) = self.index_of(from) {
+                        self.transmit(id, sender, Message::ConnectionClosed);
+                    }
+                }
+                return;
+            }
+            Life::Down { machine_up: false, .. } => return,
+            Life::Up(_) if node.paused => {
+                if node.inbox.len() < PAUSED_INBOX_MAX {
+                    node.inbox.push((from, msg));
+                }
+                return;
+            }
+            Life::Up(_) => {}
+        }
+        let now = self.local_now(to);
+        match &mut self.nodes[to].life {
+            Life::Up(Actor::Broker(b)) => b.handle_message(now, from, msg),
+            Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
+            Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
+            Life::Down { .. } => return,
+        }
+        self.after_input(to);
+    }
+
+    /// Drains the node's actions and re-arms its timer.
+    fn after_input(&mut self, node: usize) {
+        let mut actions = std::mem::take(&mut self.actions);
+        match &mut self.nodes[node].life {
+            Life::Up(Actor::Broker(b)) => actions.extend(std::iter::from_fn(|| b.poll_action())),
+            Life::Up(Actor::Controller(c)) => actions.extend(std::iter::from_fn(|| c.poll_action())),
+            Life::Up(Actor::Producer(p)) => actions.extend(std::iter::from_fn(|| p.poll_action())),
+            Life::Down { .. } => {}
+        }
+        let from = self.nodes[node].id;
+        for action in actions.drain(..) {
+            match action {
+                Action::Send { to, msg } => {
+                    if let Some(target) = self.index_of(to) {
+                        self.transmit(from, target, msg);
+                    }
+                }
+                Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
+                Action::Event(event) => self.record_event(node, event),
+            }
+        }
+        self.actions = actions;
+        self.reschedule(node);
+    }
+
+    fn reschedule(&mut self, node: usize) {
+        let offset = self.nodes[node].clock_offset_ms;
+        let deadline = match &self.nodes[node].life {
+            Life::Up(Actor::Broker(b)) => b.poll_timeout(),
+            Life::Up(Actor::Controller(c)) => c.poll_timeout(),
+            Life::Up(Actor::Producer(p)) => p.poll_timeout(),
+            Life::Down { .. } => None,
+        };
+        // Local deadline to global time; a deadline already due fires one tick later so a
+        // node that cannot make progress yet does not spin.
+        let global = deadline.map(|d| Millis(d.0.saturating_add_signed(-offset)).max(self.now.plus(1)));
+        let node_ref = &mut self.nodes[node];
+        if global == node_ref.timer_at {
+            return;
+        }
+        node_ref.timer_generation += 1;
+        node_ref.timer_at = global;
+        if let Some(at) = global {
+            let generation = node_ref.timer_generation;
+            self.push(at, EventKind::Timer { node, generation });
+        }
+    }
+
+    fn transmit(&mut self, from: NodeId, to: usize, msg: Message) {
+        let Some(from_index) = self.index_of(from) else { return };
+        let link = from_index * self.nodes.len() + to;
+        if self.blocked[link] {
+            return;
+        }
+        if self.loss > 0.0 && self.chance(self.loss) {
+            return;
+        }
+        if !self.drop_kinds.is_empty() {
+            let kind = msg.kind();
+            if let Some((_, p)) = self.drop_kinds.iter().find(|(k, _)| *k == kind).copied() {
+                if self.chance(p) {
+                    return;
+                }
+            }
+        }
+        let (low, high) = self.latency_ms;
+        let latency = if high > low { low + self.net_rng.next_u64() % (high - low + 1) } else { low };
+        // TCP keeps a link's messages in order: nothing overtakes what was sent before.
+        let at = self.now.plus(latency).max(self.link_last[link]);
+        self.link_last[link] = at;
+        if self.duplicate > 0.0 && self.chance(self.duplicate) {
+            self.push(at.plus(1), EventKind::Deliver { from, to, msg: msg.clone() });
+        }
+        self.push(at, EventKind::Deliver { from, to, msg });
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.net_rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    fn produce_tick(&mut self, index: usize) {
+        if !self.producing {
+            return;
+        }
+        let load = &mut self.producers[index];
+        load.carry += load.per_tick;
+        let count = load.carry.floor() as u64;
+        load.carry -= count as f64;
+        let (node, spec_index, interval) = (load.node, load.spec, load.interval_ms);
+        self.push(self.now.plus(interval), EventKind::Produce { producer: index });
+        let spec = &self.scenario.producers[spec_index];
+        if self.nodes[node].paused || count == 0 {
+            return;
+        }
+        let now = self.local_now(node);
+        for _ in 0..count {
+            let write = WriteId(self.history.ops.len() as u64);
+            let key = (spec.keys > 0).then(|| (self.workload_rng.next_u64() % spec.keys as u64) as u32);
+            let draw = self.workload_rng.next_u64();
+            self.history.ops.push(Op { write, producer: spec_index as u32, topic: spec.topic, key, invoked_at: self.now, completed: None });
+            if let Some(trace) = self.trace.as_deref_mut() {
+                trace.invoke(self.now, write, spec_index as u32, key);
+            }
+            if let Life::Up(Actor::Producer(p)) = &mut self.nodes[node].life {
+                p.send(now, write, spec.topic, key, draw);
+            }
+        }
+        self.hash.add(0x5e00_0000 | count);
+        self.after_input(node);
+    }
+
+    fn record_ack(&mut self, write: WriteId, tp: Option<TopicPartition>, outcome: trial_model::WriteOutcome) {
+        self.hash.add(write.0 ^ 0xac00_0000_0000);
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.complete(self.now, write, tp, outcome);
+        }
+        if let Some(op) = self.history.ops.get_mut(write.0 as usize) {
+            if op.completed.is_none() {
+                op.completed = Some(Completion { at: self.now, tp, outcome });
+            }
+        }
+    }
+
+    fn record_event(&mut self, node: usize, event: ClusterEvent) {
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.event(self.now, &event);
+        }
+        if let Some(violation) = self.monitor.observe(self.now, &event) {
+            if let Some(trace) = self.trace.as_deref_mut() {
+                trace.happening(self.now, &violation);
+            }
+            self.history.push(self.now, violation);
+        }
+        match &event {
+            ClusterEvent::HighWatermark { broker, tp, leader: true, high_watermark } => {
+                self.note_readable(node, *broker, *tp, *high_watermark);
+            }
+            ClusterEvent::HighWatermark { .. } => {}
+            _ => self.history.push(self.now, Happening::Cluster { event }),
+        }
+    }
+
+    /// Records what a consumer could now read: the leader's records below its new HW.
+    fn note_readable(&mut self, node: usize, _broker: NodeId, tp: TopicPartition, hw: Offset) {
+        let Life::Up(Actor::Broker(b)) = &self.nodes[node].life else { return };
+        let Some(log) = b.log(tp) else { return };
+        let readable = self.history.readable.entry(tp).or_default();
+        let from = readable.len() as u64;
+        for offset in from..hw.0 {
+            match log.entry(Offset(offset)) {
+                Some(entry) => readable.push(entry.record.write),
+                None => break,
+            }
+        }
+    }
+
+    fn end_safety(&mut self) {
+        self.history.safety_end = self.now;
+        self.history.push(self.now, Happening::Phase { phase: "liveness: network healed, every node restarted and resumed, producers stopped".into() });
+        self.producing = false;
+        self.heal_network();
+        for node in 0..self.nodes.len() {
+            self.nodes[node].clock_offset_ms = 0;
+            if self.nodes[node].paused {
+                self.resume(node);
+            }
+            if matches!(self.nodes[node].life, Life::Down { .. }) {
+                self.restart(node);
+            }
+        }
+        self.push(self.now.plus(CONVERGENCE_CHECK_MS), EventKind::CheckConvergence);
+    }
+
+    fn heal_network(&mut self) {
+        self.blocked.iter_mut().for_each(|b| *b = false);
+        self.loss = self.scenario.network.loss;
+        self.duplicate = self.scenario.network.duplicate;
+        self.latency_ms = self.scenario.network.latency_ms;
+        self.drop_kinds.clear();
+        if !self.producing {
+            // The liveness phase runs on a clean network.
+            self.loss = 0.0;
+            self.duplicate = 0.0;
+        }
+    }
+
+    /// Converged: no write outstanding, every partition led, every replica in the ISR and
+    /// level with the leader, and every HW at the log end.
+    fn converged(&self) -> bool {
+        for node in &self.nodes {
+            if let Life::Up(Actor::Producer(p)) = &node.life {
+                if p.outstanding() > 0 {
+                    return false;
+                }
+            }
+        }
+        if self.history.ops.iter().any(|op| op.completed.is_none()) {
+            return false;
+        }
+        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else { return false };
+        for state in controller.partitions() {
+            let Some(leader) = state.leader else { return false };
+            if state.isr.len() != state.replicas.len() {
+                return false;
+            }
+            let Some(leader_end) = self.broker(leader).and_then(|b| b.log(state.tp)).map(|l| l.log_end_offset()) else { return false };
+            for replica in &state.replicas {
+                let Some(broker) = self.broker(*replica) else { return false };
+                let end = broker.log(state.tp).map_or(Offset(0), |l| l.log_end_offset());
+                if end != leader_end || broker.high_watermark(state.tp) != Some(leader_end) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn broker(&self, id: NodeId) -> Option<&Broker> {
+        match &self.nodes.get(id.0 as usize)?.life {
+            Life::Up(Actor::Broker(b)) if (id.0 as usize) < self.brokers => Some(b),
+            _ => None,
+        }
+    }
+
+    fn resolve(&self, target: Target) -> Option<usize> {
+        match target {
+            Target::Broker(id) => Some(id as usize),
+            Target::Controller => Some(self.controller_index),
+            Target::Producer(index) => self.producers.get(index as usize).map(|p| p.node),
+            Target::LeaderOf(tp) => {
+                let Life::Up(Actor::Controller(c)) = &self.nodes[self.controller_index].life else {
+                    return self.last_known_leader(tp);
+                };
+                c.partition(tp).and_then(|s| s.leader).map(|id| id.0 as usize)
+            }
+        }
+    }
+
+    fn last_known_leader(&self, tp: TopicPartition) -> Option<usize> {
+        self.history.happenings.iter().rev().find_map(|(_, h)| match h {
+            Happening::Cluster { event: ClusterEvent::PartitionChange { tp: t, leader, .. } } if *t == tp => leader.map(|l| l.0 as usize),
+            _ => None,
+        })
+    }
+
+    fn apply_fault(&mut self, fault: Fault) {
+        let description = fault.to_string();
+        let mut node_id = None;
+        match fault {
+            Fault::Kill(target) | Fault::PowerLoss(target) | Fault::Restart(target) | Fault::Pause(target) | Fault::Resume(target) => {
+                let Some(node) = self.resolve(target) else {
+                    self.note_fault(format!("{description} (no such node now: skipped)"), None);
+                    return;
+                };
+                node_id = Some(self.nodes[node].id);
+                match fault {
+                    Fault::Kill(_) => self.crash(node, false),
+                    Fault::PowerLoss(_) => self.crash(node, true),
+                    Fault::Restart(_) => self.restart(node),
+                    Fault::Pause(_) => self.nodes[node].paused = true,
+                    _ => self.resume(node),
+                }
+            }
+            Fault::Isolate(target) => {
+                if let Some(node) = self.resolve(target) {
+                    node_id = Some(self.nodes[node].id);
+                    let count = self.nodes.len();
+                    for other in 0..count {
+                        if other != node {
+                            self.blocked[node * count + other] = true;
+                            self.blocked[other * count + node] = true;
+                        }
+                    }
+                }
+            }
+            Fault::Partition { groups } => {
+                let resolved: Vec<Vec<usize>> = groups.iter().map(|g| g.iter().filter_map(|t| self.resolve(*t)).collect()).collect();
+                let count = self.nodes.len();
+                for (i, a) in resolved.iter().enumerate() {
+                    for b in resolved.iter().skip(i + 1) {
+                        for x in a {
+                            for y in b {
+                                self.blocked[x * count + y] = true;
+                                self.blocked[y * count + x] = true;
+                            }
+                        }
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => {
+                let count = self.nodes.len();
+                let from: Vec<usize> = from.iter().filter_map(|t| self.resolve(*t)).collect();
+                let to: Vec<usize> = to.iter().filter_map(|t| self.resolve(*t)).collect();
+                for x in &from {
+                    for y in &to {
+                        self.blocked[x * count + y] = true;
+                    }
+                }
+            }
+            Fault::Heal => self.heal_network(),
+            Fault::Loss(p) => self.loss = p,
+            Fault::Duplicate(p) => self.duplicate = p,
+            Fault::Latency(low, high) => self.latency_ms = (low, high),
+            Fault::DropKind(kind, p) => {
+                self.drop_kinds.retain(|(k, _)| *k != kind);
+                self.drop_kinds.push((kind, p));
+            }
+            Fault::ClockOffset(target, ms) => {
+                if let Some(node) = self.resolve(target) {
+                    node_id = Some(self.nodes[node].id);
+                    self.nodes[node].clock_offset_ms = ms;
+                    self.reschedule(node);
+                }
+            }
+        }
+        self.note_fault(description, node_id);
+    }
+
+    fn note_fault(&mut self, fault: String, node: Option<NodeId>) {
+        let happening = Happening::Fault { fault, node };
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.happening(self.now, &happening);
+        }
+        self.history.push(self.now, happening);
+    }
+
+    fn crash(&mut self, node: usize, power_loss: bool) {
+        let slot = &mut self.nodes[node];
+        slot.paused = false;
+        slot.inbox.clear();
+        slot.timer_generation += 1;
+        slot.timer_at = None;
+        let life = std::mem::replace(&mut slot.life, Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false });
+        let mut durable = match life {
+            Life::Up(Actor::Broker(b)) => Durable::Broker(b.into_disk()),
+            Life::Up(Actor::Controller(c)) => Durable::Controller(c.into_disk()),
+            Life::Up(Actor::Producer(p)) => {
+                // Validation keeps process faults off producers; put it back untouched.
+                slot.life = Life::Up(Actor::Producer(p));
+                return;
+            }
+            Life::Down { durable, .. } => durable,
+        };
+        if power_loss {
+            // KRaft syncs its metadata log, so only a broker's page cache is lost.
+            if let Durable::Broker(disk) = &mut durable {
+                disk.lose_unflushed();
+            }
+        }
+        slot.life = Life::Down { durable, machine_up: !power_loss };
+    }
+
+    fn restart(&mut self, node: usize) {
+        let now = self.local_now(node);
+        let slot = &mut self.nodes[node];
+        let Life::Down { .. } = slot.life else { return };
+        let life = std::mem::replace(&mut slot.life, Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false });
+        let Life::Down { durable, .. } = life else { return };
+        slot.incarnation += 1;
+        slot.paused = false;
+        let id = slot.id;
+        slot.life = match durable {
+            Durable::Broker(disk) => {
+                let broker = Broker::new(id, CONTROLLER_ID, self.scenario.broker.clone(), disk, slot.incarnation, now);
+                Life::Up(Actor::Broker(Box::new(broker)))
+            }
+            Durable::Controller(disk) => {
+                let controller = Controller::new(id, self.scenario.controller.clone(), disk, now);
+                Life::Up(Actor::Controller(Box::new(controller)))
+            }
+        };
+        self.monitor.forget_node(id);
+        self.reschedule(node);
+    }
+
+    fn resume(&mut self, node: usize) {
+        if !self.nodes[node].paused {
+            return;
+        }
+        self.nodes[node].paused = false;
+        let inbox = std::mem::take(&mut self.nodes[node].inbox);
+        let now = self.local_now(node);
+        for (from, msg) in inbox {
+            match &mut self.nodes[node].life {
+                Life::Up(Actor::Broker(b)) => b.handle_message(now, from, msg),
+                Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
+                Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
+                Life::Down { .. } => break,
+            }
+        }
+        // A paused node's timers were held; whatever is due fires now.
+        self.nodes[node].timer_at = None;
+        self.nodes[node].timer_generation += 1;
+        let now = self.local_now(node);
+        match &mut self.nodes[node].life {
+            Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
+            Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
+            Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
+            Life::Down { .. } => {}
+        }
+        self.after_input(node);
+    }
+
+    fn finish(mut self, stop: Stop) -> RunOutput {
+        self.stats.sim_time_ms = self.now.0;
+        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else {
+            return self.output(stop, Vec::new());
+        };
+        let states: Vec<_> = controller.partitions().cloned().collect();
+        let mut disks: Vec<Option<(BrokerDisk, Vec<(TopicPartition, Offset)>)>> = Vec::new();
+        for node in self.nodes.iter_mut().take(self.brokers) {
+            let life = std::mem::replace(&mut node.life, Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false });
+            disks.push(match life {
+                Life::Up(Actor::Broker(b)) => {
+                    let hws = b.disk().logs.keys().map(|tp| (*tp, b.high_watermark(*tp).unwrap_or_default())).collect();
+                    Some((b.into_disk(), hws))
+                }
+                Life::Down { durable: Durable::Broker(disk), .. } => {
+                    let hws = disk.logs.iter().map(|(tp, log)| (*tp, log.hw_checkpoint())).collect();
+                    Some((disk, hws))
+                }
+                _ => None,
+            });
+        }
+        let mut partitions = Vec::with_capacity(states.len());
+        for state in states {
+            let mut replicas = Vec::new();
+            for replica in &state.replicas {
+                let Some(Some((disk, hws))) = disks.get_mut(replica.0 as usize) else { continue };
+                let log = disk.logs.remove(&state.tp).map(|l| l.into_entries()).unwrap_or_default();
+                let high_watermark = hws.iter().find(|(tp, _)| *tp == state.tp).map_or(Offset(0), |(_, hw)| *hw);
+                replicas.push(ReplicaFinal { broker: *replica, high_watermark, log });
+            }
+            partitions.push(PartitionFinal { tp: state.tp, leader: state.leader, isr: state.isr.clone(), replicas });
+        }
+        self.output(stop, partitions)
+    }
+
+    fn output(mut self, stop: Stop, partitions: Vec<PartitionFinal>) -> RunOutput {
+        self.history.partitions = partitions;
+        RunOutput { history: self.history, trace_hash: self.hash.0, stats: self.stats, faults: Vec::new(), stop }
+    }
+}
+
+impl Node {
+    fn new(id: NodeId, actor: Actor) -> Node {
+        Node {
+            id,
+            life: Life::Up(actor),
+            paused: false,
+            inbox: Vec::new(),
+            clock_offset_ms: 0,
+            timer_generation: 0,
+            timer_at: None,
+            incarnation: 1,
+        }
+    }
+}
+
+/// Runs one scenario with one seed on the engine.
+pub fn run<'a>(scenario: &'a Scenario, seed: u64, trace: Option<&'a mut dyn TraceSink>) -> RunOutput {
+    let (engine, faults) = Engine::new(scenario, seed, trace);
+    let mut output = engine.run();
+    output.faults = faults;
+    output
+}

@@ -1,0 +1,247 @@
+//! Reports of a run: readable text, and one JSON object for tools. Both end with the
+//! verdict, the seed and the command that replays it.
+
+use crate::checkers::{check, Property, Verdicts};
+use crate::engine::{RunOutput, Stop};
+use crate::history::Happening;
+use crate::scenario::Scenario;
+use serde_json::json;
+use std::fmt::Write as _;
+use trial_model::{ClusterEvent, Truncation};
+
+/// Cluster events shown in a text report before it refers to `--trace`.
+pub const REPORT_EVENTS_MAX: usize = 60;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    Hold,
+    Violate,
+    Free,
+}
+
+pub struct Outcome {
+    pub scenario_name: String,
+    pub seed: u64,
+    pub run: RunOutput,
+    pub verdicts: Verdicts,
+    /// Whether every expectation of the scenario was met.
+    pub pass: bool,
+    /// Why it failed, one line each.
+    pub failures: Vec<String>,
+    pub replay: String,
+}
+
+impl Outcome {
+    pub fn new(scenario: &Scenario, seed: u64, run: RunOutput) -> Outcome {
+        let verdicts = check(&run.history);
+        let mut failures = Vec::new();
+        for property in &scenario.expect.hold {
+            let result = verdicts.result(*property);
+            if !result.held() {
+                failures.push(format!("{} was expected to hold but has {} violation(s)", property.name(), result.violations));
+            }
+        }
+        for property in &scenario.expect.violate {
+            if verdicts.result(*property).held() {
+                failures.push(format!("{} was expected to be violated but held", property.name()));
+            }
+        }
+        if run.stop == Stop::EventLimit {
+            failures.push("the run hit the event limit (a livelock?)".into());
+        }
+        Outcome {
+            scenario_name: scenario.name.clone(),
+            seed,
+            pass: failures.is_empty(),
+            failures,
+            replay: scenario.replay_command(seed),
+            run,
+            verdicts,
+        }
+    }
+
+    pub fn expectation(scenario: &Scenario, property: Property) -> Expectation {
+        if scenario.expect.hold.contains(&property) {
+            Expectation::Hold
+        } else if scenario.expect.violate.contains(&property) {
+            Expectation::Violate
+        } else {
+            Expectation::Free
+        }
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        if self.pass {
+            "pass"
+        } else {
+            "fail"
+        }
+    }
+
+    /// The last line of every report.
+    pub fn verdict_line(&self) -> String {
+        let head = if self.pass { "PASS" } else { "FAIL" };
+        let why = if self.pass { "expectations held".to_string() } else { self.failures.join("; ") };
+        format!("{head} scenario={} seed={} ({why}) · replay: {}", self.scenario_name, self.seed, self.replay)
+    }
+
+    pub fn text(&self, scenario: &Scenario) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "kafka-trial · scenario {} · seed {}", scenario.name, self.seed);
+        for line in scenario.description.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+        describe_setup(&mut out, scenario);
+        let stats = &self.run.stats;
+        let _ = writeln!(
+            out,
+            "  simulated {} ms ({} ms safety + liveness), {} events, {} messages, trace hash {:016x}",
+            stats.sim_time_ms, scenario.duration_ms, stats.events, stats.messages, self.run.trace_hash
+        );
+        let _ = writeln!(out);
+        self.describe_events(&mut out);
+        let c = &self.verdicts.counts;
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "writes: produced {} · acked {} · failed {} · indefinite {} · pending {}",
+            c.produced, c.acked, c.failed, c.indefinite, c.pending
+        );
+        let _ = writeln!(out, "lost acked {} · duplicates {} · observed semantics: {}", c.lost_acked, c.duplicates, self.verdicts.semantics.name());
+        let _ = writeln!(out);
+        let _ = writeln!(out, "properties:");
+        for result in &self.verdicts.results {
+            let expectation = match Outcome::expectation(scenario, result.property) {
+                Expectation::Hold => "expected to hold",
+                Expectation::Violate => "expected to be violated",
+                Expectation::Free => "not constrained",
+            };
+            let status = if result.held() { "held    " } else { "VIOLATED" };
+            let _ = writeln!(out, "  {status} {:<32} {:>8} violation(s)   {expectation}", result.property.name(), result.violations);
+            for example in &result.examples {
+                let _ = writeln!(out, "             {example}");
+            }
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{}", self.verdict_line());
+        out
+    }
+
+    fn describe_events(&self, out: &mut String) {
+        let shown: Vec<String> = self.run.history.happenings.iter().filter_map(|(at, h)| describe(at.0, h)).collect();
+        let _ = writeln!(out, "cluster events ({}):", shown.len());
+        for line in shown.iter().take(REPORT_EVENTS_MAX) {
+            let _ = writeln!(out, "  {line}");
+        }
+        if shown.len() > REPORT_EVENTS_MAX {
+            let _ = writeln!(out, "  … {} more (write them all with --trace FILE)", shown.len() - REPORT_EVENTS_MAX);
+        }
+    }
+
+    pub fn json(&self, scenario: &Scenario) -> serde_json::Value {
+        let properties: serde_json::Map<String, serde_json::Value> = self
+            .verdicts
+            .results
+            .iter()
+            .map(|r| {
+                let expected = match Outcome::expectation(scenario, r.property) {
+                    Expectation::Hold => "hold",
+                    Expectation::Violate => "violate",
+                    Expectation::Free => "free",
+                };
+                (r.property.name().to_string(), json!({"held": r.held(), "violations": r.violations, "expected": expected, "examples": r.examples}))
+            })
+            .collect();
+        let c = &self.verdicts.counts;
+        json!({
+            "scenario": scenario.name,
+            "seed": self.seed,
+            "verdict": self.verdict(),
+            "failures": self.failures,
+            "trace_hash": format!("{:016x}", self.run.trace_hash),
+            "properties": properties,
+            "semantics": self.verdicts.semantics.name(),
+            "produced": c.produced,
+            "acked": c.acked,
+            "failed": c.failed,
+            "indefinite": c.indefinite,
+            "pending": c.pending,
+            "lost_acked": c.lost_acked,
+            "duplicates": c.duplicates,
+            "sim_time_ms": self.run.stats.sim_time_ms,
+            "events": self.run.stats.events,
+            "messages": self.run.stats.messages,
+            "replay": self.replay,
+        })
+    }
+}
+
+fn describe_setup(out: &mut String, scenario: &Scenario) {
+    let protocol = &scenario.broker.protocol;
+    let truncation = match protocol.truncation {
+        Truncation::LeaderEpoch => "leader-epoch truncation (KIP-101)",
+        Truncation::HighWatermark => "high-watermark truncation (pre-KIP-101)",
+    };
+    let elr = if protocol.eligible_leader_replicas { "ELR on (KIP-966)" } else { "ELR off" };
+    let flush = match (scenario.broker.flush_messages, scenario.broker.flush_ms) {
+        (None, None) => "no fsync (Kafka default)".to_string(),
+        (m, ms) => format!("flush every {} messages / {} ms", m.map_or("-".into(), |v| v.to_string()), ms.map_or("-".into(), |v| v.to_string())),
+    };
+    let _ = writeln!(out, "  {} brokers · {truncation} · {elr} · {flush}", scenario.brokers);
+    for topic in &scenario.topics {
+        let election = if topic.unclean_leader_election { "unclean election on" } else { "clean election" };
+        let _ = writeln!(
+            out,
+            "  topic {}: {} partition(s), RF {}, min.insync.replicas {}, {election}",
+            topic.name, topic.partitions, topic.replication_factor, topic.min_insync_replicas
+        );
+    }
+    for producer in &scenario.producers {
+        let keys = if producer.keys == 0 { "null keys".to_string() } else { format!("{} keys", producer.keys) };
+        let _ = writeln!(
+            out,
+            "  producer {}: acks={} retries={} max.in.flight={} linger.ms={} · {}/s · {keys}",
+            producer.name,
+            producer.config.acks.name(),
+            producer.config.retries,
+            producer.config.max_in_flight_requests_per_connection,
+            producer.config.linger_ms,
+            producer.rate
+        );
+    }
+}
+
+fn list(nodes: &[trial_model::NodeId]) -> String {
+    let names: Vec<String> = nodes.iter().map(|n| n.0.to_string()).collect();
+    format!("[{}]", names.join(","))
+}
+
+fn describe(at: u64, happening: &Happening) -> Option<String> {
+    let text = match happening {
+        Happening::Fault { fault, .. } => format!("fault      {fault}"),
+        Happening::Phase { phase } => format!("phase      {phase}"),
+        Happening::Invariant { property, detail } => format!("INVARIANT  {property}: {detail}"),
+        Happening::Cluster { event } => match event {
+            ClusterEvent::PartitionChange { tp, leader, leader_epoch, isr, elr, unclean, .. } => {
+                let leader = leader.map_or("none".to_string(), |l| format!("broker {l}"));
+                let elr = if elr.is_empty() { String::new() } else { format!(" elr {}", list(elr)) };
+                let unclean = if *unclean { " UNCLEAN ELECTION" } else { "" };
+                format!("partition  {tp} leader {leader} epoch {} isr {}{elr}{unclean}", leader_epoch.0, list(isr))
+            }
+            ClusterEvent::BrokerFenced { broker } => format!("controller fenced broker {broker}"),
+            ClusterEvent::BrokerUnfenced { broker, .. } => format!("controller unfenced broker {broker}"),
+            ClusterEvent::BrokerRegistered { broker, broker_epoch, clean_shutdown } => {
+                let how = if *clean_shutdown { "clean" } else { "unclean" };
+                format!("controller registered broker {broker} (epoch {}, {how} shutdown before)", broker_epoch.0)
+            }
+            ClusterEvent::Truncated { broker, tp, from, to, reason } => {
+                format!("truncate   broker {broker} {tp} {from} -> {to} ({reason:?})")
+            }
+            ClusterEvent::BecameLeader { .. }
+            | ClusterEvent::BecameFollower { .. }
+            | ClusterEvent::HighWatermark { .. }
+            | ClusterEvent::IsrChangeRequested { .. } => return None,
+        },
+    };
+    Some(format!("t={at:>7}ms  {text}"))
+}

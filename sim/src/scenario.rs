@@ -1,0 +1,769 @@
+//! Scenario files (`scenarios/*.toml`): parsed at the edge into a validated [`Scenario`].
+//! Unknown keys are rejected; every error names the file, the line and the key.
+
+use crate::checkers::Property;
+use crate::faults::{Fault, ScheduledFault, Target};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use trial_model::{
+    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig, Protocol, TopicConfig, TopicId,
+    Truncation,
+};
+
+/// Bound on a run's simulated length, so that a typo cannot make a run that never ends.
+pub const SIM_TIME_MAX_MS: u64 = 24 * 3_600 * 1_000;
+pub const BROKERS_MAX: u32 = 64;
+pub const PRODUCERS_MAX: usize = 64;
+pub const PARTITIONS_MAX: u32 = 4_096;
+pub const FAULTS_MAX: usize = 10_000;
+pub const RATE_MAX: f64 = 1_000_000.0;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.key.is_empty()) {
+            (Some(line), false) => write!(f, "{}:{}: `{}`: {}", self.file, line, self.key, self.message),
+            (Some(line), true) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            (None, false) => write!(f, "{}: `{}`: {}", self.file, self.key, self.message),
+            (None, true) => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerSpec {
+    pub name: String,
+    pub topic: TopicId,
+    /// Records per simulated second.
+    pub rate: f64,
+    /// Size of the key space; 0 sends null keys.
+    pub keys: u32,
+    pub config: ProducerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkSpec {
+    pub latency_ms: (u64, u64),
+    pub loss: f64,
+    pub duplicate: f64,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec { latency_ms: (1, 3), loss: 0.0, duplicate: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NemesisKind {
+    Kill,
+    PowerLoss,
+    Pause,
+    Partition,
+    Isolate,
+    Loss,
+    Duplicate,
+    Latency,
+    DropKind,
+    ClockOffset,
+}
+
+impl NemesisKind {
+    pub const ALL: [NemesisKind; 10] = [
+        NemesisKind::Kill,
+        NemesisKind::PowerLoss,
+        NemesisKind::Pause,
+        NemesisKind::Partition,
+        NemesisKind::Isolate,
+        NemesisKind::Loss,
+        NemesisKind::Duplicate,
+        NemesisKind::Latency,
+        NemesisKind::DropKind,
+        NemesisKind::ClockOffset,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisKind::Kill => "kill",
+            NemesisKind::PowerLoss => "power-loss",
+            NemesisKind::Pause => "pause",
+            NemesisKind::Partition => "partition",
+            NemesisKind::Isolate => "isolate",
+            NemesisKind::Loss => "loss",
+            NemesisKind::Duplicate => "duplicate",
+            NemesisKind::Latency => "latency",
+            NemesisKind::DropKind => "drop-kind",
+            NemesisKind::ClockOffset => "clock-offset",
+        }
+    }
+
+    fn parse(name: &str) -> Option<NemesisKind> {
+        NemesisKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NemesisSpec {
+    pub interval_ms: (u64, u64),
+    pub fault_duration_ms: (u64, u64),
+    pub kinds: Vec<NemesisKind>,
+    /// Swarm testing: the seed picks which of `kinds` are on in a run.
+    pub swarm: bool,
+    /// Most brokers down (killed, powered off or paused) at once.
+    pub max_down: u32,
+    /// Whether the controller may be a fault target too.
+    pub controller: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Expect {
+    pub hold: Vec<Property>,
+    pub violate: Vec<Property>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub description: String,
+    pub brokers: u32,
+    pub broker: BrokerConfig,
+    pub controller: ControllerConfig,
+    pub topics: Vec<TopicConfig>,
+    pub producers: Vec<ProducerSpec>,
+    pub network: NetworkSpec,
+    pub duration_ms: u64,
+    pub liveness_ms: u64,
+    pub faults: Vec<ScheduledFault>,
+    pub nemesis: Option<NemesisSpec>,
+    pub expect: Expect,
+}
+
+impl Scenario {
+    /// A small healthy cluster, the base that property tests and examples build on.
+    pub fn basic(name: &str) -> Scenario {
+        let topic = TopicConfig {
+            name: "events".into(),
+            partitions: 3,
+            replication_factor: 3,
+            min_insync_replicas: 2,
+            unclean_leader_election: false,
+        };
+        let producer = ProducerSpec {
+            name: "p0".into(),
+            topic: TopicId(0),
+            rate: 200.0,
+            keys: 100,
+            config: ProducerConfig::default(),
+        };
+        Scenario {
+            name: name.into(),
+            path: None,
+            description: String::new(),
+            brokers: 3,
+            broker: BrokerConfig::default(),
+            controller: ControllerConfig::default(),
+            topics: vec![topic],
+            producers: vec![producer],
+            network: NetworkSpec::default(),
+            duration_ms: 60_000,
+            liveness_ms: 180_000,
+            faults: Vec::new(),
+            nemesis: None,
+            expect: Expect::default(),
+        }
+    }
+
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.broker.protocol = protocol;
+        self.controller.protocol = protocol;
+    }
+
+    /// The command a user types to replay this scenario with `seed`.
+    pub fn replay_command(&self, seed: u64) -> String {
+        match &self.path {
+            Some(path) => format!("kafka-trial run {} --seed {seed}", path.display()),
+            None => format!("(built-in scenario `{}`) seed {seed}", self.name),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {error}"),
+        })?;
+        let mut scenario = Scenario::parse(&text, &file)?;
+        scenario.path = Some(path.to_path_buf());
+        Ok(scenario)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+        let raw: RawScenario = toml::from_str(text).map_err(|error| {
+            let line = error.span().map(|span| line_of(text, span.start));
+            ScenarioError { file: file.into(), line, key: String::new(), message: error.message().trim().to_string() }
+        })?;
+        Validator { text, file }.scenario(raw)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+// ---- raw file format ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<String>,
+    description: Option<String>,
+    duration_ms: Spanned<u64>,
+    liveness_ms: Option<Spanned<u64>>,
+    cluster: Spanned<RawCluster>,
+    #[serde(default)]
+    protocol: RawProtocol,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    topics: Vec<Spanned<RawTopic>>,
+    #[serde(default)]
+    producers: Vec<Spanned<RawProducer>>,
+    #[serde(default)]
+    faults: Vec<Spanned<RawFault>>,
+    nemesis: Option<Spanned<RawNemesis>>,
+    expect: Option<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    brokers: Spanned<u32>,
+    replica_lag_time_max_ms: Option<u64>,
+    replica_fetch_wait_max_ms: Option<u64>,
+    replica_socket_timeout_ms: Option<u64>,
+    broker_heartbeat_interval_ms: Option<u64>,
+    broker_session_timeout_ms: Option<u64>,
+    flush_messages: Option<Spanned<u64>>,
+    flush_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProtocol {
+    truncation: Option<Truncation>,
+    eligible_leader_replicas: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    latency_ms: Option<Spanned<(u64, u64)>>,
+    loss: Option<Spanned<f64>>,
+    duplicate: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopic {
+    name: String,
+    partitions: Spanned<u32>,
+    replication_factor: Spanned<u32>,
+    min_insync_replicas: Option<Spanned<u32>>,
+    unclean_leader_election: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProducer {
+    name: Option<String>,
+    topic: Spanned<String>,
+    rate: Spanned<f64>,
+    keys: Option<u32>,
+    acks: Option<Spanned<String>>,
+    retries: Option<u32>,
+    retry_backoff_ms: Option<u64>,
+    request_timeout_ms: Option<Spanned<u64>>,
+    delivery_timeout_ms: Option<Spanned<u64>>,
+    max_in_flight: Option<Spanned<u32>>,
+    linger_ms: Option<u64>,
+    batch_size: Option<Spanned<u64>>,
+    record_bytes: Option<Spanned<u64>>,
+    null_key_partitioner: Option<NullKeyPartitioner>,
+    count: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    at_ms: Spanned<u64>,
+    kind: Spanned<String>,
+    target: Option<Spanned<String>>,
+    groups: Option<Spanned<Vec<Vec<String>>>>,
+    from: Option<Spanned<Vec<String>>>,
+    to: Option<Spanned<Vec<String>>>,
+    probability: Option<Spanned<f64>>,
+    message: Option<Spanned<String>>,
+    latency_ms: Option<Spanned<(u64, u64)>>,
+    offset_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNemesis {
+    interval_ms: Spanned<(u64, u64)>,
+    fault_duration_ms: Option<Spanned<(u64, u64)>>,
+    kinds: Spanned<Vec<String>>,
+    swarm: Option<bool>,
+    max_down: Option<Spanned<u32>>,
+    controller: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    hold: Option<Spanned<Vec<String>>>,
+    violate: Option<Spanned<Vec<String>>>,
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn error<T>(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> Result<T, ScenarioError> {
+        Err(ScenarioError {
+            file: self.file.into(),
+            line: Some(line_of(self.text, span.start)),
+            key: key.into(),
+            message: message.into(),
+        })
+    }
+
+    fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
+        let duration_ms = *raw.duration_ms.get_ref();
+        if duration_ms == 0 || duration_ms > SIM_TIME_MAX_MS {
+            return self.error(raw.duration_ms.span(), "duration_ms", format!("must be between 1 and {SIM_TIME_MAX_MS}"));
+        }
+        let liveness_ms = match &raw.liveness_ms {
+            Some(value) if *value.get_ref() > SIM_TIME_MAX_MS => {
+                return self.error(value.span(), "liveness_ms", format!("must be at most {SIM_TIME_MAX_MS}"))
+            }
+            Some(value) => *value.get_ref(),
+            None => 180_000,
+        };
+        let (brokers, mut broker, mut controller) = self.cluster(&raw.cluster)?;
+        let protocol = Protocol {
+            truncation: raw.protocol.truncation.unwrap_or_default(),
+            eligible_leader_replicas: raw.protocol.eligible_leader_replicas.unwrap_or(false),
+        };
+        broker.protocol = protocol;
+        controller.protocol = protocol;
+        let network = self.network(&raw.network)?;
+        let topics = self.topics(&raw.topics, brokers, raw.cluster.span())?;
+        let producers = self.producers(&raw.producers, &topics)?;
+        let faults = self.faults(&raw.faults, brokers, producers.len(), &topics, duration_ms)?;
+        let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
+        let expect = self.expect(raw.expect.as_ref())?;
+        Ok(Scenario {
+            name: raw.name.unwrap_or_else(|| self.file.rsplit('/').next().unwrap_or(self.file).trim_end_matches(".toml").to_string()),
+            path: None,
+            description: raw.description.unwrap_or_default().trim().to_string(),
+            brokers,
+            broker,
+            controller,
+            topics,
+            producers,
+            network,
+            duration_ms,
+            liveness_ms,
+            faults,
+            nemesis,
+            expect,
+        })
+    }
+
+    fn cluster(&self, raw: &Spanned<RawCluster>) -> Result<(u32, BrokerConfig, ControllerConfig), ScenarioError> {
+        let cluster = raw.get_ref();
+        let brokers = *cluster.brokers.get_ref();
+        if brokers == 0 || brokers > BROKERS_MAX {
+            return self.error(cluster.brokers.span(), "cluster.brokers", format!("must be between 1 and {BROKERS_MAX}"));
+        }
+        let mut broker = BrokerConfig::default();
+        let mut controller = ControllerConfig::default();
+        if let Some(v) = cluster.replica_lag_time_max_ms {
+            broker.replica_lag_time_max_ms = v.max(1);
+        }
+        if let Some(v) = cluster.replica_fetch_wait_max_ms {
+            broker.replica_fetch_wait_max_ms = v;
+        }
+        if let Some(v) = cluster.replica_socket_timeout_ms {
+            broker.replica_socket_timeout_ms = v.max(1);
+        }
+        if let Some(v) = cluster.broker_heartbeat_interval_ms {
+            broker.broker_heartbeat_interval_ms = v.max(1);
+        }
+        if let Some(v) = cluster.broker_session_timeout_ms {
+            controller.broker_session_timeout_ms = v.max(1);
+        }
+        if let Some(v) = &cluster.flush_messages {
+            if *v.get_ref() == 0 {
+                return self.error(v.span(), "cluster.flush_messages", "must be at least 1 (leave it out to let the OS flush)");
+            }
+            broker.flush_messages = Some(*v.get_ref());
+        }
+        if let Some(v) = &cluster.flush_ms {
+            if *v.get_ref() == 0 {
+                return self.error(v.span(), "cluster.flush_ms", "must be at least 1 (leave it out to let the OS flush)");
+            }
+            broker.flush_ms = Some(*v.get_ref());
+        }
+        if controller.broker_session_timeout_ms <= broker.broker_heartbeat_interval_ms {
+            return self.error(raw.span(), "cluster.broker_session_timeout_ms", "must be larger than broker_heartbeat_interval_ms");
+        }
+        Ok((brokers, broker, controller))
+    }
+
+    fn network(&self, raw: &RawNetwork) -> Result<NetworkSpec, ScenarioError> {
+        let mut network = NetworkSpec::default();
+        if let Some(latency) = &raw.latency_ms {
+            network.latency_ms = self.range(latency, "network.latency_ms")?;
+        }
+        if let Some(loss) = &raw.loss {
+            network.loss = self.probability(loss, "network.loss")?;
+        }
+        if let Some(duplicate) = &raw.duplicate {
+            network.duplicate = self.probability(duplicate, "network.duplicate")?;
+        }
+        Ok(network)
+    }
+
+    fn range(&self, value: &Spanned<(u64, u64)>, key: &str) -> Result<(u64, u64), ScenarioError> {
+        let (low, high) = *value.get_ref();
+        if low > high {
+            return self.error(value.span(), key, format!("[{low}, {high}] is empty: the first bound must not exceed the second"));
+        }
+        if high > SIM_TIME_MAX_MS {
+            return self.error(value.span(), key, format!("bounds must be at most {SIM_TIME_MAX_MS}"));
+        }
+        Ok((low, high))
+    }
+
+    fn probability(&self, value: &Spanned<f64>, key: &str) -> Result<f64, ScenarioError> {
+        let p = *value.get_ref();
+        if !(0.0..=1.0).contains(&p) {
+            return self.error(value.span(), key, format!("{p} is not a probability between 0 and 1"));
+        }
+        Ok(p)
+    }
+
+    fn topics(&self, raw: &[Spanned<RawTopic>], brokers: u32, cluster_span: std::ops::Range<usize>) -> Result<Vec<TopicConfig>, ScenarioError> {
+        if raw.is_empty() {
+            return self.error(cluster_span, "topics", "a scenario needs at least one [[topics]] table");
+        }
+        let mut topics: Vec<TopicConfig> = Vec::new();
+        for spanned in raw {
+            let topic = spanned.get_ref();
+            if topics.iter().any(|t| t.name == topic.name) {
+                return self.error(spanned.span(), "topics.name", format!("topic `{}` is declared twice", topic.name));
+            }
+            let partitions = *topic.partitions.get_ref();
+            if partitions == 0 || partitions > PARTITIONS_MAX {
+                return self.error(topic.partitions.span(), "topics.partitions", format!("must be between 1 and {PARTITIONS_MAX}"));
+            }
+            let rf = *topic.replication_factor.get_ref();
+            if rf == 0 || rf > brokers {
+                return self.error(
+                    topic.replication_factor.span(),
+                    "topics.replication_factor",
+                    format!("{rf} is impossible with {brokers} broker(s): it must be between 1 and the broker count"),
+                );
+            }
+            let min_isr = match &topic.min_insync_replicas {
+                Some(v) if *v.get_ref() == 0 || *v.get_ref() > rf => {
+                    return self.error(v.span(), "topics.min_insync_replicas", format!("must be between 1 and replication_factor ({rf})"))
+                }
+                Some(v) => *v.get_ref(),
+                None => 1,
+            };
+            topics.push(TopicConfig {
+                name: topic.name.clone(),
+                partitions,
+                replication_factor: rf,
+                min_insync_replicas: min_isr,
+                unclean_leader_election: topic.unclean_leader_election.unwrap_or(false),
+            });
+        }
+        Ok(topics)
+    }
+
+    fn producers(&self, raw: &[Spanned<RawProducer>], topics: &[TopicConfig]) -> Result<Vec<ProducerSpec>, ScenarioError> {
+        let mut producers = Vec::new();
+        for spanned in raw {
+            let p = spanned.get_ref();
+            let Some(topic) = topics.iter().position(|t| t.name == *p.topic.get_ref()) else {
+                return self.error(p.topic.span(), "producers.topic", format!("no topic named `{}` is declared", p.topic.get_ref()));
+            };
+            let rate = *p.rate.get_ref();
+            if !(rate > 0.0 && rate <= RATE_MAX) {
+                return self.error(p.rate.span(), "producers.rate", format!("records per second must be above 0 and at most {RATE_MAX}"));
+            }
+            let mut config = ProducerConfig::default();
+            if let Some(acks) = &p.acks {
+                config.acks = match acks.get_ref().as_str() {
+                    "0" => Acks::None,
+                    "1" => Acks::Leader,
+                    "all" | "-1" => Acks::All,
+                    other => return self.error(acks.span(), "producers.acks", format!("`{other}` is not one of \"0\", \"1\", \"all\"")),
+                };
+            }
+            if let Some(v) = p.retries {
+                config.retries = v;
+            }
+            if let Some(v) = p.retry_backoff_ms {
+                config.retry_backoff_ms = v;
+            }
+            if let Some(v) = &p.request_timeout_ms {
+                config.request_timeout_ms = self.positive(v, "producers.request_timeout_ms")?;
+            }
+            if let Some(v) = &p.delivery_timeout_ms {
+                config.delivery_timeout_ms = self.positive(v, "producers.delivery_timeout_ms")?;
+            }
+            if let Some(v) = &p.max_in_flight {
+                config.max_in_flight_requests_per_connection = self.positive(v, "producers.max_in_flight")?;
+            }
+            if let Some(v) = p.linger_ms {
+                config.linger_ms = v;
+            }
+            if let Some(v) = &p.batch_size {
+                config.batch_size = self.positive(v, "producers.batch_size")?;
+            }
+            if let Some(v) = &p.record_bytes {
+                config.record_bytes = self.positive(v, "producers.record_bytes")?;
+            }
+            if let Some(v) = p.null_key_partitioner {
+                config.null_key_partitioner = v;
+            }
+            let count = match &p.count {
+                Some(v) => self.positive(v, "producers.count")?,
+                None => 1,
+            };
+            for index in 0..count {
+                let base = p.name.clone().unwrap_or_else(|| format!("p{}", producers.len()));
+                let name = if count > 1 { format!("{base}-{index}") } else { base };
+                producers.push(ProducerSpec { name, topic: TopicId(topic as u32), rate, keys: p.keys.unwrap_or(0), config: config.clone() });
+            }
+            if producers.len() > PRODUCERS_MAX {
+                return self.error(spanned.span(), "producers", format!("at most {PRODUCERS_MAX} producers"));
+            }
+        }
+        Ok(producers)
+    }
+
+    fn positive<T: Copy + PartialOrd + Default + fmt::Display>(&self, value: &Spanned<T>, key: &str) -> Result<T, ScenarioError> {
+        if *value.get_ref() <= T::default() {
+            return self.error(value.span(), key, format!("{} must be above 0", value.get_ref()));
+        }
+        Ok(*value.get_ref())
+    }
+
+    fn target(&self, value: &Spanned<String>, key: &str, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Target, ScenarioError> {
+        match Target::parse(value.get_ref(), brokers, producers, topics) {
+            Ok(target) => Ok(target),
+            Err(message) => self.error(value.span(), key, message),
+        }
+    }
+
+    fn targets(&self, value: &Spanned<Vec<String>>, key: &str, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Vec<Target>, ScenarioError> {
+        let mut targets = Vec::new();
+        for name in value.get_ref() {
+            match Target::parse(name, brokers, producers, topics) {
+                Ok(target) => targets.push(target),
+                Err(message) => return self.error(value.span(), key, message),
+            }
+        }
+        if targets.is_empty() {
+            return self.error(value.span(), key, "needs at least one node");
+        }
+        Ok(targets)
+    }
+
+    fn faults(&self, raw: &[Spanned<RawFault>], brokers: u32, producers: usize, topics: &[TopicConfig], duration_ms: u64) -> Result<Vec<ScheduledFault>, ScenarioError> {
+        if raw.len() > FAULTS_MAX {
+            return self.error(raw[0].span(), "faults", format!("at most {FAULTS_MAX} scheduled faults"));
+        }
+        let mut faults = Vec::new();
+        for spanned in raw {
+            let f = spanned.get_ref();
+            let at_ms = *f.at_ms.get_ref();
+            if at_ms > duration_ms {
+                return self.error(f.at_ms.span(), "faults.at_ms", format!("{at_ms} is after the safety phase ends (duration_ms = {duration_ms}); everything heals then"));
+            }
+            let fault = self.fault(spanned, brokers, producers, topics)?;
+            faults.push(ScheduledFault { at_ms, fault });
+        }
+        faults.sort_by_key(|f| f.at_ms);
+        Ok(faults)
+    }
+
+    fn fault(&self, spanned: &Spanned<RawFault>, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Fault, ScenarioError> {
+        let f = spanned.get_ref();
+        let kind = f.kind.get_ref().as_str();
+        let need_target = |this: &Self| -> Result<Target, ScenarioError> {
+            match &f.target {
+                Some(target) => this.target(target, "faults.target", brokers, producers, topics),
+                None => this.error(spanned.span(), "faults.target", format!("a `{kind}` fault needs a target (\"broker:N\", \"controller\", \"leader:TOPIC/P\")")),
+            }
+        };
+        let need_probability = |this: &Self| -> Result<f64, ScenarioError> {
+            match &f.probability {
+                Some(p) => this.probability(p, "faults.probability"),
+                None => this.error(spanned.span(), "faults.probability", format!("a `{kind}` fault needs a probability")),
+            }
+        };
+        let fault = match kind {
+            "kill" => Fault::Kill(self.process_target(need_target(self)?, f)?),
+            "restart" => Fault::Restart(self.process_target(need_target(self)?, f)?),
+            "power-loss" => Fault::PowerLoss(self.process_target(need_target(self)?, f)?),
+            "pause" => Fault::Pause(need_target(self)?),
+            "resume" => Fault::Resume(need_target(self)?),
+            "isolate" => Fault::Isolate(need_target(self)?),
+            "partition" => {
+                let Some(groups) = &f.groups else {
+                    return self.error(spanned.span(), "faults.groups", "a `partition` fault needs groups = [[\"broker:0\"], [\"broker:1\", ...]]");
+                };
+                if groups.get_ref().len() < 2 {
+                    return self.error(groups.span(), "faults.groups", "needs at least two groups");
+                }
+                let mut resolved = Vec::new();
+                for group in groups.get_ref() {
+                    let group = Spanned::new(groups.span(), group.clone());
+                    resolved.push(self.targets(&group, "faults.groups", brokers, producers, topics)?);
+                }
+                Fault::Partition { groups: resolved }
+            }
+            "partition-one-way" => {
+                let (Some(from), Some(to)) = (&f.from, &f.to) else {
+                    return self.error(spanned.span(), "faults.from", "a `partition-one-way` fault needs `from` and `to` node lists");
+                };
+                let from = self.targets(from, "faults.from", brokers, producers, topics)?;
+                let to = self.targets(to, "faults.to", brokers, producers, topics)?;
+                Fault::OneWay { from, to }
+            }
+            "heal" => Fault::Heal,
+            "loss" => Fault::Loss(need_probability(self)?),
+            "duplicate" => Fault::Duplicate(need_probability(self)?),
+            "latency" => {
+                let Some(latency) = &f.latency_ms else {
+                    return self.error(spanned.span(), "faults.latency_ms", "a `latency` fault needs latency_ms = [MIN, MAX]");
+                };
+                let (low, high) = self.range(latency, "faults.latency_ms")?;
+                Fault::Latency(low, high)
+            }
+            "drop-kind" => {
+                let Some(message) = &f.message else {
+                    return self.error(spanned.span(), "faults.message", "a `drop-kind` fault needs message = \"produce-response\" (or another kind)");
+                };
+                let Some(kind) = MessageKind::parse(message.get_ref()) else {
+                    let names: Vec<&str> = MessageKind::ALL.iter().map(|k| k.name()).collect();
+                    return self.error(message.span(), "faults.message", format!("unknown message kind `{}`; one of: {}", message.get_ref(), names.join(", ")));
+                };
+                let probability = match &f.probability {
+                    Some(p) => self.probability(p, "faults.probability")?,
+                    None => 1.0,
+                };
+                Fault::DropKind(kind, probability)
+            }
+            "clock-offset" => {
+                let Some(offset) = f.offset_ms else {
+                    return self.error(spanned.span(), "faults.offset_ms", "a `clock-offset` fault needs offset_ms");
+                };
+                Fault::ClockOffset(need_target(self)?, offset)
+            }
+            other => {
+                return self.error(
+                    f.kind.span(),
+                    "faults.kind",
+                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, clock-offset"),
+                )
+            }
+        };
+        Ok(fault)
+    }
+
+    fn process_target(&self, target: Target, f: &RawFault) -> Result<Target, ScenarioError> {
+        if let Target::Producer(_) = target {
+            let span = f.target.as_ref().map_or(f.kind.span(), |t| t.span());
+            return self.error(span, "faults.target", "process faults (kill, restart, power-loss) apply to brokers and the controller; use pause or isolate for a producer");
+        }
+        Ok(target)
+    }
+
+    fn nemesis(&self, raw: &Spanned<RawNemesis>, brokers: u32) -> Result<NemesisSpec, ScenarioError> {
+        let n = raw.get_ref();
+        let interval_ms = self.range(&n.interval_ms, "nemesis.interval_ms")?;
+        if interval_ms.0 == 0 {
+            return self.error(n.interval_ms.span(), "nemesis.interval_ms", "the shortest interval must be at least 1 ms");
+        }
+        let fault_duration_ms = match &n.fault_duration_ms {
+            Some(v) => self.range(v, "nemesis.fault_duration_ms")?,
+            None => (1_000, 20_000),
+        };
+        let mut kinds = Vec::new();
+        for name in n.kinds.get_ref() {
+            let Some(kind) = NemesisKind::parse(name) else {
+                let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
+                return self.error(n.kinds.span(), "nemesis.kinds", format!("unknown kind `{name}`; one of: {}", names.join(", ")));
+            };
+            kinds.push(kind);
+        }
+        if kinds.is_empty() {
+            return self.error(n.kinds.span(), "nemesis.kinds", "needs at least one kind");
+        }
+        let max_down = match &n.max_down {
+            Some(v) if *v.get_ref() > brokers => return self.error(v.span(), "nemesis.max_down", format!("cannot exceed the broker count ({brokers})")),
+            Some(v) => *v.get_ref(),
+            None => 1,
+        };
+        Ok(NemesisSpec { interval_ms, fault_duration_ms, kinds, swarm: n.swarm.unwrap_or(false), max_down, controller: n.controller.unwrap_or(false) })
+    }
+
+    fn expect(&self, raw: Option<&RawExpect>) -> Result<Expect, ScenarioError> {
+        let Some(raw) = raw else { return Ok(Expect { hold: Property::ALL.to_vec(), violate: Vec::new() }) };
+        let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Vec<Property>, ScenarioError> {
+            let mut out = Vec::new();
+            let Some(list) = list else { return Ok(out) };
+            for name in list.get_ref() {
+                match Property::parse(name) {
+                    Some(p) => out.push(p),
+                    None => {
+                        let names: Vec<&str> = Property::ALL.iter().map(|p| p.name()).collect();
+                        return self.error(list.span(), key, format!("unknown property `{name}`; one of: {}", names.join(", ")));
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let hold = parse(&raw.hold, "expect.hold")?;
+        let violate = parse(&raw.violate, "expect.violate")?;
+        if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
+            let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
+            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
+        }
+        Ok(Expect { hold, violate })
+    }
+}
