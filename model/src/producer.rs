@@ -32,6 +32,12 @@ struct InFlight {
     batches: Vec<Batch>,
 }
 
+enum Appended {
+    Joined,
+    NewBatch(TopicPartition),
+    Full,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     write: WriteId,
@@ -61,6 +67,9 @@ pub struct Producer {
     round_robin: u32,
     next_correlation: u64,
     buffered: usize,
+    /// Next deadline, recomputed after every drain and lowered by `send` (poll_timeout is
+    /// called after every input, so it must be cheap).
+    deadline: Option<Millis>,
     outbox: VecDeque<Action>,
 }
 
@@ -86,6 +95,7 @@ impl Producer {
             round_robin: 0,
             next_correlation: 0,
             buffered: 0,
+            deadline: Some(Millis::ZERO),
             outbox: VecDeque::new(),
         }
     }
@@ -114,13 +124,25 @@ impl Producer {
         }
         self.buffered += 1;
         let pending = Pending { write, topic, key, draw, at: now };
-        if self.partition_counts.contains_key(&topic) {
-            self.append(pending);
-        } else {
+        if !self.partition_counts.contains_key(&topic) {
             self.metadata_needed = true;
             self.unpartitioned.push_back(pending);
+            self.drain(now);
+            return;
         }
-        self.drain(now);
+        match self.append(pending) {
+            // Only a full batch (or no linger) makes anything sendable before a deadline.
+            Appended::Full => self.drain(now),
+            _ if self.config.linger_ms == 0 => self.drain(now),
+            Appended::NewBatch(tp) => {
+                let mut next = now.plus(self.config.delivery_timeout_ms);
+                if self.can_send_to(tp) {
+                    next = next.min(now.plus(self.config.linger_ms));
+                }
+                self.deadline = Some(self.deadline.map_or(next, |d| d.min(next)));
+            }
+            Appended::Joined => {}
+        }
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -128,6 +150,10 @@ impl Producer {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
+        self.deadline
+    }
+
+    fn compute_deadline(&self) -> Option<Millis> {
         let mut next = Millis::MAX;
         let linger = self.config.linger_ms;
         for (tp, queue) in &self.batches {
@@ -292,7 +318,7 @@ impl Producer {
         }
     }
 
-    fn append(&mut self, pending: Pending) {
+    fn append(&mut self, pending: Pending) -> Appended {
         let partitions = self.partition_counts.get(&pending.topic).copied().unwrap_or(1);
         let partition = match pending.key {
             Some(key) => {
@@ -317,8 +343,24 @@ impl Producer {
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         let queue = self.batches.entry(tp).or_default();
         match queue.back_mut() {
-            Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => batch.records.push(record),
-            _ => queue.push_back(Batch { tp, records: vec![record], created: pending.at, attempts: 0, retry_at: pending.at }),
+            Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => {
+                batch.records.push(record);
+                if batch.records.len() >= per_batch {
+                    Appended::Full
+                } else {
+                    Appended::Joined
+                }
+            }
+            _ => {
+                let mut records = Vec::with_capacity(per_batch.min(64));
+                records.push(record);
+                queue.push_back(Batch { tp, records, created: pending.at, attempts: 0, retry_at: pending.at });
+                if per_batch == 1 {
+                    Appended::Full
+                } else {
+                    Appended::NewBatch(tp)
+                }
+            }
         }
     }
 
@@ -380,43 +422,63 @@ impl Producer {
         self.outbox.push_back(Action::Send { to: broker, msg: Message::Metadata { correlation } });
     }
 
-    /// Sends every ready batch: per leader broker one request with at most one batch per
-    /// partition, while that broker has fewer than `max.in.flight` requests outstanding.
+    /// Kafka's `RecordAccumulator.ready` + `drain`: a leader is ready when the head batch
+    /// of any of its partitions is full, has lingered `linger.ms`, or is a retry whose
+    /// backoff passed; from each ready leader with a free in-flight slot one request takes
+    /// the head batch of every partition it leads (retries still in backoff excepted).
     fn drain(&mut self, now: Millis) {
         if self.metadata_needed {
             self.request_metadata(now);
         }
         let linger = self.config.linger_ms;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
-        let mut requests: BTreeMap<NodeId, Vec<Batch>> = BTreeMap::new();
-        let tps: Vec<TopicPartition> = self.batches.keys().copied().collect();
-        for tp in tps {
-            let Some(Some(leader)) = self.leaders.get(&tp).copied() else { continue };
-            if !self.can_send_to(tp) {
-                continue;
-            }
-            let Some(queue) = self.batches.get_mut(&tp) else { continue };
+        let max_in_flight = self.config.max_in_flight_requests_per_connection;
+        let mut ready: Vec<NodeId> = Vec::new();
+        for (tp, queue) in &self.batches {
+            let Some(Some(leader)) = self.leaders.get(tp).copied() else { continue };
             let Some(head) = queue.front() else { continue };
-            let ready = if head.attempts > 0 {
+            let is_ready = if head.attempts > 0 {
                 now >= head.retry_at
             } else {
                 queue.len() > 1 || head.records.len() >= per_batch || now >= head.created.plus(linger)
             };
-            if !ready {
-                continue;
-            }
-            let Some(mut batch) = queue.pop_front() else { continue };
-            batch.attempts += 1;
-            requests.entry(leader).or_default().push(batch);
-            // The sticky partitioner moves on once its batch is sent (KIP-480).
-            if self.sticky.get(&tp.topic) == Some(&tp.partition) {
-                self.sticky.remove(&tp.topic);
+            if is_ready && !ready.contains(&leader) {
+                ready.push(leader);
             }
         }
-        self.batches.retain(|_, queue| !queue.is_empty());
-        for (broker, batches) in requests {
-            self.send_request(now, broker, batches);
+        ready.retain(|leader| {
+            let in_flight = self.in_flight_per_broker.get(leader).copied().unwrap_or(0);
+            in_flight < max_in_flight && !self.broker_backoff.contains_key(leader)
+        });
+        if !ready.is_empty() {
+            ready.sort_unstable();
+            let mut requests: Vec<(NodeId, Vec<Batch>)> = ready.iter().map(|leader| (*leader, Vec::new())).collect();
+            let mut emptied = false;
+            for (tp, queue) in self.batches.iter_mut() {
+                let Some(Some(leader)) = self.leaders.get(tp).copied() else { continue };
+                let Some((_, batches)) = requests.iter_mut().find(|(broker, _)| *broker == leader) else { continue };
+                if queue.front().is_some_and(|head| head.attempts > 0 && now < head.retry_at) {
+                    continue;
+                }
+                let Some(mut batch) = queue.pop_front() else { continue };
+                emptied |= queue.is_empty();
+                batch.attempts += 1;
+                batches.push(batch);
+                // The sticky partitioner moves on once its batch is sent (KIP-480).
+                if self.sticky.get(&tp.topic) == Some(&tp.partition) {
+                    self.sticky.remove(&tp.topic);
+                }
+            }
+            if emptied {
+                self.batches.retain(|_, queue| !queue.is_empty());
+            }
+            for (broker, batches) in requests {
+                if !batches.is_empty() {
+                    self.send_request(now, broker, batches);
+                }
+            }
         }
+        self.deadline = self.compute_deadline();
     }
 
     fn send_request(&mut self, now: Millis, broker: NodeId, batches: Vec<Batch>) {

@@ -13,8 +13,7 @@ use crate::scenario::Scenario;
 use crate::trace::TraceSink;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use crate::queue::CalendarQueue;
 use trial_model::{
     Action, Broker, BrokerDisk, ClusterEvent, Controller, ControllerDisk, Message, MessageKind, Millis, NodeId, Offset,
     Producer, TopicPartition, WriteId,
@@ -53,30 +52,6 @@ enum EventKind {
     Fault(Fault),
     EndSafety,
     CheckConvergence,
-}
-
-struct Event {
-    at: Millis,
-    seq: u64,
-    kind: EventKind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Event {
-    // Reversed: BinaryHeap is a max-heap and the earliest (time, sequence) goes first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 enum Actor {
@@ -153,8 +128,9 @@ impl TraceHash {
 pub struct Engine<'a> {
     scenario: &'a Scenario,
     now: Millis,
-    seq: u64,
-    queue: BinaryHeap<Event>,
+    queue: CalendarQueue,
+    slab: Vec<Option<EventKind>>,
+    free_slots: Vec<u32>,
     nodes: Vec<Node>,
     producers: Vec<ProducerLoad>,
     brokers: usize,
@@ -220,8 +196,9 @@ impl<'a> Engine<'a> {
         let mut engine = Engine {
             scenario,
             now: Millis::ZERO,
-            seq: 0,
-            queue: BinaryHeap::with_capacity(1 << 16),
+            queue: CalendarQueue::default(),
+            slab: Vec::with_capacity(1 << 16),
+            free_slots: Vec::new(),
             nodes,
             producers,
             brokers: n,
@@ -260,8 +237,25 @@ impl<'a> Engine<'a> {
     }
 
     fn push(&mut self, at: Millis, kind: EventKind) {
-        self.seq += 1;
-        self.queue.push(Event { at, seq: self.seq, kind });
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(kind);
+                slot
+            }
+            None => {
+                self.slab.push(Some(kind));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.queue.push(at.0, slot);
+    }
+
+    fn pop(&mut self) -> Option<(Millis, EventKind)> {
+        let (at, slot) = self.queue.pop()?;
+        self.free_slots.push(slot);
+        // Every queued slot holds its event until popped, once.
+        let kind = self.slab[slot as usize].take()?;
+        Some((Millis(at), kind))
     }
 
     fn index_of(&self, id: NodeId) -> Option<usize> {
@@ -284,7 +278,7 @@ impl<'a> Engine<'a> {
     /// converges (or `liveness_ms` runs out), and returns the history.
     pub fn run(mut self) -> RunOutput {
         let mut stop = Stop::Finished;
-        while let Some(event) = self.queue.pop() {
+        while let Some((at, kind)) = self.pop() {
             if self.finished {
                 break;
             }
@@ -293,16 +287,16 @@ impl<'a> Engine<'a> {
                 break;
             }
             self.stats.events += 1;
-            debug_assert!(event.at >= self.now, "time never goes back");
-            self.now = event.at;
-            self.dispatch(event);
+            assert!(at >= self.now, "simulated time never goes back");
+            self.now = at;
+            self.dispatch(at, kind);
         }
         self.finish(stop)
     }
 
-    fn dispatch(&mut self, event: Event) {
-        self.hash.add(event.at.0);
-        match event.kind {
+    fn dispatch(&mut self, at: Millis, kind: EventKind) {
+        self.hash.add(at.0);
+        match kind {
             EventKind::Deliver { from, to, msg } => {
                 self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
                 self.stats.messages += 1;
@@ -411,7 +405,13 @@ impl<'a> Engine<'a> {
         // node that cannot make progress yet does not spin.
         let global = deadline.map(|d| Millis(d.0.saturating_add_signed(-offset)).max(self.now.plus(1)));
         let node_ref = &mut self.nodes[node];
-        if global == node_ref.timer_at {
+        // An armed timer that fires no later than needed stays: firing early is harmless
+        // (handlers check their own deadlines) and costs less than a new queue entry.
+        let keep = match (node_ref.timer_at, global) {
+            (Some(armed), Some(wanted)) => armed <= wanted,
+            (armed, wanted) => armed == wanted,
+        };
+        if keep {
             return;
         }
         node_ref.timer_generation += 1;

@@ -13,6 +13,7 @@ pub mod checkers;
 pub mod engine;
 pub mod faults;
 pub mod history;
+pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod strategies;
