@@ -85,6 +85,7 @@ pub struct Broker {
     replicas: BTreeMap<TopicPartition, Replica>,
     /// Leader of every partition this broker knows of (for clients' Metadata).
     leaders: BTreeMap<TopicPartition, (Option<NodeId>, LeaderEpoch)>,
+    fenced_brokers: Vec<NodeId>,
     parked_produces: Vec<ParkedProduce>,
     parked_fetches: Vec<ParkedFetch>,
     fetchers: BTreeMap<NodeId, Fetcher>,
@@ -116,6 +117,7 @@ impl Broker {
             topics: BTreeMap::new(),
             replicas: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            fenced_brokers: Vec::new(),
             parked_produces: Vec::new(),
             parked_fetches: Vec::new(),
             fetchers: BTreeMap::new(),
@@ -281,6 +283,11 @@ impl Broker {
     }
 
     fn apply_metadata(&mut self, now: Millis, delta: MetadataDelta) {
+        // An older push overtaken by a newer snapshot carries a stale fenced list;
+        // partitions are guarded by their own epochs below.
+        if delta.version >= self.metadata_version {
+            self.fenced_brokers = delta.fenced_brokers;
+        }
         self.metadata_version = self.metadata_version.max(delta.version);
         for topic in delta.topics {
             self.topics.insert(topic.id.0, topic);
@@ -604,6 +611,7 @@ impl Broker {
         let min_isr = self.effective_min_isr(tp);
         let strict_min_isr = self.config.protocol.eligible_leader_replicas;
         let lag_max = self.config.replica_lag_time_max_ms;
+        let fenced = &self.fenced_brokers;
         let Some(log) = self.disk.logs.get(&tp) else { return };
         let Some(replica) = self.replicas.get_mut(&tp) else { return };
         let Role::Leader { followers, pending_isr, .. } = &replica.role else { return };
@@ -615,7 +623,8 @@ impl Broker {
         for (follower, progress) in followers {
             let in_maximal_isr = replica.state.isr.contains(follower)
                 || pending_isr.as_ref().is_some_and(|(isr, _)| isr.contains(follower));
-            let caught_up = progress.last_caught_up.is_some_and(|t| now.since(t) <= lag_max);
+            // KIP-841: a fenced replica cannot join the ISR, so it does not hold the HW.
+            let caught_up = progress.last_caught_up.is_some_and(|t| now.since(t) <= lag_max) && !fenced.contains(follower);
             if in_maximal_isr || caught_up {
                 new_hw = new_hw.min(progress.log_end);
             }

@@ -88,6 +88,9 @@ pub struct TopicConfig {
     pub replication_factor: u32,
     pub min_insync_replicas: u32,
     pub unclean_leader_election: bool,
+    /// Explicit replicas per partition (`--replica-assignment`); `None` uses Kafka's
+    /// placement.
+    pub replica_assignment: Option<Vec<Vec<crate::types::NodeId>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

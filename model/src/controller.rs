@@ -45,7 +45,10 @@ impl ControllerDisk {
         for (index, topic) in topics.iter().enumerate() {
             let id = TopicId(index as u32);
             let (start_index, shift) = draws.get(index).copied().unwrap_or((0, 0));
-            let assignment = assign_replicas(brokers, topic.partitions, topic.replication_factor, start_index, shift);
+            let assignment = match &topic.replica_assignment {
+                Some(explicit) => explicit.clone(),
+                None => assign_replicas(brokers, topic.partitions, topic.replication_factor, start_index, shift),
+            };
             for (partition, replicas) in assignment.into_iter().enumerate() {
                 let tp = TopicPartition { topic: id, partition: partition as u32 };
                 let state = PartitionState {
@@ -228,7 +231,9 @@ impl Controller {
             results.push((tp, ErrorCode::None, self.disk.partitions.get(&tp).cloned()));
         }
         self.send(broker, Message::AlterPartitionResponse { items: results });
-        self.publish(&changed);
+        if !changed.is_empty() {
+            self.publish(&changed);
+        }
     }
 
     fn validate_alter_partition(&self, broker: NodeId, item: &AlterPartitionItem) -> ErrorCode {
@@ -307,6 +312,7 @@ impl Controller {
     /// KIP-966: a broker back from an unclean shutdown may have lost data below the HW,
     /// so it leaves every ISR and ELR.
     fn handle_unclean_shutdown(&mut self, broker: NodeId) {
+        // (publishes only when a partition changed)
         let affected: Vec<TopicPartition> = self
             .disk
             .partitions
@@ -317,7 +323,9 @@ impl Controller {
         for tp in &affected {
             self.remove_from_isr(*tp, broker, true);
         }
-        self.publish(&affected);
+        if !affected.is_empty() {
+            self.publish(&affected);
+        }
     }
 
     fn remove_from_isr(&mut self, tp: TopicPartition, broker: NodeId, unclean_shutdown: bool) {
@@ -408,6 +416,7 @@ impl Controller {
                 changed.push(tp);
             }
         }
+        // Publish even without partition changes: leaders learn the broker is unfenced.
         self.publish(&changed);
     }
 
@@ -416,19 +425,22 @@ impl Controller {
             version: self.disk.metadata_version,
             topics: self.disk.topics.iter().map(|topic| topic.meta.clone()).collect(),
             partitions: self.disk.partitions.values().cloned().collect(),
+            fenced_brokers: self.fenced_brokers(),
         }
+    }
+
+    fn fenced_brokers(&self) -> Vec<NodeId> {
+        self.disk.brokers.iter().filter(|(_, record)| record.fenced).map(|(broker, _)| *broker).collect()
     }
 
     /// Pushes changed partitions to every unfenced broker. Brokers that miss a push catch
     /// up through their next heartbeat, which carries their metadata version.
     fn publish(&mut self, changed: &[TopicPartition]) {
-        if changed.is_empty() {
-            return;
-        }
         self.disk.metadata_version += 1;
         let partitions: Vec<PartitionState> =
             changed.iter().filter_map(|tp| self.disk.partitions.get(tp).cloned()).collect();
-        let delta = MetadataDelta { version: self.disk.metadata_version, topics: Vec::new(), partitions };
+        let fenced_brokers = self.fenced_brokers();
+        let delta = MetadataDelta { version: self.disk.metadata_version, topics: Vec::new(), partitions, fenced_brokers };
         let targets: Vec<NodeId> = self.disk.brokers.keys().copied().collect();
         for broker in targets {
             self.send(broker, Message::MetadataUpdate(delta.clone()));
@@ -488,6 +500,7 @@ mod tests {
             replication_factor: 3,
             min_insync_replicas: min_isr,
             unclean_leader_election: unclean,
+            replica_assignment: None,
         }
     }
 

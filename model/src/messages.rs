@@ -34,6 +34,9 @@ pub struct MetadataDelta {
     pub version: u64,
     pub topics: Vec<TopicMeta>,
     pub partitions: Vec<PartitionState>,
+    /// Brokers the controller has fenced (KRaft `BrokerRegistrationChangeRecord`); a
+    /// leader does not count them as caught up (KIP-841).
+    pub fenced_brokers: Vec<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

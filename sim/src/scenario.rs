@@ -159,6 +159,7 @@ impl Scenario {
             replication_factor: 3,
             min_insync_replicas: 2,
             unclean_leader_election: false,
+            replica_assignment: None,
         };
         let producer = ProducerSpec {
             name: "p0".into(),
@@ -259,6 +260,7 @@ struct RawCluster {
     broker_session_timeout_ms: Option<u64>,
     flush_messages: Option<Spanned<u64>>,
     flush_ms: Option<Spanned<u64>>,
+    replica_high_watermark_checkpoint_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -284,6 +286,7 @@ struct RawTopic {
     replication_factor: Spanned<u32>,
     min_insync_replicas: Option<Spanned<u32>>,
     unclean_leader_election: Option<bool>,
+    replica_assignment: Option<Spanned<Vec<Vec<u32>>>>,
 }
 
 #[derive(Deserialize)]
@@ -417,6 +420,9 @@ impl Validator<'_> {
         if let Some(v) = cluster.broker_heartbeat_interval_ms {
             broker.broker_heartbeat_interval_ms = v.max(1);
         }
+        if let Some(v) = cluster.replica_high_watermark_checkpoint_interval_ms {
+            broker.hw_checkpoint_interval_ms = v.max(1);
+        }
         if let Some(v) = cluster.broker_session_timeout_ms {
             controller.broker_session_timeout_ms = v.max(1);
         }
@@ -500,15 +506,45 @@ impl Validator<'_> {
                 Some(v) => *v.get_ref(),
                 None => 1,
             };
+            let replica_assignment = match &topic.replica_assignment {
+                Some(assignment) => Some(self.assignment(assignment, partitions, rf, brokers)?),
+                None => None,
+            };
             topics.push(TopicConfig {
                 name: topic.name.clone(),
                 partitions,
                 replication_factor: rf,
                 min_insync_replicas: min_isr,
                 unclean_leader_election: topic.unclean_leader_election.unwrap_or(false),
+                replica_assignment,
             });
         }
         Ok(topics)
+    }
+
+    fn assignment(&self, raw: &Spanned<Vec<Vec<u32>>>, partitions: u32, rf: u32, brokers: u32) -> Result<Vec<Vec<trial_model::NodeId>>, ScenarioError> {
+        let key = "topics.replica_assignment";
+        let lists = raw.get_ref();
+        if lists.len() != partitions as usize {
+            return self.error(raw.span(), key, format!("lists {} partition(s) but the topic has {partitions}", lists.len()));
+        }
+        let mut out = Vec::new();
+        for (partition, replicas) in lists.iter().enumerate() {
+            if replicas.len() != rf as usize {
+                return self.error(raw.span(), key, format!("partition {partition} has {} replica(s), replication_factor is {rf}", replicas.len()));
+            }
+            if let Some(bad) = replicas.iter().find(|b| **b >= brokers) {
+                return self.error(raw.span(), key, format!("partition {partition} names broker {bad}; the cluster has brokers 0..{}", brokers - 1));
+            }
+            let mut sorted = replicas.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != replicas.len() {
+                return self.error(raw.span(), key, format!("partition {partition} names a broker twice"));
+            }
+            out.push(replicas.iter().map(|b| trial_model::NodeId(*b)).collect());
+        }
+        Ok(out)
     }
 
     fn producers(&self, raw: &[Spanned<RawProducer>], topics: &[TopicConfig]) -> Result<Vec<ProducerSpec>, ScenarioError> {
