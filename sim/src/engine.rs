@@ -724,6 +724,16 @@ impl<'a> Engine<'a> {
             }
         }
         slot.life = Life::Down { durable, machine_up: !power_loss };
+        if !power_loss {
+            // The kernel of a killed process closes its sockets: every peer sees its
+            // connection reset. A machine without power says nothing.
+            let id = self.nodes[node].id;
+            for peer in 0..self.nodes.len() {
+                if peer != node && matches!(self.nodes[peer].life, Life::Up(_)) {
+                    self.transmit(id, peer, Message::ConnectionClosed);
+                }
+            }
+        }
     }
 
     fn restart(&mut self, node: usize) {
