@@ -61,12 +61,15 @@ struct ParkedProduce {
 #[derive(Clone, Debug)]
 struct ParkedFetch {
     from: NodeId,
+    correlation: u64,
     deadline: Millis,
     partitions: Vec<FetchPartition>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Fetcher {
+    /// Correlation id of the fetch in flight; a response to any other is stale.
+    correlation: u64,
     in_flight_since: Option<Millis>,
     backoff_until: Millis,
 }
@@ -89,6 +92,7 @@ pub struct Broker {
     parked_produces: Vec<ParkedProduce>,
     parked_fetches: Vec<ParkedFetch>,
     fetchers: BTreeMap<NodeId, Fetcher>,
+    next_correlation: u64,
     next_heartbeat: Millis,
     next_isr_check: Millis,
     next_flush: Option<Millis>,
@@ -121,6 +125,7 @@ impl Broker {
             parked_produces: Vec::new(),
             parked_fetches: Vec::new(),
             fetchers: BTreeMap::new(),
+            next_correlation: 0,
             next_heartbeat: now,
             next_isr_check,
             next_flush,
@@ -237,8 +242,8 @@ impl Broker {
             }
             Message::MetadataUpdate(delta) => self.apply_metadata(now, delta),
             Message::AlterPartitionResponse { items } => self.handle_alter_partition_response(now, items),
-            Message::Fetch { max_wait_ms, partitions, .. } => self.handle_fetch(now, from, max_wait_ms, partitions),
-            Message::FetchResponse { partitions } => self.handle_fetch_response(now, from, partitions),
+            Message::Fetch { correlation, max_wait_ms, partitions, .. } => self.handle_fetch(now, from, correlation, max_wait_ms, partitions),
+            Message::FetchResponse { correlation, partitions } => self.handle_fetch_response(now, from, correlation, partitions),
             Message::Produce { correlation, acks, timeout_ms, batches } => {
                 self.handle_produce(now, from, correlation, acks, timeout_ms, batches)
             }
@@ -646,7 +651,7 @@ impl Broker {
 
     // ---- fetch (leader side) ----
 
-    fn handle_fetch(&mut self, now: Millis, from: NodeId, max_wait_ms: u64, partitions: Vec<FetchPartition>) {
+    fn handle_fetch(&mut self, now: Millis, from: NodeId, correlation: u64, max_wait_ms: u64, partitions: Vec<FetchPartition>) {
         let mut responses = Vec::with_capacity(partitions.len());
         let mut any_data = false;
         for request in &partitions {
@@ -656,9 +661,9 @@ impl Broker {
         }
         let park = !any_data && max_wait_ms > 0 && self.parked_fetches.len() < PARKED_REQUESTS_MAX;
         if park {
-            self.parked_fetches.push(ParkedFetch { from, deadline: now.plus(max_wait_ms), partitions });
+            self.parked_fetches.push(ParkedFetch { from, correlation, deadline: now.plus(max_wait_ms), partitions });
         } else {
-            self.send(from, Message::FetchResponse { partitions: responses });
+            self.send(from, Message::FetchResponse { correlation, partitions: responses });
         }
     }
 
@@ -775,7 +780,7 @@ impl Broker {
 
     fn answer_parked_fetch(&mut self, now: Millis, parked: ParkedFetch) {
         let responses = parked.partitions.iter().map(|request| self.read_for_follower(now, parked.from, request)).collect();
-        self.send(parked.from, Message::FetchResponse { partitions: responses });
+        self.send(parked.from, Message::FetchResponse { correlation: parked.correlation, partitions: responses });
     }
 
     // ---- fetch (follower side) ----
@@ -797,10 +802,14 @@ impl Broker {
                 self.fetchers.remove(&leader);
                 continue;
             }
+            // Ids are unique across this broker's lives, like a connection's are.
+            self.next_correlation += 1;
+            let correlation = (self.incarnation << 32) | self.next_correlation;
             let fetcher = self.fetchers.entry(leader).or_default();
             fetcher.in_flight_since = Some(now);
+            fetcher.correlation = correlation;
             let max_wait_ms = self.config.replica_fetch_wait_max_ms;
-            self.send(leader, Message::Fetch { broker_epoch, max_wait_ms, partitions });
+            self.send(leader, Message::Fetch { correlation, broker_epoch, max_wait_ms, partitions });
         }
     }
 
@@ -826,8 +835,12 @@ impl Broker {
             .collect()
     }
 
-    fn handle_fetch_response(&mut self, now: Millis, from: NodeId, partitions: Vec<FetchPartitionResponse>) {
+    fn handle_fetch_response(&mut self, now: Millis, from: NodeId, correlation: u64, partitions: Vec<FetchPartitionResponse>) {
         let Some(fetcher) = self.fetchers.get_mut(&from) else { return };
+        if fetcher.in_flight_since.is_none() || fetcher.correlation != correlation {
+            // The answer to a fetch this broker gave up on (timeout, reset, earlier life).
+            return;
+        }
         fetcher.in_flight_since = None;
         let mut backoff = false;
         for response in partitions {

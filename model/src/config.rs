@@ -15,18 +15,27 @@ pub enum Truncation {
     HighWatermark,
 }
 
+/// How the controller treats a restarted broker that registers again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Registration {
+    /// KRaft: a new incarnation is refused (DUPLICATE_BROKER_REGISTRATION) while the old
+    /// one's session is valid, so a restarted broker is fenced — and leaves every ISR —
+    /// before it comes back.
+    #[default]
+    Kraft,
+    /// ZooKeeper era: a broker that restarts within its session is accepted at once and
+    /// keeps its ISR memberships (the setting of the KIP-101 reports).
+    Zookeeper,
+}
+
 /// Historical protocol behaviour, selectable so that known anomalies can be shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Protocol {
     pub truncation: Truncation,
     /// KIP-966 Eligible Leader Replicas; off by default as in Kafka 3.x.
     pub eligible_leader_replicas: bool,
-}
-
-impl Default for Protocol {
-    fn default() -> Self {
-        Protocol { truncation: Truncation::LeaderEpoch, eligible_leader_replicas: false }
-    }
+    pub registration: Registration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! rebuilds it from `ControllerDisk`; only heartbeat sessions start afresh.
 
 use crate::action::{Action, ClusterEvent};
-use crate::config::{ControllerConfig, TopicConfig};
+use crate::config::{ControllerConfig, Registration, TopicConfig};
 use crate::error::ErrorCode;
 use crate::messages::{AlterPartitionItem, Message, MetadataDelta, PartitionState, TopicMeta};
 use crate::placement::assign_replicas;
@@ -176,6 +176,15 @@ impl Controller {
         // A broker's first registration has no earlier life that could have lost data.
         let clean_shutdown = record.incarnation == 0 || previous == Some(record.broker_epoch);
         let same_incarnation = record.incarnation == incarnation;
+        let session_valid = !record.fenced
+            && self.last_heartbeat.get(&broker).is_some_and(|last| now.since(*last) <= self.config.broker_session_timeout_ms);
+        if record.incarnation != 0 && !same_incarnation && session_valid && self.config.protocol.registration == Registration::Kraft {
+            // KRaft's ClusterControlManager: the old life must be fenced first.
+            let metadata = MetadataDelta { version: 0, topics: Vec::new(), partitions: Vec::new(), fenced_brokers: Vec::new() };
+            let error = ErrorCode::DuplicateBrokerRegistration;
+            self.send(broker, Message::BrokerRegistrationResponse { error, broker_epoch: BrokerEpoch(0), metadata });
+            return;
+        }
         let broker_epoch = if same_incarnation {
             record.broker_epoch
         } else {

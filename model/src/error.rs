@@ -18,6 +18,7 @@ pub enum ErrorCode {
     StaleBrokerEpoch,
     InvalidUpdateVersion,
     IneligibleReplica,
+    DuplicateBrokerRegistration,
     NotController,
     /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
     DeliveryTimeout,
@@ -42,6 +43,7 @@ impl ErrorCode {
             ErrorCode::UnknownLeaderEpoch => 75,
             ErrorCode::StaleBrokerEpoch => 77,
             ErrorCode::InvalidUpdateVersion => 95,
+            ErrorCode::DuplicateBrokerRegistration => 101,
             ErrorCode::IneligibleReplica => 107,
         }
     }
@@ -51,6 +53,7 @@ impl ErrorCode {
         match self {
             ErrorCode::None | ErrorCode::DeliveryTimeout | ErrorCode::InvalidUpdateVersion => false,
             ErrorCode::IneligibleReplica | ErrorCode::StaleBrokerEpoch => false,
+            ErrorCode::DuplicateBrokerRegistration => true,
             ErrorCode::OffsetOutOfRange => false,
             ErrorCode::UnknownTopicOrPartition
             | ErrorCode::LeaderNotAvailable
@@ -93,6 +96,7 @@ impl ErrorCode {
             ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
             ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
             ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+            ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
             ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
             ErrorCode::NotController => "NOT_CONTROLLER",
             ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",

@@ -99,8 +99,8 @@ pub enum Message {
     AlterPartitionResponse { items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)> },
     MetadataUpdate(MetadataDelta),
     // follower → leader and back
-    Fetch { broker_epoch: BrokerEpoch, max_wait_ms: u64, partitions: Vec<FetchPartition> },
-    FetchResponse { partitions: Vec<FetchPartitionResponse> },
+    Fetch { correlation: u64, broker_epoch: BrokerEpoch, max_wait_ms: u64, partitions: Vec<FetchPartition> },
+    FetchResponse { correlation: u64, partitions: Vec<FetchPartitionResponse> },
     // client ↔ broker
     Metadata { correlation: u64 },
     MetadataResponse { correlation: u64, topics: Vec<TopicMeta>, partitions: Vec<PartitionLeader> },

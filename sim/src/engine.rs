@@ -46,7 +46,9 @@ impl SubSeeds {
 }
 
 enum EventKind {
-    Deliver { from: NodeId, to: usize, msg: Message },
+    /// `incarnation`: the destination's life when sent; a later life never gets it
+    /// (its connections were reset).
+    Deliver { from: NodeId, to: usize, incarnation: u64, msg: Message },
     Timer { node: usize, generation: u64 },
     Produce { producer: usize },
     Fault(Fault),
@@ -297,10 +299,12 @@ impl<'a> Engine<'a> {
     fn dispatch(&mut self, at: Millis, kind: EventKind) {
         self.hash.add(at.0);
         match kind {
-            EventKind::Deliver { from, to, msg } => {
+            EventKind::Deliver { from, to, incarnation, msg } => {
                 self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
                 self.stats.messages += 1;
-                self.deliver(from, to, msg);
+                if incarnation == self.nodes[to].incarnation {
+                    self.deliver(from, to, msg);
+                }
             }
             EventKind::Timer { node, generation } => {
                 if self.nodes[node].timer_generation != generation || self.nodes[node].paused {
@@ -339,17 +343,8 @@ impl<'a> Engine<'a> {
     fn deliver(&mut self, from: NodeId, to: usize, msg: Message) {
         let node = &mut self.nodes[to];
         match &node.life {
-            Life::Down { machine_up: true, .. } => {
-                // The host answers with a reset: the sender learns at once.
-                if msg.kind() != MessageKind::ConnectionClosed {
-                    let id = node.id;
-                    if let Some(sender) = self.index_of(from) {
-                        self.transmit(id, sender, Message::ConnectionClosed);
-                    }
-                }
-                return;
-            }
-            Life::Down { machine_up: false, .. } => return,
+            // Sent before the crash: the crash already reset the sender's connection.
+            Life::Down { .. } => return,
             Life::Up(_) if node.paused => {
                 if node.inbox.len() < PAUSED_INBOX_MAX {
                     node.inbox.push((from, msg));
@@ -424,7 +419,7 @@ impl<'a> Engine<'a> {
 
     fn transmit(&mut self, from: NodeId, to: usize, msg: Message) {
         let Some(from_index) = self.index_of(from) else { return };
-        let link = from_index * self.nodes.len() + to;
+        let mut link = from_index * self.nodes.len() + to;
         if self.blocked[link] {
             return;
         }
@@ -440,14 +435,34 @@ impl<'a> Engine<'a> {
             }
         }
         let (low, high) = self.latency_ms;
+        let mut msg = msg;
+        let mut from = from;
+        let mut to = to;
+        match &self.nodes[to].life {
+            Life::Down { machine_up: false, .. } => return,
+            Life::Down { machine_up: true, .. } => {
+                // A host whose process is gone refuses the connection: the sender learns
+                // it one network delay later.
+                if msg.kind() == MessageKind::ConnectionClosed {
+                    return;
+                }
+                msg = Message::ConnectionClosed;
+                let refused_by = self.nodes[to].id;
+                link = to * self.nodes.len() + from_index;
+                to = from_index;
+                from = refused_by;
+            }
+            Life::Up(_) => {}
+        }
         let latency = if high > low { low + self.net_rng.next_u64() % (high - low + 1) } else { low };
         // TCP keeps a link's messages in order: nothing overtakes what was sent before.
         let at = self.now.plus(latency).max(self.link_last[link]);
         self.link_last[link] = at;
+        let incarnation = self.nodes[to].incarnation;
         if self.duplicate > 0.0 && self.chance(self.duplicate) {
-            self.push(at.plus(1), EventKind::Deliver { from, to, msg: msg.clone() });
+            self.push(at.plus(1), EventKind::Deliver { from, to, incarnation, msg: msg.clone() });
         }
-        self.push(at, EventKind::Deliver { from, to, msg });
+        self.push(at, EventKind::Deliver { from, to, incarnation, msg });
     }
 
     fn chance(&mut self, p: f64) -> bool {

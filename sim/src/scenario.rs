@@ -268,6 +268,7 @@ struct RawCluster {
 struct RawProtocol {
     truncation: Option<Truncation>,
     eligible_leader_replicas: Option<bool>,
+    registration: Option<trial_model::Registration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -373,6 +374,7 @@ impl Validator<'_> {
         let protocol = Protocol {
             truncation: raw.protocol.truncation.unwrap_or_default(),
             eligible_leader_replicas: raw.protocol.eligible_leader_replicas.unwrap_or(false),
+            registration: raw.protocol.registration.unwrap_or_default(),
         };
         broker.protocol = protocol;
         controller.protocol = protocol;

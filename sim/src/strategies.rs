@@ -1,1 +1,155 @@
-//! placeholder
+//! proptest strategies for property tests of delivery guarantees: fault schedules and
+//! the scenarios that carry them.
+//!
+//! A schedule is two independent tracks of episodes at absolute start times: process
+//! episodes (kill or power-loss a broker, restart it later) and network episodes (isolate
+//! a broker, cut it from its peers, split it with the clients from the rest). Within a
+//! track an episode that starts before the previous one ended is dropped, so at most one
+//! broker is down at a time; the two tracks may overlap. Start times are absolute so that
+//! shrinking one episode away does not move the others.
+
+use crate::faults::{Fault, ScheduledFault, Target};
+use crate::scenario::Scenario;
+use proptest::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessFault {
+    Kill,
+    PowerLoss,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkFault {
+    /// The broker reaches nobody and nobody reaches it.
+    Isolate,
+    /// The broker keeps the controller and the clients but loses its peer brokers; the
+    /// peers lose the controller too (they get fenced, the ISR shrinks to this broker).
+    CutFromPeers,
+    /// The broker and the clients on one side, the other brokers and the controller on
+    /// the other: the broker becomes a zombie leader.
+    SplitWithClients,
+}
+
+/// One fault at `start_ms` with its healing `length_ms` later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Episode<K> {
+    pub start_ms: u64,
+    pub length_ms: u64,
+    pub broker: u32,
+    pub kind: K,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FaultPlan {
+    pub process: Vec<Episode<ProcessFault>>,
+    pub network: Vec<Episode<NetworkFault>>,
+}
+
+impl FaultPlan {
+    /// Number of episodes (each a fault and its healing) that take effect.
+    pub fn len(&self) -> usize {
+        effective(&self.process).len() + effective(&self.network).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The scheduled faults, cut off at `duration_ms` (the liveness phase heals the rest).
+    pub fn schedule(&self, brokers: u32, producers: u32, duration_ms: u64) -> Vec<ScheduledFault> {
+        let mut faults = Vec::new();
+        for episode in effective(&self.process) {
+            let target = Target::Broker(episode.broker % brokers);
+            let start = match episode.kind {
+                ProcessFault::Kill => Fault::Kill(target),
+                ProcessFault::PowerLoss => Fault::PowerLoss(target),
+            };
+            faults.push(ScheduledFault { at_ms: episode.start_ms, fault: start });
+            faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: Fault::Restart(target) });
+        }
+        for episode in effective(&self.network) {
+            let broker = episode.broker % brokers;
+            let peers: Vec<Target> = (0..brokers).filter(|b| *b != broker).map(Target::Broker).collect();
+            let clients: Vec<Target> = (0..producers).map(Target::Producer).collect();
+            let fault = match episode.kind {
+                NetworkFault::Isolate => Fault::Isolate(Target::Broker(broker)),
+                NetworkFault::CutFromPeers => {
+                    let mut side = vec![Target::Broker(broker), Target::Controller];
+                    side.extend(clients);
+                    Fault::Partition { groups: vec![side, peers] }
+                }
+                NetworkFault::SplitWithClients => {
+                    let mut side = vec![Target::Broker(broker)];
+                    side.extend(clients);
+                    let mut rest = peers;
+                    rest.push(Target::Controller);
+                    Fault::Partition { groups: vec![side, rest] }
+                }
+            };
+            faults.push(ScheduledFault { at_ms: episode.start_ms, fault });
+            faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: Fault::Heal });
+        }
+        faults.retain(|f| f.at_ms <= duration_ms);
+        // Stable: at equal times, process faults (pushed first) go before network ones.
+        faults.sort_by_key(|f| f.at_ms);
+        faults
+    }
+}
+
+/// The episodes of one track that take effect: sorted by start, overlaps dropped.
+fn effective<K: Copy>(track: &[Episode<K>]) -> Vec<Episode<K>> {
+    let mut sorted: Vec<Episode<K>> = track.to_vec();
+    sorted.sort_by_key(|e| e.start_ms);
+    let mut out: Vec<Episode<K>> = Vec::new();
+    for episode in sorted {
+        if out.last().is_none_or(|last| episode.start_ms >= last.start_ms + last.length_ms) {
+            out.push(episode);
+        }
+    }
+    out
+}
+
+fn episode<K: Clone + std::fmt::Debug>(kind: impl Strategy<Value = K>, brokers: u32, start_max_ms: u64, length_max_ms: u64) -> impl Strategy<Value = Episode<K>> {
+    (0..start_max_ms, 1..length_max_ms, 0..brokers, kind).prop_map(|(start_ms, length_ms, broker, kind)| Episode { start_ms, length_ms, broker, kind })
+}
+
+/// Which fault kinds a plan may use.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanKinds {
+    pub kill: bool,
+    pub power_loss: bool,
+    pub network: bool,
+}
+
+/// Fault plans with at most `episodes_max` episodes per track over `brokers` brokers,
+/// starting within the first `horizon_ms`.
+pub fn fault_plan(brokers: u32, episodes_max: usize, horizon_ms: u64, kinds: PlanKinds) -> impl Strategy<Value = FaultPlan> {
+    let mut process_kinds = Vec::new();
+    if kinds.kill {
+        process_kinds.push(ProcessFault::Kill);
+    }
+    if kinds.power_loss {
+        process_kinds.push(ProcessFault::PowerLoss);
+    }
+    let process_max = if process_kinds.is_empty() { 0 } else { episodes_max };
+    let process_kinds = if process_kinds.is_empty() { vec![ProcessFault::Kill] } else { process_kinds };
+    let network_max = if kinds.network { episodes_max } else { 0 };
+    let process = proptest::collection::vec(episode(proptest::sample::select(process_kinds), brokers, horizon_ms, 30_000), 0..=process_max);
+    let network_kinds = vec![NetworkFault::Isolate, NetworkFault::CutFromPeers, NetworkFault::SplitWithClients];
+    let network = proptest::collection::vec(episode(proptest::sample::select(network_kinds), brokers, horizon_ms, 40_000), 0..=network_max);
+    (process, network).prop_map(|(process, network)| FaultPlan { process, network })
+}
+
+/// `base` with the plan's faults scheduled (the plan replaces any faults it had).
+pub fn with_plan(base: &Scenario, plan: &FaultPlan) -> Scenario {
+    let mut scenario = base.clone();
+    scenario.faults = plan.schedule(base.brokers, base.producers.len() as u32, base.duration_ms);
+    scenario.nemesis = None;
+    scenario
+}
+
+/// Scenarios: `base` under generated fault plans.
+pub fn scenario_with_faults(base: Scenario, episodes_max: usize, kinds: PlanKinds) -> impl Strategy<Value = (Scenario, FaultPlan)> {
+    let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
+    fault_plan(base.brokers, episodes_max, horizon_ms, kinds).prop_map(move |plan| (with_plan(&base, &plan), plan))
+}

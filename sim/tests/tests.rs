@@ -1,0 +1,12 @@
+//! The simulator's one integration-test binary (it links once, which matters on 2 cores).
+
+#[path = "suite/checkers.rs"]
+mod checkers;
+#[path = "suite/cli.rs"]
+mod cli;
+#[path = "suite/determinism.rs"]
+mod determinism;
+#[path = "suite/properties.rs"]
+mod properties;
+#[path = "suite/scenarios.rs"]
+mod scenarios;
