@@ -2,7 +2,9 @@
 
 use crate::error::ErrorCode;
 use crate::messages::Message;
-use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicPartition, WriteId};
+use crate::types::{
+    BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicPartition, WriteId,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,7 +12,11 @@ pub enum Action {
     /// Hand `msg` to the network, addressed to `to`.
     Send { to: NodeId, msg: Message },
     /// The outcome of a client write, as the application sees it.
-    Ack { write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome },
+    Ack {
+        write: WriteId,
+        tp: Option<TopicPartition>,
+        outcome: WriteOutcome,
+    },
     /// Something the history should record (not needed to drive the cluster).
     Event(ClusterEvent),
 }
@@ -38,16 +44,49 @@ pub enum ClusterEvent {
         elr: Vec<NodeId>,
         unclean: bool,
     },
-    BrokerFenced { broker: NodeId },
-    BrokerUnfenced { broker: NodeId, broker_epoch: BrokerEpoch },
-    BrokerRegistered { broker: NodeId, broker_epoch: BrokerEpoch, clean_shutdown: bool },
+    BrokerFenced {
+        broker: NodeId,
+    },
+    BrokerUnfenced {
+        broker: NodeId,
+        broker_epoch: BrokerEpoch,
+    },
+    BrokerRegistered {
+        broker: NodeId,
+        broker_epoch: BrokerEpoch,
+        clean_shutdown: bool,
+    },
     /// A broker started acting as leader of `tp` in `leader_epoch`.
-    BecameLeader { broker: NodeId, tp: TopicPartition, leader_epoch: LeaderEpoch },
-    BecameFollower { broker: NodeId, tp: TopicPartition, leader: Option<NodeId>, leader_epoch: LeaderEpoch },
+    BecameLeader {
+        broker: NodeId,
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+    },
+    BecameFollower {
+        broker: NodeId,
+        tp: TopicPartition,
+        leader: Option<NodeId>,
+        leader_epoch: LeaderEpoch,
+    },
     /// A replica's high watermark changed (it may move back only on an anomaly).
-    HighWatermark { broker: NodeId, tp: TopicPartition, leader: bool, high_watermark: Offset },
-    Truncated { broker: NodeId, tp: TopicPartition, from: Offset, to: Offset, reason: TruncationReason },
-    IsrChangeRequested { broker: NodeId, tp: TopicPartition, new_isr: Vec<NodeId> },
+    HighWatermark {
+        broker: NodeId,
+        tp: TopicPartition,
+        leader: bool,
+        high_watermark: Offset,
+    },
+    Truncated {
+        broker: NodeId,
+        tp: TopicPartition,
+        from: Offset,
+        to: Offset,
+        reason: TruncationReason,
+    },
+    IsrChangeRequested {
+        broker: NodeId,
+        tp: TopicPartition,
+        new_isr: Vec<NodeId>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,6 +57,10 @@ pub struct BrokerConfig {
     /// `replica.high.watermark.checkpoint.interval.ms`: the HW file is written (and synced)
     /// this often; a restarted broker starts from the last checkpoint.
     pub hw_checkpoint_interval_ms: u64,
+    /// The OS writes dirty pages back once they are this old (Linux
+    /// `vm.dirty_expire_centisecs`, 30 s); checked as often. `None`: never (only
+    /// Kafka's own flushes make data durable).
+    pub os_dirty_expire_ms: Option<u64>,
     pub protocol: Protocol,
 }
 
@@ -72,6 +76,7 @@ impl Default for BrokerConfig {
             flush_messages: None,
             flush_ms: None,
             hw_checkpoint_interval_ms: 5_000,
+            os_dirty_expire_ms: Some(30_000),
             protocol: Protocol::default(),
         }
     }
@@ -86,7 +91,10 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { broker_session_timeout_ms: 9_000, protocol: Protocol::default() }
+        ControllerConfig {
+            broker_session_timeout_ms: 9_000,
+            protocol: Protocol::default(),
+        }
     }
 }
 

@@ -25,7 +25,10 @@ pub mod types;
 
 pub use action::{Action, ClusterEvent, TruncationReason, WriteOutcome};
 pub use broker::Broker;
-pub use config::{Acks, BrokerConfig, ControllerConfig, NullKeyPartitioner, ProducerConfig, Protocol, Registration, TopicConfig, Truncation};
+pub use config::{
+    Acks, BrokerConfig, ControllerConfig, NullKeyPartitioner, ProducerConfig, Protocol,
+    Registration, TopicConfig, Truncation,
+};
 pub use controller::{Controller, ControllerDisk};
 pub use error::ErrorCode;
 pub use log::{BrokerDisk, LogEntry, PartitionLog, Record};

@@ -96,7 +96,10 @@ impl PartitionLog {
     pub fn append_as_leader(&mut self, epoch: LeaderEpoch, records: &[Record]) -> Offset {
         let base = self.log_end_offset();
         self.assign_epoch(epoch);
-        self.entries.extend(records.iter().map(|record| LogEntry { leader_epoch: epoch, record: *record }));
+        self.entries.extend(records.iter().map(|record| LogEntry {
+            leader_epoch: epoch,
+            record: *record,
+        }));
         base
     }
 
@@ -130,6 +133,11 @@ impl PartitionLog {
             None => self.log_end_offset(),
         };
         Some((found, end))
+    }
+
+    /// Makes the records below `offset` durable (the OS writing back old dirty pages).
+    pub fn flush_to(&mut self, offset: Offset) {
+        self.flushed = self.flushed.max(offset.0.min(self.entries.len() as u64));
     }
 
     pub fn flush(&mut self) {
@@ -175,7 +183,13 @@ mod tests {
     use crate::types::ProducerId;
 
     fn record(write: u64) -> Record {
-        Record { write: WriteId(write), key: None, producer: ProducerId(0), sequence: write as u32, timestamp: Millis(0) }
+        Record {
+            write: WriteId(write),
+            key: None,
+            producer: ProducerId(0),
+            sequence: write as u32,
+            timestamp: Millis(0),
+        }
     }
 
     // Shows Kafka's endOffsetForEpoch rules (LeaderEpochFileCache, KIP-101): the end of an
@@ -187,10 +201,22 @@ mod tests {
         log.append_as_leader(LeaderEpoch(1), &[record(0), record(1)]);
         log.append_as_leader(LeaderEpoch(3), &[record(2)]);
         assert_eq!(log.end_offset_for_epoch(LeaderEpoch(0)), None);
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(1)), Some((LeaderEpoch(1), Offset(2))));
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(2)), Some((LeaderEpoch(1), Offset(2))));
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(3)), Some((LeaderEpoch(3), Offset(3))));
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(9)), Some((LeaderEpoch(3), Offset(3))));
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(1)),
+            Some((LeaderEpoch(1), Offset(2)))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(2)),
+            Some((LeaderEpoch(1), Offset(2)))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(3)),
+            Some((LeaderEpoch(3), Offset(3)))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(9)),
+            Some((LeaderEpoch(3), Offset(3)))
+        );
     }
 
     // Shows the durability model of ARCHITECTURE.md: a power loss keeps the flushed prefix

@@ -4,7 +4,9 @@
 use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::log::{LogEntry, Record};
-use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition};
+use crate::types::{
+    BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition,
+};
 use serde::{Deserialize, Serialize};
 
 /// The controller's view of one partition (KRaft `PartitionRecord`).
@@ -90,22 +92,63 @@ pub struct PartitionLeader {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     // broker → controller
-    BrokerRegistration { incarnation: u64, previous_broker_epoch: Option<BrokerEpoch> },
-    BrokerHeartbeat { broker_epoch: BrokerEpoch, metadata_version: u64 },
-    AlterPartition { broker_epoch: BrokerEpoch, items: Vec<AlterPartitionItem> },
+    BrokerRegistration {
+        incarnation: u64,
+        previous_broker_epoch: Option<BrokerEpoch>,
+    },
+    BrokerHeartbeat {
+        broker_epoch: BrokerEpoch,
+        metadata_version: u64,
+    },
+    AlterPartition {
+        broker_epoch: BrokerEpoch,
+        items: Vec<AlterPartitionItem>,
+    },
     // controller → broker
-    BrokerRegistrationResponse { error: ErrorCode, broker_epoch: BrokerEpoch, metadata: MetadataDelta },
-    BrokerHeartbeatResponse { error: ErrorCode, fenced: bool, metadata: Option<MetadataDelta> },
-    AlterPartitionResponse { items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)> },
+    BrokerRegistrationResponse {
+        error: ErrorCode,
+        broker_epoch: BrokerEpoch,
+        metadata: MetadataDelta,
+    },
+    BrokerHeartbeatResponse {
+        error: ErrorCode,
+        fenced: bool,
+        metadata: Option<MetadataDelta>,
+    },
+    AlterPartitionResponse {
+        items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)>,
+    },
     MetadataUpdate(MetadataDelta),
     // follower → leader and back
-    Fetch { correlation: u64, broker_epoch: BrokerEpoch, max_wait_ms: u64, partitions: Vec<FetchPartition> },
-    FetchResponse { correlation: u64, partitions: Vec<FetchPartitionResponse> },
+    Fetch {
+        correlation: u64,
+        broker_epoch: BrokerEpoch,
+        max_wait_ms: u64,
+        partitions: Vec<FetchPartition>,
+    },
+    FetchResponse {
+        correlation: u64,
+        partitions: Vec<FetchPartitionResponse>,
+    },
     // client ↔ broker
-    Metadata { correlation: u64 },
-    MetadataResponse { correlation: u64, topics: Vec<TopicMeta>, partitions: Vec<PartitionLeader> },
-    Produce { correlation: u64, acks: Acks, timeout_ms: u64, batches: Vec<ProduceBatch> },
-    ProduceResponse { correlation: u64, partitions: Vec<ProducePartitionResponse> },
+    Metadata {
+        correlation: u64,
+    },
+    MetadataResponse {
+        correlation: u64,
+        topics: Vec<TopicMeta>,
+        partitions: Vec<PartitionLeader>,
+    },
+    Produce {
+        correlation: u64,
+        acks: Acks,
+        timeout_ms: u64,
+        batches: Vec<ProduceBatch>,
+    },
+    ProduceResponse {
+        correlation: u64,
+        partitions: Vec<ProducePartitionResponse>,
+    },
     /// From the host: the connection to `from` was refused or reset (its process is gone
     /// but its machine answers). A host down by power loss or a partition sends nothing.
     ConnectionClosed,
@@ -190,6 +233,8 @@ impl MessageKind {
     }
 
     pub fn parse(name: &str) -> Option<MessageKind> {
-        MessageKind::ALL.into_iter().find(|kind| kind.name() == name)
+        MessageKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
     }
 }

@@ -58,7 +58,12 @@ impl Property {
 
     /// Liveness properties are judged after the healed phase; the rest are safety.
     pub fn is_liveness(self) -> bool {
-        matches!(self, Property::AllWritesResolved | Property::AckedWritesFullyReplicated | Property::ClusterConverged)
+        matches!(
+            self,
+            Property::AllWritesResolved
+                | Property::AckedWritesFullyReplicated
+                | Property::ClusterConverged
+        )
     }
 }
 
@@ -71,7 +76,11 @@ pub struct PropertyResult {
 
 impl PropertyResult {
     fn new(property: Property) -> Self {
-        PropertyResult { property, violations: 0, examples: Vec::new() }
+        PropertyResult {
+            property,
+            violations: 0,
+            examples: Vec::new(),
+        }
     }
 
     fn violation(&mut self, example: impl FnOnce() -> String) {
@@ -129,15 +138,24 @@ pub struct Verdicts {
 impl Verdicts {
     pub fn result(&self, property: Property) -> &PropertyResult {
         // Every property gets a result in `check`; the index is the enum order.
-        &self.results[Property::ALL.iter().position(|p| *p == property).unwrap_or(0)]
+        &self.results[Property::ALL
+            .iter()
+            .position(|p| *p == property)
+            .unwrap_or(0)]
     }
 }
 
 /// Runs every checker over a finished history.
 pub fn check(history: &History) -> Verdicts {
-    let mut results: Vec<PropertyResult> = Property::ALL.iter().map(|p| PropertyResult::new(*p)).collect();
+    let mut results: Vec<PropertyResult> = Property::ALL
+        .iter()
+        .map(|p| PropertyResult::new(*p))
+        .collect();
     let appearances = appearances(history);
-    let mut counts = Counts { produced: history.ops.len() as u64, ..Counts::default() };
+    let mut counts = Counts {
+        produced: history.ops.len() as u64,
+        ..Counts::default()
+    };
     for op in &history.ops {
         match op.kind() {
             OpKind::Ok => counts.acked += 1,
@@ -159,7 +177,7 @@ pub fn check(history: &History) -> Verdicts {
     writes_resolved(history, &mut results[7]);
     acked_replicated(history, &mut results[8]);
     if !history.converged {
-        results[9].violation(|| "the healed cluster did not converge within liveness_ms".to_string());
+        not_converged(history, &mut results[9]);
     }
     counts.lost_acked = results[0].violations;
     counts.duplicates = results[1].violations;
@@ -169,7 +187,11 @@ pub fn check(history: &History) -> Verdicts {
         (false, true) => Semantics::AtMostOnce,
         (false, false) => Semantics::None,
     };
-    Verdicts { results, counts, semantics }
+    Verdicts {
+        results,
+        counts,
+        semantics,
+    }
 }
 
 /// How many times each write appears in the committed logs (indexed by write id).
@@ -194,8 +216,14 @@ fn lost_acked_writes(history: &History, appearances: &[u32], result: &mut Proper
         let (tp, offset) = op.acked_offset().unwrap_or((Default::default(), None));
         let at = op.completed.map_or(0, |c| c.at.0);
         result.violation(|| match offset {
-            Some(offset) => format!("{} acked at t={at}ms at {tp} offset {offset} is in no committed log", op.write),
-            None => format!("{} acked at t={at}ms (acks=0) on {tp} is in no committed log", op.write),
+            Some(offset) => format!(
+                "{} acked at t={at}ms at {tp} offset {offset} is in no committed log",
+                op.write
+            ),
+            None => format!(
+                "{} acked at t={at}ms (acks=0) on {tp} is in no committed log",
+                op.write
+            ),
         });
     }
 }
@@ -220,7 +248,10 @@ fn reordering(history: &History, result: &mut PropertyResult) {
             if record.sequence < *seen {
                 let before = *seen;
                 result.violation(|| {
-                    format!("{} offset {offset}: producer {} sequence {} after sequence {before}", partition.tp, record.producer.0, record.sequence)
+                    format!(
+                        "{} offset {offset}: producer {} sequence {} after sequence {before}",
+                        partition.tp, record.producer.0, record.sequence
+                    )
                 });
             }
             *seen = (*seen).max(record.sequence);
@@ -234,7 +265,9 @@ fn divergence(history: &History, result: &mut PropertyResult) {
         let replicas = &partition.replicas;
         for (i, a) in replicas.iter().enumerate() {
             for b in &replicas[i + 1..] {
-                let below = (a.high_watermark.min(b.high_watermark).0 as usize).min(a.log.len()).min(b.log.len());
+                let below = (a.high_watermark.min(b.high_watermark).0 as usize)
+                    .min(a.log.len())
+                    .min(b.log.len());
                 if let Some(offset) = (0..below).find(|o| a.log[*o] != b.log[*o]) {
                     result.violation(|| {
                         format!(
@@ -257,23 +290,63 @@ fn divergence(history: &History, result: &mut PropertyResult) {
 /// A record that was once below a leader's HW (readable) is still there at the end.
 fn vanished_readable(history: &History, result: &mut PropertyResult) {
     for partition in &history.partitions {
-        let Some(readable) = history.readable.get(&partition.tp) else { continue };
+        let Some(readable) = history.readable.get(&partition.tp) else {
+            continue;
+        };
         let committed = partition.committed();
         for (offset, write) in readable.iter().enumerate() {
             let now = committed.get(offset).map(|e| e.record.write);
             if now != Some(*write) {
                 result.violation(|| match now {
-                    Some(other) => format!("{} offset {offset}: {write} was readable, now {other}", partition.tp),
-                    None => format!("{} offset {offset}: {write} was readable, the log now ends at {}", partition.tp, committed.len()),
+                    Some(other) => format!(
+                        "{} offset {offset}: {write} was readable, now {other}",
+                        partition.tp
+                    ),
+                    None => format!(
+                        "{} offset {offset}: {write} was readable, the log now ends at {}",
+                        partition.tp,
+                        committed.len()
+                    ),
                 });
             }
         }
     }
 }
 
+/// Says why the healed cluster did not converge, partition by partition.
+fn not_converged(history: &History, result: &mut PropertyResult) {
+    let mut named = false;
+    for partition in &history.partitions {
+        let ends: Vec<usize> = partition.replicas.iter().map(|r| r.log.len()).collect();
+        let level = ends.windows(2).all(|w| w[0] == w[1]);
+        let why = match partition.leader {
+            None if partition.isr.is_empty() && partition.elr.is_empty() => {
+                "offline: ISR and ELR are empty (every eligible replica had an unclean shutdown; KIP-966 leaves it to unclean recovery)".to_string()
+            }
+            None => format!("offline: no eligible replica of ISR {:?} / ELR {:?} is alive", partition.isr, partition.elr),
+            Some(_) if partition.isr.len() < partition.replicas.len() => format!("ISR {:?} is not every replica", partition.isr),
+            Some(_) if !level => format!("replica log ends differ: {ends:?}"),
+            Some(_) => continue,
+        };
+        named = true;
+        result.violation(|| format!("{}: {why}", partition.tp));
+    }
+    if !named {
+        result.violation(|| {
+            "the healed cluster did not converge within liveness_ms (writes still outstanding)"
+                .to_string()
+        });
+    }
+}
+
 fn writes_resolved(history: &History, result: &mut PropertyResult) {
     for op in history.ops.iter().filter(|op| op.kind() == OpKind::Pending) {
-        result.violation(|| format!("{} sent at t={}ms never completed", op.write, op.invoked_at.0));
+        result.violation(|| {
+            format!(
+                "{} sent at t={}ms never completed",
+                op.write, op.invoked_at.0
+            )
+        });
     }
 }
 
@@ -281,10 +354,23 @@ fn writes_resolved(history: &History, result: &mut PropertyResult) {
 fn acked_replicated(history: &History, result: &mut PropertyResult) {
     for partition in &history.partitions {
         let committed = partition.committed();
-        for replica in partition.replicas.iter().filter(|r| partition.isr.contains(&r.broker)) {
-            let missing = committed.iter().enumerate().filter(|(o, e)| replica.log.get(*o) != Some(*e)).count();
+        for replica in partition
+            .replicas
+            .iter()
+            .filter(|r| partition.isr.contains(&r.broker))
+        {
+            let missing = committed
+                .iter()
+                .enumerate()
+                .filter(|(o, e)| replica.log.get(*o) != Some(*e))
+                .count();
             if missing > 0 {
-                result.violation(|| format!("{}: ISR member {} lacks {missing} committed record(s)", partition.tp, replica.broker));
+                result.violation(|| {
+                    format!(
+                        "{}: ISR member {} lacks {missing} committed record(s)",
+                        partition.tp, replica.broker
+                    )
+                });
             }
         }
     }
@@ -301,23 +387,40 @@ pub struct InvariantMonitor {
 impl InvariantMonitor {
     /// A process restarted: its in-memory HW starts again from its checkpoint.
     pub fn forget_node(&mut self, node: NodeId) {
-        self.high_watermarks.retain(|(broker, _), _| *broker != node);
+        self.high_watermarks
+            .retain(|(broker, _), _| *broker != node);
     }
 
     pub fn observe(&mut self, at: Millis, event: &ClusterEvent) -> Option<Happening> {
         match event {
-            ClusterEvent::HighWatermark { broker, tp, high_watermark, .. } => {
-                let previous = self.high_watermarks.insert((*broker, *tp), *high_watermark)?;
+            ClusterEvent::HighWatermark {
+                broker,
+                tp,
+                high_watermark,
+                ..
+            } => {
+                let previous = self
+                    .high_watermarks
+                    .insert((*broker, *tp), *high_watermark)?;
                 (*high_watermark < previous).then(|| Happening::Invariant {
                     property: Property::HwNeverMovesBack.name().into(),
-                    detail: format!("broker {broker} {tp}: high watermark {previous} -> {high_watermark}"),
+                    detail: format!(
+                        "broker {broker} {tp}: high watermark {previous} -> {high_watermark}"
+                    ),
                 })
             }
-            ClusterEvent::BecameLeader { broker, tp, leader_epoch } => {
+            ClusterEvent::BecameLeader {
+                broker,
+                tp,
+                leader_epoch,
+            } => {
                 let first = *self.leaders.entry((*tp, *leader_epoch)).or_insert(*broker);
                 (first != *broker).then(|| Happening::Invariant {
                     property: Property::OneLeaderPerEpoch.name().into(),
-                    detail: format!("{tp} epoch {}: broker {broker} leads, but broker {first} led it first", leader_epoch.0),
+                    detail: format!(
+                        "{tp} epoch {}: broker {broker} leads, but broker {first} led it first",
+                        leader_epoch.0
+                    ),
                 })
             }
             _ => {

@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use trial_model::{ClusterEvent, ErrorCode, LogEntry, Millis, NodeId, Offset, TopicId, TopicPartition, WriteId, WriteOutcome};
+use trial_model::{
+    ClusterEvent, ErrorCode, LogEntry, Millis, NodeId, Offset, TopicId, TopicPartition, WriteId,
+    WriteOutcome,
+};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
@@ -51,7 +54,11 @@ impl Op {
 
     pub fn acked_offset(&self) -> Option<(TopicPartition, Option<Offset>)> {
         match self.completed {
-            Some(Completion { tp: Some(tp), outcome: WriteOutcome::Ok { offset }, .. }) => Some((tp, offset)),
+            Some(Completion {
+                tp: Some(tp),
+                outcome: WriteOutcome::Ok { offset },
+                ..
+            }) => Some((tp, offset)),
             _ => None,
         }
     }
@@ -68,11 +75,21 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Happening {
-    Fault { fault: String, node: Option<NodeId> },
-    Phase { phase: String },
-    Cluster { event: ClusterEvent },
+    Fault {
+        fault: String,
+        node: Option<NodeId>,
+    },
+    Phase {
+        phase: String,
+    },
+    Cluster {
+        event: ClusterEvent,
+    },
     /// An invariant broke at this instant (kept with the events that led to it).
-    Invariant { property: String, detail: String },
+    Invariant {
+        property: String,
+        detail: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -86,25 +103,28 @@ pub struct ReplicaFinal {
 pub struct PartitionFinal {
     pub tp: TopicPartition,
     pub leader: Option<NodeId>,
+    pub leader_epoch: u32,
     pub isr: Vec<NodeId>,
+    pub elr: Vec<NodeId>,
     pub replicas: Vec<ReplicaFinal>,
 }
 
 impl PartitionFinal {
-    /// The log a reader would see at the end: the leader's, up to its high watermark (or,
-    /// with no leader, the replica with the highest high watermark).
+    /// The log a reader would see at the end: the leader's, up to its high watermark.
+    /// With no leader (offline partition), the longest replica log — what an unclean
+    /// recovery (KIP-966) would serve — so that records still on a disk are not called lost.
     pub fn committed(&self) -> &[LogEntry] {
-        let chosen = match self.leader.and_then(|leader| self.replicas.iter().find(|r| r.broker == leader)) {
-            Some(replica) => Some(replica),
-            None => self.replicas.iter().max_by_key(|r| (r.high_watermark, std::cmp::Reverse(r.broker))),
-        };
-        match chosen {
-            Some(replica) => {
-                let end = (replica.high_watermark.0 as usize).min(replica.log.len());
-                &replica.log[..end]
-            }
-            None => &[],
+        if let Some(replica) = self
+            .leader
+            .and_then(|leader| self.replicas.iter().find(|r| r.broker == leader))
+        {
+            let end = (replica.high_watermark.0 as usize).min(replica.log.len());
+            return &replica.log[..end];
         }
+        self.replicas
+            .iter()
+            .max_by_key(|r| (r.log.len(), std::cmp::Reverse(r.broker)))
+            .map_or(&[], |r| &r.log[..])
     }
 }
 
@@ -129,7 +149,9 @@ impl History {
 
     pub fn invariant_violations(&self) -> impl Iterator<Item = (Millis, &str, &str)> {
         self.happenings.iter().filter_map(|(at, h)| match h {
-            Happening::Invariant { property, detail } => Some((*at, property.as_str(), detail.as_str())),
+            Happening::Invariant { property, detail } => {
+                Some((*at, property.as_str(), detail.as_str()))
+            }
             _ => None,
         })
     }

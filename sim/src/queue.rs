@@ -41,7 +41,14 @@ pub struct CalendarQueue {
 
 impl Default for CalendarQueue {
     fn default() -> Self {
-        CalendarQueue { base: 0, head: 0, buckets: (0..WINDOW_MS).map(|_| VecDeque::new()).collect(), in_window: 0, far: BinaryHeap::new(), seq: 0 }
+        CalendarQueue {
+            base: 0,
+            head: 0,
+            buckets: (0..WINDOW_MS).map(|_| VecDeque::new()).collect(),
+            in_window: 0,
+            far: BinaryHeap::new(),
+            seq: 0,
+        }
     }
 }
 
@@ -63,7 +70,11 @@ impl CalendarQueue {
             self.buckets[index].push_back(item);
             self.in_window += 1;
         } else {
-            self.far.push(Far { at, seq: self.seq, item });
+            self.far.push(Far {
+                at,
+                seq: self.seq,
+                item,
+            });
         }
     }
 

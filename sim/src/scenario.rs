@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use trial_model::{
-    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig, Protocol, TopicConfig, TopicId,
-    Truncation,
+    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig,
+    Protocol, TopicConfig, TopicId, Truncation,
 };
 
 /// Bound on a run's simulated length, so that a typo cannot make a run that never ends.
@@ -31,7 +31,11 @@ pub struct ScenarioError {
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.key.is_empty()) {
-            (Some(line), false) => write!(f, "{}:{}: `{}`: {}", self.file, line, self.key, self.message),
+            (Some(line), false) => write!(
+                f,
+                "{}:{}: `{}`: {}",
+                self.file, line, self.key, self.message
+            ),
             (Some(line), true) => write!(f, "{}:{}: {}", self.file, line, self.message),
             (None, false) => write!(f, "{}: `{}`: {}", self.file, self.key, self.message),
             (None, true) => write!(f, "{}: {}", self.file, self.message),
@@ -61,7 +65,11 @@ pub struct NetworkSpec {
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        NetworkSpec { latency_ms: (1, 3), loss: 0.0, duplicate: 0.0 }
+        NetworkSpec {
+            latency_ms: (1, 3),
+            loss: 0.0,
+            duplicate: 0.0,
+        }
     }
 }
 
@@ -109,7 +117,9 @@ impl NemesisKind {
     }
 
     fn parse(name: &str) -> Option<NemesisKind> {
-        NemesisKind::ALL.into_iter().find(|kind| kind.name() == name)
+        NemesisKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
     }
 }
 
@@ -215,14 +225,23 @@ impl Scenario {
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|error| {
             let line = error.span().map(|span| line_of(text, span.start));
-            ScenarioError { file: file.into(), line, key: String::new(), message: error.message().trim().to_string() }
+            ScenarioError {
+                file: file.into(),
+                line,
+                key: String::new(),
+                message: error.message().trim().to_string(),
+            }
         })?;
         Validator { text, file }.scenario(raw)
     }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 // ---- raw file format ----
@@ -261,6 +280,8 @@ struct RawCluster {
     flush_messages: Option<Spanned<u64>>,
     flush_ms: Option<Spanned<u64>>,
     replica_high_watermark_checkpoint_interval_ms: Option<u64>,
+    /// 0 turns OS writeback off.
+    os_dirty_expire_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -349,7 +370,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn error<T>(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> Result<T, ScenarioError> {
+    fn error<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Result<T, ScenarioError> {
         Err(ScenarioError {
             file: self.file.into(),
             line: Some(line_of(self.text, span.start)),
@@ -361,11 +387,19 @@ impl Validator<'_> {
     fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         let duration_ms = *raw.duration_ms.get_ref();
         if duration_ms == 0 || duration_ms > SIM_TIME_MAX_MS {
-            return self.error(raw.duration_ms.span(), "duration_ms", format!("must be between 1 and {SIM_TIME_MAX_MS}"));
+            return self.error(
+                raw.duration_ms.span(),
+                "duration_ms",
+                format!("must be between 1 and {SIM_TIME_MAX_MS}"),
+            );
         }
         let liveness_ms = match &raw.liveness_ms {
             Some(value) if *value.get_ref() > SIM_TIME_MAX_MS => {
-                return self.error(value.span(), "liveness_ms", format!("must be at most {SIM_TIME_MAX_MS}"))
+                return self.error(
+                    value.span(),
+                    "liveness_ms",
+                    format!("must be at most {SIM_TIME_MAX_MS}"),
+                )
             }
             Some(value) => *value.get_ref(),
             None => 180_000,
@@ -382,10 +416,21 @@ impl Validator<'_> {
         let topics = self.topics(&raw.topics, brokers, raw.cluster.span())?;
         let producers = self.producers(&raw.producers, &topics)?;
         let faults = self.faults(&raw.faults, brokers, producers.len(), &topics, duration_ms)?;
-        let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
+        let nemesis = raw
+            .nemesis
+            .as_ref()
+            .map(|n| self.nemesis(n, brokers))
+            .transpose()?;
         let expect = self.expect(raw.expect.as_ref())?;
         Ok(Scenario {
-            name: raw.name.unwrap_or_else(|| self.file.rsplit('/').next().unwrap_or(self.file).trim_end_matches(".toml").to_string()),
+            name: raw.name.unwrap_or_else(|| {
+                self.file
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(self.file)
+                    .trim_end_matches(".toml")
+                    .to_string()
+            }),
             path: None,
             description: raw.description.unwrap_or_default().trim().to_string(),
             brokers,
@@ -402,11 +447,18 @@ impl Validator<'_> {
         })
     }
 
-    fn cluster(&self, raw: &Spanned<RawCluster>) -> Result<(u32, BrokerConfig, ControllerConfig), ScenarioError> {
+    fn cluster(
+        &self,
+        raw: &Spanned<RawCluster>,
+    ) -> Result<(u32, BrokerConfig, ControllerConfig), ScenarioError> {
         let cluster = raw.get_ref();
         let brokers = *cluster.brokers.get_ref();
         if brokers == 0 || brokers > BROKERS_MAX {
-            return self.error(cluster.brokers.span(), "cluster.brokers", format!("must be between 1 and {BROKERS_MAX}"));
+            return self.error(
+                cluster.brokers.span(),
+                "cluster.brokers",
+                format!("must be between 1 and {BROKERS_MAX}"),
+            );
         }
         let mut broker = BrokerConfig::default();
         let mut controller = ControllerConfig::default();
@@ -425,23 +477,38 @@ impl Validator<'_> {
         if let Some(v) = cluster.replica_high_watermark_checkpoint_interval_ms {
             broker.hw_checkpoint_interval_ms = v.max(1);
         }
+        if let Some(v) = cluster.os_dirty_expire_ms {
+            broker.os_dirty_expire_ms = (v > 0).then_some(v);
+        }
         if let Some(v) = cluster.broker_session_timeout_ms {
             controller.broker_session_timeout_ms = v.max(1);
         }
         if let Some(v) = &cluster.flush_messages {
             if *v.get_ref() == 0 {
-                return self.error(v.span(), "cluster.flush_messages", "must be at least 1 (leave it out to let the OS flush)");
+                return self.error(
+                    v.span(),
+                    "cluster.flush_messages",
+                    "must be at least 1 (leave it out to let the OS flush)",
+                );
             }
             broker.flush_messages = Some(*v.get_ref());
         }
         if let Some(v) = &cluster.flush_ms {
             if *v.get_ref() == 0 {
-                return self.error(v.span(), "cluster.flush_ms", "must be at least 1 (leave it out to let the OS flush)");
+                return self.error(
+                    v.span(),
+                    "cluster.flush_ms",
+                    "must be at least 1 (leave it out to let the OS flush)",
+                );
             }
             broker.flush_ms = Some(*v.get_ref());
         }
         if controller.broker_session_timeout_ms <= broker.broker_heartbeat_interval_ms {
-            return self.error(raw.span(), "cluster.broker_session_timeout_ms", "must be larger than broker_heartbeat_interval_ms");
+            return self.error(
+                raw.span(),
+                "cluster.broker_session_timeout_ms",
+                "must be larger than broker_heartbeat_interval_ms",
+            );
         }
         Ok((brokers, broker, controller))
     }
@@ -463,10 +530,18 @@ impl Validator<'_> {
     fn range(&self, value: &Spanned<(u64, u64)>, key: &str) -> Result<(u64, u64), ScenarioError> {
         let (low, high) = *value.get_ref();
         if low > high {
-            return self.error(value.span(), key, format!("[{low}, {high}] is empty: the first bound must not exceed the second"));
+            return self.error(
+                value.span(),
+                key,
+                format!("[{low}, {high}] is empty: the first bound must not exceed the second"),
+            );
         }
         if high > SIM_TIME_MAX_MS {
-            return self.error(value.span(), key, format!("bounds must be at most {SIM_TIME_MAX_MS}"));
+            return self.error(
+                value.span(),
+                key,
+                format!("bounds must be at most {SIM_TIME_MAX_MS}"),
+            );
         }
         Ok((low, high))
     }
@@ -474,24 +549,45 @@ impl Validator<'_> {
     fn probability(&self, value: &Spanned<f64>, key: &str) -> Result<f64, ScenarioError> {
         let p = *value.get_ref();
         if !(0.0..=1.0).contains(&p) {
-            return self.error(value.span(), key, format!("{p} is not a probability between 0 and 1"));
+            return self.error(
+                value.span(),
+                key,
+                format!("{p} is not a probability between 0 and 1"),
+            );
         }
         Ok(p)
     }
 
-    fn topics(&self, raw: &[Spanned<RawTopic>], brokers: u32, cluster_span: std::ops::Range<usize>) -> Result<Vec<TopicConfig>, ScenarioError> {
+    fn topics(
+        &self,
+        raw: &[Spanned<RawTopic>],
+        brokers: u32,
+        cluster_span: std::ops::Range<usize>,
+    ) -> Result<Vec<TopicConfig>, ScenarioError> {
         if raw.is_empty() {
-            return self.error(cluster_span, "topics", "a scenario needs at least one [[topics]] table");
+            return self.error(
+                cluster_span,
+                "topics",
+                "a scenario needs at least one [[topics]] table",
+            );
         }
         let mut topics: Vec<TopicConfig> = Vec::new();
         for spanned in raw {
             let topic = spanned.get_ref();
             if topics.iter().any(|t| t.name == topic.name) {
-                return self.error(spanned.span(), "topics.name", format!("topic `{}` is declared twice", topic.name));
+                return self.error(
+                    spanned.span(),
+                    "topics.name",
+                    format!("topic `{}` is declared twice", topic.name),
+                );
             }
             let partitions = *topic.partitions.get_ref();
             if partitions == 0 || partitions > PARTITIONS_MAX {
-                return self.error(topic.partitions.span(), "topics.partitions", format!("must be between 1 and {PARTITIONS_MAX}"));
+                return self.error(
+                    topic.partitions.span(),
+                    "topics.partitions",
+                    format!("must be between 1 and {PARTITIONS_MAX}"),
+                );
             }
             let rf = *topic.replication_factor.get_ref();
             if rf == 0 || rf > brokers {
@@ -503,7 +599,11 @@ impl Validator<'_> {
             }
             let min_isr = match &topic.min_insync_replicas {
                 Some(v) if *v.get_ref() == 0 || *v.get_ref() > rf => {
-                    return self.error(v.span(), "topics.min_insync_replicas", format!("must be between 1 and replication_factor ({rf})"))
+                    return self.error(
+                        v.span(),
+                        "topics.min_insync_replicas",
+                        format!("must be between 1 and replication_factor ({rf})"),
+                    )
                 }
                 Some(v) => *v.get_ref(),
                 None => 1,
@@ -524,41 +624,84 @@ impl Validator<'_> {
         Ok(topics)
     }
 
-    fn assignment(&self, raw: &Spanned<Vec<Vec<u32>>>, partitions: u32, rf: u32, brokers: u32) -> Result<Vec<Vec<trial_model::NodeId>>, ScenarioError> {
+    fn assignment(
+        &self,
+        raw: &Spanned<Vec<Vec<u32>>>,
+        partitions: u32,
+        rf: u32,
+        brokers: u32,
+    ) -> Result<Vec<Vec<trial_model::NodeId>>, ScenarioError> {
         let key = "topics.replica_assignment";
         let lists = raw.get_ref();
         if lists.len() != partitions as usize {
-            return self.error(raw.span(), key, format!("lists {} partition(s) but the topic has {partitions}", lists.len()));
+            return self.error(
+                raw.span(),
+                key,
+                format!(
+                    "lists {} partition(s) but the topic has {partitions}",
+                    lists.len()
+                ),
+            );
         }
         let mut out = Vec::new();
         for (partition, replicas) in lists.iter().enumerate() {
             if replicas.len() != rf as usize {
-                return self.error(raw.span(), key, format!("partition {partition} has {} replica(s), replication_factor is {rf}", replicas.len()));
+                return self.error(
+                    raw.span(),
+                    key,
+                    format!(
+                        "partition {partition} has {} replica(s), replication_factor is {rf}",
+                        replicas.len()
+                    ),
+                );
             }
             if let Some(bad) = replicas.iter().find(|b| **b >= brokers) {
-                return self.error(raw.span(), key, format!("partition {partition} names broker {bad}; the cluster has brokers 0..{}", brokers - 1));
+                return self.error(
+                    raw.span(),
+                    key,
+                    format!(
+                        "partition {partition} names broker {bad}; the cluster has brokers 0..{}",
+                        brokers - 1
+                    ),
+                );
             }
             let mut sorted = replicas.clone();
             sorted.sort_unstable();
             sorted.dedup();
             if sorted.len() != replicas.len() {
-                return self.error(raw.span(), key, format!("partition {partition} names a broker twice"));
+                return self.error(
+                    raw.span(),
+                    key,
+                    format!("partition {partition} names a broker twice"),
+                );
             }
             out.push(replicas.iter().map(|b| trial_model::NodeId(*b)).collect());
         }
         Ok(out)
     }
 
-    fn producers(&self, raw: &[Spanned<RawProducer>], topics: &[TopicConfig]) -> Result<Vec<ProducerSpec>, ScenarioError> {
+    fn producers(
+        &self,
+        raw: &[Spanned<RawProducer>],
+        topics: &[TopicConfig],
+    ) -> Result<Vec<ProducerSpec>, ScenarioError> {
         let mut producers = Vec::new();
         for spanned in raw {
             let p = spanned.get_ref();
             let Some(topic) = topics.iter().position(|t| t.name == *p.topic.get_ref()) else {
-                return self.error(p.topic.span(), "producers.topic", format!("no topic named `{}` is declared", p.topic.get_ref()));
+                return self.error(
+                    p.topic.span(),
+                    "producers.topic",
+                    format!("no topic named `{}` is declared", p.topic.get_ref()),
+                );
             };
             let rate = *p.rate.get_ref();
             if !(rate > 0.0 && rate <= RATE_MAX) {
-                return self.error(p.rate.span(), "producers.rate", format!("records per second must be above 0 and at most {RATE_MAX}"));
+                return self.error(
+                    p.rate.span(),
+                    "producers.rate",
+                    format!("records per second must be above 0 and at most {RATE_MAX}"),
+                );
             }
             let mut config = ProducerConfig::default();
             if let Some(acks) = &p.acks {
@@ -566,7 +709,13 @@ impl Validator<'_> {
                     "0" => Acks::None,
                     "1" => Acks::Leader,
                     "all" | "-1" => Acks::All,
-                    other => return self.error(acks.span(), "producers.acks", format!("`{other}` is not one of \"0\", \"1\", \"all\"")),
+                    other => {
+                        return self.error(
+                            acks.span(),
+                            "producers.acks",
+                            format!("`{other}` is not one of \"0\", \"1\", \"all\""),
+                        )
+                    }
                 };
             }
             if let Some(v) = p.retries {
@@ -582,7 +731,8 @@ impl Validator<'_> {
                 config.delivery_timeout_ms = self.positive(v, "producers.delivery_timeout_ms")?;
             }
             if let Some(v) = &p.max_in_flight {
-                config.max_in_flight_requests_per_connection = self.positive(v, "producers.max_in_flight")?;
+                config.max_in_flight_requests_per_connection =
+                    self.positive(v, "producers.max_in_flight")?;
             }
             if let Some(v) = p.linger_ms {
                 config.linger_ms = v;
@@ -601,32 +751,71 @@ impl Validator<'_> {
                 None => 1,
             };
             for index in 0..count {
-                let base = p.name.clone().unwrap_or_else(|| format!("p{}", producers.len()));
-                let name = if count > 1 { format!("{base}-{index}") } else { base };
-                producers.push(ProducerSpec { name, topic: TopicId(topic as u32), rate, keys: p.keys.unwrap_or(0), config: config.clone() });
+                let base = p
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("p{}", producers.len()));
+                let name = if count > 1 {
+                    format!("{base}-{index}")
+                } else {
+                    base
+                };
+                producers.push(ProducerSpec {
+                    name,
+                    topic: TopicId(topic as u32),
+                    rate,
+                    keys: p.keys.unwrap_or(0),
+                    config: config.clone(),
+                });
             }
             if producers.len() > PRODUCERS_MAX {
-                return self.error(spanned.span(), "producers", format!("at most {PRODUCERS_MAX} producers"));
+                return self.error(
+                    spanned.span(),
+                    "producers",
+                    format!("at most {PRODUCERS_MAX} producers"),
+                );
             }
         }
         Ok(producers)
     }
 
-    fn positive<T: Copy + PartialOrd + Default + fmt::Display>(&self, value: &Spanned<T>, key: &str) -> Result<T, ScenarioError> {
+    fn positive<T: Copy + PartialOrd + Default + fmt::Display>(
+        &self,
+        value: &Spanned<T>,
+        key: &str,
+    ) -> Result<T, ScenarioError> {
         if *value.get_ref() <= T::default() {
-            return self.error(value.span(), key, format!("{} must be above 0", value.get_ref()));
+            return self.error(
+                value.span(),
+                key,
+                format!("{} must be above 0", value.get_ref()),
+            );
         }
         Ok(*value.get_ref())
     }
 
-    fn target(&self, value: &Spanned<String>, key: &str, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Target, ScenarioError> {
+    fn target(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        brokers: u32,
+        producers: usize,
+        topics: &[TopicConfig],
+    ) -> Result<Target, ScenarioError> {
         match Target::parse(value.get_ref(), brokers, producers, topics) {
             Ok(target) => Ok(target),
             Err(message) => self.error(value.span(), key, message),
         }
     }
 
-    fn targets(&self, value: &Spanned<Vec<String>>, key: &str, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Vec<Target>, ScenarioError> {
+    fn targets(
+        &self,
+        value: &Spanned<Vec<String>>,
+        key: &str,
+        brokers: u32,
+        producers: usize,
+        topics: &[TopicConfig],
+    ) -> Result<Vec<Target>, ScenarioError> {
         let mut targets = Vec::new();
         for name in value.get_ref() {
             match Target::parse(name, brokers, producers, topics) {
@@ -640,9 +829,20 @@ impl Validator<'_> {
         Ok(targets)
     }
 
-    fn faults(&self, raw: &[Spanned<RawFault>], brokers: u32, producers: usize, topics: &[TopicConfig], duration_ms: u64) -> Result<Vec<ScheduledFault>, ScenarioError> {
+    fn faults(
+        &self,
+        raw: &[Spanned<RawFault>],
+        brokers: u32,
+        producers: usize,
+        topics: &[TopicConfig],
+        duration_ms: u64,
+    ) -> Result<Vec<ScheduledFault>, ScenarioError> {
         if raw.len() > FAULTS_MAX {
-            return self.error(raw[0].span(), "faults", format!("at most {FAULTS_MAX} scheduled faults"));
+            return self.error(
+                raw[0].span(),
+                "faults",
+                format!("at most {FAULTS_MAX} scheduled faults"),
+            );
         }
         let mut faults = Vec::new();
         for spanned in raw {
@@ -658,7 +858,13 @@ impl Validator<'_> {
         Ok(faults)
     }
 
-    fn fault(&self, spanned: &Spanned<RawFault>, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Fault, ScenarioError> {
+    fn fault(
+        &self,
+        spanned: &Spanned<RawFault>,
+        brokers: u32,
+        producers: usize,
+        topics: &[TopicConfig],
+    ) -> Result<Fault, ScenarioError> {
         let f = spanned.get_ref();
         let kind = f.kind.get_ref().as_str();
         let need_target = |this: &Self| -> Result<Target, ScenarioError> {
@@ -670,7 +876,11 @@ impl Validator<'_> {
         let need_probability = |this: &Self| -> Result<f64, ScenarioError> {
             match &f.probability {
                 Some(p) => this.probability(p, "faults.probability"),
-                None => this.error(spanned.span(), "faults.probability", format!("a `{kind}` fault needs a probability")),
+                None => this.error(
+                    spanned.span(),
+                    "faults.probability",
+                    format!("a `{kind}` fault needs a probability"),
+                ),
             }
         };
         let fault = match kind {
@@ -751,11 +961,19 @@ impl Validator<'_> {
         Ok(target)
     }
 
-    fn nemesis(&self, raw: &Spanned<RawNemesis>, brokers: u32) -> Result<NemesisSpec, ScenarioError> {
+    fn nemesis(
+        &self,
+        raw: &Spanned<RawNemesis>,
+        brokers: u32,
+    ) -> Result<NemesisSpec, ScenarioError> {
         let n = raw.get_ref();
         let interval_ms = self.range(&n.interval_ms, "nemesis.interval_ms")?;
         if interval_ms.0 == 0 {
-            return self.error(n.interval_ms.span(), "nemesis.interval_ms", "the shortest interval must be at least 1 ms");
+            return self.error(
+                n.interval_ms.span(),
+                "nemesis.interval_ms",
+                "the shortest interval must be at least 1 ms",
+            );
         }
         let fault_duration_ms = match &n.fault_duration_ms {
             Some(v) => self.range(v, "nemesis.fault_duration_ms")?,
@@ -765,7 +983,11 @@ impl Validator<'_> {
         for name in n.kinds.get_ref() {
             let Some(kind) = NemesisKind::parse(name) else {
                 let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
-                return self.error(n.kinds.span(), "nemesis.kinds", format!("unknown kind `{name}`; one of: {}", names.join(", ")));
+                return self.error(
+                    n.kinds.span(),
+                    "nemesis.kinds",
+                    format!("unknown kind `{name}`; one of: {}", names.join(", ")),
+                );
             };
             kinds.push(kind);
         }
@@ -773,16 +995,36 @@ impl Validator<'_> {
             return self.error(n.kinds.span(), "nemesis.kinds", "needs at least one kind");
         }
         let max_down = match &n.max_down {
-            Some(v) if *v.get_ref() > brokers => return self.error(v.span(), "nemesis.max_down", format!("cannot exceed the broker count ({brokers})")),
+            Some(v) if *v.get_ref() > brokers => {
+                return self.error(
+                    v.span(),
+                    "nemesis.max_down",
+                    format!("cannot exceed the broker count ({brokers})"),
+                )
+            }
             Some(v) => *v.get_ref(),
             None => 1,
         };
-        Ok(NemesisSpec { interval_ms, fault_duration_ms, kinds, swarm: n.swarm.unwrap_or(false), max_down, controller: n.controller.unwrap_or(false) })
+        Ok(NemesisSpec {
+            interval_ms,
+            fault_duration_ms,
+            kinds,
+            swarm: n.swarm.unwrap_or(false),
+            max_down,
+            controller: n.controller.unwrap_or(false),
+        })
     }
 
     fn expect(&self, raw: Option<&RawExpect>) -> Result<Expect, ScenarioError> {
-        let Some(raw) = raw else { return Ok(Expect { hold: Property::ALL.to_vec(), violate: Vec::new() }) };
-        let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Vec<Property>, ScenarioError> {
+        let Some(raw) = raw else {
+            return Ok(Expect {
+                hold: Property::ALL.to_vec(),
+                violate: Vec::new(),
+            });
+        };
+        let parse = |list: &Option<Spanned<Vec<String>>>,
+                     key: &str|
+         -> Result<Vec<Property>, ScenarioError> {
             let mut out = Vec::new();
             let Some(list) = list else { return Ok(out) };
             for name in list.get_ref() {
@@ -790,7 +1032,11 @@ impl Validator<'_> {
                     Some(p) => out.push(p),
                     None => {
                         let names: Vec<&str> = Property::ALL.iter().map(|p| p.name()).collect();
-                        return self.error(list.span(), key, format!("unknown property `{name}`; one of: {}", names.join(", ")));
+                        return self.error(
+                            list.span(),
+                            key,
+                            format!("unknown property `{name}`; one of: {}", names.join(", ")),
+                        );
                     }
                 }
             }
@@ -800,7 +1046,11 @@ impl Validator<'_> {
         let violate = parse(&raw.violate, "expect.violate")?;
         if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
             let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
-            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
+            return self.error(
+                span,
+                "expect.violate",
+                format!("`{}` cannot both hold and be violated", both.name()),
+            );
         }
         Ok(Expect { hold, violate })
     }

@@ -40,29 +40,69 @@ pub fn shard_range(range: Range<u64>, shard: u64, shards: u64) -> Range<u64> {
 }
 
 pub fn run_seed(scenario: &Scenario, seed: u64) -> SeedSummary {
-    let result = catch_unwind(AssertUnwindSafe(|| crate::simulate(scenario, seed)));
-    match result {
-        Ok(outcome) => summarize(&outcome),
+    guarded(seed, || summarize(&crate::simulate(scenario, seed)))
+}
+
+/// Runs one seed's work, turning a panic into a failure of that seed.
+pub fn guarded(seed: u64, work: impl FnOnce() -> SeedSummary) -> SeedSummary {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(summary) => summary,
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic with a non-string payload".into());
-            SeedSummary { seed, result: SeedResult::Panic(message), trace_hash: 0, violations: BTreeMap::new() }
+            SeedSummary {
+                seed,
+                result: SeedResult::Panic(message),
+                trace_hash: 0,
+                violations: BTreeMap::new(),
+            }
         }
     }
 }
 
-fn summarize(outcome: &Outcome) -> SeedSummary {
-    let violations = outcome.verdicts.results.iter().map(|r| (r.property.name(), r.violations)).collect();
-    let result = if outcome.pass { SeedResult::Pass } else { SeedResult::Fail(outcome.failures.clone()) };
-    SeedSummary { seed: outcome.seed, result, trace_hash: outcome.run.trace_hash, violations }
+pub fn summarize(outcome: &Outcome) -> SeedSummary {
+    let violations = outcome
+        .verdicts
+        .results
+        .iter()
+        .map(|r| (r.property.name(), r.violations))
+        .collect();
+    let result = if outcome.pass {
+        SeedResult::Pass
+    } else {
+        SeedResult::Fail(outcome.failures.clone())
+    };
+    SeedSummary {
+        seed: outcome.seed,
+        result,
+        trace_hash: outcome.run.trace_hash,
+        violations,
+    }
 }
 
 /// Runs `seeds` on `jobs` threads; `progress` is called after each seed with the count
 /// done. Results come back sorted by seed, whatever order the threads finished in.
-pub fn sweep(scenario: &Scenario, seeds: Range<u64>, jobs: usize, progress: &(dyn Fn(u64) + Sync)) -> Vec<SeedSummary> {
+pub fn sweep(
+    scenario: &Scenario,
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<SeedSummary> {
+    sweep_with(seeds, jobs, progress, &|seed| {
+        summarize(&crate::simulate(scenario, seed))
+    })
+}
+
+/// `sweep` with the per-seed work given (tests use it to make a seed panic).
+pub fn sweep_with(
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(u64) + Sync),
+    run: &(dyn Fn(u64) -> SeedSummary + Sync),
+) -> Vec<SeedSummary> {
     let next = AtomicU64::new(seeds.start);
     let done = AtomicU64::new(0);
     let results = Mutex::new(Vec::new());
@@ -73,10 +113,13 @@ pub fn sweep(scenario: &Scenario, seeds: Range<u64>, jobs: usize, progress: &(dy
                 if seed >= seeds.end {
                     break;
                 }
-                let summary = run_seed(scenario, seed);
+                let summary = guarded(seed, || run(seed));
                 // A poisoned lock means another worker panicked outside catch_unwind,
                 // which cannot happen; keep the results anyway.
-                results.lock().unwrap_or_else(|e| e.into_inner()).push(summary);
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(summary);
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             });
         }

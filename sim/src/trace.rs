@@ -8,7 +8,13 @@ use trial_model::{ClusterEvent, Millis, TopicPartition, WriteId, WriteOutcome};
 /// Receives every history item as it happens.
 pub trait TraceSink {
     fn invoke(&mut self, at: Millis, write: WriteId, producer: u32, key: Option<u32>);
-    fn complete(&mut self, at: Millis, write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome);
+    fn complete(
+        &mut self,
+        at: Millis,
+        write: WriteId,
+        tp: Option<TopicPartition>,
+        outcome: WriteOutcome,
+    );
     fn event(&mut self, at: Millis, event: &ClusterEvent);
     fn happening(&mut self, at: Millis, happening: &Happening);
 }
@@ -28,9 +34,16 @@ impl<W: Write> JsonLines<W> {
         if self.error.is_some() {
             return;
         }
-        if let Err(error) = serde_json::to_writer(&mut self.out, &value).map_err(std::io::Error::from).and_then(|_| self.out.write_all(b"\n")) {
+        if let Err(error) = serde_json::to_writer(&mut self.out, &value)
+            .map_err(std::io::Error::from)
+            .and_then(|_| self.out.write_all(b"\n"))
+        {
             self.error = Some(error);
         }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     pub fn finish(mut self) -> std::io::Result<()> {
@@ -46,11 +59,23 @@ impl<W: Write> TraceSink for JsonLines<W> {
         self.line(json!({"t": at.0, "type": "invoke", "write": write.0, "producer": producer, "key": key}));
     }
 
-    fn complete(&mut self, at: Millis, write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome) {
+    fn complete(
+        &mut self,
+        at: Millis,
+        write: WriteId,
+        tp: Option<TopicPartition>,
+        outcome: WriteOutcome,
+    ) {
         let (kind, offset, error) = match outcome {
             WriteOutcome::Ok { offset } => ("ok", offset.map(|o| o.0), None),
-            WriteOutcome::Failed { error, definite: true } => ("fail", None, Some(error.name())),
-            WriteOutcome::Failed { error, definite: false } => ("info", None, Some(error.name())),
+            WriteOutcome::Failed {
+                error,
+                definite: true,
+            } => ("fail", None, Some(error.name())),
+            WriteOutcome::Failed {
+                error,
+                definite: false,
+            } => ("info", None, Some(error.name())),
         };
         let partition = tp.map(|tp| json!({"topic": tp.topic.0, "partition": tp.partition}));
         self.line(json!({"t": at.0, "type": kind, "write": write.0, "tp": partition, "offset": offset, "error": error}));
