@@ -2,9 +2,7 @@
 
 use crate::error::ErrorCode;
 use crate::messages::Message;
-use crate::types::{
-    BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicPartition, WriteId,
-};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicPartition, WriteId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,11 +10,7 @@ pub enum Action {
     /// Hand `msg` to the network, addressed to `to`.
     Send { to: NodeId, msg: Message },
     /// The outcome of a client write, as the application sees it.
-    Ack {
-        write: WriteId,
-        tp: Option<TopicPartition>,
-        outcome: WriteOutcome,
-    },
+    Ack { write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome },
     /// Something the history should record (not needed to drive the cluster).
     Event(ClusterEvent),
 }

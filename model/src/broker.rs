@@ -11,8 +11,8 @@ use crate::config::{Acks, BrokerConfig, Truncation};
 use crate::error::ErrorCode;
 use crate::log::{BrokerDisk, PartitionLog};
 use crate::messages::{
-    AlterPartitionItem, FetchPartition, FetchPartitionResponse, Message, MetadataDelta,
-    PartitionLeader, PartitionState, ProduceBatch, ProducePartitionResponse, TopicMeta,
+    AlterPartitionItem, FetchPartition, FetchPartitionResponse, Message, MetadataDelta, PartitionLeader,
+    PartitionState, ProduceBatch, ProducePartitionResponse, TopicMeta,
 };
 use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, VecDeque};
@@ -170,9 +170,7 @@ impl Broker {
     }
 
     pub fn is_leader(&self, tp: TopicPartition) -> bool {
-        self.replicas
-            .get(&tp)
-            .is_some_and(|replica| matches!(replica.role, Role::Leader { .. }))
+        self.replicas.get(&tp).is_some_and(|replica| matches!(replica.role, Role::Leader { .. }))
     }
 
     pub fn partition_state(&self, tp: TopicPartition) -> Option<&PartitionState> {
@@ -190,10 +188,7 @@ impl Broker {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let mut next = self
-            .next_heartbeat
-            .min(self.next_isr_check)
-            .min(self.next_hw_checkpoint);
+        let mut next = self.next_heartbeat.min(self.next_isr_check).min(self.next_hw_checkpoint);
         if let Some(flush) = self.next_flush {
             next = next.min(flush);
         }
@@ -261,20 +256,14 @@ impl Broker {
 
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
         match msg {
-            Message::BrokerRegistrationResponse {
-                error,
-                broker_epoch,
-                metadata,
-            } => {
+            Message::BrokerRegistrationResponse { error, broker_epoch, metadata } => {
                 self.registration_in_flight = false;
                 if error == ErrorCode::None {
                     self.broker_epoch = Some(broker_epoch);
                     self.apply_metadata(now, metadata);
                 }
             }
-            Message::BrokerHeartbeatResponse {
-                error, metadata, ..
-            } => {
+            Message::BrokerHeartbeatResponse { error, metadata, .. } => {
                 if error == ErrorCode::StaleBrokerEpoch {
                     // The controller no longer knows this registration: register again.
                     self.broker_epoch = None;
@@ -285,28 +274,17 @@ impl Broker {
             }
             // Like a KRaft broker that has not caught up since registering, a broker acts on
             // no metadata before its registration is accepted (the response carries it all).
-            Message::MetadataUpdate(delta) if self.broker_epoch.is_some() => {
-                self.apply_metadata(now, delta)
+            Message::MetadataUpdate(delta) if self.broker_epoch.is_some() => self.apply_metadata(now, delta),
+            Message::AlterPartitionResponse { items } => self.handle_alter_partition_response(now, items),
+            Message::Fetch { correlation, max_wait_ms, partitions, .. } => {
+                self.handle_fetch(now, from, correlation, max_wait_ms, partitions)
             }
-            Message::AlterPartitionResponse { items } => {
-                self.handle_alter_partition_response(now, items)
+            Message::FetchResponse { correlation, partitions } => {
+                self.handle_fetch_response(now, from, correlation, partitions)
             }
-            Message::Fetch {
-                correlation,
-                max_wait_ms,
-                partitions,
-                ..
-            } => self.handle_fetch(now, from, correlation, max_wait_ms, partitions),
-            Message::FetchResponse {
-                correlation,
-                partitions,
-            } => self.handle_fetch_response(now, from, correlation, partitions),
-            Message::Produce {
-                correlation,
-                acks,
-                timeout_ms,
-                batches,
-            } => self.handle_produce(now, from, correlation, acks, timeout_ms, batches),
+            Message::Produce { correlation, acks, timeout_ms, batches } => {
+                self.handle_produce(now, from, correlation, acks, timeout_ms, batches)
+            }
             Message::Metadata { correlation } => self.handle_client_metadata(from, correlation),
             Message::ConnectionClosed => self.handle_connection_closed(now, from),
             _ => {}
@@ -329,10 +307,7 @@ impl Broker {
     fn heartbeat(&mut self) {
         match self.broker_epoch {
             Some(broker_epoch) => {
-                let msg = Message::BrokerHeartbeat {
-                    broker_epoch,
-                    metadata_version: self.metadata_version,
-                };
+                let msg = Message::BrokerHeartbeat { broker_epoch, metadata_version: self.metadata_version };
                 self.send(self.controller, msg);
             }
             None if !self.registration_in_flight => {
@@ -361,8 +336,7 @@ impl Broker {
             self.topics.insert(topic.id.0, topic);
         }
         for state in delta.partitions {
-            self.leaders
-                .insert(state.tp, (state.leader, state.leader_epoch));
+            self.leaders.insert(state.tp, (state.leader, state.leader_epoch));
             if state.replicas.contains(&self.id) {
                 self.apply_partition_state(now, state);
             } else if self.replicas.remove(&state.tp).is_some() {
@@ -394,10 +368,7 @@ impl Broker {
             // Same leader epoch: an ISR/ELR change. A leader drops any pending request the
             // new state answers.
             if let Role::Leader { pending_isr, .. } = &mut replica.role {
-                if pending_isr
-                    .as_ref()
-                    .is_some_and(|(isr, _)| *isr == state.isr)
-                {
+                if pending_isr.as_ref().is_some_and(|(isr, _)| *isr == state.isr) {
                     *pending_isr = None;
                 }
             }
@@ -414,10 +385,7 @@ impl Broker {
         let log = self.disk.logs.entry(tp).or_default();
         log.assign_epoch(state.leader_epoch);
         let epoch_start_offset = log.log_end_offset();
-        let hw = self
-            .replicas
-            .get(&tp)
-            .map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
+        let hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
         let hw = hw.min(log.log_end_offset());
         let followers = state
             .replicas
@@ -436,34 +404,16 @@ impl Broker {
             })
             .collect();
         let leader_epoch = state.leader_epoch;
-        let role = Role::Leader {
-            followers,
-            pending_isr: None,
-            epoch_start_offset,
-        };
-        self.replicas.insert(
-            tp,
-            Replica {
-                state,
-                high_watermark: hw,
-                role,
-            },
-        );
-        self.event(ClusterEvent::BecameLeader {
-            broker: self.id,
-            tp,
-            leader_epoch,
-        });
+        let role = Role::Leader { followers, pending_isr: None, epoch_start_offset };
+        self.replicas.insert(tp, Replica { state, high_watermark: hw, role });
+        self.event(ClusterEvent::BecameLeader { broker: self.id, tp, leader_epoch });
         self.maybe_increment_high_watermark(now, tp);
     }
 
     fn become_follower(&mut self, _now: Millis, state: PartitionState) {
         let tp = state.tp;
         let log = self.disk.logs.entry(tp).or_default();
-        let mut hw = self
-            .replicas
-            .get(&tp)
-            .map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
+        let mut hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
         hw = hw.min(log.log_end_offset());
         if self.config.protocol.truncation == Truncation::HighWatermark {
             // Pre-KIP-101 `makeFollowers`: drop everything above the own high watermark.
@@ -481,21 +431,9 @@ impl Broker {
         }
         let leader = state.leader.filter(|leader| *leader != self.id);
         let leader_epoch = state.leader_epoch;
-        self.replicas.insert(
-            tp,
-            Replica {
-                state,
-                high_watermark: hw,
-                role: Role::Follower { leader },
-            },
-        );
+        self.replicas.insert(tp, Replica { state, high_watermark: hw, role: Role::Follower { leader } });
         self.fail_parked_produces(tp, ErrorCode::NotLeaderOrFollower);
-        self.event(ClusterEvent::BecameFollower {
-            broker: self.id,
-            tp,
-            leader,
-            leader_epoch,
-        });
+        self.event(ClusterEvent::BecameFollower { broker: self.id, tp, leader, leader_epoch });
         if let Some(leader) = leader {
             self.fetchers.entry(leader).or_default();
         }
@@ -505,12 +443,7 @@ impl Broker {
         let lag_max = self.config.replica_lag_time_max_ms;
         let mut requests = Vec::new();
         for (tp, replica) in &self.replicas {
-            let Role::Leader {
-                followers,
-                pending_isr,
-                ..
-            } = &replica.role
-            else {
+            let Role::Leader { followers, pending_isr, .. } = &replica.role else {
                 continue;
             };
             if pending_isr.is_some() {
@@ -523,21 +456,13 @@ impl Broker {
                 .copied()
                 .filter(|member| *member != self.id)
                 .filter(|member| {
-                    followers
-                        .get(member)
-                        .is_none_or(|f| f.last_caught_up.is_none_or(|t| now.since(t) > lag_max))
+                    followers.get(member).is_none_or(|f| f.last_caught_up.is_none_or(|t| now.since(t) > lag_max))
                 })
                 .collect();
             if out_of_sync.is_empty() {
                 continue;
             }
-            let new_isr: Vec<NodeId> = replica
-                .state
-                .isr
-                .iter()
-                .copied()
-                .filter(|m| !out_of_sync.contains(m))
-                .collect();
+            let new_isr: Vec<NodeId> = replica.state.isr.iter().copied().filter(|m| !out_of_sync.contains(m)).collect();
             requests.push((*tp, new_isr));
         }
         for (tp, new_isr) in requests {
@@ -553,10 +478,9 @@ impl Broker {
             .replicas
             .iter()
             .filter_map(|(tp, replica)| match &replica.role {
-                Role::Leader {
-                    pending_isr: Some((isr, sent)),
-                    ..
-                } if now.since(*sent) > timeout => Some((*tp, isr.clone())),
+                Role::Leader { pending_isr: Some((isr, sent)), .. } if now.since(*sent) > timeout => {
+                    Some((*tp, isr.clone()))
+                }
                 _ => None,
             })
             .collect();
@@ -582,18 +506,8 @@ impl Broker {
             partition_epoch: replica.state.partition_epoch,
             new_isr: new_isr.clone(),
         };
-        self.event(ClusterEvent::IsrChangeRequested {
-            broker: self.id,
-            tp,
-            new_isr,
-        });
-        self.send(
-            self.controller,
-            Message::AlterPartition {
-                broker_epoch,
-                items: vec![item],
-            },
-        );
+        self.event(ClusterEvent::IsrChangeRequested { broker: self.id, tp, new_isr });
+        self.send(self.controller, Message::AlterPartition { broker_epoch, items: vec![item] });
     }
 
     fn handle_alter_partition_response(
@@ -637,29 +551,14 @@ impl Broker {
         if acks == Acks::None {
             return;
         }
-        let parked = ParkedProduce {
-            from,
-            correlation,
-            deadline: now.plus(timeout_ms),
-            items,
-        };
+        let parked = ParkedProduce { from, correlation, deadline: now.plus(timeout_ms), items };
         if waiting && self.parked_produces.len() < PARKED_REQUESTS_MAX {
             self.parked_produces.push(parked);
             let index = self.parked_produces.len() - 1;
             self.try_complete_produce(index);
         } else {
-            let partitions = parked
-                .items
-                .into_iter()
-                .map(|(_, _, result)| result)
-                .collect();
-            self.send(
-                from,
-                Message::ProduceResponse {
-                    correlation,
-                    partitions,
-                },
-            );
+            let partitions = parked.items.into_iter().map(|(_, _, result)| result).collect();
+            self.send(from, Message::ProduceResponse { correlation, partitions });
         }
     }
 
@@ -672,16 +571,7 @@ impl Broker {
         acks: Acks,
     ) -> (ProducePartitionResponse, Option<Offset>) {
         let tp = batch.tp;
-        let fail = |error| {
-            (
-                ProducePartitionResponse {
-                    tp,
-                    error,
-                    base_offset: None,
-                },
-                None,
-            )
-        };
+        let fail = |error| (ProducePartitionResponse { tp, error, base_offset: None }, None);
         let Some(replica) = self.replicas.get(&tp) else {
             return fail(ErrorCode::NotLeaderOrFollower);
         };
@@ -703,24 +593,14 @@ impl Broker {
         }
         self.maybe_increment_high_watermark(now, tp);
         self.complete_parked_fetches(now, tp);
-        let result = ProducePartitionResponse {
-            tp,
-            error: ErrorCode::None,
-            base_offset: Some(base),
-        };
+        let result = ProducePartitionResponse { tp, error: ErrorCode::None, base_offset: Some(base) };
         let required = (acks == Acks::All).then_some(end);
         (result, required)
     }
 
     fn effective_min_isr(&self, tp: TopicPartition) -> usize {
-        let configured = self
-            .topics
-            .get(&tp.topic.0)
-            .map_or(1, |topic| topic.min_insync_replicas as usize);
-        let replicas = self
-            .replicas
-            .get(&tp)
-            .map_or(1, |replica| replica.state.replicas.len());
+        let configured = self.topics.get(&tp.topic.0).map_or(1, |topic| topic.min_insync_replicas as usize);
+        let replicas = self.replicas.get(&tp).map_or(1, |replica| replica.state.replicas.len());
         configured.min(replicas)
     }
 
@@ -732,34 +612,22 @@ impl Broker {
                 continue;
             }
             let Some(replica) = self.replicas.get(tp) else {
-                *result = ProducePartitionResponse {
-                    tp: *tp,
-                    error: ErrorCode::NotLeaderOrFollower,
-                    base_offset: None,
-                };
+                *result =
+                    ProducePartitionResponse { tp: *tp, error: ErrorCode::NotLeaderOrFollower, base_offset: None };
                 continue;
             };
             let Role::Leader { pending_isr, .. } = &replica.role else {
-                *result = ProducePartitionResponse {
-                    tp: *tp,
-                    error: ErrorCode::NotLeaderOrFollower,
-                    base_offset: None,
-                };
+                *result =
+                    ProducePartitionResponse { tp: *tp, error: ErrorCode::NotLeaderOrFollower, base_offset: None };
                 continue;
             };
             if replica.high_watermark < *required {
                 done = false;
                 continue;
             }
-            let maximal_isr = pending_isr
-                .as_ref()
-                .map_or(replica.state.isr.len(), |(isr, _)| {
-                    isr.len().max(replica.state.isr.len())
-                });
-            let configured = self
-                .topics
-                .get(&tp.topic.0)
-                .map_or(1, |t| t.min_insync_replicas as usize);
+            let maximal_isr =
+                pending_isr.as_ref().map_or(replica.state.isr.len(), |(isr, _)| isr.len().max(replica.state.isr.len()));
+            let configured = self.topics.get(&tp.topic.0).map_or(1, |t| t.min_insync_replicas as usize);
             if maximal_isr < configured.min(replica.state.replicas.len()) {
                 result.error = ErrorCode::NotEnoughReplicasAfterAppend;
             }
@@ -768,18 +636,8 @@ impl Broker {
         }
         if done {
             let parked = self.parked_produces.swap_remove(index);
-            let partitions = parked
-                .items
-                .into_iter()
-                .map(|(_, _, result)| result)
-                .collect();
-            self.send(
-                parked.from,
-                Message::ProduceResponse {
-                    correlation: parked.correlation,
-                    partitions,
-                },
-            );
+            let partitions = parked.items.into_iter().map(|(_, _, result)| result).collect();
+            self.send(parked.from, Message::ProduceResponse { correlation: parked.correlation, partitions });
         }
         done
     }
@@ -787,10 +645,7 @@ impl Broker {
     fn complete_parked_produces(&mut self, tp: TopicPartition) {
         let mut index = 0;
         while index < self.parked_produces.len() {
-            let touches = self.parked_produces[index]
-                .items
-                .iter()
-                .any(|(item_tp, _, _)| *item_tp == tp);
+            let touches = self.parked_produces[index].items.iter().any(|(item_tp, _, _)| *item_tp == tp);
             if touches && self.try_complete_produce(index) {
                 continue;
             }
@@ -802,11 +657,7 @@ impl Broker {
         for parked in &mut self.parked_produces {
             for (item_tp, _, result) in parked.items.iter_mut() {
                 if *item_tp == tp && result.error == ErrorCode::None {
-                    *result = ProducePartitionResponse {
-                        tp,
-                        error,
-                        base_offset: None,
-                    };
+                    *result = ProducePartitionResponse { tp, error, base_offset: None };
                 }
             }
         }
@@ -826,23 +677,13 @@ impl Broker {
                 .into_iter()
                 .map(|(tp, required, result)| {
                     if required > Offset(0) && result.error == ErrorCode::None {
-                        ProducePartitionResponse {
-                            tp,
-                            error: ErrorCode::RequestTimedOut,
-                            base_offset: None,
-                        }
+                        ProducePartitionResponse { tp, error: ErrorCode::RequestTimedOut, base_offset: None }
                     } else {
                         result
                     }
                 })
                 .collect();
-            self.send(
-                parked.from,
-                Message::ProduceResponse {
-                    correlation: parked.correlation,
-                    partitions,
-                },
-            );
+            self.send(parked.from, Message::ProduceResponse { correlation: parked.correlation, partitions });
         }
     }
 
@@ -861,12 +702,7 @@ impl Broker {
         let Some(replica) = self.replicas.get_mut(&tp) else {
             return;
         };
-        let Role::Leader {
-            followers,
-            pending_isr,
-            ..
-        } = &replica.role
-        else {
+        let Role::Leader { followers, pending_isr, .. } = &replica.role else {
             return;
         };
         if strict_min_isr && replica.state.isr.len() < min_isr {
@@ -876,26 +712,17 @@ impl Broker {
         let mut new_hw = log.log_end_offset();
         for (follower, progress) in followers {
             let in_maximal_isr = replica.state.isr.contains(follower)
-                || pending_isr
-                    .as_ref()
-                    .is_some_and(|(isr, _)| isr.contains(follower));
+                || pending_isr.as_ref().is_some_and(|(isr, _)| isr.contains(follower));
             // KIP-841: a fenced replica cannot join the ISR, so it does not hold the HW.
-            let caught_up = progress
-                .last_caught_up
-                .is_some_and(|t| now.since(t) <= lag_max)
-                && !fenced.contains(follower);
+            let caught_up =
+                progress.last_caught_up.is_some_and(|t| now.since(t) <= lag_max) && !fenced.contains(follower);
             if in_maximal_isr || caught_up {
                 new_hw = new_hw.min(progress.log_end);
             }
         }
         if new_hw > replica.high_watermark {
             replica.high_watermark = new_hw;
-            self.event(ClusterEvent::HighWatermark {
-                broker: self.id,
-                tp,
-                leader: true,
-                high_watermark: new_hw,
-            });
+            self.event(ClusterEvent::HighWatermark { broker: self.id, tp, leader: true, high_watermark: new_hw });
             self.complete_parked_produces(tp);
         }
     }
@@ -922,36 +749,19 @@ impl Broker {
         let mut any_data = false;
         for request in &partitions {
             let response = self.read_for_follower(now, from, request);
-            any_data |= !response.records.is_empty()
-                || response.error != ErrorCode::None
-                || response.diverging_epoch.is_some();
+            any_data |=
+                !response.records.is_empty() || response.error != ErrorCode::None || response.diverging_epoch.is_some();
             responses.push(response);
         }
         let park = !any_data && max_wait_ms > 0 && self.parked_fetches.len() < PARKED_REQUESTS_MAX;
         if park {
-            self.parked_fetches.push(ParkedFetch {
-                from,
-                correlation,
-                deadline: now.plus(max_wait_ms),
-                partitions,
-            });
+            self.parked_fetches.push(ParkedFetch { from, correlation, deadline: now.plus(max_wait_ms), partitions });
         } else {
-            self.send(
-                from,
-                Message::FetchResponse {
-                    correlation,
-                    partitions: responses,
-                },
-            );
+            self.send(from, Message::FetchResponse { correlation, partitions: responses });
         }
     }
 
-    fn read_for_follower(
-        &mut self,
-        now: Millis,
-        follower: NodeId,
-        request: &FetchPartition,
-    ) -> FetchPartitionResponse {
+    fn read_for_follower(&mut self, now: Millis, follower: NodeId, request: &FetchPartition) -> FetchPartitionResponse {
         let tp = request.tp;
         let truncation = self.config.protocol.truncation;
         let max_records = self.config.replica_fetch_max_records;
@@ -984,9 +794,7 @@ impl Broker {
         if truncation == Truncation::LeaderEpoch {
             if let Some(last_fetched) = request.last_fetched_epoch {
                 let diverging = match log.end_offset_for_epoch(last_fetched) {
-                    Some((epoch, end)) if epoch == last_fetched && end >= request.fetch_offset => {
-                        None
-                    }
+                    Some((epoch, end)) if epoch == last_fetched && end >= request.fetch_offset => None,
                     Some((epoch, end)) => Some((epoch, end)),
                     None => Some((LeaderEpoch(0), Offset(0))),
                 };
@@ -1022,12 +830,7 @@ impl Broker {
         let Some(replica) = self.replicas.get_mut(&tp) else {
             return;
         };
-        let Role::Leader {
-            followers,
-            pending_isr,
-            epoch_start_offset,
-        } = &mut replica.role
-        else {
+        let Role::Leader { followers, pending_isr, epoch_start_offset } = &mut replica.role else {
             return;
         };
         let Some(progress) = followers.get_mut(&follower) else {
@@ -1035,9 +838,7 @@ impl Broker {
         };
         if fetch_offset >= leader_end {
             progress.last_caught_up = Some(now);
-        } else if fetch_offset >= progress.last_fetch_leader_log_end
-            && progress.last_fetch_time.is_some()
-        {
+        } else if fetch_offset >= progress.last_fetch_leader_log_end && progress.last_fetch_time.is_some() {
             progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch_time);
         }
         progress.log_end = fetch_offset;
@@ -1063,11 +864,7 @@ impl Broker {
     fn complete_parked_fetches(&mut self, now: Millis, tp: TopicPartition) {
         let mut index = 0;
         while index < self.parked_fetches.len() {
-            if self.parked_fetches[index]
-                .partitions
-                .iter()
-                .any(|p| p.tp == tp)
-            {
+            if self.parked_fetches[index].partitions.iter().any(|p| p.tp == tp) {
                 let parked = self.parked_fetches.swap_remove(index);
                 self.answer_parked_fetch(now, parked);
             } else {
@@ -1089,18 +886,9 @@ impl Broker {
     }
 
     fn answer_parked_fetch(&mut self, now: Millis, parked: ParkedFetch) {
-        let responses = parked
-            .partitions
-            .iter()
-            .map(|request| self.read_for_follower(now, parked.from, request))
-            .collect();
-        self.send(
-            parked.from,
-            Message::FetchResponse {
-                correlation: parked.correlation,
-                partitions: responses,
-            },
-        );
+        let responses =
+            parked.partitions.iter().map(|request| self.read_for_follower(now, parked.from, request)).collect();
+        self.send(parked.from, Message::FetchResponse { correlation: parked.correlation, partitions: responses });
     }
 
     // ---- fetch (follower side) ----
@@ -1112,9 +900,8 @@ impl Broker {
         let leaders: Vec<NodeId> = self.fetchers.keys().copied().collect();
         for leader in leaders {
             let fetcher = &self.fetchers[&leader];
-            let timed_out = fetcher
-                .in_flight_since
-                .is_some_and(|since| now.since(since) >= self.config.replica_socket_timeout_ms);
+            let timed_out =
+                fetcher.in_flight_since.is_some_and(|since| now.since(since) >= self.config.replica_socket_timeout_ms);
             if fetcher.in_flight_since.is_some() && !timed_out {
                 continue;
             }
@@ -1133,15 +920,7 @@ impl Broker {
             fetcher.in_flight_since = Some(now);
             fetcher.correlation = correlation;
             let max_wait_ms = self.config.replica_fetch_wait_max_ms;
-            self.send(
-                leader,
-                Message::Fetch {
-                    correlation,
-                    broker_epoch,
-                    max_wait_ms,
-                    partitions,
-                },
-            );
+            self.send(leader, Message::Fetch { correlation, broker_epoch, max_wait_ms, partitions });
         }
     }
 
@@ -1149,9 +928,7 @@ impl Broker {
         let truncation = self.config.protocol.truncation;
         self.replicas
             .values()
-            .filter(
-                |replica| matches!(replica.role, Role::Follower { leader: Some(l) } if l == leader),
-            )
+            .filter(|replica| matches!(replica.role, Role::Follower { leader: Some(l) } if l == leader))
             .map(|replica| {
                 let log = self.disk.logs.get(&replica.state.tp);
                 let fetch_offset = log.map_or(Offset(0), |log| log.log_end_offset());
@@ -1263,12 +1040,7 @@ impl Broker {
         };
         if new_hw > replica.high_watermark {
             replica.high_watermark = new_hw;
-            self.event(ClusterEvent::HighWatermark {
-                broker: self.id,
-                tp,
-                leader: false,
-                high_watermark: new_hw,
-            });
+            self.event(ClusterEvent::HighWatermark { broker: self.id, tp, leader: false, high_watermark: new_hw });
         }
         false
     }
@@ -1276,22 +1048,13 @@ impl Broker {
     /// After a truncation the HW cannot stay above the log end (this is where a
     /// pre-KIP-101 follower's HW moves back).
     fn clamp_follower_hw(&mut self, tp: TopicPartition) {
-        let end = self
-            .disk
-            .logs
-            .get(&tp)
-            .map_or(Offset(0), |log| log.log_end_offset());
+        let end = self.disk.logs.get(&tp).map_or(Offset(0), |log| log.log_end_offset());
         let Some(replica) = self.replicas.get_mut(&tp) else {
             return;
         };
         if replica.high_watermark > end {
             replica.high_watermark = end;
-            self.event(ClusterEvent::HighWatermark {
-                broker: self.id,
-                tp,
-                leader: false,
-                high_watermark: end,
-            });
+            self.event(ClusterEvent::HighWatermark { broker: self.id, tp, leader: false, high_watermark: end });
         }
     }
 
@@ -1308,14 +1071,7 @@ impl Broker {
                 leader_epoch: *leader_epoch,
             })
             .collect();
-        self.send(
-            from,
-            Message::MetadataResponse {
-                correlation,
-                topics,
-                partitions,
-            },
-        );
+        self.send(from, Message::MetadataResponse { correlation, topics, partitions });
     }
 
     fn event(&mut self, event: ClusterEvent) {

@@ -91,10 +91,7 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig {
-            broker_session_timeout_ms: 9_000,
-            protocol: Protocol::default(),
-        }
+        ControllerConfig { broker_session_timeout_ms: 9_000, protocol: Protocol::default() }
     }
 }
 

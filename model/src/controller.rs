@@ -10,9 +10,7 @@ use crate::config::{ControllerConfig, Registration, TopicConfig};
 use crate::error::ErrorCode;
 use crate::messages::{AlterPartitionItem, Message, MetadataDelta, PartitionState, TopicMeta};
 use crate::placement::assign_replicas;
-use crate::types::{
-    BrokerEpoch, LeaderEpoch, Millis, NodeId, PartitionEpoch, TopicId, TopicPartition,
-};
+use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, PartitionEpoch, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -42,30 +40,17 @@ pub struct ControllerDisk {
 impl ControllerDisk {
     /// Creates the topics at cluster start, placing replicas as Kafka's rack-unaware
     /// placement does; `start_index` and `replica_shift` are the placement's random draws.
-    pub fn with_topics(
-        brokers: &[NodeId],
-        topics: &[TopicConfig],
-        draws: &[(usize, usize)],
-    ) -> ControllerDisk {
+    pub fn with_topics(brokers: &[NodeId], topics: &[TopicConfig], draws: &[(usize, usize)]) -> ControllerDisk {
         let mut disk = ControllerDisk::default();
         for (index, topic) in topics.iter().enumerate() {
             let id = TopicId(index as u32);
             let (start_index, shift) = draws.get(index).copied().unwrap_or((0, 0));
             let assignment = match &topic.replica_assignment {
                 Some(explicit) => explicit.clone(),
-                None => assign_replicas(
-                    brokers,
-                    topic.partitions,
-                    topic.replication_factor,
-                    start_index,
-                    shift,
-                ),
+                None => assign_replicas(brokers, topic.partitions, topic.replication_factor, start_index, shift),
             };
             for (partition, replicas) in assignment.into_iter().enumerate() {
-                let tp = TopicPartition {
-                    topic: id,
-                    partition: partition as u32,
-                };
+                let tp = TopicPartition { topic: id, partition: partition as u32 };
                 let state = PartitionState {
                     tp,
                     leader: replicas.first().copied(),
@@ -77,22 +62,11 @@ impl ControllerDisk {
                 };
                 disk.partitions.insert(tp, state);
             }
-            let meta = TopicMeta {
-                id,
-                partitions: topic.partitions,
-                min_insync_replicas: topic.min_insync_replicas,
-            };
-            disk.topics.push(TopicRecord {
-                meta,
-                unclean_leader_election: topic.unclean_leader_election,
-            });
+            let meta = TopicMeta { id, partitions: topic.partitions, min_insync_replicas: topic.min_insync_replicas };
+            disk.topics.push(TopicRecord { meta, unclean_leader_election: topic.unclean_leader_election });
         }
         for broker in brokers {
-            let record = BrokerRecord {
-                broker_epoch: BrokerEpoch(0),
-                incarnation: 0,
-                fenced: false,
-            };
+            let record = BrokerRecord { broker_epoch: BrokerEpoch(0), incarnation: 0, fenced: false };
             disk.brokers.insert(*broker, record);
         }
         disk.next_broker_epoch = 1;
@@ -112,21 +86,9 @@ pub struct Controller {
 impl Controller {
     /// Starts (or restarts) the controller from its durable state at `now`. Every broker
     /// gets a fresh session, as after a KRaft controller failover.
-    pub fn new(
-        id: NodeId,
-        config: ControllerConfig,
-        disk: ControllerDisk,
-        now: Millis,
-    ) -> Controller {
+    pub fn new(id: NodeId, config: ControllerConfig, disk: ControllerDisk, now: Millis) -> Controller {
         let last_heartbeat = disk.brokers.keys().map(|broker| (*broker, now)).collect();
-        Controller {
-            id,
-            config,
-            disk,
-            last_heartbeat,
-            next_session_check: now,
-            outbox: VecDeque::new(),
-        }
+        Controller { id, config, disk, last_heartbeat, next_session_check: now, outbox: VecDeque::new() }
     }
 
     pub fn id(&self) -> NodeId {
@@ -192,29 +154,18 @@ impl Controller {
 
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
         match msg {
-            Message::BrokerRegistration {
-                incarnation,
-                previous_broker_epoch,
-            } => self.handle_registration(now, from, incarnation, previous_broker_epoch),
-            Message::BrokerHeartbeat {
-                broker_epoch,
-                metadata_version,
-            } => self.handle_heartbeat(now, from, broker_epoch, metadata_version),
-            Message::AlterPartition {
-                broker_epoch,
-                items,
-            } => self.handle_alter_partition(from, broker_epoch, items),
+            Message::BrokerRegistration { incarnation, previous_broker_epoch } => {
+                self.handle_registration(now, from, incarnation, previous_broker_epoch)
+            }
+            Message::BrokerHeartbeat { broker_epoch, metadata_version } => {
+                self.handle_heartbeat(now, from, broker_epoch, metadata_version)
+            }
+            Message::AlterPartition { broker_epoch, items } => self.handle_alter_partition(from, broker_epoch, items),
             _ => {}
         }
     }
 
-    fn handle_registration(
-        &mut self,
-        now: Millis,
-        broker: NodeId,
-        incarnation: u64,
-        previous: Option<BrokerEpoch>,
-    ) {
+    fn handle_registration(&mut self, now: Millis, broker: NodeId, incarnation: u64, previous: Option<BrokerEpoch>) {
         let Some(record) = self.disk.brokers.get(&broker) else {
             // Not a broker of this cluster: refuse, as an unknown node id would be.
             let metadata = self.snapshot();
@@ -240,21 +191,10 @@ impl Controller {
             && self.config.protocol.registration == Registration::Kraft
         {
             // KRaft's ClusterControlManager: the old life must be fenced first.
-            let metadata = MetadataDelta {
-                version: 0,
-                topics: Vec::new(),
-                partitions: Vec::new(),
-                fenced_brokers: Vec::new(),
-            };
+            let metadata =
+                MetadataDelta { version: 0, topics: Vec::new(), partitions: Vec::new(), fenced_brokers: Vec::new() };
             let error = ErrorCode::DuplicateBrokerRegistration;
-            self.send(
-                broker,
-                Message::BrokerRegistrationResponse {
-                    error,
-                    broker_epoch: BrokerEpoch(0),
-                    metadata,
-                },
-            );
+            self.send(broker, Message::BrokerRegistrationResponse { error, broker_epoch: BrokerEpoch(0), metadata });
             return;
         }
         let broker_epoch = if same_incarnation {
@@ -265,17 +205,9 @@ impl Controller {
             epoch
         };
         if !same_incarnation {
-            let record = BrokerRecord {
-                broker_epoch,
-                incarnation,
-                fenced: true,
-            };
+            let record = BrokerRecord { broker_epoch, incarnation, fenced: true };
             self.disk.brokers.insert(broker, record);
-            self.event(ClusterEvent::BrokerRegistered {
-                broker,
-                broker_epoch,
-                clean_shutdown,
-            });
+            self.event(ClusterEvent::BrokerRegistered { broker, broker_epoch, clean_shutdown });
             if self.config.protocol.eligible_leader_replicas && !clean_shutdown {
                 self.handle_unclean_shutdown(broker);
             }
@@ -283,61 +215,25 @@ impl Controller {
         self.last_heartbeat.insert(broker, now);
         self.unfence(broker);
         let metadata = self.snapshot();
-        self.send(
-            broker,
-            Message::BrokerRegistrationResponse {
-                error: ErrorCode::None,
-                broker_epoch,
-                metadata,
-            },
-        );
+        self.send(broker, Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch, metadata });
     }
 
-    fn handle_heartbeat(
-        &mut self,
-        now: Millis,
-        broker: NodeId,
-        broker_epoch: BrokerEpoch,
-        metadata_version: u64,
-    ) {
-        let current = self
-            .disk
-            .brokers
-            .get(&broker)
-            .map(|record| record.broker_epoch);
+    fn handle_heartbeat(&mut self, now: Millis, broker: NodeId, broker_epoch: BrokerEpoch, metadata_version: u64) {
+        let current = self.disk.brokers.get(&broker).map(|record| record.broker_epoch);
         if current != Some(broker_epoch) {
-            let msg = Message::BrokerHeartbeatResponse {
-                error: ErrorCode::StaleBrokerEpoch,
-                fenced: true,
-                metadata: None,
-            };
+            let msg =
+                Message::BrokerHeartbeatResponse { error: ErrorCode::StaleBrokerEpoch, fenced: true, metadata: None };
             self.send(broker, msg);
             return;
         }
         self.last_heartbeat.insert(broker, now);
         self.unfence(broker);
         let metadata = (metadata_version < self.disk.metadata_version).then(|| self.snapshot());
-        self.send(
-            broker,
-            Message::BrokerHeartbeatResponse {
-                error: ErrorCode::None,
-                fenced: false,
-                metadata,
-            },
-        );
+        self.send(broker, Message::BrokerHeartbeatResponse { error: ErrorCode::None, fenced: false, metadata });
     }
 
-    fn handle_alter_partition(
-        &mut self,
-        broker: NodeId,
-        broker_epoch: BrokerEpoch,
-        items: Vec<AlterPartitionItem>,
-    ) {
-        let current = self
-            .disk
-            .brokers
-            .get(&broker)
-            .map(|record| record.broker_epoch);
+    fn handle_alter_partition(&mut self, broker: NodeId, broker_epoch: BrokerEpoch, items: Vec<AlterPartitionItem>) {
+        let current = self.disk.brokers.get(&broker).map(|record| record.broker_epoch);
         let mut results = Vec::with_capacity(items.len());
         let mut changed = Vec::new();
         for item in items {
@@ -391,19 +287,12 @@ impl Controller {
     }
 
     fn is_fenced(&self, broker: NodeId) -> bool {
-        self.disk
-            .brokers
-            .get(&broker)
-            .is_none_or(|record| record.fenced)
+        self.disk.brokers.get(&broker).is_none_or(|record| record.fenced)
     }
 
     fn min_isr(&self, tp: TopicPartition) -> usize {
         let topic = &self.disk.topics[tp.topic.0 as usize];
-        let replicas = self
-            .disk
-            .partitions
-            .get(&tp)
-            .map_or(0, |state| state.replicas.len());
+        let replicas = self.disk.partitions.get(&tp).map_or(0, |state| state.replicas.len());
         (topic.meta.min_insync_replicas as usize).min(replicas)
     }
 
@@ -472,11 +361,7 @@ impl Controller {
             return;
         };
         let old_isr = state.isr.clone();
-        let mut new_isr: Vec<NodeId> = old_isr
-            .iter()
-            .copied()
-            .filter(|replica| *replica != broker)
-            .collect();
+        let mut new_isr: Vec<NodeId> = old_isr.iter().copied().filter(|replica| *replica != broker).collect();
         // Without ELR, KRaft never empties the ISR: the last member stays, leaderless.
         if new_isr.is_empty() && !elr_on {
             new_isr = old_isr.clone();
@@ -492,13 +377,7 @@ impl Controller {
         if leader_lost {
             self.elect_leader(tp, Some(broker));
         }
-        if !leader_lost
-            || self
-                .disk
-                .partitions
-                .get(&tp)
-                .is_some_and(|s| s.leader == Some(broker))
-        {
+        if !leader_lost || self.disk.partitions.get(&tp).is_some_and(|s| s.leader == Some(broker)) {
             self.partition_event(tp, false);
         }
     }
@@ -512,17 +391,9 @@ impl Controller {
             return;
         };
         let acceptable = |replica: &NodeId| Some(*replica) != excluded && !self.is_fenced(*replica);
-        let from_isr = state
-            .replicas
-            .iter()
-            .copied()
-            .find(|r| state.isr.contains(r) && acceptable(r));
+        let from_isr = state.replicas.iter().copied().find(|r| state.isr.contains(r) && acceptable(r));
         let from_elr = if state.isr.is_empty() {
-            state
-                .replicas
-                .iter()
-                .copied()
-                .find(|r| state.elr.contains(r) && acceptable(r))
+            state.replicas.iter().copied().find(|r| state.elr.contains(r) && acceptable(r))
         } else {
             None
         };
@@ -564,10 +435,7 @@ impl Controller {
         }
         record.fenced = false;
         let broker_epoch = record.broker_epoch;
-        self.event(ClusterEvent::BrokerUnfenced {
-            broker,
-            broker_epoch,
-        });
+        self.event(ClusterEvent::BrokerUnfenced { broker, broker_epoch });
         let leaderless: Vec<TopicPartition> = self
             .disk
             .partitions
@@ -578,12 +446,7 @@ impl Controller {
         let mut changed = Vec::new();
         for tp in leaderless {
             self.elect_leader(tp, None);
-            if self
-                .disk
-                .partitions
-                .get(&tp)
-                .is_some_and(|state| state.leader.is_some())
-            {
+            if self.disk.partitions.get(&tp).is_some_and(|state| state.leader.is_some()) {
                 changed.push(tp);
             }
         }
@@ -594,41 +457,25 @@ impl Controller {
     fn snapshot(&self) -> MetadataDelta {
         MetadataDelta {
             version: self.disk.metadata_version,
-            topics: self
-                .disk
-                .topics
-                .iter()
-                .map(|topic| topic.meta.clone())
-                .collect(),
+            topics: self.disk.topics.iter().map(|topic| topic.meta.clone()).collect(),
             partitions: self.disk.partitions.values().cloned().collect(),
             fenced_brokers: self.fenced_brokers(),
         }
     }
 
     fn fenced_brokers(&self) -> Vec<NodeId> {
-        self.disk
-            .brokers
-            .iter()
-            .filter(|(_, record)| record.fenced)
-            .map(|(broker, _)| *broker)
-            .collect()
+        self.disk.brokers.iter().filter(|(_, record)| record.fenced).map(|(broker, _)| *broker).collect()
     }
 
     /// Pushes changed partitions to every unfenced broker. Brokers that miss a push catch
     /// up through their next heartbeat, which carries their metadata version.
     fn publish(&mut self, changed: &[TopicPartition]) {
         self.disk.metadata_version += 1;
-        let partitions: Vec<PartitionState> = changed
-            .iter()
-            .filter_map(|tp| self.disk.partitions.get(tp).cloned())
-            .collect();
+        let partitions: Vec<PartitionState> =
+            changed.iter().filter_map(|tp| self.disk.partitions.get(tp).cloned()).collect();
         let fenced_brokers = self.fenced_brokers();
-        let delta = MetadataDelta {
-            version: self.disk.metadata_version,
-            topics: Vec::new(),
-            partitions,
-            fenced_brokers,
-        };
+        let delta =
+            MetadataDelta { version: self.disk.metadata_version, topics: Vec::new(), partitions, fenced_brokers };
         let targets: Vec<NodeId> = self.disk.brokers.keys().copied().collect();
         for broker in targets {
             self.send(broker, Message::MetadataUpdate(delta.clone()));
@@ -663,13 +510,7 @@ impl Controller {
 /// KIP-966 (`PartitionChangeBuilder.maybePopulateTargetElr`): with the ISR at or above
 /// min ISR the ELR is empty; below it, replicas that leave the ISR join the ELR (minus any
 /// back from an unclean shutdown).
-fn update_elr(
-    state: &mut PartitionState,
-    old_isr: &[NodeId],
-    min_isr: usize,
-    elr_on: bool,
-    excluded: &[NodeId],
-) {
+fn update_elr(state: &mut PartitionState, old_isr: &[NodeId], min_isr: usize, elr_on: bool, excluded: &[NodeId]) {
     if !elr_on {
         state.elr.clear();
         return;
@@ -709,10 +550,7 @@ mod tests {
     }
 
     fn state(controller: &Controller) -> PartitionState {
-        controller
-            .partition(TopicPartition::new(0, 0))
-            .cloned()
-            .expect("partition 0 exists")
+        controller.partition(TopicPartition::new(0, 0)).cloned().expect("partition 0 exists")
     }
 
     // Shows KRaft's clean election (PartitionChangeBuilder): fencing the leader moves
@@ -735,19 +573,13 @@ mod tests {
         c.handle_message(
             Millis(1),
             NodeId(0),
-            Message::BrokerRegistration {
-                incarnation: 7,
-                previous_broker_epoch: None,
-            },
+            Message::BrokerRegistration { incarnation: 7, previous_broker_epoch: None },
         );
         assert_eq!(state(&c).leader, None);
         c.handle_message(
             Millis(1),
             NodeId(2),
-            Message::BrokerRegistration {
-                incarnation: 8,
-                previous_broker_epoch: None,
-            },
+            Message::BrokerRegistration { incarnation: 8, previous_broker_epoch: None },
         );
         assert_eq!(state(&c).leader, Some(NodeId(2)));
     }
@@ -764,10 +596,7 @@ mod tests {
         c.handle_message(
             Millis(1),
             NodeId(2),
-            Message::BrokerRegistration {
-                incarnation: 3,
-                previous_broker_epoch: None,
-            },
+            Message::BrokerRegistration { incarnation: 3, previous_broker_epoch: None },
         );
         let s = state(&c);
         assert_eq!(s.leader, Some(NodeId(2)));
@@ -792,10 +621,7 @@ mod tests {
         c.handle_message(
             Millis(1),
             NodeId(0),
-            Message::BrokerRegistration {
-                incarnation: 5,
-                previous_broker_epoch: None,
-            },
+            Message::BrokerRegistration { incarnation: 5, previous_broker_epoch: None },
         );
         let s = state(&c);
         assert_eq!(s.elr, vec![NodeId(1)]);
@@ -803,10 +629,7 @@ mod tests {
         c.handle_message(
             Millis(1),
             NodeId(1),
-            Message::BrokerRegistration {
-                incarnation: 6,
-                previous_broker_epoch: Some(BrokerEpoch(0)),
-            },
+            Message::BrokerRegistration { incarnation: 6, previous_broker_epoch: Some(BrokerEpoch(0)) },
         );
         let s = state(&c);
         assert_eq!(s.leader, Some(NodeId(1)));
@@ -827,31 +650,19 @@ mod tests {
         c.handle_message(
             Millis(0),
             NodeId(0),
-            Message::AlterPartition {
-                broker_epoch: BrokerEpoch(0),
-                items: vec![item.clone()],
-            },
+            Message::AlterPartition { broker_epoch: BrokerEpoch(0), items: vec![item.clone()] },
         );
         assert_eq!(state(&c).isr, vec![NodeId(0), NodeId(1)]);
         while c.poll_action().is_some() {}
         c.handle_message(
             Millis(0),
             NodeId(0),
-            Message::AlterPartition {
-                broker_epoch: BrokerEpoch(0),
-                items: vec![item],
-            },
+            Message::AlterPartition { broker_epoch: BrokerEpoch(0), items: vec![item] },
         );
         let response = std::iter::from_fn(|| c.poll_action()).find_map(|action| match action {
-            Action::Send {
-                msg: Message::AlterPartitionResponse { items },
-                ..
-            } => Some(items),
+            Action::Send { msg: Message::AlterPartitionResponse { items }, .. } => Some(items),
             _ => None,
         });
-        assert_eq!(
-            response.expect("a response")[0].1,
-            ErrorCode::InvalidUpdateVersion
-        );
+        assert_eq!(response.expect("a response")[0].1, ErrorCode::InvalidUpdateVersion);
     }
 }

@@ -26,8 +26,8 @@ pub mod types;
 pub use action::{Action, ClusterEvent, TruncationReason, WriteOutcome};
 pub use broker::Broker;
 pub use config::{
-    Acks, BrokerConfig, ControllerConfig, NullKeyPartitioner, ProducerConfig, Protocol,
-    Registration, TopicConfig, Truncation,
+    Acks, BrokerConfig, ControllerConfig, NullKeyPartitioner, ProducerConfig, Protocol, Registration, TopicConfig,
+    Truncation,
 };
 pub use controller::{Controller, ControllerDisk};
 pub use error::ErrorCode;

@@ -96,10 +96,7 @@ impl PartitionLog {
     pub fn append_as_leader(&mut self, epoch: LeaderEpoch, records: &[Record]) -> Offset {
         let base = self.log_end_offset();
         self.assign_epoch(epoch);
-        self.entries.extend(records.iter().map(|record| LogEntry {
-            leader_epoch: epoch,
-            record: *record,
-        }));
+        self.entries.extend(records.iter().map(|record| LogEntry { leader_epoch: epoch, record: *record }));
         base
     }
 
@@ -201,22 +198,10 @@ mod tests {
         log.append_as_leader(LeaderEpoch(1), &[record(0), record(1)]);
         log.append_as_leader(LeaderEpoch(3), &[record(2)]);
         assert_eq!(log.end_offset_for_epoch(LeaderEpoch(0)), None);
-        assert_eq!(
-            log.end_offset_for_epoch(LeaderEpoch(1)),
-            Some((LeaderEpoch(1), Offset(2)))
-        );
-        assert_eq!(
-            log.end_offset_for_epoch(LeaderEpoch(2)),
-            Some((LeaderEpoch(1), Offset(2)))
-        );
-        assert_eq!(
-            log.end_offset_for_epoch(LeaderEpoch(3)),
-            Some((LeaderEpoch(3), Offset(3)))
-        );
-        assert_eq!(
-            log.end_offset_for_epoch(LeaderEpoch(9)),
-            Some((LeaderEpoch(3), Offset(3)))
-        );
+        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(1)), Some((LeaderEpoch(1), Offset(2))));
+        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(2)), Some((LeaderEpoch(1), Offset(2))));
+        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(3)), Some((LeaderEpoch(3), Offset(3))));
+        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(9)), Some((LeaderEpoch(3), Offset(3))));
     }
 
     // Shows the durability model of ARCHITECTURE.md: a power loss keeps the flushed prefix

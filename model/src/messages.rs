@@ -4,9 +4,7 @@
 use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::log::{LogEntry, Record};
-use crate::types::{
-    BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition,
-};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
 
 /// The controller's view of one partition (KRaft `PartitionRecord`).
@@ -233,8 +231,6 @@ impl MessageKind {
     }
 
     pub fn parse(name: &str) -> Option<MessageKind> {
-        MessageKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == name)
+        MessageKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }

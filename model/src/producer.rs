@@ -11,9 +11,7 @@ use crate::action::{Action, WriteOutcome};
 use crate::config::{Acks, NullKeyPartitioner, ProducerConfig};
 use crate::error::ErrorCode;
 use crate::log::Record;
-use crate::messages::{
-    Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta,
-};
+use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta};
 use crate::partitioner::{key_bytes, partition_for_key};
 use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, WriteId};
 use std::collections::{BTreeMap, VecDeque};
@@ -117,35 +115,15 @@ impl Producer {
 
     /// Queues one record. `draw` is a random number from the host, used only when a null
     /// key needs a fresh sticky partition.
-    pub fn send(
-        &mut self,
-        now: Millis,
-        write: WriteId,
-        topic: TopicId,
-        key: Option<u32>,
-        draw: u64,
-    ) {
+    pub fn send(&mut self, now: Millis, write: WriteId, topic: TopicId, key: Option<u32>, draw: u64) {
         if self.buffered >= self.config.buffer_records_max {
             // `buffer.memory` exhausted and `max.block.ms` spent: the send fails at once.
-            let outcome = WriteOutcome::Failed {
-                error: ErrorCode::DeliveryTimeout,
-                definite: true,
-            };
-            self.outbox.push_back(Action::Ack {
-                write,
-                tp: None,
-                outcome,
-            });
+            let outcome = WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: true };
+            self.outbox.push_back(Action::Ack { write, tp: None, outcome });
             return;
         }
         self.buffered += 1;
-        let pending = Pending {
-            write,
-            topic,
-            key,
-            draw,
-            at: now,
-        };
+        let pending = Pending { write, topic, key, draw, at: now };
         if !self.partition_counts.contains_key(&topic) {
             self.metadata_needed = true;
             self.unpartitioned.push_back(pending);
@@ -183,11 +161,7 @@ impl Producer {
             next = next.min(head.created.plus(self.config.delivery_timeout_ms));
             // A batch with no usable leader waits for metadata, not for a timer.
             if self.can_send_to(*tp) {
-                let ready_at = if head.attempts > 0 {
-                    head.retry_at
-                } else {
-                    head.created.plus(linger)
-                };
+                let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
             }
         }
@@ -199,10 +173,7 @@ impl Producer {
         } else if self.metadata_needed {
             next = next.min(self.metadata_fetched_at.plus(self.config.retry_backoff_ms));
         } else {
-            next = next.min(
-                self.metadata_fetched_at
-                    .plus(self.config.metadata_max_age_ms),
-            );
+            next = next.min(self.metadata_fetched_at.plus(self.config.metadata_max_age_ms));
         }
         if let Some(pending) = self.unpartitioned.front() {
             next = next.min(pending.at.plus(self.config.delivery_timeout_ms));
@@ -218,18 +189,14 @@ impl Producer {
             return false;
         };
         let in_flight = self.in_flight_per_broker.get(leader).copied().unwrap_or(0);
-        !self.broker_backoff.contains_key(leader)
-            && in_flight < self.config.max_in_flight_requests_per_connection
+        !self.broker_backoff.contains_key(leader) && in_flight < self.config.max_in_flight_requests_per_connection
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
         self.broker_backoff.retain(|_, until| *until > now);
         self.expire_requests(now);
         self.expire_batches(now);
-        if self
-            .metadata_in_flight
-            .is_some_and(|(_, _, sent)| now.since(sent) >= self.config.request_timeout_ms)
-        {
+        if self.metadata_in_flight.is_some_and(|(_, _, sent)| now.since(sent) >= self.config.request_timeout_ms) {
             self.metadata_in_flight = None;
             self.metadata_needed = true;
         }
@@ -241,15 +208,12 @@ impl Producer {
 
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
         match msg {
-            Message::MetadataResponse {
-                correlation,
-                topics,
-                partitions,
-            } => self.handle_metadata(now, correlation, topics, partitions),
-            Message::ProduceResponse {
-                correlation,
-                partitions,
-            } => self.handle_produce_response(now, correlation, partitions),
+            Message::MetadataResponse { correlation, topics, partitions } => {
+                self.handle_metadata(now, correlation, topics, partitions)
+            }
+            Message::ProduceResponse { correlation, partitions } => {
+                self.handle_produce_response(now, correlation, partitions)
+            }
             Message::ConnectionClosed => self.handle_connection_closed(now, from),
             _ => {}
         }
@@ -293,12 +257,7 @@ impl Producer {
         }
     }
 
-    fn handle_produce_response(
-        &mut self,
-        now: Millis,
-        correlation: u64,
-        partitions: Vec<ProducePartitionResponse>,
-    ) {
+    fn handle_produce_response(&mut self, now: Millis, correlation: u64, partitions: Vec<ProducePartitionResponse>) {
         let Some(request) = self.in_flight.remove(&correlation) else {
             return;
         };
@@ -306,11 +265,7 @@ impl Producer {
         for batch in request.batches {
             let result = partitions.iter().find(|p| p.tp == batch.tp);
             match result {
-                Some(ProducePartitionResponse {
-                    error: ErrorCode::None,
-                    base_offset,
-                    ..
-                }) => {
+                Some(ProducePartitionResponse { error: ErrorCode::None, base_offset, .. }) => {
                     self.complete(batch, Ok(*base_offset));
                 }
                 Some(response) => self.retry_or_fail(now, batch, response.error),
@@ -320,21 +275,12 @@ impl Producer {
     }
 
     fn handle_connection_closed(&mut self, now: Millis, broker: NodeId) {
-        self.broker_backoff
-            .insert(broker, now.plus(self.config.reconnect_backoff_ms));
-        if self
-            .metadata_in_flight
-            .is_some_and(|(_, to, _)| to == broker)
-        {
+        self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
+        if self.metadata_in_flight.is_some_and(|(_, to, _)| to == broker) {
             self.metadata_in_flight = None;
         }
         self.metadata_needed = true;
-        let lost: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, r)| r.broker == broker)
-            .map(|(c, _)| *c)
-            .collect();
+        let lost: Vec<u64> = self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
         for correlation in lost {
             if let Some(request) = self.in_flight.remove(&correlation) {
                 self.release_slot(broker);
@@ -352,10 +298,7 @@ impl Producer {
     }
 
     fn retry_or_fail(&mut self, now: Millis, mut batch: Batch, error: ErrorCode) {
-        if error.invalidates_metadata()
-            || error == ErrorCode::NetworkException
-            || error == ErrorCode::RequestTimedOut
-        {
+        if error.invalidates_metadata() || error == ErrorCode::NetworkException || error == ErrorCode::RequestTimedOut {
             self.metadata_needed = true;
         }
         let expired = now.since(batch.created) >= self.config.delivery_timeout_ms;
@@ -366,11 +309,7 @@ impl Producer {
             // in flight this is where reordering comes from.
             self.batches.entry(tp).or_default().push_front(batch);
         } else {
-            let error = if expired {
-                ErrorCode::DeliveryTimeout
-            } else {
-                error
-            };
+            let error = if expired { ErrorCode::DeliveryTimeout } else { error };
             self.complete(batch, Err(error));
         }
     }
@@ -379,9 +318,7 @@ impl Producer {
         self.buffered = self.buffered.saturating_sub(batch.records.len());
         for (index, record) in batch.records.iter().enumerate() {
             let outcome = match result {
-                Ok(base) => WriteOutcome::Ok {
-                    offset: base.map(|b| Offset(b.0 + index as u64)),
-                },
+                Ok(base) => WriteOutcome::Ok { offset: base.map(|b| Offset(b.0 + index as u64)) },
                 // Only an error returned before the append proves the write did not happen;
                 // a batch that was never sent did not happen either.
                 Err(error) => WriteOutcome::Failed {
@@ -389,49 +326,32 @@ impl Producer {
                     definite: error == ErrorCode::NotEnoughReplicas || batch.attempts == 0,
                 },
             };
-            self.outbox.push_back(Action::Ack {
-                write: record.write,
-                tp: Some(batch.tp),
-                outcome,
-            });
+            self.outbox.push_back(Action::Ack { write: record.write, tp: Some(batch.tp), outcome });
         }
     }
 
     fn append(&mut self, pending: Pending) -> Appended {
-        let partitions = self
-            .partition_counts
-            .get(&pending.topic)
-            .copied()
-            .unwrap_or(1);
+        let partitions = self.partition_counts.get(&pending.topic).copied().unwrap_or(1);
         let partition = match pending.key {
             Some(key) => {
                 let mut buf = [0u8; 10];
                 partition_for_key(key_bytes(key, &mut buf), partitions)
             }
             None => match self.config.null_key_partitioner {
-                NullKeyPartitioner::Sticky => *self
-                    .sticky
-                    .entry(pending.topic)
-                    .or_insert((pending.draw % partitions as u64) as u32),
+                NullKeyPartitioner::Sticky => {
+                    *self.sticky.entry(pending.topic).or_insert((pending.draw % partitions as u64) as u32)
+                }
                 NullKeyPartitioner::RoundRobin => {
                     self.round_robin = self.round_robin.wrapping_add(1);
                     self.round_robin % partitions
                 }
             },
         };
-        let tp = TopicPartition {
-            topic: pending.topic,
-            partition,
-        };
+        let tp = TopicPartition { topic: pending.topic, partition };
         let producer = self.pid();
         let sequence = self.sequences.entry(tp).or_insert(0);
-        let record = Record {
-            write: pending.write,
-            key: pending.key,
-            producer,
-            sequence: *sequence,
-            timestamp: pending.at,
-        };
+        let record =
+            Record { write: pending.write, key: pending.key, producer, sequence: *sequence, timestamp: pending.at };
         *sequence += 1;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         let queue = self.batches.entry(tp).or_default();
@@ -447,13 +367,7 @@ impl Producer {
             _ => {
                 let mut records = Vec::with_capacity(per_batch.min(64));
                 records.push(record);
-                queue.push_back(Batch {
-                    tp,
-                    records,
-                    created: pending.at,
-                    attempts: 0,
-                    retry_at: pending.at,
-                });
+                queue.push_back(Batch { tp, records, created: pending.at, attempts: 0, retry_at: pending.at });
                 if per_batch == 1 {
                     Appended::Full
                 } else {
@@ -465,12 +379,8 @@ impl Producer {
 
     fn expire_requests(&mut self, now: Millis) {
         let timeout = self.config.request_timeout_ms;
-        let expired: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, r)| now.since(r.sent_at) >= timeout)
-            .map(|(c, _)| *c)
-            .collect();
+        let expired: Vec<u64> =
+            self.in_flight.iter().filter(|(_, r)| now.since(r.sent_at) >= timeout).map(|(c, _)| *c).collect();
         for correlation in expired {
             if let Some(request) = self.in_flight.remove(&correlation) {
                 self.release_slot(request.broker);
@@ -485,32 +395,18 @@ impl Producer {
         let timeout = self.config.delivery_timeout_ms;
         let mut expired = Vec::new();
         for queue in self.batches.values_mut() {
-            while queue
-                .front()
-                .is_some_and(|b| now.since(b.created) >= timeout)
-            {
+            while queue.front().is_some_and(|b| now.since(b.created) >= timeout) {
                 expired.extend(queue.pop_front());
             }
         }
         for batch in expired {
             self.complete(batch, Err(ErrorCode::DeliveryTimeout));
         }
-        while self
-            .unpartitioned
-            .front()
-            .is_some_and(|p| now.since(p.at) >= timeout)
-        {
+        while self.unpartitioned.front().is_some_and(|p| now.since(p.at) >= timeout) {
             if let Some(pending) = self.unpartitioned.pop_front() {
                 self.buffered = self.buffered.saturating_sub(1);
-                let outcome = WriteOutcome::Failed {
-                    error: ErrorCode::DeliveryTimeout,
-                    definite: true,
-                };
-                self.outbox.push_back(Action::Ack {
-                    write: pending.write,
-                    tp: None,
-                    outcome,
-                });
+                let outcome = WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: true };
+                self.outbox.push_back(Action::Ack { write: pending.write, tp: None, outcome });
             }
         }
     }
@@ -519,8 +415,7 @@ impl Producer {
         if self.metadata_in_flight.is_some() || self.bootstrap.is_empty() {
             return;
         }
-        if self.metadata_fetched_at > Millis::ZERO
-            && now.since(self.metadata_fetched_at) < self.config.retry_backoff_ms
+        if self.metadata_fetched_at > Millis::ZERO && now.since(self.metadata_fetched_at) < self.config.retry_backoff_ms
         {
             return;
         }
@@ -539,10 +434,7 @@ impl Producer {
         self.next_correlation += 1;
         self.metadata_in_flight = Some((correlation, broker, now));
         self.metadata_fetched_at = now;
-        self.outbox.push_back(Action::Send {
-            to: broker,
-            msg: Message::Metadata { correlation },
-        });
+        self.outbox.push_back(Action::Send { to: broker, msg: Message::Metadata { correlation } });
     }
 
     /// Kafka's `RecordAccumulator.ready` + `drain`: a leader is ready when the head batch
@@ -565,9 +457,7 @@ impl Producer {
             let is_ready = if head.attempts > 0 {
                 now >= head.retry_at
             } else {
-                queue.len() > 1
-                    || head.records.len() >= per_batch
-                    || now >= head.created.plus(linger)
+                queue.len() > 1 || head.records.len() >= per_batch || now >= head.created.plus(linger)
             };
             if is_ready && !ready.contains(&leader) {
                 ready.push(leader);
@@ -579,21 +469,16 @@ impl Producer {
         });
         if !ready.is_empty() {
             ready.sort_unstable();
-            let mut requests: Vec<(NodeId, Vec<Batch>)> =
-                ready.iter().map(|leader| (*leader, Vec::new())).collect();
+            let mut requests: Vec<(NodeId, Vec<Batch>)> = ready.iter().map(|leader| (*leader, Vec::new())).collect();
             let mut emptied = false;
             for (tp, queue) in self.batches.iter_mut() {
                 let Some(Some(leader)) = self.leaders.get(tp).copied() else {
                     continue;
                 };
-                let Some((_, batches)) = requests.iter_mut().find(|(broker, _)| *broker == leader)
-                else {
+                let Some((_, batches)) = requests.iter_mut().find(|(broker, _)| *broker == leader) else {
                     continue;
                 };
-                if queue
-                    .front()
-                    .is_some_and(|head| head.attempts > 0 && now < head.retry_at)
-                {
+                if queue.front().is_some_and(|head| head.attempts > 0 && now < head.retry_at) {
                     continue;
                 }
                 let Some(mut batch) = queue.pop_front() else {
@@ -622,13 +507,7 @@ impl Producer {
     fn send_request(&mut self, now: Millis, broker: NodeId, batches: Vec<Batch>) {
         let correlation = self.next_correlation;
         self.next_correlation += 1;
-        let wire = batches
-            .iter()
-            .map(|b| ProduceBatch {
-                tp: b.tp,
-                records: b.records.clone(),
-            })
-            .collect();
+        let wire = batches.iter().map(|b| ProduceBatch { tp: b.tp, records: b.records.clone() }).collect();
         let msg = Message::Produce {
             correlation,
             acks: self.config.acks,
@@ -644,14 +523,7 @@ impl Producer {
             return;
         }
         *self.in_flight_per_broker.entry(broker).or_insert(0) += 1;
-        self.in_flight.insert(
-            correlation,
-            InFlight {
-                broker,
-                sent_at: now,
-                batches,
-            },
-        );
+        self.in_flight.insert(correlation, InFlight { broker, sent_at: now, batches });
     }
 }
 
@@ -660,21 +532,13 @@ mod tests {
     use super::*;
 
     fn producer(acks: Acks) -> Producer {
-        let config = ProducerConfig {
-            acks,
-            linger_ms: 5,
-            ..ProducerConfig::default()
-        };
+        let config = ProducerConfig { acks, linger_ms: 5, ..ProducerConfig::default() };
         Producer::new(NodeId(10), config, vec![NodeId(0)])
     }
 
     fn metadata(p: &mut Producer, now: Millis) {
         let correlation = p.metadata_in_flight.expect("metadata requested").0;
-        let topics = vec![TopicMeta {
-            id: TopicId(0),
-            partitions: 2,
-            min_insync_replicas: 1,
-        }];
+        let topics = vec![TopicMeta { id: TopicId(0), partitions: 2, min_insync_replicas: 1 }];
         let partitions = (0..2)
             .map(|i| PartitionLeader {
                 tp: TopicPartition::new(0, i),
@@ -682,15 +546,7 @@ mod tests {
                 leader_epoch: Default::default(),
             })
             .collect();
-        p.handle_message(
-            now,
-            NodeId(0),
-            Message::MetadataResponse {
-                correlation,
-                topics,
-                partitions,
-            },
-        );
+        p.handle_message(now, NodeId(0), Message::MetadataResponse { correlation, topics, partitions });
     }
 
     fn drain_actions(p: &mut Producer) -> Vec<Action> {
@@ -706,23 +562,14 @@ mod tests {
         metadata(&mut p, Millis(1));
         drain_actions(&mut p);
         p.send(Millis(2), WriteId(2), TopicId(0), Some(21), 0);
-        assert!(
-            drain_actions(&mut p).is_empty(),
-            "linger.ms holds the batch"
-        );
+        assert!(drain_actions(&mut p).is_empty(), "linger.ms holds the batch");
         assert_eq!(p.poll_timeout(), Some(Millis(5)));
         p.handle_timeout(Millis(5));
         let sends = drain_actions(&mut p);
         let (to, correlation, count) = match &sends[..] {
-            [Action::Send {
-                to,
-                msg:
-                    Message::Produce {
-                        correlation,
-                        batches,
-                        ..
-                    },
-            }] => (*to, *correlation, batches[0].records.len()),
+            [Action::Send { to, msg: Message::Produce { correlation, batches, .. } }] => {
+                (*to, *correlation, batches[0].records.len())
+            }
             other => panic!("expected one produce, got {other:?}"),
         };
         // murmur2("21") is -973932308; masked and mod 2 gives partition 0, led by broker 0.
@@ -733,14 +580,7 @@ mod tests {
             error: ErrorCode::None,
             base_offset: Some(Offset(40)),
         };
-        p.handle_message(
-            Millis(6),
-            to,
-            Message::ProduceResponse {
-                correlation,
-                partitions: vec![response],
-            },
-        );
+        p.handle_message(Millis(6), to, Message::ProduceResponse { correlation, partitions: vec![response] });
         let acks: Vec<(WriteId, WriteOutcome)> = drain_actions(&mut p)
             .into_iter()
             .filter_map(|a| match a {
@@ -751,18 +591,8 @@ mod tests {
         assert_eq!(
             acks,
             vec![
-                (
-                    WriteId(1),
-                    WriteOutcome::Ok {
-                        offset: Some(Offset(40))
-                    }
-                ),
-                (
-                    WriteId(2),
-                    WriteOutcome::Ok {
-                        offset: Some(Offset(41))
-                    }
-                )
+                (WriteId(1), WriteOutcome::Ok { offset: Some(Offset(40)) }),
+                (WriteId(2), WriteOutcome::Ok { offset: Some(Offset(41)) })
             ]
         );
         assert_eq!(p.outstanding(), 0);
@@ -778,10 +608,7 @@ mod tests {
         metadata(&mut p, Millis(0));
         p.handle_timeout(Millis(5));
         let correlation = match drain_actions(&mut p).pop() {
-            Some(Action::Send {
-                msg: Message::Produce { correlation, .. },
-                ..
-            }) => correlation,
+            Some(Action::Send { msg: Message::Produce { correlation, .. }, .. }) => correlation,
             other => panic!("expected a produce, got {other:?}"),
         };
         let response = ProducePartitionResponse {
@@ -789,14 +616,7 @@ mod tests {
             error: ErrorCode::NotLeaderOrFollower,
             base_offset: None,
         };
-        p.handle_message(
-            Millis(6),
-            NodeId(0),
-            Message::ProduceResponse {
-                correlation,
-                partitions: vec![response],
-            },
-        );
+        p.handle_message(Millis(6), NodeId(0), Message::ProduceResponse { correlation, partitions: vec![response] });
         assert!(p.metadata_needed || p.metadata_in_flight.is_some());
         let mut now = Millis(6);
         let mut outcome = None;
@@ -813,13 +633,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(
-            outcome,
-            Some(WriteOutcome::Failed {
-                error: ErrorCode::DeliveryTimeout,
-                definite: false
-            })
-        );
+        assert_eq!(outcome, Some(WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: false }));
         assert!(now >= Millis(120_000));
     }
 }

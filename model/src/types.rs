@@ -4,9 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Simulated time in milliseconds. Hosts pass it in; the model never reads a clock.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Millis(pub u64);
 
 impl Millis {
@@ -37,14 +35,10 @@ impl fmt::Display for NodeId {
 }
 
 /// Index of a topic in the cluster's topic table (names live in the scenario).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicId(pub u32);
 
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicPartition {
     pub topic: TopicId,
     pub partition: u32,
@@ -52,10 +46,7 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: u32, partition: u32) -> Self {
-        TopicPartition {
-            topic: TopicId(topic),
-            partition,
-        }
+        TopicPartition { topic: TopicId(topic), partition }
     }
 }
 
@@ -66,9 +57,7 @@ impl fmt::Display for TopicPartition {
 }
 
 /// A log offset. Kafka uses -1 as "none"; here absence is `Option<Offset>`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Offset(pub u64);
 
 impl Offset {
@@ -83,21 +72,15 @@ impl fmt::Display for Offset {
     }
 }
 
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LeaderEpoch(pub u32);
 
 /// KRaft's partition epoch: bumped on every change of the partition's ISR, ELR or leader.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PartitionEpoch(pub u32);
 
 /// Epoch a broker gets from the controller at each registration (KIP-631, KIP-903).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BrokerEpoch(pub u64);
 
 /// Identity of one client write: unique per run, carried as the record's value so that

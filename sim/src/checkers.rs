@@ -58,12 +58,7 @@ impl Property {
 
     /// Liveness properties are judged after the healed phase; the rest are safety.
     pub fn is_liveness(self) -> bool {
-        matches!(
-            self,
-            Property::AllWritesResolved
-                | Property::AckedWritesFullyReplicated
-                | Property::ClusterConverged
-        )
+        matches!(self, Property::AllWritesResolved | Property::AckedWritesFullyReplicated | Property::ClusterConverged)
     }
 }
 
@@ -76,11 +71,7 @@ pub struct PropertyResult {
 
 impl PropertyResult {
     fn new(property: Property) -> Self {
-        PropertyResult {
-            property,
-            violations: 0,
-            examples: Vec::new(),
-        }
+        PropertyResult { property, violations: 0, examples: Vec::new() }
     }
 
     fn violation(&mut self, example: impl FnOnce() -> String) {
@@ -138,24 +129,15 @@ pub struct Verdicts {
 impl Verdicts {
     pub fn result(&self, property: Property) -> &PropertyResult {
         // Every property gets a result in `check`; the index is the enum order.
-        &self.results[Property::ALL
-            .iter()
-            .position(|p| *p == property)
-            .unwrap_or(0)]
+        &self.results[Property::ALL.iter().position(|p| *p == property).unwrap_or(0)]
     }
 }
 
 /// Runs every checker over a finished history.
 pub fn check(history: &History) -> Verdicts {
-    let mut results: Vec<PropertyResult> = Property::ALL
-        .iter()
-        .map(|p| PropertyResult::new(*p))
-        .collect();
+    let mut results: Vec<PropertyResult> = Property::ALL.iter().map(|p| PropertyResult::new(*p)).collect();
     let appearances = appearances(history);
-    let mut counts = Counts {
-        produced: history.ops.len() as u64,
-        ..Counts::default()
-    };
+    let mut counts = Counts { produced: history.ops.len() as u64, ..Counts::default() };
     for op in &history.ops {
         match op.kind() {
             OpKind::Ok => counts.acked += 1,
@@ -187,11 +169,7 @@ pub fn check(history: &History) -> Verdicts {
         (false, true) => Semantics::AtMostOnce,
         (false, false) => Semantics::None,
     };
-    Verdicts {
-        results,
-        counts,
-        semantics,
-    }
+    Verdicts { results, counts, semantics }
 }
 
 /// How many times each write appears in the committed logs (indexed by write id).
@@ -216,14 +194,8 @@ fn lost_acked_writes(history: &History, appearances: &[u32], result: &mut Proper
         let (tp, offset) = op.acked_offset().unwrap_or((Default::default(), None));
         let at = op.completed.map_or(0, |c| c.at.0);
         result.violation(|| match offset {
-            Some(offset) => format!(
-                "{} acked at t={at}ms at {tp} offset {offset} is in no committed log",
-                op.write
-            ),
-            None => format!(
-                "{} acked at t={at}ms (acks=0) on {tp} is in no committed log",
-                op.write
-            ),
+            Some(offset) => format!("{} acked at t={at}ms at {tp} offset {offset} is in no committed log", op.write),
+            None => format!("{} acked at t={at}ms (acks=0) on {tp} is in no committed log", op.write),
         });
     }
 }
@@ -265,9 +237,7 @@ fn divergence(history: &History, result: &mut PropertyResult) {
         let replicas = &partition.replicas;
         for (i, a) in replicas.iter().enumerate() {
             for b in &replicas[i + 1..] {
-                let below = (a.high_watermark.min(b.high_watermark).0 as usize)
-                    .min(a.log.len())
-                    .min(b.log.len());
+                let below = (a.high_watermark.min(b.high_watermark).0 as usize).min(a.log.len()).min(b.log.len());
                 if let Some(offset) = (0..below).find(|o| a.log[*o] != b.log[*o]) {
                     result.violation(|| {
                         format!(
@@ -298,10 +268,7 @@ fn vanished_readable(history: &History, result: &mut PropertyResult) {
             let now = committed.get(offset).map(|e| e.record.write);
             if now != Some(*write) {
                 result.violation(|| match now {
-                    Some(other) => format!(
-                        "{} offset {offset}: {write} was readable, now {other}",
-                        partition.tp
-                    ),
+                    Some(other) => format!("{} offset {offset}: {write} was readable, now {other}", partition.tp),
                     None => format!(
                         "{} offset {offset}: {write} was readable, the log now ends at {}",
                         partition.tp,
@@ -333,20 +300,14 @@ fn not_converged(history: &History, result: &mut PropertyResult) {
     }
     if !named {
         result.violation(|| {
-            "the healed cluster did not converge within liveness_ms (writes still outstanding)"
-                .to_string()
+            "the healed cluster did not converge within liveness_ms (writes still outstanding)".to_string()
         });
     }
 }
 
 fn writes_resolved(history: &History, result: &mut PropertyResult) {
     for op in history.ops.iter().filter(|op| op.kind() == OpKind::Pending) {
-        result.violation(|| {
-            format!(
-                "{} sent at t={}ms never completed",
-                op.write, op.invoked_at.0
-            )
-        });
+        result.violation(|| format!("{} sent at t={}ms never completed", op.write, op.invoked_at.0));
     }
 }
 
@@ -354,22 +315,11 @@ fn writes_resolved(history: &History, result: &mut PropertyResult) {
 fn acked_replicated(history: &History, result: &mut PropertyResult) {
     for partition in &history.partitions {
         let committed = partition.committed();
-        for replica in partition
-            .replicas
-            .iter()
-            .filter(|r| partition.isr.contains(&r.broker))
-        {
-            let missing = committed
-                .iter()
-                .enumerate()
-                .filter(|(o, e)| replica.log.get(*o) != Some(*e))
-                .count();
+        for replica in partition.replicas.iter().filter(|r| partition.isr.contains(&r.broker)) {
+            let missing = committed.iter().enumerate().filter(|(o, e)| replica.log.get(*o) != Some(*e)).count();
             if missing > 0 {
                 result.violation(|| {
-                    format!(
-                        "{}: ISR member {} lacks {missing} committed record(s)",
-                        partition.tp, replica.broker
-                    )
+                    format!("{}: ISR member {} lacks {missing} committed record(s)", partition.tp, replica.broker)
                 });
             }
         }
@@ -387,33 +337,19 @@ pub struct InvariantMonitor {
 impl InvariantMonitor {
     /// A process restarted: its in-memory HW starts again from its checkpoint.
     pub fn forget_node(&mut self, node: NodeId) {
-        self.high_watermarks
-            .retain(|(broker, _), _| *broker != node);
+        self.high_watermarks.retain(|(broker, _), _| *broker != node);
     }
 
     pub fn observe(&mut self, at: Millis, event: &ClusterEvent) -> Option<Happening> {
         match event {
-            ClusterEvent::HighWatermark {
-                broker,
-                tp,
-                high_watermark,
-                ..
-            } => {
-                let previous = self
-                    .high_watermarks
-                    .insert((*broker, *tp), *high_watermark)?;
+            ClusterEvent::HighWatermark { broker, tp, high_watermark, .. } => {
+                let previous = self.high_watermarks.insert((*broker, *tp), *high_watermark)?;
                 (*high_watermark < previous).then(|| Happening::Invariant {
                     property: Property::HwNeverMovesBack.name().into(),
-                    detail: format!(
-                        "broker {broker} {tp}: high watermark {previous} -> {high_watermark}"
-                    ),
+                    detail: format!("broker {broker} {tp}: high watermark {previous} -> {high_watermark}"),
                 })
             }
-            ClusterEvent::BecameLeader {
-                broker,
-                tp,
-                leader_epoch,
-            } => {
+            ClusterEvent::BecameLeader { broker, tp, leader_epoch } => {
                 let first = *self.leaders.entry((*tp, *leader_epoch)).or_insert(*broker);
                 (first != *broker).then(|| Happening::Invariant {
                     property: Property::OneLeaderPerEpoch.name().into(),

@@ -15,8 +15,8 @@ use crate::trace::TraceSink;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use trial_model::{
-    Action, Broker, BrokerDisk, ClusterEvent, Controller, ControllerDisk, Message, MessageKind,
-    Millis, NodeId, Offset, Producer, TopicPartition, WriteId,
+    Action, Broker, BrokerDisk, ClusterEvent, Controller, ControllerDisk, Message, MessageKind, Millis, NodeId, Offset,
+    Producer, TopicPartition, WriteId,
 };
 
 /// Node id of the controller; brokers are 0..brokers, producers from `PRODUCER_BASE`.
@@ -125,6 +125,9 @@ pub enum Stop {
     EventLimit,
 }
 
+/// A broker's disk at the end of a run and the high watermark of each of its partitions.
+type FinalDisk = (BrokerDisk, Vec<(TopicPartition, Offset)>);
+
 pub struct RunOutput {
     pub history: History,
     pub trace_hash: u64,
@@ -189,36 +192,17 @@ impl<'a> Engine<'a> {
         let draws: Vec<(usize, usize)> = scenario
             .topics
             .iter()
-            .map(|_| {
-                (
-                    (placement_rng.next_u32() as usize) % n,
-                    (placement_rng.next_u32() as usize) % n,
-                )
-            })
+            .map(|_| ((placement_rng.next_u32() as usize) % n, (placement_rng.next_u32() as usize) % n))
             .collect();
         let controller_disk = ControllerDisk::with_topics(&broker_ids, &scenario.topics, &draws);
         let mut nodes = Vec::new();
         for id in &broker_ids {
-            let broker = Broker::new(
-                *id,
-                CONTROLLER_ID,
-                scenario.broker.clone(),
-                BrokerDisk::default(),
-                1,
-                Millis::ZERO,
-            );
+            let broker =
+                Broker::new(*id, CONTROLLER_ID, scenario.broker.clone(), BrokerDisk::default(), 1, Millis::ZERO);
             nodes.push(Node::new(*id, Actor::Broker(Box::new(broker))));
         }
-        let controller = Controller::new(
-            CONTROLLER_ID,
-            scenario.controller.clone(),
-            controller_disk,
-            Millis::ZERO,
-        );
-        nodes.push(Node::new(
-            CONTROLLER_ID,
-            Actor::Controller(Box::new(controller)),
-        ));
+        let controller = Controller::new(CONTROLLER_ID, scenario.controller.clone(), controller_disk, Millis::ZERO);
+        nodes.push(Node::new(CONTROLLER_ID, Actor::Controller(Box::new(controller))));
         let controller_index = nodes.len() - 1;
         let mut producers = Vec::new();
         for (index, spec) in scenario.producers.iter().enumerate() {
@@ -228,24 +212,13 @@ impl<'a> Engine<'a> {
             // Whole milliseconds between sends; several records per tick above 1,000/s.
             let interval_ms = ((1_000.0 / spec.rate).floor() as u64).max(1);
             let per_tick = spec.rate * interval_ms as f64 / 1_000.0;
-            producers.push(ProducerLoad {
-                node: nodes.len() - 1,
-                spec: index,
-                interval_ms,
-                per_tick,
-                carry: 0.0,
-            });
+            producers.push(ProducerLoad { node: nodes.len() - 1, spec: index, interval_ms, per_tick, carry: 0.0 });
         }
         let count = nodes.len();
         let mut fault_rng = ChaCha8Rng::seed_from_u64(seeds.faults);
         let mut faults = scenario.faults.clone();
         if let Some(nemesis) = &scenario.nemesis {
-            faults.extend(draw_nemesis(
-                nemesis,
-                scenario.brokers,
-                scenario.duration_ms,
-                &mut fault_rng,
-            ));
+            faults.extend(draw_nemesis(nemesis, scenario.brokers, scenario.duration_ms, &mut fault_rng));
             faults.sort_by_key(|f| f.at_ms);
         }
         let mut engine = Engine {
@@ -352,17 +325,8 @@ impl<'a> Engine<'a> {
     fn dispatch(&mut self, at: Millis, kind: EventKind) {
         self.hash.add(at.0);
         match kind {
-            EventKind::Deliver {
-                from,
-                to,
-                incarnation,
-                msg,
-            } => {
-                self.hash.add(
-                    ((from.0 as u64) << 32)
-                        | ((self.nodes[to].id.0 as u64) << 8)
-                        | msg.kind() as u64,
-                );
+            EventKind::Deliver { from, to, incarnation, msg } => {
+                self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
                 self.stats.messages += 1;
                 if incarnation == self.nodes[to].incarnation {
                     self.deliver(from, to, msg);
@@ -396,10 +360,7 @@ impl<'a> Engine<'a> {
                 } else if self.now >= self.liveness_deadline {
                     self.finished = true;
                 } else {
-                    self.push(
-                        self.now.plus(CONVERGENCE_CHECK_MS),
-                        EventKind::CheckConvergence,
-                    );
+                    self.push(self.now.plus(CONVERGENCE_CHECK_MS), EventKind::CheckConvergence);
                 }
             }
         }
@@ -433,9 +394,7 @@ impl<'a> Engine<'a> {
         let mut actions = std::mem::take(&mut self.actions);
         match &mut self.nodes[node].life {
             Life::Up(Actor::Broker(b)) => actions.extend(std::iter::from_fn(|| b.poll_action())),
-            Life::Up(Actor::Controller(c)) => {
-                actions.extend(std::iter::from_fn(|| c.poll_action()))
-            }
+            Life::Up(Actor::Controller(c)) => actions.extend(std::iter::from_fn(|| c.poll_action())),
             Life::Up(Actor::Producer(p)) => actions.extend(std::iter::from_fn(|| p.poll_action())),
             Life::Down { .. } => {}
         }
@@ -465,8 +424,7 @@ impl<'a> Engine<'a> {
         };
         // Local deadline to global time; a deadline already due fires one tick later so a
         // node that cannot make progress yet does not spin.
-        let global =
-            deadline.map(|d| Millis(d.0.saturating_add_signed(-offset)).max(self.now.plus(1)));
+        let global = deadline.map(|d| Millis(d.0.saturating_add_signed(-offset)).max(self.now.plus(1)));
         let node_ref = &mut self.nodes[node];
         // An armed timer that fires no later than needed stays: firing early is harmless
         // (handlers check their own deadlines) and costs less than a new queue entry.
@@ -515,12 +473,8 @@ impl<'a> Engine<'a> {
         let mut from = from;
         let mut to = to;
         match &self.nodes[to].life {
-            Life::Down {
-                machine_up: false, ..
-            } => return,
-            Life::Down {
-                machine_up: true, ..
-            } => {
+            Life::Down { machine_up: false, .. } => return,
+            Life::Down { machine_up: true, .. } => {
                 // A host whose process is gone refuses the connection: the sender learns
                 // it one network delay later.
                 if msg.kind() == MessageKind::ConnectionClosed {
@@ -534,35 +488,15 @@ impl<'a> Engine<'a> {
             }
             Life::Up(_) => {}
         }
-        let latency = if high > low {
-            low + self.net_rng.next_u64() % (high - low + 1)
-        } else {
-            low
-        };
+        let latency = if high > low { low + self.net_rng.next_u64() % (high - low + 1) } else { low };
         // TCP keeps a link's messages in order: nothing overtakes what was sent before.
         let at = self.now.plus(latency).max(self.link_last[link]);
         self.link_last[link] = at;
         let incarnation = self.nodes[to].incarnation;
         if self.duplicate > 0.0 && self.chance(self.duplicate) {
-            self.push(
-                at.plus(1),
-                EventKind::Deliver {
-                    from,
-                    to,
-                    incarnation,
-                    msg: msg.clone(),
-                },
-            );
+            self.push(at.plus(1), EventKind::Deliver { from, to, incarnation, msg: msg.clone() });
         }
-        self.push(
-            at,
-            EventKind::Deliver {
-                from,
-                to,
-                incarnation,
-                msg,
-            },
-        );
+        self.push(at, EventKind::Deliver { from, to, incarnation, msg });
     }
 
     fn reset_connection(&mut self, a: usize, b: usize) {
@@ -573,12 +507,7 @@ impl<'a> Engine<'a> {
                 let incarnation = self.nodes[to].incarnation;
                 self.push(
                     self.now.plus(latency),
-                    EventKind::Deliver {
-                        from,
-                        to,
-                        incarnation,
-                        msg: Message::ConnectionClosed,
-                    },
+                    EventKind::Deliver { from, to, incarnation, msg: Message::ConnectionClosed },
                 );
             }
         }
@@ -597,10 +526,7 @@ impl<'a> Engine<'a> {
         let count = load.carry.floor() as u64;
         load.carry -= count as f64;
         let (node, spec_index, interval) = (load.node, load.spec, load.interval_ms);
-        self.push(
-            self.now.plus(interval),
-            EventKind::Produce { producer: index },
-        );
+        self.push(self.now.plus(interval), EventKind::Produce { producer: index });
         let spec = &self.scenario.producers[spec_index];
         if self.nodes[node].paused || count == 0 {
             return;
@@ -608,8 +534,7 @@ impl<'a> Engine<'a> {
         let now = self.local_now(node);
         for _ in 0..count {
             let write = WriteId(self.history.ops.len() as u64);
-            let key =
-                (spec.keys > 0).then(|| (self.workload_rng.next_u64() % spec.keys as u64) as u32);
+            let key = (spec.keys > 0).then(|| (self.workload_rng.next_u64() % spec.keys as u64) as u32);
             let draw = self.workload_rng.next_u64();
             self.history.ops.push(Op {
                 write,
@@ -630,23 +555,14 @@ impl<'a> Engine<'a> {
         self.after_input(node);
     }
 
-    fn record_ack(
-        &mut self,
-        write: WriteId,
-        tp: Option<TopicPartition>,
-        outcome: trial_model::WriteOutcome,
-    ) {
+    fn record_ack(&mut self, write: WriteId, tp: Option<TopicPartition>, outcome: trial_model::WriteOutcome) {
         self.hash.add(write.0 ^ 0xac00_0000_0000);
         if let Some(trace) = self.trace.as_deref_mut() {
             trace.complete(self.now, write, tp, outcome);
         }
         if let Some(op) = self.history.ops.get_mut(write.0 as usize) {
             if op.completed.is_none() {
-                op.completed = Some(Completion {
-                    at: self.now,
-                    tp,
-                    outcome,
-                });
+                op.completed = Some(Completion { at: self.now, tp, outcome });
             }
         }
     }
@@ -662,12 +578,7 @@ impl<'a> Engine<'a> {
             self.history.push(self.now, violation);
         }
         match &event {
-            ClusterEvent::HighWatermark {
-                broker,
-                tp,
-                leader: true,
-                high_watermark,
-            } => {
+            ClusterEvent::HighWatermark { broker, tp, leader: true, high_watermark } => {
                 self.note_readable(node, *broker, *tp, *high_watermark);
             }
             ClusterEvent::HighWatermark { .. } => {}
@@ -696,9 +607,7 @@ impl<'a> Engine<'a> {
         self.history.push(
             self.now,
             Happening::Phase {
-                phase:
-                    "liveness: network healed, every node restarted and resumed, producers stopped"
-                        .into(),
+                phase: "liveness: network healed, every node restarted and resumed, producers stopped".into(),
             },
         );
         self.producing = false;
@@ -712,10 +621,7 @@ impl<'a> Engine<'a> {
                 self.restart(node);
             }
         }
-        self.push(
-            self.now.plus(CONVERGENCE_CHECK_MS),
-            EventKind::CheckConvergence,
-        );
+        self.push(self.now.plus(CONVERGENCE_CHECK_MS), EventKind::CheckConvergence);
     }
 
     fn heal_network(&mut self) {
@@ -744,8 +650,7 @@ impl<'a> Engine<'a> {
         if self.history.ops.iter().any(|op| op.completed.is_none()) {
             return false;
         }
-        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life
-        else {
+        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else {
             return false;
         };
         for state in controller.partitions() {
@@ -755,20 +660,14 @@ impl<'a> Engine<'a> {
             if state.isr.len() != state.replicas.len() {
                 return false;
             }
-            let Some(leader_end) = self
-                .broker(leader)
-                .and_then(|b| b.log(state.tp))
-                .map(|l| l.log_end_offset())
-            else {
+            let Some(leader_end) = self.broker(leader).and_then(|b| b.log(state.tp)).map(|l| l.log_end_offset()) else {
                 return false;
             };
             for replica in &state.replicas {
                 let Some(broker) = self.broker(*replica) else {
                     return false;
                 };
-                let end = broker
-                    .log(state.tp)
-                    .map_or(Offset(0), |l| l.log_end_offset());
+                let end = broker.log(state.tp).map_or(Offset(0), |l| l.log_end_offset());
                 if end != leader_end || broker.high_watermark(state.tp) != Some(leader_end) {
                     return false;
                 }
@@ -793,24 +692,18 @@ impl<'a> Engine<'a> {
                 let Life::Up(Actor::Controller(c)) = &self.nodes[self.controller_index].life else {
                     return self.last_known_leader(tp);
                 };
-                c.partition(tp)
-                    .and_then(|s| s.leader)
-                    .map(|id| id.0 as usize)
+                c.partition(tp).and_then(|s| s.leader).map(|id| id.0 as usize)
             }
         }
     }
 
     fn last_known_leader(&self, tp: TopicPartition) -> Option<usize> {
-        self.history
-            .happenings
-            .iter()
-            .rev()
-            .find_map(|(_, h)| match h {
-                Happening::Cluster {
-                    event: ClusterEvent::PartitionChange { tp: t, leader, .. },
-                } if *t == tp => leader.map(|l| l.0 as usize),
-                _ => None,
-            })
+        self.history.happenings.iter().rev().find_map(|(_, h)| match h {
+            Happening::Cluster { event: ClusterEvent::PartitionChange { tp: t, leader, .. } } if *t == tp => {
+                leader.map(|l| l.0 as usize)
+            }
+            _ => None,
+        })
     }
 
     fn apply_fault(&mut self, fault: Fault) {
@@ -848,10 +741,8 @@ impl<'a> Engine<'a> {
                 }
             }
             Fault::Partition { groups } => {
-                let resolved: Vec<Vec<usize>> = groups
-                    .iter()
-                    .map(|g| g.iter().filter_map(|t| self.resolve(*t)).collect())
-                    .collect();
+                let resolved: Vec<Vec<usize>> =
+                    groups.iter().map(|g| g.iter().filter_map(|t| self.resolve(*t)).collect()).collect();
                 let count = self.nodes.len();
                 for (i, a) in resolved.iter().enumerate() {
                     for b in resolved.iter().skip(i + 1) {
@@ -909,10 +800,7 @@ impl<'a> Engine<'a> {
         slot.timer_at = None;
         let life = std::mem::replace(
             &mut slot.life,
-            Life::Down {
-                durable: Durable::Controller(ControllerDisk::default()),
-                machine_up: false,
-            },
+            Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false },
         );
         let mut durable = match life {
             Life::Up(Actor::Broker(b)) => Durable::Broker(b.into_disk()),
@@ -930,10 +818,7 @@ impl<'a> Engine<'a> {
                 disk.lose_unflushed();
             }
         }
-        slot.life = Life::Down {
-            durable,
-            machine_up: !power_loss,
-        };
+        slot.life = Life::Down { durable, machine_up: !power_loss };
         if !power_loss {
             // The kernel of a killed process closes its sockets: every peer sees its
             // connection reset. A machine without power says nothing.
@@ -952,10 +837,7 @@ impl<'a> Engine<'a> {
         let Life::Down { .. } = slot.life else { return };
         let life = std::mem::replace(
             &mut slot.life,
-            Life::Down {
-                durable: Durable::Controller(ControllerDisk::default()),
-                machine_up: false,
-            },
+            Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false },
         );
         let Life::Down { durable, .. } = life else {
             return;
@@ -965,14 +847,7 @@ impl<'a> Engine<'a> {
         let id = slot.id;
         slot.life = match durable {
             Durable::Broker(disk) => {
-                let broker = Broker::new(
-                    id,
-                    CONTROLLER_ID,
-                    self.scenario.broker.clone(),
-                    disk,
-                    slot.incarnation,
-                    now,
-                );
+                let broker = Broker::new(id, CONTROLLER_ID, self.scenario.broker.clone(), disk, slot.incarnation, now);
                 Life::Up(Actor::Broker(Box::new(broker)))
             }
             Durable::Controller(disk) => {
@@ -1014,39 +889,23 @@ impl<'a> Engine<'a> {
 
     fn finish(mut self, stop: Stop) -> RunOutput {
         self.stats.sim_time_ms = self.now.0;
-        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life
-        else {
+        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else {
             return self.output(stop, Vec::new());
         };
         let states: Vec<_> = controller.partitions().cloned().collect();
-        let mut disks: Vec<Option<(BrokerDisk, Vec<(TopicPartition, Offset)>)>> = Vec::new();
+        let mut disks: Vec<Option<FinalDisk>> = Vec::new();
         for node in self.nodes.iter_mut().take(self.brokers) {
             let life = std::mem::replace(
                 &mut node.life,
-                Life::Down {
-                    durable: Durable::Controller(ControllerDisk::default()),
-                    machine_up: false,
-                },
+                Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false },
             );
             disks.push(match life {
                 Life::Up(Actor::Broker(b)) => {
-                    let hws = b
-                        .disk()
-                        .logs
-                        .keys()
-                        .map(|tp| (*tp, b.high_watermark(*tp).unwrap_or_default()))
-                        .collect();
+                    let hws = b.disk().logs.keys().map(|tp| (*tp, b.high_watermark(*tp).unwrap_or_default())).collect();
                     Some((b.into_disk(), hws))
                 }
-                Life::Down {
-                    durable: Durable::Broker(disk),
-                    ..
-                } => {
-                    let hws = disk
-                        .logs
-                        .iter()
-                        .map(|(tp, log)| (*tp, log.hw_checkpoint()))
-                        .collect();
+                Life::Down { durable: Durable::Broker(disk), .. } => {
+                    let hws = disk.logs.iter().map(|(tp, log)| (*tp, log.hw_checkpoint())).collect();
                     Some((disk, hws))
                 }
                 _ => None,
@@ -1059,20 +918,9 @@ impl<'a> Engine<'a> {
                 let Some(Some((disk, hws))) = disks.get_mut(replica.0 as usize) else {
                     continue;
                 };
-                let log = disk
-                    .logs
-                    .remove(&state.tp)
-                    .map(|l| l.into_entries())
-                    .unwrap_or_default();
-                let high_watermark = hws
-                    .iter()
-                    .find(|(tp, _)| *tp == state.tp)
-                    .map_or(Offset(0), |(_, hw)| *hw);
-                replicas.push(ReplicaFinal {
-                    broker: *replica,
-                    high_watermark,
-                    log,
-                });
+                let log = disk.logs.remove(&state.tp).map(|l| l.into_entries()).unwrap_or_default();
+                let high_watermark = hws.iter().find(|(tp, _)| *tp == state.tp).map_or(Offset(0), |(_, hw)| *hw);
+                replicas.push(ReplicaFinal { broker: *replica, high_watermark, log });
             }
             partitions.push(PartitionFinal {
                 tp: state.tp,
@@ -1088,13 +936,7 @@ impl<'a> Engine<'a> {
 
     fn output(mut self, stop: Stop, partitions: Vec<PartitionFinal>) -> RunOutput {
         self.history.partitions = partitions;
-        RunOutput {
-            history: self.history,
-            trace_hash: self.hash.0,
-            stats: self.stats,
-            faults: Vec::new(),
-            stop,
-        }
+        RunOutput { history: self.history, trace_hash: self.hash.0, stats: self.stats, faults: Vec::new(), stop }
     }
 }
 
@@ -1114,11 +956,7 @@ impl Node {
 }
 
 /// Runs one scenario with one seed on the engine.
-pub fn run<'a>(
-    scenario: &'a Scenario,
-    seed: u64,
-    trace: Option<&'a mut dyn TraceSink>,
-) -> RunOutput {
+pub fn run<'a>(scenario: &'a Scenario, seed: u64, trace: Option<&'a mut dyn TraceSink>) -> RunOutput {
     let (engine, faults) = Engine::new(scenario, seed, trace);
     let mut output = engine.run();
     output.faults = faults;

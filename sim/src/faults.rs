@@ -19,60 +19,37 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn parse(
-        text: &str,
-        brokers: u32,
-        producers: usize,
-        topics: &[TopicConfig],
-    ) -> Result<Target, String> {
+    pub fn parse(text: &str, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Target, String> {
         let text = text.trim();
         if text == "controller" {
             return Ok(Target::Controller);
         }
         if let Some(id) = text.strip_prefix("broker:") {
-            let id: u32 = id
-                .parse()
-                .map_err(|_| format!("`{text}`: broker id must be a number"))?;
+            let id: u32 = id.parse().map_err(|_| format!("`{text}`: broker id must be a number"))?;
             if id >= brokers {
-                return Err(format!(
-                    "`{text}`: the cluster has brokers 0..{}",
-                    brokers - 1
-                ));
+                return Err(format!("`{text}`: the cluster has brokers 0..{}", brokers - 1));
             }
             return Ok(Target::Broker(id));
         }
         if let Some(id) = text.strip_prefix("producer:") {
-            let id: u32 = id
-                .parse()
-                .map_err(|_| format!("`{text}`: producer index must be a number"))?;
+            let id: u32 = id.parse().map_err(|_| format!("`{text}`: producer index must be a number"))?;
             if id as usize >= producers {
-                return Err(format!(
-                    "`{text}`: the scenario has {producers} producer(s)"
-                ));
+                return Err(format!("`{text}`: the scenario has {producers} producer(s)"));
             }
             return Ok(Target::Producer(id));
         }
         if let Some(rest) = text.strip_prefix("leader:") {
-            let (topic, partition) = rest
-                .rsplit_once('/')
-                .ok_or_else(|| format!("`{text}`: write leader:TOPIC/PARTITION"))?;
+            let (topic, partition) =
+                rest.rsplit_once('/').ok_or_else(|| format!("`{text}`: write leader:TOPIC/PARTITION"))?;
             let index = topics
                 .iter()
                 .position(|t| t.name == topic)
                 .ok_or_else(|| format!("`{text}`: no topic named `{topic}`"))?;
-            let partition: u32 = partition
-                .parse()
-                .map_err(|_| format!("`{text}`: partition must be a number"))?;
+            let partition: u32 = partition.parse().map_err(|_| format!("`{text}`: partition must be a number"))?;
             if partition >= topics[index].partitions {
-                return Err(format!(
-                    "`{text}`: topic `{topic}` has {} partition(s)",
-                    topics[index].partitions
-                ));
+                return Err(format!("`{text}`: topic `{topic}` has {} partition(s)", topics[index].partitions));
             }
-            return Ok(Target::LeaderOf(TopicPartition {
-                topic: TopicId(index as u32),
-                partition,
-            }));
+            return Ok(Target::LeaderOf(TopicPartition { topic: TopicId(index as u32), partition }));
         }
         Err(format!("`{text}` is not a node: write \"broker:N\", \"controller\", \"producer:N\" or \"leader:TOPIC/P\""))
     }
@@ -120,13 +97,7 @@ pub enum Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |targets: &[Target]| {
-            targets
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let list = |targets: &[Target]| targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
         match self {
             Fault::Kill(t) => write!(f, "kill {t}"),
             Fault::Restart(t) => write!(f, "restart {t}"),
@@ -170,24 +141,11 @@ fn uniform(rng: &mut ChaCha8Rng, (low, high): (u64, u64)) -> u64 {
 /// Draws a fault schedule for the safety phase `[0, duration_ms)`. Each fault comes with
 /// its own end (restart, resume, heal) within the phase; at most `max_down` brokers are
 /// down or paused at once. With `swarm`, the seed first picks which kinds are on.
-pub fn draw_nemesis(
-    spec: &NemesisSpec,
-    brokers: u32,
-    duration_ms: u64,
-    rng: &mut ChaCha8Rng,
-) -> Vec<ScheduledFault> {
+pub fn draw_nemesis(spec: &NemesisSpec, brokers: u32, duration_ms: u64, rng: &mut ChaCha8Rng) -> Vec<ScheduledFault> {
     let mut kinds = spec.kinds.clone();
     if spec.swarm {
-        let on: Vec<NemesisKind> = kinds
-            .iter()
-            .copied()
-            .filter(|_| rng.next_u32() % 2 == 0)
-            .collect();
-        kinds = if on.is_empty() {
-            vec![kinds[(rng.next_u32() as usize) % kinds.len()]]
-        } else {
-            on
-        };
+        let on: Vec<NemesisKind> = kinds.iter().copied().filter(|_| rng.next_u32().is_multiple_of(2)).collect();
+        kinds = if on.is_empty() { vec![kinds[(rng.next_u32() as usize) % kinds.len()]] } else { on };
     }
     let mut faults = Vec::new();
     // (until, broker) of brokers down or paused.
@@ -214,19 +172,11 @@ pub fn draw_nemesis(
                     }
                     let (start, stop) = match kind {
                         NemesisKind::Kill => (Fault::Kill(target), Fault::Restart(target)),
-                        NemesisKind::PowerLoss => {
-                            (Fault::PowerLoss(target), Fault::Restart(target))
-                        }
+                        NemesisKind::PowerLoss => (Fault::PowerLoss(target), Fault::Restart(target)),
                         _ => (Fault::Pause(target), Fault::Resume(target)),
                     };
-                    faults.push(ScheduledFault {
-                        at_ms: at,
-                        fault: start,
-                    });
-                    faults.push(ScheduledFault {
-                        at_ms: end,
-                        fault: stop,
-                    });
+                    faults.push(ScheduledFault { at_ms: at, fault: start });
+                    faults.push(ScheduledFault { at_ms: end, fault: stop });
                 }
             }
             _ if at < network_busy_until => {}
@@ -237,10 +187,7 @@ pub fn draw_nemesis(
                     NemesisKind::ClockOffset => Fault::ClockOffset(target, 0),
                     _ => Fault::Heal,
                 };
-                faults.push(ScheduledFault {
-                    at_ms: end,
-                    fault: heal,
-                });
+                faults.push(ScheduledFault { at_ms: end, fault: heal });
                 network_busy_until = end;
             }
         }
@@ -267,7 +214,7 @@ fn network_fault(kind: NemesisKind, target: Target, brokers: u32, rng: &mut ChaC
             let mut left = Vec::new();
             let mut right = Vec::new();
             for id in 0..brokers {
-                if rng.next_u32() % 2 == 0 {
+                if rng.next_u32().is_multiple_of(2) {
                     left.push(Target::Broker(id));
                 } else {
                     right.push(Target::Broker(id));
@@ -279,9 +226,7 @@ fn network_fault(kind: NemesisKind, target: Target, brokers: u32, rng: &mut ChaC
             if right.is_empty() {
                 right.extend(left.pop());
             }
-            Fault::Partition {
-                groups: vec![left, right],
-            }
+            Fault::Partition { groups: vec![left, right] }
         }
         NemesisKind::Isolate => Fault::Isolate(target),
         NemesisKind::Loss => Fault::Loss(0.01 + (rng.next_u32() % 20) as f64 / 100.0),
@@ -300,9 +245,7 @@ fn network_fault(kind: NemesisKind, target: Target, brokers: u32, rng: &mut ChaC
             ];
             Fault::DropKind(KINDS[(rng.next_u32() as usize) % KINDS.len()], 1.0)
         }
-        NemesisKind::ClockOffset => {
-            Fault::ClockOffset(target, (rng.next_u64() % 120_000) as i64 - 60_000)
-        }
+        NemesisKind::ClockOffset => Fault::ClockOffset(target, (rng.next_u64() % 120_000) as i64 - 60_000),
         NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Pause => Fault::Heal,
     }
 }

@@ -5,8 +5,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use trial_model::{
-    ClusterEvent, ErrorCode, LogEntry, Millis, NodeId, Offset, TopicId, TopicPartition, WriteId,
-    WriteOutcome,
+    ClusterEvent, ErrorCode, LogEntry, Millis, NodeId, Offset, TopicId, TopicPartition, WriteId, WriteOutcome,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -54,11 +53,7 @@ impl Op {
 
     pub fn acked_offset(&self) -> Option<(TopicPartition, Option<Offset>)> {
         match self.completed {
-            Some(Completion {
-                tp: Some(tp),
-                outcome: WriteOutcome::Ok { offset },
-                ..
-            }) => Some((tp, offset)),
+            Some(Completion { tp: Some(tp), outcome: WriteOutcome::Ok { offset }, .. }) => Some((tp, offset)),
             _ => None,
         }
     }
@@ -114,17 +109,11 @@ impl PartitionFinal {
     /// With no leader (offline partition), the longest replica log — what an unclean
     /// recovery (KIP-966) would serve — so that records still on a disk are not called lost.
     pub fn committed(&self) -> &[LogEntry] {
-        if let Some(replica) = self
-            .leader
-            .and_then(|leader| self.replicas.iter().find(|r| r.broker == leader))
-        {
+        if let Some(replica) = self.leader.and_then(|leader| self.replicas.iter().find(|r| r.broker == leader)) {
             let end = (replica.high_watermark.0 as usize).min(replica.log.len());
             return &replica.log[..end];
         }
-        self.replicas
-            .iter()
-            .max_by_key(|r| (r.log.len(), std::cmp::Reverse(r.broker)))
-            .map_or(&[], |r| &r.log[..])
+        self.replicas.iter().max_by_key(|r| (r.log.len(), std::cmp::Reverse(r.broker))).map_or(&[], |r| &r.log[..])
     }
 }
 
@@ -149,9 +138,7 @@ impl History {
 
     pub fn invariant_violations(&self) -> impl Iterator<Item = (Millis, &str, &str)> {
         self.happenings.iter().filter_map(|(at, h)| match h {
-            Happening::Invariant { property, detail } => {
-                Some((*at, property.as_str(), detail.as_str()))
-            }
+            Happening::Invariant { property, detail } => Some((*at, property.as_str(), detail.as_str())),
             _ => None,
         })
     }

@@ -14,11 +14,7 @@ use trial_sim::trace::JsonLines;
 use trial_sim::Outcome;
 
 #[derive(Parser)]
-#[command(
-    name = "kafka-trial",
-    version,
-    about = "Deterministic simulation of a Kafka cluster under faults"
-)]
+#[command(name = "kafka-trial", version, about = "Deterministic simulation of a Kafka cluster under faults")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,11 +65,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
     match execute(cli.command) {
@@ -87,20 +79,8 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run {
-            file,
-            seed,
-            json,
-            trace,
-            bench,
-        } => run(&file, seed, json, trace.as_deref(), bench),
-        Command::Sweep {
-            file,
-            seeds,
-            jobs,
-            shard,
-            json,
-        } => run_sweep(&file, &seeds, jobs, shard.as_deref(), json),
+        Command::Run { file, seed, json, trace, bench } => run(&file, seed, json, trace.as_deref(), bench),
+        Command::Sweep { file, seeds, jobs, shard, json } => run_sweep(&file, &seeds, jobs, shard.as_deref(), json),
         Command::Check { files } => Ok(check(&files)),
     }
 }
@@ -120,39 +100,26 @@ fn exit_for(pass: bool) -> ExitCode {
     }
 }
 
-fn run(
-    file: &Path,
-    seed: u64,
-    json: bool,
-    trace: Option<&Path>,
-    bench: bool,
-) -> anyhow::Result<ExitCode> {
+fn run(file: &Path, seed: u64, json: bool, trace: Option<&Path>, bench: bool) -> anyhow::Result<ExitCode> {
     let scenario = match load(file) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
     let mut sink = match trace {
         Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create trace file {}", path.display()))?;
+            let file =
+                std::fs::File::create(path).with_context(|| format!("cannot create trace file {}", path.display()))?;
             Some(JsonLines::new(std::io::BufWriter::new(file)))
         }
         None => None,
     };
     let timer = WallTimer::start();
-    let output = trial_sim::engine::run(
-        &scenario,
-        seed,
-        sink.as_mut()
-            .map(|s| s as &mut dyn trial_sim::trace::TraceSink),
-    );
+    let output =
+        trial_sim::engine::run(&scenario, seed, sink.as_mut().map(|s| s as &mut dyn trial_sim::trace::TraceSink));
     let wall_seconds = timer.seconds();
     if let Some(sink) = sink {
         sink.finish().with_context(|| {
-            format!(
-                "cannot write trace file {}",
-                trace.map(|p| p.display().to_string()).unwrap_or_default()
-            )
+            format!("cannot write trace file {}", trace.map(|p| p.display().to_string()).unwrap_or_default())
         })?;
     }
     let outcome = Outcome::new(&scenario, seed, output);
@@ -165,10 +132,7 @@ fn run(
         writeln!(stdout, "{value}")?;
     } else {
         let text = outcome.text(&scenario);
-        let (body, last) = text
-            .trim_end()
-            .rsplit_once('\n')
-            .unwrap_or(("", text.trim_end()));
+        let (body, last) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim_end()));
         writeln!(stdout, "{body}")?;
         if bench {
             let b = bench_json(&outcome, wall_seconds);
@@ -225,21 +189,11 @@ impl WallTimer {
 }
 
 fn parse_seeds(text: &str) -> anyhow::Result<Range<u64>> {
-    let (start, end) = text
-        .split_once("..")
-        .with_context(|| format!("--seeds `{text}`: write START..END, e.g. 0..1000"))?;
-    let start: u64 = start
-        .trim()
-        .parse()
-        .with_context(|| format!("--seeds `{text}`: `{start}` is not a number"))?;
-    let end: u64 = end
-        .trim()
-        .parse()
-        .with_context(|| format!("--seeds `{text}`: `{end}` is not a number"))?;
-    anyhow::ensure!(
-        start < end,
-        "--seeds `{text}`: the range is empty (the end is exclusive)"
-    );
+    let (start, end) =
+        text.split_once("..").with_context(|| format!("--seeds `{text}`: write START..END, e.g. 0..1000"))?;
+    let start: u64 = start.trim().parse().with_context(|| format!("--seeds `{text}`: `{start}` is not a number"))?;
+    let end: u64 = end.trim().parse().with_context(|| format!("--seeds `{text}`: `{end}` is not a number"))?;
+    anyhow::ensure!(start < end, "--seeds `{text}`: the range is empty (the end is exclusive)");
     anyhow::ensure!(
         end - start <= SWEEP_SEEDS_MAX,
         "--seeds `{text}`: at most {SWEEP_SEEDS_MAX} seeds per invocation; use --shard"
@@ -248,21 +202,10 @@ fn parse_seeds(text: &str) -> anyhow::Result<Range<u64>> {
 }
 
 fn parse_shard(text: &str) -> anyhow::Result<(u64, u64)> {
-    let (index, count) = text
-        .split_once('/')
-        .with_context(|| format!("--shard `{text}`: write I/N, e.g. 0/4"))?;
-    let index: u64 = index
-        .trim()
-        .parse()
-        .with_context(|| format!("--shard `{text}`: `{index}` is not a number"))?;
-    let count: u64 = count
-        .trim()
-        .parse()
-        .with_context(|| format!("--shard `{text}`: `{count}` is not a number"))?;
-    anyhow::ensure!(
-        count > 0 && index < count,
-        "--shard `{text}`: I must be below N (shards are numbered from 0)"
-    );
+    let (index, count) = text.split_once('/').with_context(|| format!("--shard `{text}`: write I/N, e.g. 0/4"))?;
+    let index: u64 = index.trim().parse().with_context(|| format!("--shard `{text}`: `{index}` is not a number"))?;
+    let count: u64 = count.trim().parse().with_context(|| format!("--shard `{text}`: `{count}` is not a number"))?;
+    anyhow::ensure!(count > 0 && index < count, "--shard `{text}`: I must be below N (shards are numbered from 0)");
     Ok((index, count))
 }
 
@@ -282,9 +225,7 @@ fn run_sweep(
         let (index, count) = parse_shard(shard)?;
         range = shard_range(range, index, count);
     }
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let total = range.end - range.start;
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -297,18 +238,12 @@ fn run_sweep(
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let timer = WallTimer::start();
-    let results = sweep(&scenario, range.clone(), jobs, &|done| {
-        bar.set_position(done)
-    });
+    let results = sweep(&scenario, range.clone(), jobs, &|done| bar.set_position(done));
     let wall = timer.seconds();
     std::panic::set_hook(default_hook);
     bar.finish_and_clear();
-    let failed: Vec<_> = results
-        .iter()
-        .filter(|r| r.result != SeedResult::Pass)
-        .collect();
-    let mut totals: std::collections::BTreeMap<&str, (u64, u64)> =
-        std::collections::BTreeMap::new();
+    let failed: Vec<_> = results.iter().filter(|r| r.result != SeedResult::Pass).collect();
+    let mut totals: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
     for result in &results {
         for (property, count) in &result.violations {
             let entry = totals.entry(property).or_default();
@@ -332,10 +267,7 @@ fn run_sweep(
         let properties: serde_json::Map<String, serde_json::Value> = totals
             .iter()
             .map(|(p, (seeds, violations))| {
-                (
-                    p.to_string(),
-                    serde_json::json!({"seeds_violated": seeds, "violations": violations}),
-                )
+                (p.to_string(), serde_json::json!({"seeds_violated": seeds, "violations": violations}))
             })
             .collect();
         let value = serde_json::json!({
@@ -365,19 +297,9 @@ fn run_sweep(
                 SeedResult::Panic(message) => format!("PANIC: {message}"),
                 SeedResult::Pass => String::new(),
             };
-            writeln!(
-                out,
-                "FAIL seed={} ({why}) · replay: {}",
-                r.seed,
-                scenario.replay_command(r.seed)
-            )?;
+            writeln!(out, "FAIL seed={} ({why}) · replay: {}", r.seed, scenario.replay_command(r.seed))?;
         }
-        writeln!(
-            out,
-            "{} passed, {} failed",
-            results.len() - failed.len(),
-            failed.len()
-        )?;
+        writeln!(out, "{} passed, {} failed", results.len() - failed.len(), failed.len())?;
     }
     Ok(exit_for(failed.is_empty()))
 }
@@ -388,11 +310,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
         match Scenario::load(file) {
             Ok(scenario) => {
                 let faults = scenario.faults.len();
-                let nemesis = if scenario.nemesis.is_some() {
-                    " + nemesis"
-                } else {
-                    ""
-                };
+                let nemesis = if scenario.nemesis.is_some() { " + nemesis" } else { "" };
                 println!(
                     "ok {}: {} broker(s), {} topic(s), {} producer(s), {faults} scheduled fault(s){nemesis}, {} ms",
                     file.display(),

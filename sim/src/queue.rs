@@ -70,11 +70,7 @@ impl CalendarQueue {
             self.buckets[index].push_back(item);
             self.in_window += 1;
         } else {
-            self.far.push(Far {
-                at,
-                seq: self.seq,
-                item,
-            });
+            self.far.push(Far { at, seq: self.seq, item });
         }
     }
 

@@ -47,10 +47,7 @@ impl Outcome {
         }
         for property in &scenario.expect.violate {
             if verdicts.result(*property).held() {
-                failures.push(format!(
-                    "{} was expected to be violated but held",
-                    property.name()
-                ));
+                failures.push(format!("{} was expected to be violated but held", property.name()));
             }
         }
         if run.stop == Stop::EventLimit {
@@ -88,24 +85,13 @@ impl Outcome {
     /// The last line of every report.
     pub fn verdict_line(&self) -> String {
         let head = if self.pass { "PASS" } else { "FAIL" };
-        let why = if self.pass {
-            "expectations held".to_string()
-        } else {
-            self.failures.join("; ")
-        };
-        format!(
-            "{head} scenario={} seed={} ({why}) · replay: {}",
-            self.scenario_name, self.seed, self.replay
-        )
+        let why = if self.pass { "expectations held".to_string() } else { self.failures.join("; ") };
+        format!("{head} scenario={} seed={} ({why}) · replay: {}", self.scenario_name, self.seed, self.replay)
     }
 
     pub fn text(&self, scenario: &Scenario) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "kafka-trial · scenario {} · seed {}",
-            scenario.name, self.seed
-        );
+        let _ = writeln!(out, "kafka-trial · scenario {} · seed {}", scenario.name, self.seed);
         for line in scenario.description.lines() {
             let _ = writeln!(out, "  {line}");
         }
@@ -142,11 +128,7 @@ impl Outcome {
                 Expectation::Violate => "expected to be violated",
                 Expectation::Free => "not constrained",
             };
-            let status = if result.held() {
-                "held    "
-            } else {
-                "VIOLATED"
-            };
+            let status = if result.held() { "held    " } else { "VIOLATED" };
             let _ = writeln!(
                 out,
                 "  {status} {:<32} {:>8} violation(s)   {expectation}",
@@ -163,23 +145,13 @@ impl Outcome {
     }
 
     fn describe_events(&self, out: &mut String) {
-        let shown: Vec<String> = self
-            .run
-            .history
-            .happenings
-            .iter()
-            .filter_map(|(at, h)| describe(at.0, h))
-            .collect();
+        let shown: Vec<String> = self.run.history.happenings.iter().filter_map(|(at, h)| describe(at.0, h)).collect();
         let _ = writeln!(out, "cluster events ({}):", shown.len());
         for line in shown.iter().take(REPORT_EVENTS_MAX) {
             let _ = writeln!(out, "  {line}");
         }
         if shown.len() > REPORT_EVENTS_MAX {
-            let _ = writeln!(
-                out,
-                "  … {} more (write them all with --trace FILE)",
-                shown.len() - REPORT_EVENTS_MAX
-            );
+            let _ = writeln!(out, "  … {} more (write them all with --trace FILE)", shown.len() - REPORT_EVENTS_MAX);
         }
     }
 
@@ -194,7 +166,10 @@ impl Outcome {
                     Expectation::Violate => "violate",
                     Expectation::Free => "free",
                 };
-                (r.property.name().to_string(), json!({"held": r.held(), "violations": r.violations, "expected": expected, "examples": r.examples}))
+                (
+                    r.property.name().to_string(),
+                    json!({"held": r.held(), "violations": r.violations, "expected": expected, "examples": r.examples}),
+                )
             })
             .collect();
         let c = &self.verdicts.counts;
@@ -227,11 +202,7 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
         Truncation::LeaderEpoch => "leader-epoch truncation (KIP-101)",
         Truncation::HighWatermark => "high-watermark truncation (pre-KIP-101)",
     };
-    let elr = if protocol.eligible_leader_replicas {
-        "ELR on (KIP-966)"
-    } else {
-        "ELR off"
-    };
+    let elr = if protocol.eligible_leader_replicas { "ELR on (KIP-966)" } else { "ELR off" };
     let mut flush = match (scenario.broker.flush_messages, scenario.broker.flush_ms) {
         (None, None) => "no fsync (Kafka default)".to_string(),
         (m, ms) => format!(
@@ -244,17 +215,9 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
         Some(ms) => flush.push_str(&format!(", OS writeback after {} s", ms / 1_000)),
         None => flush.push_str(", no OS writeback"),
     }
-    let _ = writeln!(
-        out,
-        "  {} brokers · {truncation} · {elr} · {flush}",
-        scenario.brokers
-    );
+    let _ = writeln!(out, "  {} brokers · {truncation} · {elr} · {flush}", scenario.brokers);
     for topic in &scenario.topics {
-        let election = if topic.unclean_leader_election {
-            "unclean election on"
-        } else {
-            "clean election"
-        };
+        let election = if topic.unclean_leader_election { "unclean election on" } else { "clean election" };
         let _ = writeln!(
             out,
             "  topic {}: {} partition(s), RF {}, min.insync.replicas {}, {election}",
@@ -262,11 +225,7 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
         );
     }
     for producer in &scenario.producers {
-        let keys = if producer.keys == 0 {
-            "null keys".to_string()
-        } else {
-            format!("{} keys", producer.keys)
-        };
+        let keys = if producer.keys == 0 { "null keys".to_string() } else { format!("{} keys", producer.keys) };
         let _ = writeln!(
             out,
             "  producer {}: acks={} retries={} max.in.flight={} linger.ms={} · {}/s · {keys}",
@@ -286,19 +245,10 @@ const REPORT_PARTITIONS_MAX: usize = 24;
 fn describe_final(out: &mut String, history: &crate::history::History) {
     let _ = writeln!(out, "final state (log end / high watermark per replica):");
     for partition in history.partitions.iter().take(REPORT_PARTITIONS_MAX) {
-        let leader = partition
-            .leader
-            .map_or("none".to_string(), |l| format!("broker {l}"));
-        let elr = if partition.elr.is_empty() {
-            String::new()
-        } else {
-            format!(" elr {}", list(&partition.elr))
-        };
-        let replicas: Vec<String> = partition
-            .replicas
-            .iter()
-            .map(|r| format!("{}:{}/{}", r.broker, r.log.len(), r.high_watermark))
-            .collect();
+        let leader = partition.leader.map_or("none".to_string(), |l| format!("broker {l}"));
+        let elr = if partition.elr.is_empty() { String::new() } else { format!(" elr {}", list(&partition.elr)) };
+        let replicas: Vec<String> =
+            partition.replicas.iter().map(|r| format!("{}:{}/{}", r.broker, r.log.len(), r.high_watermark)).collect();
         let _ = writeln!(
             out,
             "  {} leader {leader} epoch {} isr {}{elr} · {}",
@@ -309,11 +259,7 @@ fn describe_final(out: &mut String, history: &crate::history::History) {
         );
     }
     if history.partitions.len() > REPORT_PARTITIONS_MAX {
-        let _ = writeln!(
-            out,
-            "  … {} more partitions",
-            history.partitions.len() - REPORT_PARTITIONS_MAX
-        );
+        let _ = writeln!(out, "  … {} more partitions", history.partitions.len() - REPORT_PARTITIONS_MAX);
     }
 }
 
@@ -328,50 +274,21 @@ fn describe(at: u64, happening: &Happening) -> Option<String> {
         Happening::Phase { phase } => format!("phase      {phase}"),
         Happening::Invariant { property, detail } => format!("INVARIANT  {property}: {detail}"),
         Happening::Cluster { event } => match event {
-            ClusterEvent::PartitionChange {
-                tp,
-                leader,
-                leader_epoch,
-                isr,
-                elr,
-                unclean,
-                ..
-            } => {
+            ClusterEvent::PartitionChange { tp, leader, leader_epoch, isr, elr, unclean, .. } => {
                 let leader = leader.map_or("none".to_string(), |l| format!("broker {l}"));
-                let elr = if elr.is_empty() {
-                    String::new()
-                } else {
-                    format!(" elr {}", list(elr))
-                };
+                let elr = if elr.is_empty() { String::new() } else { format!(" elr {}", list(elr)) };
                 let unclean = if *unclean { " UNCLEAN ELECTION" } else { "" };
-                format!(
-                    "partition  {tp} leader {leader} epoch {} isr {}{elr}{unclean}",
-                    leader_epoch.0,
-                    list(isr)
-                )
+                format!("partition  {tp} leader {leader} epoch {} isr {}{elr}{unclean}", leader_epoch.0, list(isr))
             }
             ClusterEvent::BrokerFenced { broker } => format!("controller fenced broker {broker}"),
             ClusterEvent::BrokerUnfenced { broker, .. } => {
                 format!("controller unfenced broker {broker}")
             }
-            ClusterEvent::BrokerRegistered {
-                broker,
-                broker_epoch,
-                clean_shutdown,
-            } => {
+            ClusterEvent::BrokerRegistered { broker, broker_epoch, clean_shutdown } => {
                 let how = if *clean_shutdown { "clean" } else { "unclean" };
-                format!(
-                    "controller registered broker {broker} (epoch {}, {how} shutdown before)",
-                    broker_epoch.0
-                )
+                format!("controller registered broker {broker} (epoch {}, {how} shutdown before)", broker_epoch.0)
             }
-            ClusterEvent::Truncated {
-                broker,
-                tp,
-                from,
-                to,
-                reason,
-            } => {
+            ClusterEvent::Truncated { broker, tp, from, to, reason } => {
                 format!("truncate   broker {broker} {tp} {from} -> {to} ({reason:?})")
             }
             ClusterEvent::BecameLeader { .. }

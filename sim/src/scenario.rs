@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use trial_model::{
-    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig,
-    Protocol, TopicConfig, TopicId, Truncation,
+    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig, Protocol, TopicConfig,
+    TopicId, Truncation,
 };
 
 /// Bound on a run's simulated length, so that a typo cannot make a run that never ends.
@@ -31,11 +31,7 @@ pub struct ScenarioError {
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.key.is_empty()) {
-            (Some(line), false) => write!(
-                f,
-                "{}:{}: `{}`: {}",
-                self.file, line, self.key, self.message
-            ),
+            (Some(line), false) => write!(f, "{}:{}: `{}`: {}", self.file, line, self.key, self.message),
             (Some(line), true) => write!(f, "{}:{}: {}", self.file, line, self.message),
             (None, false) => write!(f, "{}: `{}`: {}", self.file, self.key, self.message),
             (None, true) => write!(f, "{}: {}", self.file, self.message),
@@ -65,11 +61,7 @@ pub struct NetworkSpec {
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        NetworkSpec {
-            latency_ms: (1, 3),
-            loss: 0.0,
-            duplicate: 0.0,
-        }
+        NetworkSpec { latency_ms: (1, 3), loss: 0.0, duplicate: 0.0 }
     }
 }
 
@@ -117,9 +109,7 @@ impl NemesisKind {
     }
 
     fn parse(name: &str) -> Option<NemesisKind> {
-        NemesisKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == name)
+        NemesisKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 
@@ -225,23 +215,14 @@ impl Scenario {
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|error| {
             let line = error.span().map(|span| line_of(text, span.start));
-            ScenarioError {
-                file: file.into(),
-                line,
-                key: String::new(),
-                message: error.message().trim().to_string(),
-            }
+            ScenarioError { file: file.into(), line, key: String::new(), message: error.message().trim().to_string() }
         })?;
         Validator { text, file }.scenario(raw)
     }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 // ---- raw file format ----
@@ -395,11 +376,7 @@ impl Validator<'_> {
         }
         let liveness_ms = match &raw.liveness_ms {
             Some(value) if *value.get_ref() > SIM_TIME_MAX_MS => {
-                return self.error(
-                    value.span(),
-                    "liveness_ms",
-                    format!("must be at most {SIM_TIME_MAX_MS}"),
-                )
+                return self.error(value.span(), "liveness_ms", format!("must be at most {SIM_TIME_MAX_MS}"))
             }
             Some(value) => *value.get_ref(),
             None => 180_000,
@@ -416,20 +393,11 @@ impl Validator<'_> {
         let topics = self.topics(&raw.topics, brokers, raw.cluster.span())?;
         let producers = self.producers(&raw.producers, &topics)?;
         let faults = self.faults(&raw.faults, brokers, producers.len(), &topics, duration_ms)?;
-        let nemesis = raw
-            .nemesis
-            .as_ref()
-            .map(|n| self.nemesis(n, brokers))
-            .transpose()?;
+        let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
         let expect = self.expect(raw.expect.as_ref())?;
         Ok(Scenario {
             name: raw.name.unwrap_or_else(|| {
-                self.file
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(self.file)
-                    .trim_end_matches(".toml")
-                    .to_string()
+                self.file.rsplit('/').next().unwrap_or(self.file).trim_end_matches(".toml").to_string()
             }),
             path: None,
             description: raw.description.unwrap_or_default().trim().to_string(),
@@ -447,10 +415,7 @@ impl Validator<'_> {
         })
     }
 
-    fn cluster(
-        &self,
-        raw: &Spanned<RawCluster>,
-    ) -> Result<(u32, BrokerConfig, ControllerConfig), ScenarioError> {
+    fn cluster(&self, raw: &Spanned<RawCluster>) -> Result<(u32, BrokerConfig, ControllerConfig), ScenarioError> {
         let cluster = raw.get_ref();
         let brokers = *cluster.brokers.get_ref();
         if brokers == 0 || brokers > BROKERS_MAX {
@@ -537,11 +502,7 @@ impl Validator<'_> {
             );
         }
         if high > SIM_TIME_MAX_MS {
-            return self.error(
-                value.span(),
-                key,
-                format!("bounds must be at most {SIM_TIME_MAX_MS}"),
-            );
+            return self.error(value.span(), key, format!("bounds must be at most {SIM_TIME_MAX_MS}"));
         }
         Ok((low, high))
     }
@@ -549,11 +510,7 @@ impl Validator<'_> {
     fn probability(&self, value: &Spanned<f64>, key: &str) -> Result<f64, ScenarioError> {
         let p = *value.get_ref();
         if !(0.0..=1.0).contains(&p) {
-            return self.error(
-                value.span(),
-                key,
-                format!("{p} is not a probability between 0 and 1"),
-            );
+            return self.error(value.span(), key, format!("{p} is not a probability between 0 and 1"));
         }
         Ok(p)
     }
@@ -565,21 +522,13 @@ impl Validator<'_> {
         cluster_span: std::ops::Range<usize>,
     ) -> Result<Vec<TopicConfig>, ScenarioError> {
         if raw.is_empty() {
-            return self.error(
-                cluster_span,
-                "topics",
-                "a scenario needs at least one [[topics]] table",
-            );
+            return self.error(cluster_span, "topics", "a scenario needs at least one [[topics]] table");
         }
         let mut topics: Vec<TopicConfig> = Vec::new();
         for spanned in raw {
             let topic = spanned.get_ref();
             if topics.iter().any(|t| t.name == topic.name) {
-                return self.error(
-                    spanned.span(),
-                    "topics.name",
-                    format!("topic `{}` is declared twice", topic.name),
-                );
+                return self.error(spanned.span(), "topics.name", format!("topic `{}` is declared twice", topic.name));
             }
             let partitions = *topic.partitions.get_ref();
             if partitions == 0 || partitions > PARTITIONS_MAX {
@@ -637,10 +586,7 @@ impl Validator<'_> {
             return self.error(
                 raw.span(),
                 key,
-                format!(
-                    "lists {} partition(s) but the topic has {partitions}",
-                    lists.len()
-                ),
+                format!("lists {} partition(s) but the topic has {partitions}", lists.len()),
             );
         }
         let mut out = Vec::new();
@@ -649,31 +595,21 @@ impl Validator<'_> {
                 return self.error(
                     raw.span(),
                     key,
-                    format!(
-                        "partition {partition} has {} replica(s), replication_factor is {rf}",
-                        replicas.len()
-                    ),
+                    format!("partition {partition} has {} replica(s), replication_factor is {rf}", replicas.len()),
                 );
             }
             if let Some(bad) = replicas.iter().find(|b| **b >= brokers) {
                 return self.error(
                     raw.span(),
                     key,
-                    format!(
-                        "partition {partition} names broker {bad}; the cluster has brokers 0..{}",
-                        brokers - 1
-                    ),
+                    format!("partition {partition} names broker {bad}; the cluster has brokers 0..{}", brokers - 1),
                 );
             }
             let mut sorted = replicas.clone();
             sorted.sort_unstable();
             sorted.dedup();
             if sorted.len() != replicas.len() {
-                return self.error(
-                    raw.span(),
-                    key,
-                    format!("partition {partition} names a broker twice"),
-                );
+                return self.error(raw.span(), key, format!("partition {partition} names a broker twice"));
             }
             out.push(replicas.iter().map(|b| trial_model::NodeId(*b)).collect());
         }
@@ -731,8 +667,7 @@ impl Validator<'_> {
                 config.delivery_timeout_ms = self.positive(v, "producers.delivery_timeout_ms")?;
             }
             if let Some(v) = &p.max_in_flight {
-                config.max_in_flight_requests_per_connection =
-                    self.positive(v, "producers.max_in_flight")?;
+                config.max_in_flight_requests_per_connection = self.positive(v, "producers.max_in_flight")?;
             }
             if let Some(v) = p.linger_ms {
                 config.linger_ms = v;
@@ -751,15 +686,8 @@ impl Validator<'_> {
                 None => 1,
             };
             for index in 0..count {
-                let base = p
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("p{}", producers.len()));
-                let name = if count > 1 {
-                    format!("{base}-{index}")
-                } else {
-                    base
-                };
+                let base = p.name.clone().unwrap_or_else(|| format!("p{}", producers.len()));
+                let name = if count > 1 { format!("{base}-{index}") } else { base };
                 producers.push(ProducerSpec {
                     name,
                     topic: TopicId(topic as u32),
@@ -769,11 +697,7 @@ impl Validator<'_> {
                 });
             }
             if producers.len() > PRODUCERS_MAX {
-                return self.error(
-                    spanned.span(),
-                    "producers",
-                    format!("at most {PRODUCERS_MAX} producers"),
-                );
+                return self.error(spanned.span(), "producers", format!("at most {PRODUCERS_MAX} producers"));
             }
         }
         Ok(producers)
@@ -785,11 +709,7 @@ impl Validator<'_> {
         key: &str,
     ) -> Result<T, ScenarioError> {
         if *value.get_ref() <= T::default() {
-            return self.error(
-                value.span(),
-                key,
-                format!("{} must be above 0", value.get_ref()),
-            );
+            return self.error(value.span(), key, format!("{} must be above 0", value.get_ref()));
         }
         Ok(*value.get_ref())
     }
@@ -838,18 +758,20 @@ impl Validator<'_> {
         duration_ms: u64,
     ) -> Result<Vec<ScheduledFault>, ScenarioError> {
         if raw.len() > FAULTS_MAX {
-            return self.error(
-                raw[0].span(),
-                "faults",
-                format!("at most {FAULTS_MAX} scheduled faults"),
-            );
+            return self.error(raw[0].span(), "faults", format!("at most {FAULTS_MAX} scheduled faults"));
         }
         let mut faults = Vec::new();
         for spanned in raw {
             let f = spanned.get_ref();
             let at_ms = *f.at_ms.get_ref();
             if at_ms > duration_ms {
-                return self.error(f.at_ms.span(), "faults.at_ms", format!("{at_ms} is after the safety phase ends (duration_ms = {duration_ms}); everything heals then"));
+                return self.error(
+                    f.at_ms.span(),
+                    "faults.at_ms",
+                    format!(
+                        "{at_ms} is after the safety phase ends (duration_ms = {duration_ms}); everything heals then"
+                    ),
+                );
             }
             let fault = self.fault(spanned, brokers, producers, topics)?;
             faults.push(ScheduledFault { at_ms, fault });
@@ -870,17 +792,19 @@ impl Validator<'_> {
         let need_target = |this: &Self| -> Result<Target, ScenarioError> {
             match &f.target {
                 Some(target) => this.target(target, "faults.target", brokers, producers, topics),
-                None => this.error(spanned.span(), "faults.target", format!("a `{kind}` fault needs a target (\"broker:N\", \"controller\", \"leader:TOPIC/P\")")),
+                None => this.error(
+                    spanned.span(),
+                    "faults.target",
+                    format!("a `{kind}` fault needs a target (\"broker:N\", \"controller\", \"leader:TOPIC/P\")"),
+                ),
             }
         };
         let need_probability = |this: &Self| -> Result<f64, ScenarioError> {
             match &f.probability {
                 Some(p) => this.probability(p, "faults.probability"),
-                None => this.error(
-                    spanned.span(),
-                    "faults.probability",
-                    format!("a `{kind}` fault needs a probability"),
-                ),
+                None => {
+                    this.error(spanned.span(), "faults.probability", format!("a `{kind}` fault needs a probability"))
+                }
             }
         };
         let fault = match kind {
@@ -961,11 +885,7 @@ impl Validator<'_> {
         Ok(target)
     }
 
-    fn nemesis(
-        &self,
-        raw: &Spanned<RawNemesis>,
-        brokers: u32,
-    ) -> Result<NemesisSpec, ScenarioError> {
+    fn nemesis(&self, raw: &Spanned<RawNemesis>, brokers: u32) -> Result<NemesisSpec, ScenarioError> {
         let n = raw.get_ref();
         let interval_ms = self.range(&n.interval_ms, "nemesis.interval_ms")?;
         if interval_ms.0 == 0 {
@@ -996,11 +916,7 @@ impl Validator<'_> {
         }
         let max_down = match &n.max_down {
             Some(v) if *v.get_ref() > brokers => {
-                return self.error(
-                    v.span(),
-                    "nemesis.max_down",
-                    format!("cannot exceed the broker count ({brokers})"),
-                )
+                return self.error(v.span(), "nemesis.max_down", format!("cannot exceed the broker count ({brokers})"))
             }
             Some(v) => *v.get_ref(),
             None => 1,
@@ -1017,14 +933,9 @@ impl Validator<'_> {
 
     fn expect(&self, raw: Option<&RawExpect>) -> Result<Expect, ScenarioError> {
         let Some(raw) = raw else {
-            return Ok(Expect {
-                hold: Property::ALL.to_vec(),
-                violate: Vec::new(),
-            });
+            return Ok(Expect { hold: Property::ALL.to_vec(), violate: Vec::new() });
         };
-        let parse = |list: &Option<Spanned<Vec<String>>>,
-                     key: &str|
-         -> Result<Vec<Property>, ScenarioError> {
+        let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Vec<Property>, ScenarioError> {
             let mut out = Vec::new();
             let Some(list) = list else { return Ok(out) };
             for name in list.get_ref() {
@@ -1046,11 +957,7 @@ impl Validator<'_> {
         let violate = parse(&raw.violate, "expect.violate")?;
         if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
             let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
-            return self.error(
-                span,
-                "expect.violate",
-                format!("`{}` cannot both hold and be violated", both.name()),
-            );
+            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
         }
         Ok(Expect { hold, violate })
     }

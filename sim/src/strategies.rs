@@ -64,49 +64,30 @@ impl FaultPlan {
                 ProcessFault::Kill => Fault::Kill(target),
                 ProcessFault::PowerLoss => Fault::PowerLoss(target),
             };
-            faults.push(ScheduledFault {
-                at_ms: episode.start_ms,
-                fault: start,
-            });
-            faults.push(ScheduledFault {
-                at_ms: episode.start_ms + episode.length_ms,
-                fault: Fault::Restart(target),
-            });
+            faults.push(ScheduledFault { at_ms: episode.start_ms, fault: start });
+            faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: Fault::Restart(target) });
         }
         for episode in effective(&self.network) {
             let broker = episode.broker % brokers;
-            let peers: Vec<Target> = (0..brokers)
-                .filter(|b| *b != broker)
-                .map(Target::Broker)
-                .collect();
+            let peers: Vec<Target> = (0..brokers).filter(|b| *b != broker).map(Target::Broker).collect();
             let clients: Vec<Target> = (0..producers).map(Target::Producer).collect();
             let fault = match episode.kind {
                 NetworkFault::Isolate => Fault::Isolate(Target::Broker(broker)),
                 NetworkFault::CutFromPeers => {
                     let mut side = vec![Target::Broker(broker), Target::Controller];
                     side.extend(clients);
-                    Fault::Partition {
-                        groups: vec![side, peers],
-                    }
+                    Fault::Partition { groups: vec![side, peers] }
                 }
                 NetworkFault::SplitWithClients => {
                     let mut side = vec![Target::Broker(broker)];
                     side.extend(clients);
                     let mut rest = peers;
                     rest.push(Target::Controller);
-                    Fault::Partition {
-                        groups: vec![side, rest],
-                    }
+                    Fault::Partition { groups: vec![side, rest] }
                 }
             };
-            faults.push(ScheduledFault {
-                at_ms: episode.start_ms,
-                fault,
-            });
-            faults.push(ScheduledFault {
-                at_ms: episode.start_ms + episode.length_ms,
-                fault: Fault::Heal,
-            });
+            faults.push(ScheduledFault { at_ms: episode.start_ms, fault });
+            faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: Fault::Heal });
         }
         faults.retain(|f| f.at_ms <= duration_ms);
         // Stable: at equal times, process faults (pushed first) go before network ones.
@@ -121,10 +102,7 @@ fn effective<K: Copy>(track: &[Episode<K>]) -> Vec<Episode<K>> {
     sorted.sort_by_key(|e| e.start_ms);
     let mut out: Vec<Episode<K>> = Vec::new();
     for episode in sorted {
-        if out
-            .last()
-            .is_none_or(|last| episode.start_ms >= last.start_ms + last.length_ms)
-        {
+        if out.last().is_none_or(|last| episode.start_ms >= last.start_ms + last.length_ms) {
             out.push(episode);
         }
     }
@@ -137,14 +115,12 @@ fn episode<K: Clone + std::fmt::Debug>(
     start_max_ms: u64,
     length_max_ms: u64,
 ) -> impl Strategy<Value = Episode<K>> {
-    (0..start_max_ms, 1..length_max_ms, 0..brokers, kind).prop_map(
-        |(start_ms, length_ms, broker, kind)| Episode {
-            start_ms,
-            length_ms,
-            broker,
-            kind,
-        },
-    )
+    (0..start_max_ms, 1..length_max_ms, 0..brokers, kind).prop_map(|(start_ms, length_ms, broker, kind)| Episode {
+        start_ms,
+        length_ms,
+        broker,
+        kind,
+    })
 }
 
 /// Which fault kinds a plan may use.
@@ -170,38 +146,16 @@ pub fn fault_plan(
     if kinds.power_loss {
         process_kinds.push(ProcessFault::PowerLoss);
     }
-    let process_max = if process_kinds.is_empty() {
-        0
-    } else {
-        episodes_max
-    };
-    let process_kinds = if process_kinds.is_empty() {
-        vec![ProcessFault::Kill]
-    } else {
-        process_kinds
-    };
+    let process_max = if process_kinds.is_empty() { 0 } else { episodes_max };
+    let process_kinds = if process_kinds.is_empty() { vec![ProcessFault::Kill] } else { process_kinds };
     let network_max = if kinds.network { episodes_max } else { 0 };
     let process = proptest::collection::vec(
-        episode(
-            proptest::sample::select(process_kinds),
-            brokers,
-            horizon_ms,
-            30_000,
-        ),
+        episode(proptest::sample::select(process_kinds), brokers, horizon_ms, 30_000),
         0..=process_max,
     );
-    let network_kinds = vec![
-        NetworkFault::Isolate,
-        NetworkFault::CutFromPeers,
-        NetworkFault::SplitWithClients,
-    ];
+    let network_kinds = vec![NetworkFault::Isolate, NetworkFault::CutFromPeers, NetworkFault::SplitWithClients];
     let network = proptest::collection::vec(
-        episode(
-            proptest::sample::select(network_kinds),
-            brokers,
-            horizon_ms,
-            40_000,
-        ),
+        episode(proptest::sample::select(network_kinds), brokers, horizon_ms, 40_000),
         0..=network_max,
     );
     (process, network).prop_map(|(process, network)| FaultPlan { process, network })
@@ -222,6 +176,5 @@ pub fn scenario_with_faults(
     kinds: PlanKinds,
 ) -> impl Strategy<Value = (Scenario, FaultPlan)> {
     let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
-    fault_plan(base.brokers, episodes_max, horizon_ms, kinds)
-        .prop_map(move |plan| (with_plan(&base, &plan), plan))
+    fault_plan(base.brokers, episodes_max, horizon_ms, kinds).prop_map(move |plan| (with_plan(&base, &plan), plan))
 }

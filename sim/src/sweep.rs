@@ -53,47 +53,21 @@ pub fn guarded(seed: u64, work: impl FnOnce() -> SeedSummary) -> SeedSummary {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic with a non-string payload".into());
-            SeedSummary {
-                seed,
-                result: SeedResult::Panic(message),
-                trace_hash: 0,
-                violations: BTreeMap::new(),
-            }
+            SeedSummary { seed, result: SeedResult::Panic(message), trace_hash: 0, violations: BTreeMap::new() }
         }
     }
 }
 
 pub fn summarize(outcome: &Outcome) -> SeedSummary {
-    let violations = outcome
-        .verdicts
-        .results
-        .iter()
-        .map(|r| (r.property.name(), r.violations))
-        .collect();
-    let result = if outcome.pass {
-        SeedResult::Pass
-    } else {
-        SeedResult::Fail(outcome.failures.clone())
-    };
-    SeedSummary {
-        seed: outcome.seed,
-        result,
-        trace_hash: outcome.run.trace_hash,
-        violations,
-    }
+    let violations = outcome.verdicts.results.iter().map(|r| (r.property.name(), r.violations)).collect();
+    let result = if outcome.pass { SeedResult::Pass } else { SeedResult::Fail(outcome.failures.clone()) };
+    SeedSummary { seed: outcome.seed, result, trace_hash: outcome.run.trace_hash, violations }
 }
 
 /// Runs `seeds` on `jobs` threads; `progress` is called after each seed with the count
 /// done. Results come back sorted by seed, whatever order the threads finished in.
-pub fn sweep(
-    scenario: &Scenario,
-    seeds: Range<u64>,
-    jobs: usize,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Vec<SeedSummary> {
-    sweep_with(seeds, jobs, progress, &|seed| {
-        summarize(&crate::simulate(scenario, seed))
-    })
+pub fn sweep(scenario: &Scenario, seeds: Range<u64>, jobs: usize, progress: &(dyn Fn(u64) + Sync)) -> Vec<SeedSummary> {
+    sweep_with(seeds, jobs, progress, &|seed| summarize(&crate::simulate(scenario, seed)))
 }
 
 /// `sweep` with the per-seed work given (tests use it to make a seed panic).
@@ -116,10 +90,7 @@ pub fn sweep_with(
                 let summary = guarded(seed, || run(seed));
                 // A poisoned lock means another worker panicked outside catch_unwind,
                 // which cannot happen; keep the results anyway.
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(summary);
+                results.lock().unwrap_or_else(|e| e.into_inner()).push(summary);
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             });
         }

@@ -8,13 +8,7 @@ use trial_model::{ClusterEvent, Millis, TopicPartition, WriteId, WriteOutcome};
 /// Receives every history item as it happens.
 pub trait TraceSink {
     fn invoke(&mut self, at: Millis, write: WriteId, producer: u32, key: Option<u32>);
-    fn complete(
-        &mut self,
-        at: Millis,
-        write: WriteId,
-        tp: Option<TopicPartition>,
-        outcome: WriteOutcome,
-    );
+    fn complete(&mut self, at: Millis, write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome);
     fn event(&mut self, at: Millis, event: &ClusterEvent);
     fn happening(&mut self, at: Millis, happening: &Happening);
 }
@@ -59,26 +53,16 @@ impl<W: Write> TraceSink for JsonLines<W> {
         self.line(json!({"t": at.0, "type": "invoke", "write": write.0, "producer": producer, "key": key}));
     }
 
-    fn complete(
-        &mut self,
-        at: Millis,
-        write: WriteId,
-        tp: Option<TopicPartition>,
-        outcome: WriteOutcome,
-    ) {
+    fn complete(&mut self, at: Millis, write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome) {
         let (kind, offset, error) = match outcome {
             WriteOutcome::Ok { offset } => ("ok", offset.map(|o| o.0), None),
-            WriteOutcome::Failed {
-                error,
-                definite: true,
-            } => ("fail", None, Some(error.name())),
-            WriteOutcome::Failed {
-                error,
-                definite: false,
-            } => ("info", None, Some(error.name())),
+            WriteOutcome::Failed { error, definite: true } => ("fail", None, Some(error.name())),
+            WriteOutcome::Failed { error, definite: false } => ("info", None, Some(error.name())),
         };
         let partition = tp.map(|tp| json!({"topic": tp.topic.0, "partition": tp.partition}));
-        self.line(json!({"t": at.0, "type": kind, "write": write.0, "tp": partition, "offset": offset, "error": error}));
+        self.line(
+            json!({"t": at.0, "type": kind, "write": write.0, "tp": partition, "offset": offset, "error": error}),
+        );
     }
 
     fn event(&mut self, at: Millis, event: &ClusterEvent) {

@@ -2,55 +2,33 @@
 //! does not. Histories are built by hand, so the checkers are tested apart from the model.
 
 use trial_model::{
-    ClusterEvent, LeaderEpoch, LogEntry, Millis, NodeId, Offset, ProducerId, Record, TopicId,
-    TopicPartition, WriteId, WriteOutcome,
+    ClusterEvent, LeaderEpoch, LogEntry, Millis, NodeId, Offset, ProducerId, Record, TopicId, TopicPartition, WriteId,
+    WriteOutcome,
 };
 use trial_sim::checkers::{check, InvariantMonitor, Property};
 use trial_sim::history::{Completion, Happening, History, Op, PartitionFinal, ReplicaFinal};
 
-const TP: TopicPartition = TopicPartition {
-    topic: TopicId(0),
-    partition: 0,
-};
+const TP: TopicPartition = TopicPartition { topic: TopicId(0), partition: 0 };
 
 fn entry(write: u64, sequence: u32, epoch: u32) -> LogEntry {
-    let record = Record {
-        write: WriteId(write),
-        key: None,
-        producer: ProducerId(7),
-        sequence,
-        timestamp: Millis(0),
-    };
-    LogEntry {
-        leader_epoch: LeaderEpoch(epoch),
-        record,
-    }
+    let record = Record { write: WriteId(write), key: None, producer: ProducerId(7), sequence, timestamp: Millis(0) };
+    LogEntry { leader_epoch: LeaderEpoch(epoch), record }
 }
 
 fn acked(write: u64, offset: u64) -> Op {
-    let outcome = WriteOutcome::Ok {
-        offset: Some(Offset(offset)),
-    };
+    let outcome = WriteOutcome::Ok { offset: Some(Offset(offset)) };
     Op {
         write: WriteId(write),
         producer: 0,
         topic: TopicId(0),
         key: None,
         invoked_at: Millis(0),
-        completed: Some(Completion {
-            at: Millis(1),
-            tp: Some(TP),
-            outcome,
-        }),
+        completed: Some(Completion { at: Millis(1), tp: Some(TP), outcome }),
     }
 }
 
 fn replica(broker: u32, log: Vec<LogEntry>, hw: u64) -> ReplicaFinal {
-    ReplicaFinal {
-        broker: NodeId(broker),
-        high_watermark: Offset(hw),
-        log,
-    }
+    ReplicaFinal { broker: NodeId(broker), high_watermark: Offset(hw), log }
 }
 
 /// Three acked writes, both replicas hold all three, nothing else happened.
@@ -58,9 +36,7 @@ fn clean_history() -> History {
     let log = vec![entry(0, 0, 0), entry(1, 1, 0), entry(2, 2, 0)];
     History {
         ops: vec![acked(0, 0), acked(1, 1), acked(2, 2)],
-        readable: [(TP, vec![WriteId(0), WriteId(1), WriteId(2)])]
-            .into_iter()
-            .collect(),
+        readable: [(TP, vec![WriteId(0), WriteId(1), WriteId(2)])].into_iter().collect(),
         partitions: vec![PartitionFinal {
             tp: TP,
             leader: Some(NodeId(0)),
@@ -84,12 +60,7 @@ fn violations(history: &History, property: Property) -> u64 {
 fn quiet_on_a_clean_history() {
     let verdicts = check(&clean_history());
     for result in &verdicts.results {
-        assert!(
-            result.held(),
-            "{} fired on a clean history: {:?}",
-            result.property.name(),
-            result.examples
-        );
+        assert!(result.held(), "{} fired on a clean history: {:?}", result.property.name(), result.examples);
     }
     assert_eq!(verdicts.semantics.name(), "exactly-once");
 }
@@ -149,9 +120,7 @@ fn divergence_fires() {
 #[test]
 fn vanished_readable_fires() {
     let mut history = clean_history();
-    history
-        .readable
-        .insert(TP, vec![WriteId(0), WriteId(1), WriteId(2), WriteId(9)]);
+    history.readable.insert(TP, vec![WriteId(0), WriteId(1), WriteId(2), WriteId(9)]);
     assert_eq!(violations(&history, Property::NoReadableRecordVanished), 1);
 }
 
@@ -166,10 +135,7 @@ fn liveness_checkers_fire() {
     let mut history = clean_history();
     history.partitions[0].replicas[1].log.truncate(1);
     history.partitions[0].replicas[1].high_watermark = Offset(1);
-    assert_eq!(
-        violations(&history, Property::AckedWritesFullyReplicated),
-        1
-    );
+    assert_eq!(violations(&history, Property::AckedWritesFullyReplicated), 1);
     let mut history = clean_history();
     history.converged = false;
     assert_eq!(violations(&history, Property::ClusterConverged), 1);
@@ -194,20 +160,14 @@ fn invariant_monitor_fires_and_stays_quiet() {
         matches!(fired, Some(Happening::Invariant { ref property, .. }) if property == Property::HwNeverMovesBack.name())
     );
     monitor.forget_node(NodeId(1));
-    assert!(
-        monitor.observe(Millis(4), &hw(1, 2)).is_none(),
-        "a restart starts from the checkpoint"
-    );
+    assert!(monitor.observe(Millis(4), &hw(1, 2)).is_none(), "a restart starts from the checkpoint");
     let lead = |broker: u32, epoch: u32| ClusterEvent::BecameLeader {
         broker: NodeId(broker),
         tp: TP,
         leader_epoch: LeaderEpoch(epoch),
     };
     assert!(monitor.observe(Millis(5), &lead(0, 3)).is_none());
-    assert!(
-        monitor.observe(Millis(6), &lead(0, 3)).is_none(),
-        "the same broker again is fine"
-    );
+    assert!(monitor.observe(Millis(6), &lead(0, 3)).is_none(), "the same broker again is fine");
     assert!(monitor.observe(Millis(7), &lead(1, 4)).is_none());
     let fired = monitor.observe(Millis(8), &lead(2, 3));
     assert!(

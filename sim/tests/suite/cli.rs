@@ -5,11 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn kafka_trial(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kafka-trial"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_kafka-trial")).args(args).current_dir(repo()).output().expect("the binary runs")
 }
 
 fn repo() -> PathBuf {
@@ -41,14 +37,8 @@ fn run_prints_verdict_and_replay_command() {
     let text = stdout(&first);
     let last = text.lines().last().expect("a last line");
     assert!(last.starts_with("PASS scenario=steady seed=3"), "{last}");
-    assert!(
-        last.ends_with("replay: kafka-trial run scenarios/steady.toml --seed 3"),
-        "{last}"
-    );
-    assert!(
-        text.contains("properties:") && text.contains("cluster events"),
-        "{text}"
-    );
+    assert!(last.ends_with("replay: kafka-trial run scenarios/steady.toml --seed 3"), "{last}");
+    assert!(text.contains("properties:") && text.contains("cluster events"), "{text}");
     let second = kafka_trial(&["run", "scenarios/steady.toml", "--seed", "3"]);
     assert_eq!(stdout(&second), text);
 }
@@ -56,16 +46,9 @@ fn run_prints_verdict_and_replay_command() {
 // Shows `--json` prints one object with the fields the issue names.
 #[test]
 fn run_json_has_the_documented_fields() {
-    let output = kafka_trial(&[
-        "run",
-        "scenarios/acks1-leader-crash.toml",
-        "--seed",
-        "2",
-        "--json",
-    ]);
+    let output = kafka_trial(&["run", "scenarios/acks1-leader-crash.toml", "--seed", "2", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let value: serde_json::Value =
-        serde_json::from_str(stdout(&output).trim()).expect("one JSON object");
+    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).expect("one JSON object");
     for key in [
         "scenario",
         "seed",
@@ -85,12 +68,7 @@ fn run_json_has_the_documented_fields() {
     assert_eq!(value["seed"], 2);
     assert!(value["trace_hash"].as_str().is_some_and(|h| h.len() == 16));
     assert_eq!(value["properties"]["no-lost-acked-writes"]["held"], false);
-    assert!(
-        value["properties"]["no-lost-acked-writes"]["violations"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
-    );
+    assert!(value["properties"]["no-lost-acked-writes"]["violations"].as_u64().unwrap_or(0) > 0);
     assert!(value["lost_acked"].as_u64().unwrap_or(0) > 0);
 }
 
@@ -98,44 +76,25 @@ fn run_json_has_the_documented_fields() {
 // command (TigerBeetle VOPR style: every failure says how to reproduce it).
 #[test]
 fn failed_expectation_exits_one_with_replay() {
-    let text = std::fs::read_to_string(repo().join("scenarios/acks1-leader-crash.toml"))
-        .expect("shipped scenario");
+    let text = std::fs::read_to_string(repo().join("scenarios/acks1-leader-crash.toml")).expect("shipped scenario");
     let text = text
         .replace("violate = [\"no-lost-acked-writes\"]", "violate = []")
-        .replace(
-            "hold = [\"no-duplicates\"",
-            "hold = [\"no-lost-acked-writes\", \"no-duplicates\"",
-        );
+        .replace("hold = [\"no-duplicates\"", "hold = [\"no-lost-acked-writes\", \"no-duplicates\"");
     let path = temp_file("expects-no-loss.toml", &text);
     let output = kafka_trial(&["run", path.to_str().expect("utf-8 path"), "--seed", "5"]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let text = stdout(&output);
     let last = text.lines().last().expect("a last line");
-    assert!(
-        last.starts_with("FAIL scenario=acks1-leader-crash seed=5"),
-        "{last}"
-    );
-    assert!(
-        last.contains(&format!(
-            "replay: kafka-trial run {} --seed 5",
-            path.display()
-        )),
-        "{last}"
-    );
+    assert!(last.starts_with("FAIL scenario=acks1-leader-crash seed=5"), "{last}");
+    assert!(last.contains(&format!("replay: kafka-trial run {} --seed 5", path.display())), "{last}");
 }
 
 // Shows `--trace` writes the history as JSON lines (invokes, completions, cluster events).
 #[test]
 fn trace_writes_json_lines() {
     let path = std::env::temp_dir().join(format!("kafka-trial-trace-{}.jsonl", std::process::id()));
-    let output = kafka_trial(&[
-        "run",
-        "scenarios/kip966-elr.toml",
-        "--seed",
-        "1",
-        "--trace",
-        path.to_str().expect("utf-8"),
-    ]);
+    let output =
+        kafka_trial(&["run", "scenarios/kip966-elr.toml", "--seed", "1", "--trace", path.to_str().expect("utf-8")]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = std::fs::read_to_string(&path).expect("trace written");
     let mut kinds = std::collections::BTreeSet::new();
@@ -156,12 +115,7 @@ fn check_validates_with_file_line_and_key() {
     let mut args = vec!["check"];
     let files: Vec<String> = std::fs::read_dir(repo().join("scenarios"))
         .expect("scenarios/")
-        .map(|e| {
-            format!(
-                "scenarios/{}",
-                e.expect("entry").file_name().to_string_lossy()
-            )
-        })
+        .map(|e| format!("scenarios/{}", e.expect("entry").file_name().to_string_lossy()))
         .collect();
     args.extend(files.iter().map(String::as_str));
     let output = kafka_trial(&args);
@@ -180,20 +134,10 @@ fn check_validates_with_file_line_and_key() {
         let output = kafka_trial(&["check", path.to_str().expect("utf-8")]);
         assert_eq!(output.status.code(), Some(2), "case {index}");
         let err = stderr(&output);
-        assert!(
-            err.contains(&format!("{}:{line}:", path.display())),
-            "case {index}: {err}"
-        );
-        assert!(
-            err.contains(key) && err.contains(message),
-            "case {index}: {err}"
-        );
+        assert!(err.contains(&format!("{}:{line}:", path.display())), "case {index}: {err}");
+        assert!(err.contains(key) && err.contains(message), "case {index}: {err}");
         let run = kafka_trial(&["run", path.to_str().expect("utf-8")]);
-        assert_eq!(
-            run.status.code(),
-            Some(2),
-            "run exits 2 on bad input too (case {index})"
-        );
+        assert_eq!(run.status.code(), Some(2), "run exits 2 on bad input too (case {index})");
     }
     let missing = kafka_trial(&["run", "scenarios/no-such-file.toml"]);
     assert_eq!(missing.status.code(), Some(2));
@@ -208,29 +152,10 @@ fn check_validates_with_file_line_and_key() {
 // Kubernetes Indexed Job would (each pod its JOB_COMPLETION_INDEX).
 #[test]
 fn sweep_runs_seeds_and_shards() {
-    let output = kafka_trial(&[
-        "sweep",
-        "scenarios/kip966-elr.toml",
-        "--seeds",
-        "0..4",
-        "--jobs",
-        "2",
-    ]);
+    let output = kafka_trial(&["sweep", "scenarios/kip966-elr.toml", "--seeds", "0..4", "--jobs", "2"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    assert!(
-        stdout(&output).trim_end().ends_with("4 passed, 0 failed"),
-        "{}",
-        stdout(&output)
-    );
-    let output = kafka_trial(&[
-        "sweep",
-        "scenarios/kip966-elr.toml",
-        "--seeds",
-        "0..10",
-        "--shard",
-        "1/3",
-        "--json",
-    ]);
+    assert!(stdout(&output).trim_end().ends_with("4 passed, 0 failed"), "{}", stdout(&output));
+    let output = kafka_trial(&["sweep", "scenarios/kip966-elr.toml", "--seeds", "0..10", "--shard", "1/3", "--json"]);
     let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).expect("JSON");
     assert_eq!(value["seeds"]["start"], 3);
     assert_eq!(value["seeds"]["end"], 6);
@@ -240,24 +165,15 @@ fn sweep_runs_seeds_and_shards() {
 // Shows a failing seed in a sweep is listed with its replay command and makes the exit 1.
 #[test]
 fn sweep_lists_failing_seeds() {
-    let text = std::fs::read_to_string(repo().join("scenarios/kip966-last-replica-standing.toml"))
-        .expect("shipped");
+    let text = std::fs::read_to_string(repo().join("scenarios/kip966-last-replica-standing.toml")).expect("shipped");
     let text = text.replace("violate = [\"no-lost-acked-writes\"]", "violate = []");
-    let text = text.replace(
-        "hold = [\"one-leader-per-epoch\"",
-        "hold = [\"no-lost-acked-writes\", \"one-leader-per-epoch\"",
-    );
+    let text =
+        text.replace("hold = [\"one-leader-per-epoch\"", "hold = [\"no-lost-acked-writes\", \"one-leader-per-epoch\"");
     let path = temp_file("kip966-expect-no-loss.toml", &text);
     let output = kafka_trial(&["sweep", path.to_str().expect("utf-8"), "--seeds", "0..2"]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
-    assert!(
-        text.contains(&format!(
-            "replay: kafka-trial run {} --seed 1",
-            path.display()
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("replay: kafka-trial run {} --seed 1", path.display())), "{text}");
     assert!(text.trim_end().ends_with("0 passed, 2 failed"), "{text}");
 }
 
@@ -269,24 +185,10 @@ fn a_panicking_seed_does_not_stop_the_sweep() {
         if seed == 2 {
             panic!("boom at seed {seed}");
         }
-        SeedSummary {
-            seed,
-            result: SeedResult::Pass,
-            trace_hash: seed,
-            violations: Default::default(),
-        }
+        SeedSummary { seed, result: SeedResult::Pass, trace_hash: seed, violations: Default::default() }
     });
     assert_eq!(results.len(), 5);
-    assert_eq!(
-        results[2].result,
-        SeedResult::Panic("boom at seed 2".into())
-    );
+    assert_eq!(results[2].result, SeedResult::Panic("boom at seed 2".into()));
     assert!(results.iter().enumerate().all(|(i, r)| r.seed == i as u64));
-    assert_eq!(
-        results
-            .iter()
-            .filter(|r| r.result == SeedResult::Pass)
-            .count(),
-        4
-    );
+    assert_eq!(results.iter().filter(|r| r.result == SeedResult::Pass).count(), 4);
 }

@@ -11,8 +11,7 @@ fn steady() -> Scenario {
 }
 
 fn nemesis() -> Scenario {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/nemesis-swarm.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/nemesis-swarm.toml");
     Scenario::load(&path).expect("scenarios/nemesis-swarm.toml loads")
 }
 
@@ -23,17 +22,8 @@ fn same_seed_same_hash_and_report() {
     for scenario in [steady(), nemesis()] {
         let first = simulate(&scenario, 42);
         let second = simulate(&scenario, 42);
-        assert_eq!(
-            first.run.trace_hash, second.run.trace_hash,
-            "{}",
-            scenario.name
-        );
-        assert_eq!(
-            first.text(&scenario),
-            second.text(&scenario),
-            "{}",
-            scenario.name
-        );
+        assert_eq!(first.run.trace_hash, second.run.trace_hash, "{}", scenario.name);
+        assert_eq!(first.text(&scenario), second.text(&scenario), "{}", scenario.name);
     }
 }
 
@@ -42,9 +32,7 @@ fn same_seed_same_hash_and_report() {
 #[test]
 fn different_seeds_differ() {
     let scenario = nemesis();
-    let hashes: std::collections::BTreeSet<u64> = (0..4)
-        .map(|seed| simulate(&scenario, seed).run.trace_hash)
-        .collect();
+    let hashes: std::collections::BTreeSet<u64> = (0..4).map(|seed| simulate(&scenario, seed).run.trace_hash).collect();
     assert_eq!(hashes.len(), 4);
 }
 
@@ -68,10 +56,7 @@ fn trace_files_are_identical() {
 #[test]
 fn golden_trace_hash() {
     let outcome = simulate(&steady(), 7);
-    assert_eq!(
-        format!("{:016x}", outcome.run.trace_hash),
-        GOLDEN_STEADY_SEED_7
-    );
+    assert_eq!(format!("{:016x}", outcome.run.trace_hash), GOLDEN_STEADY_SEED_7);
 }
 
 const GOLDEN_STEADY_SEED_7: &str = "4c44d0b4b8476229";

@@ -23,24 +23,13 @@ fn durable(elr: bool, acks: Acks) -> Scenario {
 
 /// A fixed proptest RNG, so that the search (and its case count) is reproducible.
 fn runner(cases: u32, seed: u8) -> TestRunner {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 400,
-        ..Config::default()
-    };
-    TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
-    )
+    let config = Config { cases, failure_persistence: None, max_shrink_iters: 400, ..Config::default() };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]))
 }
 
 fn lost(scenario: &Scenario, seed: u64) -> u64 {
     let outcome = simulate(scenario, seed);
-    outcome
-        .verdicts
-        .result(Property::NoLostAckedWrites)
-        .violations
+    outcome.verdicts.result(Property::NoLostAckedWrites).violations
 }
 
 /// Runs the no-loss property; returns the minimal failing plan and how many cases ran
@@ -49,18 +38,15 @@ fn search(base: Scenario, kinds: PlanKinds, cases: u32, seed: u8) -> Option<(Fau
     let mut runner = runner(cases, seed);
     let tried = std::cell::Cell::new(0u32);
     let first_failure = std::cell::Cell::new(None);
-    let result = runner.run(
-        &scenario_with_faults(base, 3, kinds),
-        |(scenario, _plan)| {
-            tried.set(tried.get() + 1);
-            let lost = lost(&scenario, 1);
-            if lost > 0 && first_failure.get().is_none() {
-                first_failure.set(Some(tried.get()));
-            }
-            prop_assert_eq!(lost, 0, "acknowledged writes lost");
-            Ok::<(), TestCaseError>(())
-        },
-    );
+    let result = runner.run(&scenario_with_faults(base, 3, kinds), |(scenario, _plan)| {
+        tried.set(tried.get() + 1);
+        let lost = lost(&scenario, 1);
+        if lost > 0 && first_failure.get().is_none() {
+            first_failure.set(Some(tried.get()));
+        }
+        prop_assert_eq!(lost, 0, "acknowledged writes lost");
+        Ok::<(), TestCaseError>(())
+    });
     match result {
         Ok(()) => None,
         Err(TestError::Fail(_, (_, plan))) => Some((plan, first_failure.get().unwrap_or(0))),
@@ -75,11 +61,7 @@ fn search(base: Scenario, kinds: PlanKinds, cases: u32, seed: u8) -> Option<(Fau
 // Guarantees") and KIP-966.
 #[test]
 fn durable_configuration_never_loses_acked_writes() {
-    let kinds = PlanKinds {
-        kill: true,
-        power_loss: true,
-        network: true,
-    };
+    let kinds = PlanKinds { kill: true, power_loss: true, network: true };
     if let Some((plan, after)) = search(durable(true, Acks::All), kinds, 48, 11) {
         panic!("lost acknowledged writes after {after} case(s); minimal plan: {plan:#?}");
     }
@@ -90,20 +72,12 @@ fn durable_configuration_never_loses_acked_writes() {
 // alone when it fails before followers replicate them).
 #[test]
 fn acks_one_loses_writes_and_shrinks_small() {
-    let kinds = PlanKinds {
-        kill: true,
-        power_loss: false,
-        network: true,
-    };
+    let kinds = PlanKinds { kill: true, power_loss: false, network: true };
     let Some((plan, after)) = search(durable(true, Acks::Leader), kinds, 64, 5) else {
         panic!("proptest found no counterexample for acks=1 in 64 cases");
     };
     eprintln!("acks=1: first counterexample after {after} case(s); minimal plan: {plan:?}");
-    assert!(
-        plan.len() <= 2,
-        "minimal counterexample has {} episodes: {plan:?}",
-        plan.len()
-    );
+    assert!(plan.len() <= 2, "minimal counterexample has {} episodes: {plan:?}", plan.len());
 }
 
 // Shows that with ELR off (Kafka 3.x) and power losses in the schedules, the unsteered
@@ -111,21 +85,12 @@ fn acks_one_loses_writes_and_shrinks_small() {
 // lost its page cache returns to the ISR and is elected). KIP-966, "Motivation".
 #[test]
 fn without_elr_the_search_finds_last_replica_standing() {
-    let kinds = PlanKinds {
-        kill: true,
-        power_loss: true,
-        network: true,
-    };
+    let kinds = PlanKinds { kill: true, power_loss: true, network: true };
     let Some((plan, after)) = search(durable(false, Acks::All), kinds, CASES_WITHOUT_ELR, 3) else {
         panic!("no counterexample in {CASES_WITHOUT_ELR} cases");
     };
     eprintln!("ELR off: first counterexample after {after} case(s); minimal plan: {plan:?}");
-    assert!(
-        plan.process
-            .iter()
-            .any(|e| e.kind == trial_sim::strategies::ProcessFault::PowerLoss),
-        "{plan:?}"
-    );
+    assert!(plan.process.iter().any(|e| e.kind == trial_sim::strategies::ProcessFault::PowerLoss), "{plan:?}");
 }
 
 const CASES_WITHOUT_ELR: u32 = 256;

@@ -24,19 +24,11 @@ fn scenario_files() -> Vec<PathBuf> {
 #[test]
 fn every_scenario_meets_its_expectations() {
     let files = scenario_files();
-    assert!(
-        files.len() >= 15,
-        "expected the shipped scenarios, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 15, "expected the shipped scenarios, found {}", files.len());
     let mut failures = Vec::new();
     for file in &files {
         let scenario = Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
-        let seeds = if scenario.name == "bench-steady" {
-            0..1
-        } else {
-            SEEDS
-        };
+        let seeds = if scenario.name == "bench-steady" { 0..1 } else { SEEDS };
         for seed in seeds {
             let outcome = simulate(&scenario, seed);
             if !outcome.pass {
@@ -44,11 +36,7 @@ fn every_scenario_meets_its_expectations() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "scenarios failed:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "scenarios failed:\n{}", failures.join("\n"));
 }
 
 // Shows each known anomaly is reproduced by its "old behaviour" scenario (the property is
@@ -57,67 +45,23 @@ fn every_scenario_meets_its_expectations() {
 #[test]
 fn anomaly_pairs_differ_as_documented() {
     let pairs = [
-        (
-            "jepsen-2013-isr-shrink-unsafe",
-            "jepsen-2013-isr-shrink-safe",
-            "no-lost-acked-writes",
-        ),
-        (
-            "unclean-election-on",
-            "unclean-election-off",
-            "no-lost-acked-writes",
-        ),
-        (
-            "kip101-hw-truncation-loss",
-            "kip101-epoch-truncation",
-            "no-lost-acked-writes",
-        ),
-        (
-            "kip101-divergence",
-            "kip101-divergence-fixed",
-            "replicas-agree-below-hw",
-        ),
-        (
-            "kip966-last-replica-standing",
-            "kip966-elr",
-            "no-lost-acked-writes",
-        ),
-        (
-            "acks1-leader-crash",
-            "leader-crash-acks-all",
-            "no-lost-acked-writes",
-        ),
+        ("jepsen-2013-isr-shrink-unsafe", "jepsen-2013-isr-shrink-safe", "no-lost-acked-writes"),
+        ("unclean-election-on", "unclean-election-off", "no-lost-acked-writes"),
+        ("kip101-hw-truncation-loss", "kip101-epoch-truncation", "no-lost-acked-writes"),
+        ("kip101-divergence", "kip101-divergence-fixed", "replicas-agree-below-hw"),
+        ("kip966-last-replica-standing", "kip966-elr", "no-lost-acked-writes"),
+        ("acks1-leader-crash", "leader-crash-acks-all", "no-lost-acked-writes"),
     ];
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     for (old, fixed, property) in pairs {
         let property = trial_sim::Property::parse(property).expect("known property");
-        let load = |name: &str| {
-            Scenario::load(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"))
-        };
+        let load = |name: &str| Scenario::load(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
         let (old, fixed) = (load(old), load(fixed));
-        assert!(
-            old.expect.violate.contains(&property),
-            "{} must expect {} violated",
-            old.name,
-            property.name()
-        );
-        assert!(
-            fixed.expect.hold.contains(&property),
-            "{} must expect {} to hold",
-            fixed.name,
-            property.name()
-        );
+        assert!(old.expect.violate.contains(&property), "{} must expect {} violated", old.name, property.name());
+        assert!(fixed.expect.hold.contains(&property), "{} must expect {} to hold", fixed.name, property.name());
         for seed in SEEDS {
-            assert!(
-                !simulate(&old, seed).verdicts.result(property).held(),
-                "{} seed {seed}",
-                old.name
-            );
-            assert!(
-                simulate(&fixed, seed).verdicts.result(property).held(),
-                "{} seed {seed}",
-                fixed.name
-            );
+            assert!(!simulate(&old, seed).verdicts.result(property).held(), "{} seed {seed}", old.name);
+            assert!(simulate(&fixed, seed).verdicts.result(property).held(), "{} seed {seed}", fixed.name);
         }
     }
 }
