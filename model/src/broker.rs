@@ -897,7 +897,16 @@ impl Broker {
         let Some(broker_epoch) = self.broker_epoch else {
             return;
         };
-        let leaders: Vec<NodeId> = self.fetchers.keys().copied().collect();
+        let socket_timeout = self.config.replica_socket_timeout_ms;
+        let due = |f: &Fetcher| match f.in_flight_since {
+            Some(since) => now.since(since) >= socket_timeout,
+            None => now >= f.backoff_until,
+        };
+        // Called after every input: most of the time every fetch is in flight.
+        if !self.fetchers.values().any(due) {
+            return;
+        }
+        let leaders: Vec<NodeId> = self.fetchers.iter().filter(|(_, f)| due(f)).map(|(l, _)| *l).collect();
         for leader in leaders {
             let fetcher = &self.fetchers[&leader];
             let timed_out =

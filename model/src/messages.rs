@@ -70,7 +70,8 @@ pub struct FetchPartitionResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProduceBatch {
     pub tp: TopicPartition,
-    pub records: Vec<Record>,
+    /// Shared with the producer's batch (it keeps it for retries): no copy per send.
+    pub records: std::sync::Arc<Vec<Record>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,11 +15,13 @@ use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionRe
 use crate::partitioner::{key_bytes, partition_for_key};
 use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, WriteId};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 struct Batch {
     tp: TopicPartition,
-    records: Vec<Record>,
+    /// Shared with the produce requests that carry it, so a send copies no record.
+    records: Arc<Vec<Record>>,
     created: Millis,
     attempts: u32,
     retry_at: Millis,
@@ -357,7 +359,7 @@ impl Producer {
         let queue = self.batches.entry(tp).or_default();
         match queue.back_mut() {
             Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => {
-                batch.records.push(record);
+                Arc::make_mut(&mut batch.records).push(record);
                 if batch.records.len() >= per_batch {
                     Appended::Full
                 } else {
@@ -367,6 +369,7 @@ impl Producer {
             _ => {
                 let mut records = Vec::with_capacity(per_batch.min(64));
                 records.push(record);
+                let records = Arc::new(records);
                 queue.push_back(Batch { tp, records, created: pending.at, attempts: 0, retry_at: pending.at });
                 if per_batch == 1 {
                     Appended::Full

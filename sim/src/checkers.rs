@@ -343,7 +343,14 @@ impl InvariantMonitor {
     pub fn observe(&mut self, at: Millis, event: &ClusterEvent) -> Option<Happening> {
         match event {
             ClusterEvent::HighWatermark { broker, tp, high_watermark, .. } => {
-                let previous = self.high_watermarks.insert((*broker, *tp), *high_watermark)?;
+                // The hottest event of a run: update in place, insert only the first time.
+                let previous = match self.high_watermarks.get_mut(&(*broker, *tp)) {
+                    Some(slot) => std::mem::replace(slot, *high_watermark),
+                    None => {
+                        self.high_watermarks.insert((*broker, *tp), *high_watermark);
+                        return None;
+                    }
+                };
                 (*high_watermark < previous).then(|| Happening::Invariant {
                     property: Property::HwNeverMovesBack.name().into(),
                     detail: format!("broker {broker} {tp}: high watermark {previous} -> {high_watermark}"),
