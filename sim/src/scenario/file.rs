@@ -1,235 +1,12 @@
-//! Scenario files (`scenarios/*.toml`): parsed at the edge into a validated [`Scenario`].
-//! Unknown keys are rejected; every error names the file, the line and the key.
+//! The scenario file format (raw TOML structs) and its validation into a [`Scenario`].
 
-use crate::checkers::Property;
-use crate::faults::{Fault, ScheduledFault, Target};
-use serde::Deserialize;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use super::*;
+use crate::faults::{Fault, Target};
 use toml::Spanned;
-use trial_model::{
-    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig, Protocol, TopicConfig,
-    TopicId, Truncation,
-};
-
-/// Bound on a run's simulated length, so that a typo cannot make a run that never ends.
-pub const SIM_TIME_MAX_MS: u64 = 24 * 3_600 * 1_000;
-pub const BROKERS_MAX: u32 = 64;
-pub const PRODUCERS_MAX: usize = 64;
-pub const PARTITIONS_MAX: u32 = 4_096;
-pub const FAULTS_MAX: usize = 10_000;
-pub const RATE_MAX: f64 = 1_000_000.0;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScenarioError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.key.is_empty()) {
-            (Some(line), false) => write!(f, "{}:{}: `{}`: {}", self.file, line, self.key, self.message),
-            (Some(line), true) => write!(f, "{}:{}: {}", self.file, line, self.message),
-            (None, false) => write!(f, "{}: `{}`: {}", self.file, self.key, self.message),
-            (None, true) => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
-}
-
-impl std::error::Error for ScenarioError {}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProducerSpec {
-    pub name: String,
-    pub topic: TopicId,
-    /// Records per simulated second.
-    pub rate: f64,
-    /// Size of the key space; 0 sends null keys.
-    pub keys: u32,
-    pub config: ProducerConfig,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NetworkSpec {
-    pub latency_ms: (u64, u64),
-    pub loss: f64,
-    pub duplicate: f64,
-}
-
-impl Default for NetworkSpec {
-    fn default() -> Self {
-        NetworkSpec { latency_ms: (1, 3), loss: 0.0, duplicate: 0.0 }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum NemesisKind {
-    Kill,
-    PowerLoss,
-    Pause,
-    Partition,
-    Isolate,
-    Loss,
-    Duplicate,
-    Latency,
-    DropKind,
-    ClockOffset,
-}
-
-impl NemesisKind {
-    pub const ALL: [NemesisKind; 10] = [
-        NemesisKind::Kill,
-        NemesisKind::PowerLoss,
-        NemesisKind::Pause,
-        NemesisKind::Partition,
-        NemesisKind::Isolate,
-        NemesisKind::Loss,
-        NemesisKind::Duplicate,
-        NemesisKind::Latency,
-        NemesisKind::DropKind,
-        NemesisKind::ClockOffset,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            NemesisKind::Kill => "kill",
-            NemesisKind::PowerLoss => "power-loss",
-            NemesisKind::Pause => "pause",
-            NemesisKind::Partition => "partition",
-            NemesisKind::Isolate => "isolate",
-            NemesisKind::Loss => "loss",
-            NemesisKind::Duplicate => "duplicate",
-            NemesisKind::Latency => "latency",
-            NemesisKind::DropKind => "drop-kind",
-            NemesisKind::ClockOffset => "clock-offset",
-        }
-    }
-
-    fn parse(name: &str) -> Option<NemesisKind> {
-        NemesisKind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NemesisSpec {
-    pub interval_ms: (u64, u64),
-    pub fault_duration_ms: (u64, u64),
-    pub kinds: Vec<NemesisKind>,
-    /// Swarm testing: the seed picks which of `kinds` are on in a run.
-    pub swarm: bool,
-    /// Most brokers down (killed, powered off or paused) at once.
-    pub max_down: u32,
-    /// Whether the controller may be a fault target too.
-    pub controller: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Expect {
-    pub hold: Vec<Property>,
-    pub violate: Vec<Property>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scenario {
-    pub name: String,
-    pub path: Option<PathBuf>,
-    pub description: String,
-    pub brokers: u32,
-    pub broker: BrokerConfig,
-    pub controller: ControllerConfig,
-    pub topics: Vec<TopicConfig>,
-    pub producers: Vec<ProducerSpec>,
-    pub network: NetworkSpec,
-    pub duration_ms: u64,
-    pub liveness_ms: u64,
-    pub faults: Vec<ScheduledFault>,
-    pub nemesis: Option<NemesisSpec>,
-    pub expect: Expect,
-}
-
-impl Scenario {
-    /// A small healthy cluster, the base that property tests and examples build on.
-    pub fn basic(name: &str) -> Scenario {
-        let topic = TopicConfig {
-            name: "events".into(),
-            partitions: 3,
-            replication_factor: 3,
-            min_insync_replicas: 2,
-            unclean_leader_election: false,
-            replica_assignment: None,
-        };
-        let producer = ProducerSpec {
-            name: "p0".into(),
-            topic: TopicId(0),
-            rate: 200.0,
-            keys: 100,
-            config: ProducerConfig::default(),
-        };
-        Scenario {
-            name: name.into(),
-            path: None,
-            description: String::new(),
-            brokers: 3,
-            broker: BrokerConfig::default(),
-            controller: ControllerConfig::default(),
-            topics: vec![topic],
-            producers: vec![producer],
-            network: NetworkSpec::default(),
-            duration_ms: 60_000,
-            liveness_ms: 180_000,
-            faults: Vec::new(),
-            nemesis: None,
-            expect: Expect::default(),
-        }
-    }
-
-    pub fn set_protocol(&mut self, protocol: Protocol) {
-        self.broker.protocol = protocol;
-        self.controller.protocol = protocol;
-    }
-
-    /// The command a user types to replay this scenario with `seed`.
-    pub fn replay_command(&self, seed: u64) -> String {
-        match &self.path {
-            Some(path) => format!("kafka-trial run {} --seed {seed}", path.display()),
-            None => format!("(built-in scenario `{}`) seed {seed}", self.name),
-        }
-    }
-
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError {
-            file: file.clone(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read: {error}"),
-        })?;
-        let mut scenario = Scenario::parse(&text, &file)?;
-        scenario.path = Some(path.to_path_buf());
-        Ok(scenario)
-    }
-
-    pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-        let raw: RawScenario = toml::from_str(text).map_err(|error| {
-            let line = error.span().map(|span| line_of(text, span.start));
-            ScenarioError { file: file.into(), line, key: String::new(), message: error.message().trim().to_string() }
-        })?;
-        Validator { text, file }.scenario(raw)
-    }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
-}
-
-// ---- raw file format ----
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawScenario {
+pub(super) struct RawScenario {
     name: Option<String>,
     description: Option<String>,
     duration_ms: Spanned<u64>,
@@ -345,9 +122,9 @@ struct RawExpect {
     violate: Option<Spanned<Vec<String>>>,
 }
 
-struct Validator<'a> {
-    text: &'a str,
-    file: &'a str,
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) file: &'a str,
 }
 
 impl Validator<'_> {
@@ -365,7 +142,7 @@ impl Validator<'_> {
         })
     }
 
-    fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
+    pub(super) fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         let duration_ms = *raw.duration_ms.get_ref();
         if duration_ms == 0 || duration_ms > SIM_TIME_MAX_MS {
             return self.error(

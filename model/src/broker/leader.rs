@@ -1,0 +1,379 @@
+//! The leader side of a partition: produce with acks, parked requests, the high
+//! watermark, and serving followers' fetches (with divergence detection, KIP-320).
+
+use super::{Broker, ParkedFetch, ParkedProduce, Role, PARKED_REQUESTS_MAX};
+use crate::action::ClusterEvent;
+use crate::config::{Acks, Truncation};
+use crate::error::ErrorCode;
+use crate::messages::{FetchPartition, FetchPartitionResponse, Message, ProduceBatch, ProducePartitionResponse};
+use crate::types::{LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
+
+impl Broker {
+    // ---- produce ----
+
+    pub(super) fn handle_produce(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation: u64,
+        acks: Acks,
+        timeout_ms: u64,
+        batches: Vec<ProduceBatch>,
+    ) {
+        let mut items = Vec::with_capacity(batches.len());
+        let mut waiting = false;
+        for batch in batches {
+            let (result, required) = self.append_as_leader(now, &batch, acks);
+            if required.is_some() {
+                waiting = true;
+            }
+            items.push((batch.tp, required.unwrap_or(Offset(0)), result));
+        }
+        if acks == Acks::None {
+            return;
+        }
+        let parked = ParkedProduce { from, correlation, deadline: now.plus(timeout_ms), items };
+        if waiting && self.parked_produces.len() < PARKED_REQUESTS_MAX {
+            self.parked_produces.push(parked);
+            let index = self.parked_produces.len() - 1;
+            self.try_complete_produce(index);
+        } else {
+            let partitions = parked.items.into_iter().map(|(_, _, result)| result).collect();
+            self.send(from, Message::ProduceResponse { correlation, partitions });
+        }
+    }
+
+    /// Appends one batch as leader. Returns the result and, for acks=all, the offset the
+    /// high watermark must reach before the batch is acknowledged.
+    pub(super) fn append_as_leader(
+        &mut self,
+        now: Millis,
+        batch: &ProduceBatch,
+        acks: Acks,
+    ) -> (ProducePartitionResponse, Option<Offset>) {
+        let tp = batch.tp;
+        let fail = |error| (ProducePartitionResponse { tp, error, base_offset: None }, None);
+        let Some(replica) = self.replicas.get(&tp) else {
+            return fail(ErrorCode::NotLeaderOrFollower);
+        };
+        if !matches!(replica.role, Role::Leader { .. }) {
+            return fail(ErrorCode::NotLeaderOrFollower);
+        }
+        let min_isr = self.effective_min_isr(tp);
+        if acks == Acks::All && replica.state.isr.len() < min_isr {
+            return fail(ErrorCode::NotEnoughReplicas);
+        }
+        let leader_epoch = replica.state.leader_epoch;
+        let log = self.disk.logs.entry(tp).or_default();
+        let base = log.append_as_leader(leader_epoch, &batch.records);
+        let end = log.log_end_offset();
+        if let Some(every) = self.config.flush_messages {
+            if log.unflushed_records() >= every {
+                log.flush();
+            }
+        }
+        self.maybe_increment_high_watermark(now, tp);
+        self.complete_parked_fetches(now, tp);
+        let result = ProducePartitionResponse { tp, error: ErrorCode::None, base_offset: Some(base) };
+        let required = (acks == Acks::All).then_some(end);
+        (result, required)
+    }
+
+    pub(super) fn effective_min_isr(&self, tp: TopicPartition) -> usize {
+        let configured = self.topics.get(&tp.topic.0).map_or(1, |topic| topic.min_insync_replicas as usize);
+        let replicas = self.replicas.get(&tp).map_or(1, |replica| replica.state.replicas.len());
+        configured.min(replicas)
+    }
+
+    pub(super) fn try_complete_produce(&mut self, index: usize) -> bool {
+        let parked = &mut self.parked_produces[index];
+        let mut done = true;
+        for (tp, required, result) in parked.items.iter_mut() {
+            if result.error != ErrorCode::None || result.base_offset.is_none() {
+                continue;
+            }
+            let Some(replica) = self.replicas.get(tp) else {
+                *result =
+                    ProducePartitionResponse { tp: *tp, error: ErrorCode::NotLeaderOrFollower, base_offset: None };
+                continue;
+            };
+            let Role::Leader { pending_isr, .. } = &replica.role else {
+                *result =
+                    ProducePartitionResponse { tp: *tp, error: ErrorCode::NotLeaderOrFollower, base_offset: None };
+                continue;
+            };
+            if replica.high_watermark < *required {
+                done = false;
+                continue;
+            }
+            let maximal_isr =
+                pending_isr.as_ref().map_or(replica.state.isr.len(), |(isr, _)| isr.len().max(replica.state.isr.len()));
+            let configured = self.topics.get(&tp.topic.0).map_or(1, |t| t.min_insync_replicas as usize);
+            if maximal_isr < configured.min(replica.state.replicas.len()) {
+                result.error = ErrorCode::NotEnoughReplicasAfterAppend;
+            }
+            // Mark as answered by clearing the requirement.
+            *required = Offset(0);
+        }
+        if done {
+            let parked = self.parked_produces.swap_remove(index);
+            let partitions = parked.items.into_iter().map(|(_, _, result)| result).collect();
+            self.send(parked.from, Message::ProduceResponse { correlation: parked.correlation, partitions });
+        }
+        done
+    }
+
+    pub(super) fn complete_parked_produces(&mut self, tp: TopicPartition) {
+        let mut index = 0;
+        while index < self.parked_produces.len() {
+            let touches = self.parked_produces[index].items.iter().any(|(item_tp, _, _)| *item_tp == tp);
+            if touches && self.try_complete_produce(index) {
+                continue;
+            }
+            index += 1;
+        }
+    }
+
+    pub(super) fn fail_parked_produces(&mut self, tp: TopicPartition, error: ErrorCode) {
+        for parked in &mut self.parked_produces {
+            for (item_tp, _, result) in parked.items.iter_mut() {
+                if *item_tp == tp && result.error == ErrorCode::None {
+                    *result = ProducePartitionResponse { tp, error, base_offset: None };
+                }
+            }
+        }
+        self.complete_parked_produces(tp);
+    }
+
+    pub(super) fn expire_parked_produces(&mut self, now: Millis) {
+        let mut index = 0;
+        while index < self.parked_produces.len() {
+            if self.parked_produces[index].deadline > now {
+                index += 1;
+                continue;
+            }
+            let parked = self.parked_produces.swap_remove(index);
+            let partitions = parked
+                .items
+                .into_iter()
+                .map(|(tp, required, result)| {
+                    if required > Offset(0) && result.error == ErrorCode::None {
+                        ProducePartitionResponse { tp, error: ErrorCode::RequestTimedOut, base_offset: None }
+                    } else {
+                        result
+                    }
+                })
+                .collect();
+            self.send(parked.from, Message::ProduceResponse { correlation: parked.correlation, partitions });
+        }
+    }
+
+    // ---- high watermark ----
+
+    /// Kafka's `maybeIncrementLeaderHW`: the HW is the least log end offset of the leader
+    /// and of every follower in the maximal ISR or caught up within the lag time.
+    pub(super) fn maybe_increment_high_watermark(&mut self, now: Millis, tp: TopicPartition) {
+        let min_isr = self.effective_min_isr(tp);
+        let strict_min_isr = self.config.protocol.eligible_leader_replicas;
+        let lag_max = self.config.replica_lag_time_max_ms;
+        let fenced = &self.fenced_brokers;
+        let Some(log) = self.disk.logs.get(&tp) else {
+            return;
+        };
+        let Some(replica) = self.replicas.get_mut(&tp) else {
+            return;
+        };
+        let Role::Leader { followers, pending_isr, .. } = &replica.role else {
+            return;
+        };
+        if strict_min_isr && replica.state.isr.len() < min_isr {
+            // KIP-966: the HW only advances while the ISR is at least min ISR.
+            return;
+        }
+        let mut new_hw = log.log_end_offset();
+        for (follower, progress) in followers {
+            let in_maximal_isr = replica.state.isr.contains(follower)
+                || pending_isr.as_ref().is_some_and(|(isr, _)| isr.contains(follower));
+            // KIP-841: a fenced replica cannot join the ISR, so it does not hold the HW.
+            let caught_up =
+                progress.last_caught_up.is_some_and(|t| now.since(t) <= lag_max) && !fenced.contains(follower);
+            if in_maximal_isr || caught_up {
+                new_hw = new_hw.min(progress.log_end);
+            }
+        }
+        if new_hw > replica.high_watermark {
+            replica.high_watermark = new_hw;
+            self.event(ClusterEvent::HighWatermark { broker: self.id, tp, leader: true, high_watermark: new_hw });
+            self.complete_parked_produces(tp);
+        }
+    }
+
+    pub(super) fn checkpoint_high_watermarks(&mut self) {
+        for (tp, replica) in &self.replicas {
+            if let Some(log) = self.disk.logs.get_mut(tp) {
+                log.checkpoint_hw(replica.high_watermark);
+            }
+        }
+    }
+
+    // ---- fetch (leader side) ----
+
+    pub(super) fn handle_fetch(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation: u64,
+        max_wait_ms: u64,
+        partitions: Vec<FetchPartition>,
+    ) {
+        let mut responses = Vec::with_capacity(partitions.len());
+        let mut any_data = false;
+        for request in &partitions {
+            let response = self.read_for_follower(now, from, request);
+            any_data |=
+                !response.records.is_empty() || response.error != ErrorCode::None || response.diverging_epoch.is_some();
+            responses.push(response);
+        }
+        let park = !any_data && max_wait_ms > 0 && self.parked_fetches.len() < PARKED_REQUESTS_MAX;
+        if park {
+            self.parked_fetches.push(ParkedFetch { from, correlation, deadline: now.plus(max_wait_ms), partitions });
+        } else {
+            self.send(from, Message::FetchResponse { correlation, partitions: responses });
+        }
+    }
+
+    pub(super) fn read_for_follower(
+        &mut self,
+        now: Millis,
+        follower: NodeId,
+        request: &FetchPartition,
+    ) -> FetchPartitionResponse {
+        let tp = request.tp;
+        let truncation = self.config.protocol.truncation;
+        let max_records = self.config.replica_fetch_max_records;
+        let mut response = FetchPartitionResponse {
+            tp,
+            error: ErrorCode::None,
+            high_watermark: Offset(0),
+            log_end_offset: Offset(0),
+            diverging_epoch: None,
+            records: Vec::new(),
+        };
+        let Some(replica) = self.replicas.get(&tp) else {
+            response.error = ErrorCode::NotLeaderOrFollower;
+            return response;
+        };
+        if !matches!(replica.role, Role::Leader { .. }) {
+            response.error = ErrorCode::NotLeaderOrFollower;
+            return response;
+        }
+        if request.current_leader_epoch != replica.state.leader_epoch {
+            response.error = if request.current_leader_epoch < replica.state.leader_epoch {
+                ErrorCode::FencedLeaderEpoch
+            } else {
+                ErrorCode::UnknownLeaderEpoch
+            };
+            return response;
+        }
+        let log = self.disk.logs.entry(tp).or_default();
+        response.log_end_offset = log.log_end_offset();
+        if truncation == Truncation::LeaderEpoch {
+            if let Some(last_fetched) = request.last_fetched_epoch {
+                let diverging = match log.end_offset_for_epoch(last_fetched) {
+                    Some((epoch, end)) if epoch == last_fetched && end >= request.fetch_offset => None,
+                    Some((epoch, end)) => Some((epoch, end)),
+                    None => Some((LeaderEpoch(0), Offset(0))),
+                };
+                if diverging.is_some() {
+                    response.diverging_epoch = diverging;
+                    response.high_watermark = self.replicas[&tp].high_watermark;
+                    return response;
+                }
+            }
+        }
+        if request.fetch_offset > log.log_end_offset() {
+            response.error = ErrorCode::OffsetOutOfRange;
+            response.high_watermark = self.replicas[&tp].high_watermark;
+            return response;
+        }
+        response.records = log.read(request.fetch_offset, max_records).to_vec();
+        let leader_end = log.log_end_offset();
+        self.update_follower_state(now, tp, follower, request.fetch_offset, leader_end);
+        response.high_watermark = self.replicas[&tp].high_watermark;
+        response
+    }
+
+    /// Kafka's `updateFollowerFetchState`: a follower is caught up when it fetched from the
+    /// leader's end, or from the end the leader had at the follower's previous fetch.
+    pub(super) fn update_follower_state(
+        &mut self,
+        now: Millis,
+        tp: TopicPartition,
+        follower: NodeId,
+        fetch_offset: Offset,
+        leader_end: Offset,
+    ) {
+        let Some(replica) = self.replicas.get_mut(&tp) else {
+            return;
+        };
+        let Role::Leader { followers, pending_isr, epoch_start_offset } = &mut replica.role else {
+            return;
+        };
+        let Some(progress) = followers.get_mut(&follower) else {
+            return;
+        };
+        if fetch_offset >= leader_end {
+            progress.last_caught_up = Some(now);
+        } else if fetch_offset >= progress.last_fetch_leader_log_end && progress.last_fetch_time.is_some() {
+            progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch_time);
+        }
+        progress.log_end = fetch_offset;
+        progress.last_fetch_time = Some(now);
+        progress.last_fetch_leader_log_end = leader_end;
+        // ISR expansion: a follower that reached the HW and the current epoch's start.
+        let hw = replica.high_watermark;
+        let expand = !replica.state.isr.contains(&follower)
+            && pending_isr.is_none()
+            && fetch_offset >= hw
+            && fetch_offset >= *epoch_start_offset;
+        let new_isr = expand.then(|| {
+            let mut isr = replica.state.isr.clone();
+            isr.push(follower);
+            isr
+        });
+        if let Some(new_isr) = new_isr {
+            self.request_isr_change(now, tp, new_isr);
+        }
+        self.maybe_increment_high_watermark(now, tp);
+    }
+
+    pub(super) fn complete_parked_fetches(&mut self, now: Millis, tp: TopicPartition) {
+        let mut index = 0;
+        while index < self.parked_fetches.len() {
+            if self.parked_fetches[index].partitions.iter().any(|p| p.tp == tp) {
+                let parked = self.parked_fetches.swap_remove(index);
+                self.answer_parked_fetch(now, parked);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    pub(super) fn expire_parked_fetches(&mut self, now: Millis) {
+        let mut index = 0;
+        while index < self.parked_fetches.len() {
+            if self.parked_fetches[index].deadline <= now {
+                let parked = self.parked_fetches.swap_remove(index);
+                self.answer_parked_fetch(now, parked);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    pub(super) fn answer_parked_fetch(&mut self, now: Millis, parked: ParkedFetch) {
+        let responses =
+            parked.partitions.iter().map(|request| self.read_for_follower(now, parked.from, request)).collect();
+        self.send(parked.from, Message::FetchResponse { correlation: parked.correlation, partitions: responses });
+    }
+}

@@ -1,0 +1,559 @@
+//! A broker: partition replicas as leader or follower, produce with acks, follower fetch,
+//! high watermark, ISR changes through the controller, truncation on leader change,
+//! flushing, and heartbeats/registration with the controller.
+//!
+//! Call order for a host: feed inputs with `handle_message`/`handle_timeout`, then drain
+//! `poll_action` until `None`, then arm a timer for `poll_timeout`. The broker owns its
+//! `BrokerDisk` while it runs; `into_disk` hands it back when the process dies.
+
+use crate::action::{Action, ClusterEvent, TruncationReason};
+use crate::config::{BrokerConfig, Truncation};
+use crate::error::ErrorCode;
+use crate::log::{BrokerDisk, PartitionLog};
+use crate::messages::{
+    AlterPartitionItem, FetchPartition, Message, MetadataDelta, PartitionLeader, PartitionState,
+    ProducePartitionResponse, TopicMeta,
+};
+use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
+use std::collections::{BTreeMap, VecDeque};
+
+mod follower;
+mod leader;
+#[cfg(test)]
+mod tests;
+
+/// Bound on requests a broker parks (acks=all produce, long-poll fetch); beyond it a
+/// produce is answered REQUEST_TIMED_OUT at once and a fetch is answered empty.
+const PARKED_REQUESTS_MAX: usize = 10_000;
+
+#[derive(Clone, Debug)]
+struct FollowerProgress {
+    log_end: Offset,
+    last_caught_up: Option<Millis>,
+    last_fetch_time: Option<Millis>,
+    last_fetch_leader_log_end: Offset,
+}
+
+#[derive(Clone, Debug)]
+enum Role {
+    Leader {
+        followers: BTreeMap<NodeId, FollowerProgress>,
+        /// ISR requested from the controller and not yet answered (KIP-497 maximal ISR).
+        pending_isr: Option<(Vec<NodeId>, Millis)>,
+        epoch_start_offset: Offset,
+    },
+    Follower {
+        leader: Option<NodeId>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Replica {
+    state: PartitionState,
+    high_watermark: Offset,
+    role: Role,
+}
+
+#[derive(Clone, Debug)]
+struct ParkedProduce {
+    from: NodeId,
+    correlation: u64,
+    deadline: Millis,
+    /// (partition, offset the HW must reach, result so far)
+    items: Vec<(TopicPartition, Offset, ProducePartitionResponse)>,
+}
+
+#[derive(Clone, Debug)]
+struct ParkedFetch {
+    from: NodeId,
+    correlation: u64,
+    deadline: Millis,
+    partitions: Vec<FetchPartition>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Fetcher {
+    /// Correlation id of the fetch in flight; a response to any other is stale.
+    correlation: u64,
+    in_flight_since: Option<Millis>,
+    backoff_until: Millis,
+}
+
+pub struct Broker {
+    id: NodeId,
+    controller: NodeId,
+    config: BrokerConfig,
+    disk: BrokerDisk,
+    incarnation: u64,
+    previous_broker_epoch: Option<BrokerEpoch>,
+    broker_epoch: Option<BrokerEpoch>,
+    registration_in_flight: bool,
+    metadata_version: u64,
+    topics: BTreeMap<u32, TopicMeta>,
+    replicas: BTreeMap<TopicPartition, Replica>,
+    /// Leader of every partition this broker knows of (for clients' Metadata).
+    leaders: BTreeMap<TopicPartition, (Option<NodeId>, LeaderEpoch)>,
+    fenced_brokers: Vec<NodeId>,
+    parked_produces: Vec<ParkedProduce>,
+    parked_fetches: Vec<ParkedFetch>,
+    fetchers: BTreeMap<NodeId, Fetcher>,
+    next_correlation: u64,
+    next_heartbeat: Millis,
+    next_isr_check: Millis,
+    next_flush: Option<Millis>,
+    next_hw_checkpoint: Millis,
+    next_writeback: Option<Millis>,
+    /// Log end of each partition at the previous writeback: what is now old enough.
+    writeback_marks: BTreeMap<TopicPartition, Offset>,
+    outbox: VecDeque<Action>,
+}
+
+impl Broker {
+    /// Starts a broker process on `disk` (empty for a new broker, the old one after a
+    /// crash). `incarnation` must differ between lives, as Kafka's incarnation id does.
+    pub fn new(
+        id: NodeId,
+        controller: NodeId,
+        config: BrokerConfig,
+        mut disk: BrokerDisk,
+        incarnation: u64,
+        now: Millis,
+    ) -> Broker {
+        let previous_broker_epoch = disk.clean_shutdown_epoch.take();
+        let next_flush = config.flush_ms.map(|ms| now.plus(ms));
+        let next_hw_checkpoint = now.plus(config.hw_checkpoint_interval_ms);
+        let next_isr_check = now.plus(config.replica_lag_time_max_ms / 2);
+        let next_writeback = config.os_dirty_expire_ms.map(|ms| now.plus(ms));
+        Broker {
+            id,
+            controller,
+            config,
+            disk,
+            incarnation,
+            previous_broker_epoch,
+            broker_epoch: None,
+            registration_in_flight: false,
+            metadata_version: 0,
+            topics: BTreeMap::new(),
+            replicas: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            fenced_brokers: Vec::new(),
+            parked_produces: Vec::new(),
+            parked_fetches: Vec::new(),
+            fetchers: BTreeMap::new(),
+            next_correlation: 0,
+            next_heartbeat: now,
+            next_isr_check,
+            next_flush,
+            next_hw_checkpoint,
+            next_writeback,
+            writeback_marks: BTreeMap::new(),
+            outbox: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn disk(&self) -> &BrokerDisk {
+        &self.disk
+    }
+
+    pub fn into_disk(self) -> BrokerDisk {
+        self.disk
+    }
+
+    pub fn log(&self, tp: TopicPartition) -> Option<&PartitionLog> {
+        self.disk.logs.get(&tp)
+    }
+
+    pub fn high_watermark(&self, tp: TopicPartition) -> Option<Offset> {
+        self.replicas.get(&tp).map(|replica| replica.high_watermark)
+    }
+
+    pub fn is_leader(&self, tp: TopicPartition) -> bool {
+        self.replicas.get(&tp).is_some_and(|replica| matches!(replica.role, Role::Leader { .. }))
+    }
+
+    pub fn partition_state(&self, tp: TopicPartition) -> Option<&PartitionState> {
+        self.replicas.get(&tp).map(|replica| &replica.state)
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.broker_epoch.is_some()
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let mut next = self.next_heartbeat.min(self.next_isr_check).min(self.next_hw_checkpoint);
+        if let Some(flush) = self.next_flush {
+            next = next.min(flush);
+        }
+        if let Some(writeback) = self.next_writeback {
+            next = next.min(writeback);
+        }
+        for parked in &self.parked_produces {
+            next = next.min(parked.deadline);
+        }
+        for parked in &self.parked_fetches {
+            next = next.min(parked.deadline);
+        }
+        for fetcher in self.fetchers.values() {
+            match fetcher.in_flight_since {
+                Some(since) => next = next.min(since.plus(self.config.replica_socket_timeout_ms)),
+                None => next = next.min(fetcher.backoff_until),
+            }
+        }
+        Some(next)
+    }
+
+    // ---- inputs ----
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now.plus(self.config.broker_heartbeat_interval_ms);
+            self.heartbeat();
+        }
+        if now >= self.next_isr_check {
+            self.next_isr_check = now.plus(self.config.replica_lag_time_max_ms / 2);
+            self.maybe_shrink_isr(now);
+        }
+        if now >= self.next_hw_checkpoint {
+            self.next_hw_checkpoint = now.plus(self.config.hw_checkpoint_interval_ms);
+            self.checkpoint_high_watermarks();
+        }
+        if let Some(flush_ms) = self.config.flush_ms {
+            if self.next_flush.is_some_and(|at| now >= at) {
+                self.next_flush = Some(now.plus(flush_ms));
+                for log in self.disk.logs.values_mut() {
+                    log.flush();
+                }
+            }
+        }
+        if let Some(expire_ms) = self.config.os_dirty_expire_ms {
+            if self.next_writeback.is_some_and(|at| now >= at) {
+                self.next_writeback = Some(now.plus(expire_ms));
+                self.write_back();
+            }
+        }
+        self.expire_parked_produces(now);
+        self.expire_parked_fetches(now);
+        self.run_fetchers(now);
+    }
+
+    /// The OS writes back what was already dirty at the previous pass.
+    fn write_back(&mut self) {
+        for (tp, log) in self.disk.logs.iter_mut() {
+            if let Some(mark) = self.writeback_marks.get(tp) {
+                log.flush_to(*mark);
+            }
+            self.writeback_marks.insert(*tp, log.log_end_offset());
+        }
+    }
+
+    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        match msg {
+            Message::BrokerRegistrationResponse { error, broker_epoch, metadata } => {
+                self.registration_in_flight = false;
+                if error == ErrorCode::None {
+                    self.broker_epoch = Some(broker_epoch);
+                    self.apply_metadata(now, metadata);
+                }
+            }
+            Message::BrokerHeartbeatResponse { error, metadata, .. } => {
+                if error == ErrorCode::StaleBrokerEpoch {
+                    // The controller no longer knows this registration: register again.
+                    self.broker_epoch = None;
+                }
+                if let Some(metadata) = metadata {
+                    self.apply_metadata(now, metadata);
+                }
+            }
+            // Like a KRaft broker that has not caught up since registering, a broker acts on
+            // no metadata before its registration is accepted (the response carries it all).
+            Message::MetadataUpdate(delta) if self.broker_epoch.is_some() => self.apply_metadata(now, delta),
+            Message::AlterPartitionResponse { items } => self.handle_alter_partition_response(now, items),
+            Message::Fetch { correlation, max_wait_ms, partitions, .. } => {
+                self.handle_fetch(now, from, correlation, max_wait_ms, partitions)
+            }
+            Message::FetchResponse { correlation, partitions } => {
+                self.handle_fetch_response(now, from, correlation, partitions)
+            }
+            Message::Produce { correlation, acks, timeout_ms, batches } => {
+                self.handle_produce(now, from, correlation, acks, timeout_ms, batches)
+            }
+            Message::Metadata { correlation } => self.handle_client_metadata(from, correlation),
+            Message::ConnectionClosed => self.handle_connection_closed(now, from),
+            _ => {}
+        }
+        self.run_fetchers(now);
+    }
+
+    fn handle_connection_closed(&mut self, now: Millis, peer: NodeId) {
+        if peer == self.controller {
+            self.registration_in_flight = false;
+        }
+        if let Some(fetcher) = self.fetchers.get_mut(&peer) {
+            fetcher.in_flight_since = None;
+            fetcher.backoff_until = now.plus(self.config.replica_fetch_backoff_ms);
+        }
+    }
+
+    // ---- controller ----
+
+    fn heartbeat(&mut self) {
+        match self.broker_epoch {
+            Some(broker_epoch) => {
+                let msg = Message::BrokerHeartbeat { broker_epoch, metadata_version: self.metadata_version };
+                self.send(self.controller, msg);
+            }
+            None if !self.registration_in_flight => {
+                self.registration_in_flight = true;
+                let msg = Message::BrokerRegistration {
+                    incarnation: self.incarnation,
+                    previous_broker_epoch: self.previous_broker_epoch,
+                };
+                self.send(self.controller, msg);
+            }
+            None => {
+                // A lost registration is sent again one interval later.
+                self.registration_in_flight = false;
+            }
+        }
+    }
+
+    fn apply_metadata(&mut self, now: Millis, delta: MetadataDelta) {
+        // An older push overtaken by a newer snapshot carries a stale fenced list;
+        // partitions are guarded by their own epochs below.
+        if delta.version >= self.metadata_version {
+            self.fenced_brokers = delta.fenced_brokers;
+        }
+        self.metadata_version = self.metadata_version.max(delta.version);
+        for topic in delta.topics {
+            self.topics.insert(topic.id.0, topic);
+        }
+        for state in delta.partitions {
+            self.leaders.insert(state.tp, (state.leader, state.leader_epoch));
+            if state.replicas.contains(&self.id) {
+                self.apply_partition_state(now, state);
+            } else if self.replicas.remove(&state.tp).is_some() {
+                self.fail_parked_produces(state.tp, ErrorCode::NotLeaderOrFollower);
+            }
+        }
+    }
+
+    fn apply_partition_state(&mut self, now: Millis, state: PartitionState) {
+        let tp = state.tp;
+        let (is_newer, epoch_changed, was_leader) = match self.replicas.get(&tp) {
+            Some(replica) => (
+                state.partition_epoch > replica.state.partition_epoch
+                    || state.leader_epoch > replica.state.leader_epoch,
+                state.leader_epoch != replica.state.leader_epoch,
+                matches!(replica.role, Role::Leader { .. }),
+            ),
+            None => (true, true, false),
+        };
+        if !is_newer {
+            return;
+        }
+        let is_leader = state.leader == Some(self.id);
+        if is_leader && (epoch_changed || !was_leader) {
+            self.become_leader(now, state);
+        } else if !is_leader && (epoch_changed || was_leader) {
+            self.become_follower(now, state);
+        } else if let Some(replica) = self.replicas.get_mut(&tp) {
+            // Same leader epoch: an ISR/ELR change. A leader drops any pending request the
+            // new state answers.
+            if let Role::Leader { pending_isr, .. } = &mut replica.role {
+                if pending_isr.as_ref().is_some_and(|(isr, _)| *isr == state.isr) {
+                    *pending_isr = None;
+                }
+            }
+            replica.state = state;
+            if is_leader {
+                self.maybe_increment_high_watermark(now, tp);
+                self.complete_parked_produces(tp);
+            }
+        }
+    }
+
+    fn become_leader(&mut self, now: Millis, state: PartitionState) {
+        let tp = state.tp;
+        let log = self.disk.logs.entry(tp).or_default();
+        log.assign_epoch(state.leader_epoch);
+        let epoch_start_offset = log.log_end_offset();
+        let hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
+        let hw = hw.min(log.log_end_offset());
+        let followers = state
+            .replicas
+            .iter()
+            .filter(|replica| **replica != self.id)
+            .map(|replica| {
+                // Kafka resets ISR members as caught up now, others as never caught up.
+                let caught_up = state.isr.contains(replica).then_some(now);
+                let progress = FollowerProgress {
+                    log_end: Offset(0),
+                    last_caught_up: caught_up,
+                    last_fetch_time: None,
+                    last_fetch_leader_log_end: Offset(0),
+                };
+                (*replica, progress)
+            })
+            .collect();
+        let leader_epoch = state.leader_epoch;
+        let role = Role::Leader { followers, pending_isr: None, epoch_start_offset };
+        self.replicas.insert(tp, Replica { state, high_watermark: hw, role });
+        self.event(ClusterEvent::BecameLeader { broker: self.id, tp, leader_epoch });
+        self.maybe_increment_high_watermark(now, tp);
+    }
+
+    fn become_follower(&mut self, _now: Millis, state: PartitionState) {
+        let tp = state.tp;
+        let log = self.disk.logs.entry(tp).or_default();
+        let mut hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
+        hw = hw.min(log.log_end_offset());
+        if self.config.protocol.truncation == Truncation::HighWatermark {
+            // Pre-KIP-101 `makeFollowers`: drop everything above the own high watermark.
+            let from = log.log_end_offset();
+            if from > hw {
+                log.truncate_to(hw);
+                self.event(ClusterEvent::Truncated {
+                    broker: self.id,
+                    tp,
+                    from,
+                    to: hw,
+                    reason: TruncationReason::HighWatermark,
+                });
+            }
+        }
+        let leader = state.leader.filter(|leader| *leader != self.id);
+        let leader_epoch = state.leader_epoch;
+        self.replicas.insert(tp, Replica { state, high_watermark: hw, role: Role::Follower { leader } });
+        self.fail_parked_produces(tp, ErrorCode::NotLeaderOrFollower);
+        self.event(ClusterEvent::BecameFollower { broker: self.id, tp, leader, leader_epoch });
+        if let Some(leader) = leader {
+            self.fetchers.entry(leader).or_default();
+        }
+    }
+
+    fn maybe_shrink_isr(&mut self, now: Millis) {
+        let lag_max = self.config.replica_lag_time_max_ms;
+        let mut requests = Vec::new();
+        for (tp, replica) in &self.replicas {
+            let Role::Leader { followers, pending_isr, .. } = &replica.role else {
+                continue;
+            };
+            if pending_isr.is_some() {
+                continue;
+            }
+            let out_of_sync: Vec<NodeId> = replica
+                .state
+                .isr
+                .iter()
+                .copied()
+                .filter(|member| *member != self.id)
+                .filter(|member| {
+                    followers.get(member).is_none_or(|f| f.last_caught_up.is_none_or(|t| now.since(t) > lag_max))
+                })
+                .collect();
+            if out_of_sync.is_empty() {
+                continue;
+            }
+            let new_isr: Vec<NodeId> = replica.state.isr.iter().copied().filter(|m| !out_of_sync.contains(m)).collect();
+            requests.push((*tp, new_isr));
+        }
+        for (tp, new_isr) in requests {
+            self.request_isr_change(now, tp, new_isr);
+        }
+        self.retry_stale_isr_requests(now);
+    }
+
+    fn retry_stale_isr_requests(&mut self, now: Millis) {
+        // An AlterPartition lost on the way is sent again after the socket timeout.
+        let timeout = self.config.replica_socket_timeout_ms;
+        let stale: Vec<(TopicPartition, Vec<NodeId>)> = self
+            .replicas
+            .iter()
+            .filter_map(|(tp, replica)| match &replica.role {
+                Role::Leader { pending_isr: Some((isr, sent)), .. } if now.since(*sent) > timeout => {
+                    Some((*tp, isr.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (tp, isr) in stale {
+            self.request_isr_change(now, tp, isr);
+        }
+    }
+
+    fn request_isr_change(&mut self, now: Millis, tp: TopicPartition, new_isr: Vec<NodeId>) {
+        let Some(broker_epoch) = self.broker_epoch else {
+            return;
+        };
+        let Some(replica) = self.replicas.get_mut(&tp) else {
+            return;
+        };
+        let Role::Leader { pending_isr, .. } = &mut replica.role else {
+            return;
+        };
+        *pending_isr = Some((new_isr.clone(), now));
+        let item = AlterPartitionItem {
+            tp,
+            leader_epoch: replica.state.leader_epoch,
+            partition_epoch: replica.state.partition_epoch,
+            new_isr: new_isr.clone(),
+        };
+        self.event(ClusterEvent::IsrChangeRequested { broker: self.id, tp, new_isr });
+        self.send(self.controller, Message::AlterPartition { broker_epoch, items: vec![item] });
+    }
+
+    fn handle_alter_partition_response(
+        &mut self,
+        now: Millis,
+        items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)>,
+    ) {
+        for (tp, _error, state) in items {
+            if let Some(replica) = self.replicas.get_mut(&tp) {
+                if let Role::Leader { pending_isr, .. } = &mut replica.role {
+                    *pending_isr = None;
+                }
+            }
+            if let Some(state) = state {
+                self.leaders.insert(tp, (state.leader, state.leader_epoch));
+                self.apply_partition_state(now, state);
+            }
+        }
+    }
+
+    // ---- clients ----
+
+    fn handle_client_metadata(&mut self, from: NodeId, correlation: u64) {
+        let topics = self.topics.values().cloned().collect();
+        let partitions = self
+            .leaders
+            .iter()
+            .map(|(tp, (leader, leader_epoch))| PartitionLeader {
+                tp: *tp,
+                leader: *leader,
+                leader_epoch: *leader_epoch,
+            })
+            .collect();
+        self.send(from, Message::MetadataResponse { correlation, topics, partitions });
+    }
+
+    fn event(&mut self, event: ClusterEvent) {
+        self.outbox.push_back(Action::Event(event));
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.outbox.push_back(Action::Send { to, msg });
+    }
+}

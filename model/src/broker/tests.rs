@@ -1,0 +1,394 @@
+//! Unit tests of the broker state machine: produce with acks, the high watermark, ISR
+//! shrink, follower fetch and truncation (KIP-101/KIP-320 and the pre-KIP-101 rule).
+
+use super::*;
+use crate::config::{Acks, Protocol};
+use crate::log::Record;
+use crate::messages::{FetchPartitionResponse, MessageKind, ProduceBatch};
+use crate::types::{PartitionEpoch, ProducerId, TopicId, WriteId};
+use std::sync::Arc;
+
+const CONTROLLER: NodeId = NodeId(10);
+const CLIENT: NodeId = NodeId(100);
+
+fn tp() -> TopicPartition {
+    TopicPartition::new(0, 0)
+}
+
+fn record(write: u64) -> Record {
+    Record { write: WriteId(write), key: None, producer: ProducerId(0), sequence: write as u32, timestamp: Millis(0) }
+}
+
+fn partition(leader: u32, leader_epoch: u32, replicas: &[u32], isr: &[u32]) -> PartitionState {
+    PartitionState {
+        tp: tp(),
+        replicas: replicas.iter().map(|id| NodeId(*id)).collect(),
+        isr: isr.iter().map(|id| NodeId(*id)).collect(),
+        elr: Vec::new(),
+        leader: Some(NodeId(leader)),
+        leader_epoch: LeaderEpoch(leader_epoch),
+        partition_epoch: PartitionEpoch(0),
+    }
+}
+
+/// A broker started on `disk` whose registration the controller accepted with `state`
+/// (topic 0 has one partition and min.insync.replicas = 2). Registration actions are drained.
+fn start_broker(id: u32, config: BrokerConfig, disk: BrokerDisk, state: PartitionState) -> (Broker, Vec<Action>) {
+    let mut broker = Broker::new(NodeId(id), CONTROLLER, config, disk, 1, Millis(0));
+    let metadata = MetadataDelta {
+        version: 1,
+        topics: vec![TopicMeta { id: TopicId(0), partitions: 1, min_insync_replicas: 2 }],
+        partitions: vec![state],
+        fenced_brokers: vec![],
+    };
+    let response =
+        Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch: BrokerEpoch(1), metadata };
+    broker.handle_message(Millis(0), CONTROLLER, response);
+    assert!(broker.is_registered());
+    let actions = drain(&mut broker);
+    (broker, actions)
+}
+
+fn registered_broker(id: u32, state: PartitionState) -> Broker {
+    start_broker(id, BrokerConfig::default(), BrokerDisk::default(), state).0
+}
+
+fn drain(broker: &mut Broker) -> Vec<Action> {
+    std::iter::from_fn(|| broker.poll_action()).collect()
+}
+
+fn sends_of_kind(actions: &[Action], kind: MessageKind) -> Vec<(NodeId, Message)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { to, msg } if msg.kind() == kind => Some((*to, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<ClusterEvent> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Event(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The produce responses in `actions`: (to, correlation, partitions).
+fn produce_responses(actions: &[Action]) -> Vec<(NodeId, u64, Vec<ProducePartitionResponse>)> {
+    sends_of_kind(actions, MessageKind::ProduceResponse)
+        .into_iter()
+        .map(|(to, msg)| match msg {
+            Message::ProduceResponse { correlation, partitions } => (to, correlation, partitions),
+            other => unreachable!("{other:?}"),
+        })
+        .collect()
+}
+
+/// The one fetch in `actions`: (to, correlation, partitions).
+fn single_fetch(actions: &[Action]) -> (NodeId, u64, Vec<FetchPartition>) {
+    let fetches = sends_of_kind(actions, MessageKind::Fetch);
+    assert_eq!(fetches.len(), 1, "expected one fetch in {actions:?}");
+    match fetches.into_iter().next() {
+        Some((to, Message::Fetch { correlation, partitions, .. })) => (to, correlation, partitions),
+        other => unreachable!("{other:?}"),
+    }
+}
+
+fn produce(broker: &mut Broker, now: u64, correlation: u64, acks: Acks, timeout_ms: u64, writes: &[u64]) {
+    let records = Arc::new(writes.iter().map(|w| record(*w)).collect());
+    let msg = Message::Produce { correlation, acks, timeout_ms, batches: vec![ProduceBatch { tp: tp(), records }] };
+    broker.handle_message(Millis(now), CLIENT, msg);
+}
+
+fn follower_fetch(broker: &mut Broker, now: u64, follower: u32, correlation: u64, fetch_offset: u64, epoch: u32) {
+    let last_fetched_epoch = (fetch_offset > 0).then_some(LeaderEpoch(epoch));
+    let partitions = vec![FetchPartition {
+        tp: tp(),
+        fetch_offset: Offset(fetch_offset),
+        last_fetched_epoch,
+        current_leader_epoch: LeaderEpoch(epoch),
+    }];
+    let msg = Message::Fetch { correlation, broker_epoch: BrokerEpoch(1), max_wait_ms: 500, partitions };
+    broker.handle_message(Millis(now), NodeId(follower), msg);
+}
+
+/// A disk holding `writes` in `tp()`, all appended in `epoch`.
+fn disk_with(epoch: u32, writes: &[u64]) -> BrokerDisk {
+    let mut disk = BrokerDisk::default();
+    let records: Vec<Record> = writes.iter().map(|w| record(*w)).collect();
+    disk.logs.entry(tp()).or_default().append_as_leader(LeaderEpoch(epoch), &records);
+    disk
+}
+
+// Shows that acks=all is answered only once every ISR member has the batch: the HW moves
+// when the follower's fetch offset proves it has the records (Kafka's
+// Partition.checkEnoughReplicasReachOffset / DelayedProduce, and maybeIncrementLeaderHW
+// with the follower's LEO taken from its fetch offset).
+#[test]
+fn acks_all_waits_for_the_isr_to_reach_the_batch() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1], &[0, 1]));
+    produce(&mut leader, 10, 7, Acks::All, 30_000, &[1, 2]);
+    let actions = drain(&mut leader);
+    assert!(produce_responses(&actions).is_empty(), "answered before replication: {actions:?}");
+    assert_eq!(leader.log(tp()).map(|log| log.log_end_offset()), Some(Offset(2)));
+    assert_eq!(leader.high_watermark(tp()), Some(Offset(0)));
+
+    // The follower fetches from 0: it gets the records but has not shown it holds them.
+    follower_fetch(&mut leader, 20, 1, 1, 0, 0);
+    let actions = drain(&mut leader);
+    assert!(produce_responses(&actions).is_empty(), "answered before the follower had the batch: {actions:?}");
+    let fetched = sends_of_kind(&actions, MessageKind::FetchResponse);
+    match fetched.as_slice() {
+        [(to, Message::FetchResponse { correlation: 1, partitions })] => {
+            assert_eq!(*to, NodeId(1));
+            assert_eq!(partitions[0].records.len(), 2);
+            assert_eq!(partitions[0].high_watermark, Offset(0));
+        }
+        other => panic!("expected one fetch response, got {other:?}"),
+    }
+    assert_eq!(leader.high_watermark(tp()), Some(Offset(0)));
+
+    // The next fetch from the leader's log end moves the HW and completes the produce.
+    follower_fetch(&mut leader, 30, 1, 2, 2, 0);
+    let actions = drain(&mut leader);
+    assert_eq!(leader.high_watermark(tp()), Some(Offset(2)));
+    let expected = ProducePartitionResponse { tp: tp(), error: ErrorCode::None, base_offset: Some(Offset(0)) };
+    assert_eq!(produce_responses(&actions), vec![(CLIENT, 7, vec![expected])]);
+    assert!(events(&actions).contains(&ClusterEvent::HighWatermark {
+        broker: NodeId(0),
+        tp: tp(),
+        leader: true,
+        high_watermark: Offset(2),
+    }));
+}
+
+// Shows Kafka's min.insync.replicas check before the append (Partition.appendRecordsToLeader
+// throws NotEnoughReplicasException when inSyncSize < minIsr and acks=all): nothing is
+// appended; acks=1 ignores min.insync.replicas and is answered at once.
+#[test]
+fn acks_all_below_min_isr_is_refused_without_append() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1], &[0]));
+    produce(&mut leader, 10, 1, Acks::All, 30_000, &[1]);
+    let actions = drain(&mut leader);
+    let refused = ProducePartitionResponse { tp: tp(), error: ErrorCode::NotEnoughReplicas, base_offset: None };
+    assert_eq!(produce_responses(&actions), vec![(CLIENT, 1, vec![refused])]);
+    assert_eq!(leader.log(tp()).map(|log| log.log_end_offset()), Some(Offset(0)));
+
+    produce(&mut leader, 20, 2, Acks::Leader, 30_000, &[2]);
+    let actions = drain(&mut leader);
+    let appended = ProducePartitionResponse { tp: tp(), error: ErrorCode::None, base_offset: Some(Offset(0)) };
+    assert_eq!(produce_responses(&actions), vec![(CLIENT, 2, vec![appended])]);
+    let log = leader.log(tp()).expect("leader has the log");
+    assert_eq!(log.log_end_offset(), Offset(1));
+    assert_eq!(log.entry(Offset(0)).map(|entry| entry.record.write), Some(WriteId(2)));
+}
+
+// Shows Kafka's DelayedProduce expiry: an acks=all produce whose ISR does not catch up is
+// answered REQUEST_TIMED_OUT at its deadline (timeout_ms after arrival), not before, and
+// the record stays in the leader's log (a timed-out write is not a failed one).
+#[test]
+fn parked_produce_times_out_at_its_deadline() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1], &[0, 1]));
+    produce(&mut leader, 10, 3, Acks::All, 1_000, &[1]);
+    assert!(produce_responses(&drain(&mut leader)).is_empty());
+    assert!(leader.poll_timeout().is_some_and(|at| at <= Millis(1_010)));
+
+    leader.handle_timeout(Millis(1_009));
+    let actions = drain(&mut leader);
+    assert!(produce_responses(&actions).is_empty(), "answered before its deadline: {actions:?}");
+
+    leader.handle_timeout(Millis(1_010));
+    let actions = drain(&mut leader);
+    let timed_out = ProducePartitionResponse { tp: tp(), error: ErrorCode::RequestTimedOut, base_offset: None };
+    assert_eq!(produce_responses(&actions), vec![(CLIENT, 3, vec![timed_out])]);
+    assert_eq!(leader.log(tp()).map(|log| log.log_end_offset()), Some(Offset(1)));
+
+    // Nothing is answered twice.
+    leader.handle_timeout(Millis(5_000));
+    assert!(produce_responses(&drain(&mut leader)).is_empty());
+}
+
+// Shows KIP-320 divergence (after KIP-101/KIP-279): a follower that sends its last fetched
+// epoch 0 at an offset past the leader's end for epoch 0 gets diverging_epoch (0, end)
+// from the leader (Kafka's Partition.fetchRecords / lastOffsetForLeaderEpoch) and truncates
+// to that offset (AbstractFetcherThread.truncateOnFetchResponse), then fetches from there.
+#[test]
+fn follower_truncates_to_the_diverging_epoch_end() {
+    let state = partition(0, 1, &[0, 1], &[0, 1]);
+    // The leader kept only the first record of epoch 0; epoch 1 starts at offset 1.
+    let (mut leader, _) = start_broker(0, BrokerConfig::default(), disk_with(0, &[1]), state.clone());
+    let (mut follower, actions) = start_broker(1, BrokerConfig::default(), disk_with(0, &[1, 2, 3]), state);
+    assert!(leader.is_leader(tp()));
+    assert!(!follower.is_leader(tp()));
+
+    let (to, correlation, partitions) = single_fetch(&actions);
+    assert_eq!(to, NodeId(0));
+    assert_eq!(partitions[0].fetch_offset, Offset(3));
+    assert_eq!(partitions[0].last_fetched_epoch, Some(LeaderEpoch(0)));
+    assert_eq!(partitions[0].current_leader_epoch, LeaderEpoch(1));
+
+    let fetch = Message::Fetch { correlation, broker_epoch: BrokerEpoch(1), max_wait_ms: 500, partitions };
+    leader.handle_message(Millis(10), NodeId(1), fetch);
+    let responses = sends_of_kind(&drain(&mut leader), MessageKind::FetchResponse);
+    let response = match responses.as_slice() {
+        [(to, msg @ Message::FetchResponse { correlation: c, partitions })] if *c == correlation => {
+            assert_eq!(*to, NodeId(1));
+            assert_eq!(partitions[0].diverging_epoch, Some((LeaderEpoch(0), Offset(1))));
+            assert!(partitions[0].records.is_empty());
+            msg.clone()
+        }
+        other => panic!("expected the leader to answer fetch {correlation}, got {other:?}"),
+    };
+
+    follower.handle_message(Millis(20), NodeId(0), response);
+    let actions = drain(&mut follower);
+    let log = follower.log(tp()).expect("follower has the log");
+    assert_eq!(log.log_end_offset(), Offset(1));
+    assert_eq!(log.entry(Offset(0)).map(|entry| entry.record.write), Some(WriteId(1)));
+    assert!(events(&actions).contains(&ClusterEvent::Truncated {
+        broker: NodeId(1),
+        tp: tp(),
+        from: Offset(3),
+        to: Offset(1),
+        reason: TruncationReason::DivergingEpoch,
+    }));
+    let (to, _, partitions) = single_fetch(&actions);
+    assert_eq!(to, NodeId(0));
+    assert_eq!(partitions[0].fetch_offset, Offset(1));
+    assert_eq!(partitions[0].last_fetched_epoch, Some(LeaderEpoch(0)));
+}
+
+// Shows pre-KIP-101 truncation (Kafka < 0.11 ReplicaManager.makeFollowers truncating to
+// the replica's high watermark checkpoint), the rule KIP-101 replaced: records above the
+// checkpoint are dropped on becoming follower. With leader-epoch truncation (the default)
+// the same disk is kept whole until the leader says where it diverges.
+#[test]
+fn high_watermark_truncation_drops_records_above_the_checkpoint() {
+    let mut disk = disk_with(0, &[1, 2, 3]);
+    disk.logs.get_mut(&tp()).expect("log").checkpoint_hw(Offset(1));
+    let state = partition(0, 1, &[0, 1], &[0, 1]);
+
+    let config = BrokerConfig {
+        protocol: Protocol { truncation: Truncation::HighWatermark, ..Protocol::default() },
+        ..BrokerConfig::default()
+    };
+    let (follower, actions) = start_broker(1, config, disk.clone(), state.clone());
+    assert_eq!(follower.log(tp()).map(|log| log.log_end_offset()), Some(Offset(1)));
+    assert_eq!(follower.high_watermark(tp()), Some(Offset(1)));
+    assert!(events(&actions).contains(&ClusterEvent::Truncated {
+        broker: NodeId(1),
+        tp: tp(),
+        from: Offset(3),
+        to: Offset(1),
+        reason: TruncationReason::HighWatermark,
+    }));
+    let (_, _, partitions) = single_fetch(&actions);
+    assert_eq!(partitions[0].fetch_offset, Offset(1));
+    assert_eq!(partitions[0].last_fetched_epoch, None);
+
+    let (follower, actions) = start_broker(1, BrokerConfig::default(), disk, state);
+    assert_eq!(follower.log(tp()).map(|log| log.log_end_offset()), Some(Offset(3)));
+    assert!(!events(&actions).iter().any(|event| matches!(event, ClusterEvent::Truncated { .. })));
+}
+
+// Shows Kafka's ISR shrink (Partition.maybeShrinkIsr / getOutOfSyncReplicas, checked every
+// replica.lag.time.max.ms / 2): a follower not caught up for more than
+// replica.lag.time.max.ms is removed through AlterPartition (KIP-497); one that keeps
+// fetching from the log end stays, and exactly lag.max since caught up is not yet out.
+#[test]
+fn leader_shrinks_isr_of_a_follower_that_stopped_fetching() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1, 2], &[0, 1, 2]));
+    let lag_max = BrokerConfig::default().replica_lag_time_max_ms;
+    assert_eq!(lag_max, 30_000);
+
+    let mut alter_partitions = Vec::new();
+    let mut correlation = 0;
+    for now in (5_000..=lag_max).step_by(5_000) {
+        // Follower 2 keeps fetching at the log end; follower 1 is silent.
+        correlation += 1;
+        follower_fetch(&mut leader, now, 2, correlation, 0, 0);
+        leader.handle_timeout(Millis(now));
+        alter_partitions.extend(sends_of_kind(&drain(&mut leader), MessageKind::AlterPartition));
+    }
+    assert!(alter_partitions.is_empty(), "shrank within replica.lag.time.max.ms: {alter_partitions:?}");
+    assert_eq!(leader.partition_state(tp()).map(|state| state.isr.len()), Some(3));
+
+    correlation += 1;
+    follower_fetch(&mut leader, lag_max + 5_000, 2, correlation, 0, 0);
+    leader.handle_timeout(Millis(lag_max + 15_000));
+    let actions = drain(&mut leader);
+    let expected = Message::AlterPartition {
+        broker_epoch: BrokerEpoch(1),
+        items: vec![AlterPartitionItem {
+            tp: tp(),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+            new_isr: vec![NodeId(0), NodeId(2)],
+        }],
+    };
+    assert_eq!(sends_of_kind(&actions, MessageKind::AlterPartition), vec![(CONTROLLER, expected)]);
+    assert!(events(&actions).contains(&ClusterEvent::IsrChangeRequested {
+        broker: NodeId(0),
+        tp: tp(),
+        new_isr: vec![NodeId(0), NodeId(2)],
+    }));
+
+    // The controller's answer becomes the partition's state.
+    let mut shrunk = partition(0, 0, &[0, 1, 2], &[0, 2]);
+    shrunk.partition_epoch = PartitionEpoch(1);
+    let response = Message::AlterPartitionResponse { items: vec![(tp(), ErrorCode::None, Some(shrunk.clone()))] };
+    leader.handle_message(Millis(lag_max + 15_001), CONTROLLER, response);
+    drain(&mut leader);
+    assert_eq!(leader.partition_state(tp()), Some(&shrunk));
+    assert!(leader.is_leader(tp()));
+}
+
+// Shows that a follower applies only the answer to the fetch it has in flight (Kafka's
+// fetcher matches a response to its request; a late answer to an abandoned fetch must
+// not be appended): a response with another correlation id changes nothing.
+#[test]
+fn stale_fetch_response_is_ignored() {
+    let (mut follower, actions) =
+        start_broker(1, BrokerConfig::default(), BrokerDisk::default(), partition(0, 0, &[0, 1], &[0, 1]));
+    let (to, correlation, partitions) = single_fetch(&actions);
+    assert_eq!(to, NodeId(0));
+    assert_eq!(partitions[0].fetch_offset, Offset(0));
+
+    let response = |correlation| Message::FetchResponse {
+        correlation,
+        partitions: vec![FetchPartitionResponse {
+            tp: tp(),
+            error: ErrorCode::None,
+            high_watermark: Offset(2),
+            log_end_offset: Offset(2),
+            diverging_epoch: None,
+            records: [1, 2]
+                .into_iter()
+                .map(|write| crate::log::LogEntry { leader_epoch: LeaderEpoch(0), record: record(write) })
+                .collect(),
+        }],
+    };
+
+    follower.handle_message(Millis(10), NodeId(0), response(correlation + 1));
+    let actions = drain(&mut follower);
+    assert_eq!(follower.log(tp()).map(|log| log.log_end_offset()), Some(Offset(0)));
+    assert_eq!(follower.high_watermark(tp()), Some(Offset(0)));
+    assert!(sends_of_kind(&actions, MessageKind::Fetch).is_empty(), "a new fetch while one is in flight");
+
+    follower.handle_message(Millis(20), NodeId(0), response(correlation));
+    let actions = drain(&mut follower);
+    assert_eq!(follower.log(tp()).map(|log| log.log_end_offset()), Some(Offset(2)));
+    assert_eq!(follower.high_watermark(tp()), Some(Offset(2)));
+    let (_, next, partitions) = single_fetch(&actions);
+    assert_ne!(next, correlation);
+    assert_eq!(partitions[0].fetch_offset, Offset(2));
+
+    // The same answer delivered twice is now stale: nothing is appended again.
+    follower.handle_message(Millis(30), NodeId(0), response(correlation));
+    drain(&mut follower);
+    assert_eq!(follower.log(tp()).map(|log| log.log_end_offset()), Some(Offset(2)));
+}

@@ -1,0 +1,213 @@
+//! Faults applied to nodes: kill, power loss, restart, pause/resume, partitions and
+//! clock offsets, with targets resolved when the fault fires.
+
+use super::{Actor, Durable, Engine, Life, CONTROLLER_ID};
+use crate::faults::{Fault, Target};
+use crate::history::Happening;
+use trial_model::{Broker, ClusterEvent, Controller, ControllerDisk, Message, NodeId, TopicPartition};
+
+impl Engine<'_> {
+    pub(super) fn resolve(&self, target: Target) -> Option<usize> {
+        match target {
+            Target::Broker(id) => Some(id as usize),
+            Target::Controller => Some(self.controller_index),
+            Target::Producer(index) => self.producers.get(index as usize).map(|p| p.node),
+            Target::LeaderOf(tp) => {
+                let Life::Up(Actor::Controller(c)) = &self.nodes[self.controller_index].life else {
+                    return self.last_known_leader(tp);
+                };
+                c.partition(tp).and_then(|s| s.leader).map(|id| id.0 as usize)
+            }
+        }
+    }
+
+    pub(super) fn last_known_leader(&self, tp: TopicPartition) -> Option<usize> {
+        self.history.happenings.iter().rev().find_map(|(_, h)| match h {
+            Happening::Cluster { event: ClusterEvent::PartitionChange { tp: t, leader, .. } } if *t == tp => {
+                leader.map(|l| l.0 as usize)
+            }
+            _ => None,
+        })
+    }
+
+    pub(super) fn apply_fault(&mut self, fault: Fault) {
+        let description = fault.to_string();
+        let mut node_id = None;
+        match fault {
+            Fault::Kill(target)
+            | Fault::PowerLoss(target)
+            | Fault::Restart(target)
+            | Fault::Pause(target)
+            | Fault::Resume(target) => {
+                let Some(node) = self.resolve(target) else {
+                    self.note_fault(format!("{description} (no such node now: skipped)"), None);
+                    return;
+                };
+                node_id = Some(self.nodes[node].id);
+                match fault {
+                    Fault::Kill(_) => self.crash(node, false),
+                    Fault::PowerLoss(_) => self.crash(node, true),
+                    Fault::Restart(_) => self.restart(node),
+                    Fault::Pause(_) => self.nodes[node].paused = true,
+                    _ => self.resume(node),
+                }
+            }
+            Fault::Isolate(target) => {
+                if let Some(node) = self.resolve(target) {
+                    node_id = Some(self.nodes[node].id);
+                    let count = self.nodes.len();
+                    for other in 0..count {
+                        if other != node {
+                            self.blocked[node * count + other] = true;
+                            self.blocked[other * count + node] = true;
+                        }
+                    }
+                }
+            }
+            Fault::Partition { groups } => {
+                let resolved: Vec<Vec<usize>> =
+                    groups.iter().map(|g| g.iter().filter_map(|t| self.resolve(*t)).collect()).collect();
+                let count = self.nodes.len();
+                for (i, a) in resolved.iter().enumerate() {
+                    for b in resolved.iter().skip(i + 1) {
+                        for x in a {
+                            for y in b {
+                                self.blocked[x * count + y] = true;
+                                self.blocked[y * count + x] = true;
+                            }
+                        }
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => {
+                let count = self.nodes.len();
+                let from: Vec<usize> = from.iter().filter_map(|t| self.resolve(*t)).collect();
+                let to: Vec<usize> = to.iter().filter_map(|t| self.resolve(*t)).collect();
+                for x in &from {
+                    for y in &to {
+                        self.blocked[x * count + y] = true;
+                    }
+                }
+            }
+            Fault::Heal => self.heal_network(),
+            Fault::Loss(p) => self.loss = p,
+            Fault::Duplicate(p) => self.duplicate = p,
+            Fault::Latency(low, high) => self.latency_ms = (low, high),
+            Fault::DropKind(kind, p) => {
+                self.drop_kinds.retain(|(k, _)| *k != kind);
+                self.drop_kinds.push((kind, p));
+            }
+            Fault::ClockOffset(target, ms) => {
+                if let Some(node) = self.resolve(target) {
+                    node_id = Some(self.nodes[node].id);
+                    self.nodes[node].clock_offset_ms = ms;
+                    self.reschedule(node);
+                }
+            }
+        }
+        self.note_fault(description, node_id);
+    }
+
+    pub(super) fn note_fault(&mut self, fault: String, node: Option<NodeId>) {
+        let happening = Happening::Fault { fault, node };
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.happening(self.now, &happening);
+        }
+        self.history.push(self.now, happening);
+    }
+
+    pub(super) fn crash(&mut self, node: usize, power_loss: bool) {
+        let slot = &mut self.nodes[node];
+        slot.paused = false;
+        slot.inbox.clear();
+        slot.timer_generation += 1;
+        slot.timer_at = None;
+        let life = std::mem::replace(
+            &mut slot.life,
+            Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false },
+        );
+        let mut durable = match life {
+            Life::Up(Actor::Broker(b)) => Durable::Broker(b.into_disk()),
+            Life::Up(Actor::Controller(c)) => Durable::Controller(c.into_disk()),
+            Life::Up(Actor::Producer(p)) => {
+                // Validation keeps process faults off producers; put it back untouched.
+                slot.life = Life::Up(Actor::Producer(p));
+                return;
+            }
+            Life::Down { durable, .. } => durable,
+        };
+        if power_loss {
+            // KRaft syncs its metadata log, so only a broker's page cache is lost.
+            if let Durable::Broker(disk) = &mut durable {
+                disk.lose_unflushed();
+            }
+        }
+        slot.life = Life::Down { durable, machine_up: !power_loss };
+        if !power_loss {
+            // The kernel of a killed process closes its sockets: every peer sees its
+            // connection reset. A machine without power says nothing.
+            let id = self.nodes[node].id;
+            for peer in 0..self.nodes.len() {
+                if peer != node && matches!(self.nodes[peer].life, Life::Up(_)) {
+                    self.transmit(id, peer, Message::ConnectionClosed);
+                }
+            }
+        }
+    }
+
+    pub(super) fn restart(&mut self, node: usize) {
+        let now = self.local_now(node);
+        let slot = &mut self.nodes[node];
+        let Life::Down { .. } = slot.life else { return };
+        let life = std::mem::replace(
+            &mut slot.life,
+            Life::Down { durable: Durable::Controller(ControllerDisk::default()), machine_up: false },
+        );
+        let Life::Down { durable, .. } = life else {
+            return;
+        };
+        slot.incarnation += 1;
+        slot.paused = false;
+        let id = slot.id;
+        slot.life = match durable {
+            Durable::Broker(disk) => {
+                let broker = Broker::new(id, CONTROLLER_ID, self.scenario.broker.clone(), disk, slot.incarnation, now);
+                Life::Up(Actor::Broker(Box::new(broker)))
+            }
+            Durable::Controller(disk) => {
+                let controller = Controller::new(id, self.scenario.controller.clone(), disk, now);
+                Life::Up(Actor::Controller(Box::new(controller)))
+            }
+        };
+        self.monitor.forget_node(id);
+        self.reschedule(node);
+    }
+
+    pub(super) fn resume(&mut self, node: usize) {
+        if !self.nodes[node].paused {
+            return;
+        }
+        self.nodes[node].paused = false;
+        let inbox = std::mem::take(&mut self.nodes[node].inbox);
+        let now = self.local_now(node);
+        for (from, msg) in inbox {
+            match &mut self.nodes[node].life {
+                Life::Up(Actor::Broker(b)) => b.handle_message(now, from, msg),
+                Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
+                Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
+                Life::Down { .. } => break,
+            }
+        }
+        // A paused node's timers were held; whatever is due fires now.
+        self.nodes[node].timer_at = None;
+        self.nodes[node].timer_generation += 1;
+        let now = self.local_now(node);
+        match &mut self.nodes[node].life {
+            Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
+            Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
+            Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
+            Life::Down { .. } => {}
+        }
+        self.after_input(node);
+    }
+}
