@@ -546,7 +546,17 @@ mod tests {
         let disk = ControllerDisk::with_topics(&brokers, &[topic(unclean, 2)], &[]);
         let mut config = ControllerConfig::default();
         config.protocol.eligible_leader_replicas = elr;
-        Controller::new(NodeId(100), config, disk, Millis(0))
+        let mut controller = Controller::new(NodeId(100), config, disk, Millis(0));
+        // Every broker registers once, so that later registrations are restarts.
+        for broker in brokers {
+            controller.handle_message(
+                Millis(0),
+                broker,
+                Message::BrokerRegistration { incarnation: 1, previous_broker_epoch: None },
+            );
+        }
+        while controller.poll_action().is_some() {}
+        controller
     }
 
     fn state(controller: &Controller) -> PartitionState {
@@ -626,10 +636,12 @@ mod tests {
         let s = state(&c);
         assert_eq!(s.elr, vec![NodeId(1)]);
         assert_eq!(s.leader, None);
+        let broker_1_epoch = c.disk().brokers[&NodeId(1)].broker_epoch;
         c.handle_message(
             Millis(1),
             NodeId(1),
-            Message::BrokerRegistration { incarnation: 6, previous_broker_epoch: Some(BrokerEpoch(0)) },
+            // A clean shutdown: the broker names the epoch it had, so it keeps its ELR seat.
+            Message::BrokerRegistration { incarnation: 6, previous_broker_epoch: Some(broker_1_epoch) },
         );
         let s = state(&c);
         assert_eq!(s.leader, Some(NodeId(1)));
@@ -647,18 +659,11 @@ mod tests {
             partition_epoch: PartitionEpoch(0),
             new_isr: vec![NodeId(0), NodeId(1)],
         };
-        c.handle_message(
-            Millis(0),
-            NodeId(0),
-            Message::AlterPartition { broker_epoch: BrokerEpoch(0), items: vec![item.clone()] },
-        );
+        let broker_epoch = c.disk().brokers[&NodeId(0)].broker_epoch;
+        c.handle_message(Millis(0), NodeId(0), Message::AlterPartition { broker_epoch, items: vec![item.clone()] });
         assert_eq!(state(&c).isr, vec![NodeId(0), NodeId(1)]);
         while c.poll_action().is_some() {}
-        c.handle_message(
-            Millis(0),
-            NodeId(0),
-            Message::AlterPartition { broker_epoch: BrokerEpoch(0), items: vec![item] },
-        );
+        c.handle_message(Millis(0), NodeId(0), Message::AlterPartition { broker_epoch, items: vec![item] });
         let response = std::iter::from_fn(|| c.poll_action()).find_map(|action| match action {
             Action::Send { msg: Message::AlterPartitionResponse { items }, .. } => Some(items),
             _ => None,
