@@ -55,14 +55,16 @@ pub struct Producer {
     bootstrap: Vec<NodeId>,
     next_bootstrap: usize,
     partition_counts: BTreeMap<TopicId, u32>,
-    leaders: BTreeMap<TopicPartition, Option<NodeId>>,
+    /// Leader per `[topic][partition]` (dense: looked up for every batch on every drain).
+    leaders: Vec<Vec<Option<NodeId>>>,
     metadata_needed: bool,
     metadata_in_flight: Option<(u64, NodeId, Millis)>,
     metadata_fetched_at: Millis,
     unpartitioned: VecDeque<Pending>,
     batches: BTreeMap<TopicPartition, VecDeque<Batch>>,
     in_flight: BTreeMap<u64, InFlight>,
-    in_flight_per_broker: BTreeMap<NodeId, u32>,
+    /// Requests in flight per broker id.
+    in_flight_per_broker: Vec<u32>,
     broker_backoff: BTreeMap<NodeId, Millis>,
     sequences: BTreeMap<TopicPartition, u32>,
     sticky: BTreeMap<TopicId, u32>,
@@ -83,14 +85,14 @@ impl Producer {
             bootstrap,
             next_bootstrap: 0,
             partition_counts: BTreeMap::new(),
-            leaders: BTreeMap::new(),
+            leaders: Vec::new(),
             metadata_needed: true,
             metadata_in_flight: None,
             metadata_fetched_at: Millis::ZERO,
             unpartitioned: VecDeque::new(),
             batches: BTreeMap::new(),
             in_flight: BTreeMap::new(),
-            in_flight_per_broker: BTreeMap::new(),
+            in_flight_per_broker: Vec::new(),
             broker_backoff: BTreeMap::new(),
             sequences: BTreeMap::new(),
             sticky: BTreeMap::new(),
@@ -187,11 +189,21 @@ impl Producer {
     }
 
     fn can_send_to(&self, tp: TopicPartition) -> bool {
-        let Some(Some(leader)) = self.leaders.get(&tp) else {
-            return false;
-        };
-        let in_flight = self.in_flight_per_broker.get(leader).copied().unwrap_or(0);
-        !self.broker_backoff.contains_key(leader) && in_flight < self.config.max_in_flight_requests_per_connection
+        self.leader_of(tp).is_some_and(|leader| self.broker_usable(leader))
+    }
+
+    fn leader_of(&self, tp: TopicPartition) -> Option<NodeId> {
+        *self.leaders.get(tp.topic.0 as usize)?.get(tp.partition as usize)?
+    }
+
+    fn in_flight_to(&self, broker: NodeId) -> u32 {
+        self.in_flight_per_broker.get(broker.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// Has a free in-flight slot and is not in reconnect backoff.
+    fn broker_usable(&self, broker: NodeId) -> bool {
+        self.in_flight_to(broker) < self.config.max_in_flight_requests_per_connection
+            && (self.broker_backoff.is_empty() || !self.broker_backoff.contains_key(&broker))
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
@@ -247,7 +259,14 @@ impl Producer {
             if partition.leader.is_none() {
                 self.metadata_needed = true;
             }
-            self.leaders.insert(partition.tp, partition.leader);
+            let (topic, index) = (partition.tp.topic.0 as usize, partition.tp.partition as usize);
+            if self.leaders.len() <= topic {
+                self.leaders.resize(topic + 1, Vec::new());
+            }
+            if self.leaders[topic].len() <= index {
+                self.leaders[topic].resize(index + 1, None);
+            }
+            self.leaders[topic][index] = partition.leader;
         }
         while let Some(pending) = self.unpartitioned.pop_front() {
             if self.partition_counts.contains_key(&pending.topic) {
@@ -294,7 +313,7 @@ impl Producer {
     }
 
     fn release_slot(&mut self, broker: NodeId) {
-        if let Some(count) = self.in_flight_per_broker.get_mut(&broker) {
+        if let Some(count) = self.in_flight_per_broker.get_mut(broker.0 as usize) {
             *count = count.saturating_sub(1);
         }
     }
@@ -450,10 +469,9 @@ impl Producer {
         }
         let linger = self.config.linger_ms;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
-        let max_in_flight = self.config.max_in_flight_requests_per_connection;
         let mut ready: Vec<NodeId> = Vec::new();
         for (tp, queue) in &self.batches {
-            let Some(Some(leader)) = self.leaders.get(tp).copied() else {
+            let Some(leader) = self.leader_of(*tp) else {
                 continue;
             };
             let Some(head) = queue.front() else { continue };
@@ -466,16 +484,15 @@ impl Producer {
                 ready.push(leader);
             }
         }
-        ready.retain(|leader| {
-            let in_flight = self.in_flight_per_broker.get(leader).copied().unwrap_or(0);
-            in_flight < max_in_flight && !self.broker_backoff.contains_key(leader)
-        });
+        ready.retain(|leader| self.broker_usable(*leader));
         if !ready.is_empty() {
             ready.sort_unstable();
             let mut requests: Vec<(NodeId, Vec<Batch>)> = ready.iter().map(|leader| (*leader, Vec::new())).collect();
             let mut emptied = false;
             for (tp, queue) in self.batches.iter_mut() {
-                let Some(Some(leader)) = self.leaders.get(tp).copied() else {
+                let Some(Some(leader)) =
+                    self.leaders.get(tp.topic.0 as usize).and_then(|p| p.get(tp.partition as usize)).copied()
+                else {
                     continue;
                 };
                 let Some((_, batches)) = requests.iter_mut().find(|(broker, _)| *broker == leader) else {
@@ -525,7 +542,11 @@ impl Producer {
             }
             return;
         }
-        *self.in_flight_per_broker.entry(broker).or_insert(0) += 1;
+        let index = broker.0 as usize;
+        if self.in_flight_per_broker.len() <= index {
+            self.in_flight_per_broker.resize(index + 1, 0);
+        }
+        self.in_flight_per_broker[index] += 1;
         self.in_flight.insert(correlation, InFlight { broker, sent_at: now, batches });
     }
 }
