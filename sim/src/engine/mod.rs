@@ -67,8 +67,9 @@ enum EventKind {
         node: usize,
         generation: u64,
     },
+    /// A tick of the producers in `tick_groups[group]`.
     Produce {
-        producer: usize,
+        group: usize,
     },
     Fault(Fault),
     EndSafety,
@@ -140,15 +141,14 @@ pub struct RunOutput {
     pub stop: Stop,
 }
 
-/// FNV-1a over the run's events: equal for equal runs, cheap enough for every event.
+/// A multiply-xorshift hash over the run's events, one 64-bit word at a time: equal for
+/// equal runs, cheap enough for every event.
 struct TraceHash(u64);
 
 impl TraceHash {
     fn add(&mut self, word: u64) {
-        for byte in word.to_le_bytes() {
-            self.0 ^= byte as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0 = (self.0 ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 ^= self.0 >> 29;
     }
 }
 
@@ -160,6 +160,8 @@ pub struct Engine<'a> {
     free_slots: Vec<u32>,
     nodes: Vec<Node>,
     producers: Vec<ProducerLoad>,
+    /// Producers grouped by send interval (indices into `producers`).
+    tick_groups: Vec<Vec<usize>>,
     brokers: usize,
     controller_index: usize,
     // network
@@ -233,6 +235,7 @@ impl<'a> Engine<'a> {
             free_slots: Vec::new(),
             nodes,
             producers,
+            tick_groups: Vec::new(),
             brokers: n,
             controller_index,
             latency_ms: scenario.network.latency_ms,
@@ -258,9 +261,16 @@ impl<'a> Engine<'a> {
         }
         engine.push(Millis(scenario.duration_ms), EventKind::EndSafety);
         for index in 0..engine.producers.len() {
+            let interval = engine.producers[index].interval_ms;
+            match engine.tick_groups.iter().position(|g| engine.producers[g[0]].interval_ms == interval) {
+                Some(group) => engine.tick_groups[group].push(index),
+                None => engine.tick_groups.push(vec![index]),
+            }
             let node = engine.producers[index].node;
-            engine.push(Millis(1), EventKind::Produce { producer: index });
             engine.reschedule(node);
+        }
+        for group in 0..engine.tick_groups.len() {
+            engine.push(Millis(1), EventKind::Produce { group });
         }
         for index in 0..count {
             engine.reschedule(index);
@@ -351,7 +361,7 @@ impl<'a> Engine<'a> {
                 }
                 self.after_input(node);
             }
-            EventKind::Produce { producer } => self.produce_tick(producer),
+            EventKind::Produce { group } => self.produce_tick(group),
             EventKind::Fault(fault) => {
                 self.hash.add(0xfa00_0000);
                 self.apply_fault(fault);
@@ -447,16 +457,27 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn produce_tick(&mut self, index: usize) {
+    /// One tick of a group of producers that share a send interval: one queue entry per
+    /// tick, not one per producer.
+    fn produce_tick(&mut self, group: usize) {
         if !self.producing {
             return;
         }
+        let members = std::mem::take(&mut self.tick_groups[group]);
+        let interval = self.producers[members[0]].interval_ms;
+        self.push(self.now.plus(interval), EventKind::Produce { group });
+        for index in &members {
+            self.tick_one(*index);
+        }
+        self.tick_groups[group] = members;
+    }
+
+    fn tick_one(&mut self, index: usize) {
         let load = &mut self.producers[index];
         load.carry += load.per_tick;
         let count = load.carry.floor() as u64;
         load.carry -= count as f64;
-        let (node, spec_index, interval) = (load.node, load.spec, load.interval_ms);
-        self.push(self.now.plus(interval), EventKind::Produce { producer: index });
+        let (node, spec_index) = (load.node, load.spec);
         let spec = &self.scenario.producers[spec_index];
         if self.nodes[node].paused || count == 0 {
             return;
