@@ -29,6 +29,13 @@ impl Broker {
             }
             items.push((batch.tp, required.unwrap_or(Offset(0)), result));
         }
+        // Like ReplicaManager.appendRecords: every partition is appended before parked
+        // fetches are checked, so one fetch response carries the whole request's data.
+        for (tp, _, result) in &items {
+            if result.base_offset.is_some() {
+                self.complete_parked_fetches(now, *tp);
+            }
+        }
         if acks == Acks::None {
             return;
         }
@@ -73,7 +80,6 @@ impl Broker {
             }
         }
         self.maybe_increment_high_watermark(now, tp);
-        self.complete_parked_fetches(now, tp);
         let result = ProducePartitionResponse { tp, error: ErrorCode::None, base_offset: Some(base) };
         let required = (acks == Acks::All).then_some(end);
         (result, required)
@@ -327,7 +333,7 @@ impl Broker {
         } else if fetch_offset >= progress.last_fetch_leader_log_end && progress.last_fetch_time.is_some() {
             progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch_time);
         }
-        progress.log_end = fetch_offset;
+        let previous_end = std::mem::replace(&mut progress.log_end, fetch_offset);
         progress.last_fetch_time = Some(now);
         progress.last_fetch_leader_log_end = leader_end;
         // ISR expansion: a follower that reached the HW and the current epoch's start.
@@ -344,7 +350,11 @@ impl Broker {
         if let Some(new_isr) = new_isr {
             self.request_isr_change(now, tp, new_isr);
         }
-        self.maybe_increment_high_watermark(now, tp);
+        // Partition.updateFollowerFetchState: the HW can only move when the follower's
+        // log end did.
+        if fetch_offset != previous_end {
+            self.maybe_increment_high_watermark(now, tp);
+        }
     }
 
     pub(super) fn complete_parked_fetches(&mut self, now: Millis, tp: TopicPartition) {
