@@ -18,6 +18,8 @@ fn durable(elr: bool, acks: Acks) -> Scenario {
     scenario.duration_ms = 90_000;
     scenario.producers[0].rate = 300.0;
     scenario.producers[0].config.acks = acks;
+    // What the property claims, so that a replayed counterexample fails from the CLI too.
+    scenario.expect.hold = vec![Property::NoLostAckedWrites];
     scenario
 }
 
@@ -49,7 +51,13 @@ fn search(base: Scenario, kinds: PlanKinds, cases: u32, seed: u8) -> Option<(Fau
     });
     match result {
         Ok(()) => None,
-        Err(TestError::Fail(_, (_, plan))) => Some((plan, first_failure.get().unwrap_or(0))),
+        Err(TestError::Fail(_, (scenario, plan))) => {
+            // The shrunk counterexample as a scenario file, replayable from the CLI.
+            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("counterexample-{seed}.toml"));
+            std::fs::write(&path, scenario.to_toml()).expect("write the counterexample");
+            eprintln!("minimal counterexample: {plan:?}\nreplay: kafka-trial run {} --seed 1", path.display());
+            Some((plan, first_failure.get().unwrap_or(0)))
+        }
         Err(TestError::Abort(reason)) => panic!("proptest aborted: {reason}"),
     }
 }

@@ -1,0 +1,171 @@
+//! Writing a scenario back as a scenario file, so that a scenario built in code (a
+//! shrunk proptest counterexample, say) can be replayed with `kafka-trial run`.
+
+use super::Scenario;
+use crate::faults::{Fault, Target};
+use std::fmt::Write as _;
+use trial_model::{Acks, NullKeyPartitioner, Registration, Truncation};
+
+fn quote(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(", "))
+}
+
+impl Scenario {
+    fn target_text(&self, target: &Target) -> String {
+        match target {
+            Target::LeaderOf(tp) => {
+                let topic = self.topics.get(tp.topic.0 as usize).map_or("?", |t| t.name.as_str());
+                format!("leader:{topic}/{}", tp.partition)
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn targets_text(&self, targets: &[Target]) -> String {
+        list(targets.iter().map(|t| quote(&self.target_text(t))))
+    }
+
+    /// This scenario as a scenario file that parses back to an equal scenario.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let b = &self.broker;
+        let _ = writeln!(out, "name = {}", quote(&self.name));
+        let _ = writeln!(out, "description = {}", quote(&self.description));
+        let _ = writeln!(out, "duration_ms = {}\nliveness_ms = {}\n", self.duration_ms, self.liveness_ms);
+        let _ = writeln!(out, "[cluster]\nbrokers = {}", self.brokers);
+        let _ = writeln!(out, "replica_lag_time_max_ms = {}", b.replica_lag_time_max_ms);
+        let _ = writeln!(out, "replica_fetch_wait_max_ms = {}", b.replica_fetch_wait_max_ms);
+        let _ = writeln!(out, "replica_socket_timeout_ms = {}", b.replica_socket_timeout_ms);
+        let _ = writeln!(out, "broker_heartbeat_interval_ms = {}", b.broker_heartbeat_interval_ms);
+        let _ = writeln!(out, "broker_session_timeout_ms = {}", self.controller.broker_session_timeout_ms);
+        let _ = writeln!(out, "replica_high_watermark_checkpoint_interval_ms = {}", b.hw_checkpoint_interval_ms);
+        let _ = writeln!(out, "os_dirty_expire_ms = {}", b.os_dirty_expire_ms.unwrap_or(0));
+        if let Some(v) = b.flush_messages {
+            let _ = writeln!(out, "flush_messages = {v}");
+        }
+        if let Some(v) = b.flush_ms {
+            let _ = writeln!(out, "flush_ms = {v}");
+        }
+        let p = &b.protocol;
+        let truncation = match p.truncation {
+            Truncation::LeaderEpoch => "leader-epoch",
+            Truncation::HighWatermark => "high-watermark",
+        };
+        let registration = match p.registration {
+            Registration::Kraft => "kraft",
+            Registration::Zookeeper => "zookeeper",
+        };
+        let _ = writeln!(
+            out,
+            "\n[protocol]\ntruncation = \"{truncation}\"\neligible_leader_replicas = {}\nregistration = \"{registration}\"",
+            p.eligible_leader_replicas
+        );
+        let n = &self.network;
+        let _ = writeln!(
+            out,
+            "\n[network]\nlatency_ms = [{}, {}]\nloss = {:?}\nduplicate = {:?}",
+            n.latency_ms.0, n.latency_ms.1, n.loss, n.duplicate
+        );
+        for t in &self.topics {
+            let _ = writeln!(out, "\n[[topics]]\nname = {}\npartitions = {}", quote(&t.name), t.partitions);
+            let _ = writeln!(
+                out,
+                "replication_factor = {}\nmin_insync_replicas = {}",
+                t.replication_factor, t.min_insync_replicas
+            );
+            let _ = writeln!(out, "unclean_leader_election = {}", t.unclean_leader_election);
+            if let Some(assignment) = &t.replica_assignment {
+                let lists = assignment.iter().map(|r| list(r.iter().map(|b| b.0.to_string())));
+                let _ = writeln!(out, "replica_assignment = {}", list(lists));
+            }
+        }
+        for p in &self.producers {
+            let c = &p.config;
+            let topic = self.topics.get(p.topic.0 as usize).map_or("?", |t| t.name.as_str());
+            let acks = match c.acks {
+                Acks::None => "0",
+                Acks::Leader => "1",
+                Acks::All => "all",
+            };
+            let partitioner = match c.null_key_partitioner {
+                NullKeyPartitioner::Sticky => "sticky",
+                NullKeyPartitioner::RoundRobin => "round-robin",
+            };
+            let _ = writeln!(
+                out,
+                "\n[[producers]]\nname = {}\ntopic = {}\nrate = {:?}\nkeys = {}",
+                quote(&p.name),
+                quote(topic),
+                p.rate,
+                p.keys
+            );
+            let _ =
+                writeln!(out, "acks = \"{acks}\"\nretries = {}\nretry_backoff_ms = {}", c.retries, c.retry_backoff_ms);
+            let _ = writeln!(
+                out,
+                "request_timeout_ms = {}\ndelivery_timeout_ms = {}",
+                c.request_timeout_ms, c.delivery_timeout_ms
+            );
+            let _ = writeln!(
+                out,
+                "max_in_flight = {}\nlinger_ms = {}",
+                c.max_in_flight_requests_per_connection, c.linger_ms
+            );
+            let _ = writeln!(out, "batch_size = {}\nrecord_bytes = {}", c.batch_size, c.record_bytes);
+            let _ = writeln!(out, "null_key_partitioner = \"{partitioner}\"");
+        }
+        for f in &self.faults {
+            let _ = writeln!(out, "\n[[faults]]\nat_ms = {}", f.at_ms);
+            let _ = writeln!(out, "{}", self.fault_fields(&f.fault));
+        }
+        if let Some(n) = &self.nemesis {
+            let kinds = list(n.kinds.iter().map(|k| quote(k.name())));
+            let _ = writeln!(out, "\n[nemesis]\ninterval_ms = [{}, {}]", n.interval_ms.0, n.interval_ms.1);
+            let _ = writeln!(
+                out,
+                "fault_duration_ms = [{}, {}]\nkinds = {kinds}",
+                n.fault_duration_ms.0, n.fault_duration_ms.1
+            );
+            let _ = writeln!(out, "swarm = {}\nmax_down = {}\ncontroller = {}", n.swarm, n.max_down, n.controller);
+        }
+        let hold = list(self.expect.hold.iter().map(|p| quote(p.name())));
+        let violate = list(self.expect.violate.iter().map(|p| quote(p.name())));
+        let _ = writeln!(out, "\n[expect]\nhold = {hold}\nviolate = {violate}");
+        out
+    }
+
+    fn fault_fields(&self, fault: &Fault) -> String {
+        let target = |kind: &str, t: &Target| format!("kind = \"{kind}\"\ntarget = {}", quote(&self.target_text(t)));
+        match fault {
+            Fault::Kill(t) => target("kill", t),
+            Fault::Restart(t) => target("restart", t),
+            Fault::PowerLoss(t) => target("power-loss", t),
+            Fault::Pause(t) => target("pause", t),
+            Fault::Resume(t) => target("resume", t),
+            Fault::Isolate(t) => target("isolate", t),
+            Fault::Partition { groups } => {
+                let groups = list(groups.iter().map(|g| self.targets_text(g)));
+                format!("kind = \"partition\"\ngroups = {groups}")
+            }
+            Fault::OneWay { from, to } => {
+                format!(
+                    "kind = \"partition-one-way\"\nfrom = {}\nto = {}",
+                    self.targets_text(from),
+                    self.targets_text(to)
+                )
+            }
+            Fault::Heal => "kind = \"heal\"".to_string(),
+            Fault::Loss(p) => format!("kind = \"loss\"\nprobability = {p:?}"),
+            Fault::Duplicate(p) => format!("kind = \"duplicate\"\nprobability = {p:?}"),
+            Fault::Latency(low, high) => format!("kind = \"latency\"\nlatency_ms = [{low}, {high}]"),
+            Fault::DropKind(kind, p) => {
+                format!("kind = \"drop-kind\"\nmessage = \"{}\"\nprobability = {p:?}", kind.name())
+            }
+            Fault::ClockOffset(t, ms) => format!("{}\noffset_ms = {ms}", target("clock-offset", t)),
+        }
+    }
+}
