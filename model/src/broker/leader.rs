@@ -1,7 +1,7 @@
 //! The leader side of a partition: produce with acks, parked requests, the high
 //! watermark, and serving followers' fetches (with divergence detection, KIP-320).
 
-use super::{Broker, ParkedFetch, ParkedProduce, Role, PARKED_REQUESTS_MAX};
+use super::{Broker, ParkedFetch, ParkedProduce, Replica, Role, PARKED_REQUESTS_MAX};
 use crate::action::ClusterEvent;
 use crate::config::{Acks, Truncation};
 use crate::error::ErrorCode;
@@ -265,7 +265,9 @@ impl Broker {
             diverging_epoch: None,
             records: Vec::new(),
         };
-        let Some(replica) = self.replicas.get(&tp) else {
+        // One lookup each for the replica and its log: this runs for every partition of
+        // every follower fetch, the hottest path of a run.
+        let Some(replica) = self.replicas.get_mut(&tp) else {
             response.error = ErrorCode::NotLeaderOrFollower;
             return response;
         };
@@ -283,6 +285,7 @@ impl Broker {
         }
         let log = self.disk.logs.entry(tp).or_default();
         response.log_end_offset = log.log_end_offset();
+        response.high_watermark = replica.high_watermark;
         if truncation == Truncation::LeaderEpoch {
             if let Some(last_fetched) = request.last_fetched_epoch {
                 let diverging = match log.end_offset_for_epoch(last_fetched) {
@@ -292,69 +295,27 @@ impl Broker {
                 };
                 if diverging.is_some() {
                     response.diverging_epoch = diverging;
-                    response.high_watermark = self.replicas[&tp].high_watermark;
                     return response;
                 }
             }
         }
         if request.fetch_offset > log.log_end_offset() {
             response.error = ErrorCode::OffsetOutOfRange;
-            response.high_watermark = self.replicas[&tp].high_watermark;
             return response;
         }
         response.records = log.read(request.fetch_offset, max_records).to_vec();
         let leader_end = log.log_end_offset();
-        self.update_follower_state(now, tp, follower, request.fetch_offset, leader_end);
-        response.high_watermark = self.replicas[&tp].high_watermark;
-        response
-    }
-
-    /// Kafka's `updateFollowerFetchState`: a follower is caught up when it fetched from the
-    /// leader's end, or from the end the leader had at the follower's previous fetch.
-    pub(super) fn update_follower_state(
-        &mut self,
-        now: Millis,
-        tp: TopicPartition,
-        follower: NodeId,
-        fetch_offset: Offset,
-        leader_end: Offset,
-    ) {
-        let Some(replica) = self.replicas.get_mut(&tp) else {
-            return;
-        };
-        let Role::Leader { followers, pending_isr, epoch_start_offset } = &mut replica.role else {
-            return;
-        };
-        let Some(progress) = followers.get_mut(&follower) else {
-            return;
-        };
-        if fetch_offset >= leader_end {
-            progress.last_caught_up = Some(now);
-        } else if fetch_offset >= progress.last_fetch_leader_log_end && progress.last_fetch_time.is_some() {
-            progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch_time);
-        }
-        let previous_end = std::mem::replace(&mut progress.log_end, fetch_offset);
-        progress.last_fetch_time = Some(now);
-        progress.last_fetch_leader_log_end = leader_end;
-        // ISR expansion: a follower that reached the HW and the current epoch's start.
-        let hw = replica.high_watermark;
-        let expand = !replica.state.isr.contains(&follower)
-            && pending_isr.is_none()
-            && fetch_offset >= hw
-            && fetch_offset >= *epoch_start_offset;
-        let new_isr = expand.then(|| {
-            let mut isr = replica.state.isr.clone();
-            isr.push(follower);
-            isr
-        });
-        if let Some(new_isr) = new_isr {
+        let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end);
+        if let Some(new_isr) = progress.new_isr {
             self.request_isr_change(now, tp, new_isr);
         }
         // Partition.updateFollowerFetchState: the HW can only move when the follower's
         // log end did.
-        if fetch_offset != previous_end {
+        if progress.end_moved {
             self.maybe_increment_high_watermark(now, tp);
+            response.high_watermark = self.replicas.get(&tp).map_or(response.high_watermark, |r| r.high_watermark);
         }
+        response
     }
 
     pub(super) fn complete_parked_fetches(&mut self, now: Millis, tp: TopicPartition) {
@@ -386,4 +347,43 @@ impl Broker {
             parked.partitions.iter().map(|request| self.read_for_follower(now, parked.from, request)).collect();
         self.send(parked.from, Message::FetchResponse { correlation: parked.correlation, partitions: responses });
     }
+}
+
+/// What a follower's fetch changed on the leader.
+struct FollowerFetched {
+    /// An ISR the leader should ask for (the follower caught up).
+    new_isr: Option<Vec<NodeId>>,
+    /// Whether the follower's log end moved (only then can the HW move).
+    end_moved: bool,
+}
+
+/// Kafka's `updateFollowerFetchState`: a follower is caught up when it fetched from the
+/// leader's end, or from the end the leader had at the follower's previous fetch; it may
+/// join the ISR once it reached the HW and the current epoch's start.
+fn follower_fetched(replica: &mut Replica, now: Millis, follower: NodeId, fetch_offset: Offset, leader_end: Offset) -> FollowerFetched {
+    let unchanged = FollowerFetched { new_isr: None, end_moved: false };
+    let Role::Leader { followers, pending_isr, epoch_start_offset } = &mut replica.role else {
+        return unchanged;
+    };
+    let Some(progress) = followers.get_mut(&follower) else {
+        return unchanged;
+    };
+    if fetch_offset >= leader_end {
+        progress.last_caught_up = Some(now);
+    } else if fetch_offset >= progress.last_fetch_leader_log_end && progress.last_fetch_time.is_some() {
+        progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch_time);
+    }
+    let previous_end = std::mem::replace(&mut progress.log_end, fetch_offset);
+    progress.last_fetch_time = Some(now);
+    progress.last_fetch_leader_log_end = leader_end;
+    let expand = !replica.state.isr.contains(&follower)
+        && pending_isr.is_none()
+        && fetch_offset >= replica.high_watermark
+        && fetch_offset >= *epoch_start_offset;
+    let new_isr = expand.then(|| {
+        let mut isr = replica.state.isr.clone();
+        isr.push(follower);
+        isr
+    });
+    FollowerFetched { new_isr, end_moved: fetch_offset != previous_end }
 }
