@@ -360,7 +360,13 @@ struct FollowerFetched {
 /// Kafka's `updateFollowerFetchState`: a follower is caught up when it fetched from the
 /// leader's end, or from the end the leader had at the follower's previous fetch; it may
 /// join the ISR once it reached the HW and the current epoch's start.
-fn follower_fetched(replica: &mut Replica, now: Millis, follower: NodeId, fetch_offset: Offset, leader_end: Offset) -> FollowerFetched {
+fn follower_fetched(
+    replica: &mut Replica,
+    now: Millis,
+    follower: NodeId,
+    fetch_offset: Offset,
+    leader_end: Offset,
+) -> FollowerFetched {
     let unchanged = FollowerFetched { new_isr: None, end_moved: false };
     let Role::Leader { followers, pending_isr, epoch_start_offset } = &mut replica.role else {
         return unchanged;

@@ -192,3 +192,18 @@ fn a_panicking_seed_does_not_stop_the_sweep() {
     assert!(results.iter().enumerate().all(|(i, r)| r.seed == i as u64));
     assert_eq!(results.iter().filter(|r| r.result == SeedResult::Pass).count(), 4);
 }
+
+// Shows `--bench` adds the speed line (simulated seconds per wall second, events/s, peak
+// memory) to the report and a `bench` object to the JSON (issue 5, "Speed").
+#[test]
+fn bench_flag_reports_speed() {
+    let output = kafka_trial(&["run", "scenarios/kip966-elr.toml", "--seed", "1", "--bench"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let line = text.lines().find(|l| l.starts_with("bench: ")).expect("a bench line");
+    assert!(line.contains("x real time") && line.contains("M events/s") && line.contains("peak RSS"), "{line}");
+    let output = kafka_trial(&["run", "scenarios/kip966-elr.toml", "--seed", "1", "--bench", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).expect("JSON");
+    assert!(value["bench"]["sim_seconds_per_wall_second"].as_f64().is_some_and(|r| r > 1.0), "{value}");
+    assert!(value["bench"]["events_per_second"].as_f64().is_some_and(|r| r > 0.0));
+}
