@@ -1,0 +1,184 @@
+//! One connection to one broker: length-framed requests and responses with the
+//! `kafka-protocol` codecs, ApiVersions negotiation (highest common version), a timeout on
+//! every request.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{
+    encode_request_header_into_buffer, Decodable, HeaderVersion, Message, Request, StrBytes, VersionRange,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response frame accepted (a corrupt length must not allocate gigabytes).
+pub const FRAME_BYTES_MAX: i32 = 100 << 20;
+const CLIENT_NAME: &str = "kafka-trial-exporter";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{addr}: cannot connect: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("{addr}: {api:?} timed out after {timeout:?}")]
+    Timeout { addr: String, api: ApiKey, timeout: Duration },
+    #[error("{addr}: {api:?}: {source}")]
+    Io { addr: String, api: ApiKey, source: std::io::Error },
+    #[error("{addr}: {api:?}: {message}")]
+    Protocol { addr: String, api: ApiKey, message: String },
+    #[error("{addr}: the broker supports no common version of {api:?}")]
+    Unsupported { addr: String, api: ApiKey },
+}
+
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    correlation: i32,
+    timeout: Duration,
+    /// Highest version both sides speak, per API key.
+    versions: BTreeMap<i16, i16>,
+}
+
+impl Connection {
+    /// Connects and negotiates API versions.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout { addr: addr.into(), api: ApiKey::ApiVersions, timeout })?
+            .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
+        let mut connection =
+            Connection { addr: addr.into(), stream, correlation: 0, timeout, versions: BTreeMap::new() };
+        connection.negotiate().await?;
+        Ok(connection)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The version this connection uses for `R`, if the broker supports one we speak.
+    pub fn version_of<R: Request>(&self) -> Option<i16> {
+        self.versions.get(&R::KEY).copied()
+    }
+
+    async fn negotiate(&mut self) -> Result<(), ClientError> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str(CLIENT_NAME))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let response = self.call_at(&request, 3).await?;
+        if response.error_code != 0 {
+            return Err(self.protocol(ApiKey::ApiVersions, format!("error code {}", response.error_code)));
+        }
+        for api in &response.api_keys {
+            let theirs = VersionRange { min: api.min_version, max: api.max_version };
+            if let Some(ours) = our_versions(api.api_key) {
+                let common = theirs.intersect(&ours);
+                if !common.is_empty() {
+                    self.versions.insert(api.api_key, common.max);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `request` at the negotiated version and returns the response.
+    pub async fn call<R: Request>(&mut self, request: &R) -> Result<(R::Response, i16), ClientError>
+    where
+        R::Response: Decodable + HeaderVersion,
+    {
+        let api = api_key(R::KEY);
+        let version =
+            self.version_of::<R>().ok_or_else(|| ClientError::Unsupported { addr: self.addr.clone(), api })?;
+        let response = self.call_at(request, version).await?;
+        Ok((response, version))
+    }
+
+    async fn call_at<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response, ClientError>
+    where
+        R::Response: Decodable + HeaderVersion,
+    {
+        let api = api_key(R::KEY);
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.exchange(request, version)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout { addr: self.addr.clone(), api, timeout }),
+        }
+    }
+
+    async fn exchange<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response, ClientError>
+    where
+        R::Response: Decodable + HeaderVersion,
+    {
+        let api = api_key(R::KEY);
+        self.correlation = self.correlation.wrapping_add(1);
+        let correlation = self.correlation;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_NAME)));
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        encode_request_header_into_buffer(&mut frame, &header).map_err(|e| self.protocol(api, e.to_string()))?;
+        request.encode(&mut frame, version).map_err(|e| self.protocol(api, e.to_string()))?;
+        let length = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&length.to_be_bytes());
+        let io = |source| ClientError::Io { addr: self.addr.clone(), api, source };
+        self.stream.write_all(&frame).await.map_err(io)?;
+        let length =
+            self.stream.read_i32().await.map_err(|source| ClientError::Io { addr: self.addr.clone(), api, source })?;
+        if !(0..=FRAME_BYTES_MAX).contains(&length) {
+            return Err(self.protocol(api, format!("response frame of {length} bytes")));
+        }
+        let mut body = vec![0u8; length as usize];
+        self.stream.read_exact(&mut body).await.map_err(|source| ClientError::Io {
+            addr: self.addr.clone(),
+            api,
+            source,
+        })?;
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+            .map_err(|e| self.protocol(api, e.to_string()))?;
+        if header.correlation_id != correlation {
+            return Err(
+                self.protocol(api, format!("correlation id {} for request {correlation}", header.correlation_id))
+            );
+        }
+        R::Response::decode(&mut body, version).map_err(|e| self.protocol(api, e.to_string()))
+    }
+
+    fn protocol(&self, api: ApiKey, message: String) -> ClientError {
+        ClientError::Protocol { addr: self.addr.clone(), api, message }
+    }
+}
+
+fn api_key(key: i16) -> ApiKey {
+    ApiKey::try_from(key).unwrap_or(ApiKey::ApiVersions)
+}
+
+/// The versions of each request this client can encode (not `ApiKey::valid_versions`,
+/// which can exceed what the codec writes).
+fn our_versions(key: i16) -> Option<VersionRange> {
+    use kafka_protocol::messages::*;
+    let key = ApiKey::try_from(key).ok()?;
+    Some(match key {
+        ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+        ApiKey::Metadata => MetadataRequest::VERSIONS,
+        ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+        ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+        ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+        ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+        ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+        ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+        ApiKey::Produce => ProduceRequest::VERSIONS,
+        ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+        _ => return None,
+    })
+}
+
+/// Every API key the broker advertised with our common version (for diagnostics).
+impl Connection {
+    pub fn negotiated(&self) -> impl Iterator<Item = (i16, i16)> + '_ {
+        self.versions.iter().map(|(k, v)| (*k, *v))
+    }
+}

@@ -1,0 +1,299 @@
+//! One collection of one cluster with the minimal request plan: Metadata; per partition
+//! leader one ListOffsets each for the earliest, latest and last stable offsets;
+//! ListGroups to every broker; one batched FindCoordinator; per coordinator one
+//! DescribeGroups and one OffsetFetch for all its groups. Requests do not grow with the
+//! number of groups. A broker that fails leaves its part of the snapshot empty and counts
+//! an error; the rest still comes.
+
+use crate::client::{ClientError, Connection};
+use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, PartitionInfo, Snapshot};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// ListOffsets timestamps (Kafka's `ListOffsetsRequest`).
+const EARLIEST: i64 = -2;
+const LATEST: i64 = -1;
+
+pub struct Collector {
+    pub cluster: String,
+    pub bootstrap: Vec<String>,
+    pub timeout: Duration,
+    connections: BTreeMap<i32, Connection>,
+}
+
+impl Collector {
+    pub fn new(cluster: String, bootstrap: Vec<String>, timeout: Duration) -> Collector {
+        Collector { cluster, bootstrap, timeout, connections: BTreeMap::new() }
+    }
+
+    pub async fn collect(&mut self) -> Snapshot {
+        let mut snapshot = Snapshot { cluster: self.cluster.clone(), up: true, ..Snapshot::default() };
+        let Some(metadata) = self.metadata(&mut snapshot).await else {
+            snapshot.up = false;
+            return snapshot;
+        };
+        snapshot.cluster_id = metadata.cluster_id.as_ref().map(|id| id.to_string());
+        snapshot.controller_id = *metadata.controller_id;
+        let mut addresses = BTreeMap::new();
+        for broker in &metadata.brokers {
+            let id = *broker.node_id;
+            addresses.insert(id, format!("{}:{}", broker.host, broker.port));
+            snapshot.brokers.push(BrokerInfo {
+                id,
+                host: broker.host.to_string(),
+                port: broker.port,
+                rack: broker.rack.as_ref().map(|r| r.to_string()),
+            });
+        }
+        for topic in &metadata.topics {
+            let Some(name) = &topic.name else { continue };
+            for partition in &topic.partitions {
+                snapshot.partitions.push(PartitionInfo {
+                    topic: name.to_string(),
+                    partition: partition.partition_index,
+                    leader: *partition.leader_id,
+                    replicas: partition.replica_nodes.len(),
+                    in_sync_replicas: partition.isr_nodes.len(),
+                    ..PartitionInfo::default()
+                });
+            }
+        }
+        self.offsets(&mut snapshot, &addresses).await;
+        self.groups(&mut snapshot, &addresses).await;
+        snapshot
+    }
+
+    fn count(snapshot: &mut Snapshot, api: &str, broker: i32) {
+        *snapshot.requests.entry((api.to_string(), broker)).or_default() += 1;
+    }
+
+    fn fail(snapshot: &mut Snapshot, api: &str, error: &str) {
+        snapshot.up = false;
+        *snapshot.errors.entry((api.to_string(), error.to_string())).or_default() += 1;
+    }
+
+    async fn connection(&mut self, broker: i32, addr: &str) -> Result<&mut Connection, ClientError> {
+        if !self.connections.contains_key(&broker) {
+            let connection = Connection::connect(addr, self.timeout).await?;
+            self.connections.insert(broker, connection);
+        }
+        // Inserted just above when missing.
+        self.connections
+            .get_mut(&broker)
+            .ok_or_else(|| ClientError::Unsupported { addr: addr.into(), api: ApiKey::ApiVersions })
+    }
+
+    async fn metadata(&mut self, snapshot: &mut Snapshot) -> Option<MetadataResponse> {
+        let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
+        for addr in self.bootstrap.clone() {
+            Self::count(snapshot, "Metadata", -1);
+            let result = match Connection::connect(&addr, self.timeout).await {
+                Ok(mut connection) => connection.call(&request).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok((response, _)) => return Some(response),
+                Err(error) => Self::fail(snapshot, "Metadata", error_kind(&error)),
+            }
+        }
+        None
+    }
+
+    async fn offsets(&mut self, snapshot: &mut Snapshot, addresses: &BTreeMap<i32, String>) {
+        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+        for p in &snapshot.partitions {
+            if p.leader >= 0 {
+                by_leader.entry(p.leader).or_default().entry(p.topic.clone()).or_default().push(p.partition);
+            }
+        }
+        for (leader, topics) in by_leader {
+            let Some(addr) = addresses.get(&leader) else { continue };
+            for (timestamp, isolation) in [(EARLIEST, 0i8), (LATEST, 0), (LATEST, 1)] {
+                let request = list_offsets(&topics, timestamp, isolation);
+                Self::count(snapshot, "ListOffsets", leader);
+                let result = match self.connection(leader, addr).await {
+                    Ok(connection) => connection.call(&request).await,
+                    Err(error) => Err(error),
+                };
+                let response = match result {
+                    Ok((response, _)) => response,
+                    Err(error) => {
+                        self.connections.remove(&leader);
+                        Self::fail(snapshot, "ListOffsets", error_kind(&error));
+                        continue;
+                    }
+                };
+                for topic in &response.topics {
+                    for partition in &topic.partitions {
+                        if partition.error_code != 0 {
+                            Self::fail(snapshot, "ListOffsets", &format!("code {}", partition.error_code));
+                            continue;
+                        }
+                        let name = topic.name.as_str();
+                        let Some(info) = snapshot
+                            .partitions
+                            .iter_mut()
+                            .find(|p| p.topic == name && p.partition == partition.partition_index)
+                        else {
+                            continue;
+                        };
+                        match (timestamp, isolation) {
+                            (EARLIEST, _) => info.low_watermark = Some(partition.offset),
+                            (_, 0) => info.high_watermark = Some(partition.offset),
+                            _ => info.last_stable_offset = Some(partition.offset),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn groups(&mut self, snapshot: &mut Snapshot, addresses: &BTreeMap<i32, String>) {
+        // ListGroups: every broker lists the groups it coordinates.
+        let mut listed: Vec<(String, String)> = Vec::new();
+        for (broker, addr) in addresses {
+            Self::count(snapshot, "ListGroups", *broker);
+            let result = match self.connection(*broker, addr).await {
+                Ok(connection) => connection.call(&ListGroupsRequest::default()).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok((response, _)) => {
+                    listed.extend(response.groups.iter().map(|g| (g.group_id.to_string(), g.protocol_type.to_string())))
+                }
+                Err(error) => {
+                    self.connections.remove(broker);
+                    Self::fail(snapshot, "ListGroups", error_kind(&error));
+                }
+            }
+        }
+        listed.sort();
+        listed.dedup();
+        if listed.is_empty() {
+            return;
+        }
+        // One batched FindCoordinator (v4+, KIP-699) through any live broker.
+        let keys: Vec<StrBytes> = listed.iter().map(|(g, _)| StrBytes::from_string(g.clone())).collect();
+        let request = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(keys);
+        let Some((&any, any_addr)) = addresses.iter().next() else { return };
+        Self::count(snapshot, "FindCoordinator", any);
+        let result = match self.connection(any, any_addr).await {
+            Ok(connection) => connection.call(&request).await,
+            Err(error) => Err(error),
+        };
+        let coordinators = match result {
+            Ok((response, _)) => response.coordinators,
+            Err(error) => {
+                Self::fail(snapshot, "FindCoordinator", error_kind(&error));
+                return;
+            }
+        };
+        let mut by_coordinator: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for coordinator in &coordinators {
+            if coordinator.error_code == 0 {
+                by_coordinator.entry(*coordinator.node_id).or_default().push(coordinator.key.to_string());
+            } else {
+                Self::fail(snapshot, "FindCoordinator", &format!("code {}", coordinator.error_code));
+            }
+        }
+        for (coordinator, groups) in by_coordinator {
+            let Some(addr) = addresses.get(&coordinator) else { continue };
+            self.describe_and_fetch(snapshot, coordinator, addr, &groups).await;
+        }
+    }
+
+    async fn describe_and_fetch(&mut self, snapshot: &mut Snapshot, coordinator: i32, addr: &str, groups: &[String]) {
+        let ids: Vec<GroupId> = groups.iter().map(|g| GroupId(StrBytes::from_string(g.clone()))).collect();
+        Self::count(snapshot, "DescribeGroups", coordinator);
+        let describe = DescribeGroupsRequest::default().with_groups(ids.clone());
+        let described = match self.connection(coordinator, addr).await {
+            Ok(connection) => connection.call(&describe).await,
+            Err(error) => Err(error),
+        };
+        let mut infos: BTreeMap<String, GroupInfo> = BTreeMap::new();
+        match described {
+            Ok((response, _)) => {
+                for group in &response.groups {
+                    let info = GroupInfo {
+                        group: group.group_id.to_string(),
+                        state: group.group_state.to_string(),
+                        protocol_type: group.protocol_type.to_string(),
+                        protocol: group.protocol_data.to_string(),
+                        coordinator,
+                        members: group.members.len(),
+                        offsets: Vec::new(),
+                    };
+                    infos.insert(info.group.clone(), info);
+                }
+            }
+            Err(error) => {
+                self.connections.remove(&coordinator);
+                Self::fail(snapshot, "DescribeGroups", error_kind(&error));
+                return;
+            }
+        }
+        // OffsetFetch v8+: every group of this coordinator in one request.
+        let request_groups =
+            ids.into_iter().map(|id| OffsetFetchRequestGroup::default().with_group_id(id).with_topics(None)).collect();
+        let fetch = OffsetFetchRequest::default().with_groups(request_groups);
+        Self::count(snapshot, "OffsetFetch", coordinator);
+        let fetched = match self.connection(coordinator, addr).await {
+            Ok(connection) => connection.call(&fetch).await,
+            Err(error) => Err(error),
+        };
+        match fetched {
+            Ok((response, _)) => {
+                for group in &response.groups {
+                    let Some(info) = infos.get_mut(group.group_id.as_str()) else { continue };
+                    for topic in &group.topics {
+                        for partition in &topic.partitions {
+                            if partition.committed_offset >= 0 && partition.error_code == 0 {
+                                info.offsets.push(GroupOffset {
+                                    topic: topic.name.to_string(),
+                                    partition: partition.partition_index,
+                                    committed: partition.committed_offset,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                self.connections.remove(&coordinator);
+                Self::fail(snapshot, "OffsetFetch", error_kind(&error));
+            }
+        }
+        snapshot.groups.extend(infos.into_values());
+    }
+}
+
+fn list_offsets(topics: &BTreeMap<String, Vec<i32>>, timestamp: i64, isolation: i8) -> ListOffsetsRequest {
+    let topics = topics
+        .iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .iter()
+                .map(|p| ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(timestamp))
+                .collect();
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.clone())))
+                .with_partitions(partitions)
+        })
+        .collect();
+    // replica_id -1: a normal consumer, not a follower (the crate's default is 0).
+    ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation).with_topics(topics)
+}
+
+fn error_kind(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::Connect { .. } => "connect",
+        ClientError::Timeout { .. } => "timeout",
+        ClientError::Io { .. } => "io",
+        ClientError::Protocol { .. } => "protocol",
+        ClientError::Unsupported { .. } => "unsupported_version",
+    }
+}

@@ -1,0 +1,232 @@
+//! Pure rendering of snapshots to the Prometheus text format. A fresh registry per render
+//! (as KMinion does), so groups and topics that are gone leave no stale series.
+
+use crate::snapshot::Snapshot;
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::collections::BTreeMap;
+use trial_model::lag::{lag_records, messages_lost};
+use trial_model::Offset;
+
+struct Families {
+    registry: Registry,
+}
+
+impl Families {
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        let gauge = GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+        // Names are constants of this file, registered once per render: no clash possible.
+        let _ = self.registry.register(Box::new(gauge.clone()));
+        gauge
+    }
+
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let counter =
+            IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+        let _ = self.registry.register(Box::new(counter.clone()));
+        counter
+    }
+}
+
+/// Renders the snapshots of every cluster as one Prometheus text page.
+pub fn render(snapshots: &[Snapshot]) -> String {
+    let f = Families { registry: Registry::new() };
+    let up = f.gauge("kafka_exporter_up", "Whether the last collection of the cluster fully succeeded.", &["cluster"]);
+    let duration =
+        f.gauge("kafka_exporter_collection_duration_seconds", "Duration of the last collection.", &["cluster"]);
+    let last =
+        f.gauge("kafka_exporter_last_collection_timestamp_seconds", "Unix time of the last collection.", &["cluster"]);
+    let requests =
+        f.counter("kafka_exporter_kafka_requests_total", "Kafka requests sent.", &["cluster", "api", "broker"]);
+    let errors = f.counter(
+        "kafka_exporter_kafka_request_errors_total",
+        "Kafka requests that failed.",
+        &["cluster", "api", "error"],
+    );
+    let brokers = f.gauge("kafka_brokers", "Brokers in the cluster.", &["cluster"]);
+    let broker_info =
+        f.gauge("kafka_broker_info", "A broker of the cluster.", &["cluster", "broker_id", "host", "port", "rack"]);
+    let cluster_info = f.gauge("kafka_cluster_info", "The cluster.", &["cluster", "cluster_id", "controller_id"]);
+    let topic_partitions = f.gauge("kafka_topic_partitions", "Partitions of a topic.", &["cluster", "topic"]);
+    let tp = ["cluster", "topic", "partition"];
+    let high = f.gauge("kafka_partition_high_watermark", "High watermark (latest offset) of a partition.", &tp);
+    let low = f.gauge("kafka_partition_low_watermark", "Low watermark (earliest offset) of a partition.", &tp);
+    let lso = f.gauge("kafka_partition_last_stable_offset", "Last stable offset of a partition.", &tp);
+    let replicas = f.gauge("kafka_partition_replicas", "Replicas of a partition.", &tp);
+    let isr = f.gauge("kafka_partition_in_sync_replicas", "In-sync replicas of a partition.", &tp);
+    let under = f.gauge(
+        "kafka_partition_under_replicated",
+        "1 when a partition has fewer in-sync replicas than replicas.",
+        &tp,
+    );
+    let group_info = f.gauge(
+        "kafka_consumergroup_info",
+        "A consumer group.",
+        &["cluster", "group", "state", "protocol_type", "protocol", "coordinator_id"],
+    );
+    let members = f.gauge("kafka_consumergroup_members", "Members of a consumer group.", &["cluster", "group"]);
+    let gtp = ["cluster", "group", "topic", "partition"];
+    let committed =
+        f.gauge("kafka_consumergroup_partition_committed_offset", "Committed offset of a group on a partition.", &gtp);
+    let lag = f.gauge(
+        "kafka_consumergroup_partition_lag",
+        "Records between the committed offset and the high watermark.",
+        &gtp,
+    );
+    let lost =
+        f.gauge("kafka_consumergroup_partition_messages_lost", "Records deleted before the group consumed them.", &gtp);
+    let topic_lag = f.gauge(
+        "kafka_consumergroup_topic_lag",
+        "Lag of a group summed over a topic's partitions.",
+        &["cluster", "group", "topic"],
+    );
+    let group_lag =
+        f.gauge("kafka_consumergroup_lag", "Lag of a group summed over all its partitions.", &["cluster", "group"]);
+
+    for s in snapshots {
+        let c = s.cluster.as_str();
+        up.with_label_values(&[c]).set(if s.up { 1.0 } else { 0.0 });
+        duration.with_label_values(&[c]).set(s.collection_seconds);
+        last.with_label_values(&[c]).set(s.collected_at_unix_seconds);
+        for ((api, broker), count) in &s.requests {
+            requests.with_label_values(&[c, api, &broker.to_string()]).inc_by(*count);
+        }
+        for ((api, error), count) in &s.errors {
+            errors.with_label_values(&[c, api, error]).inc_by(*count);
+        }
+        brokers.with_label_values(&[c]).set(s.brokers.len() as f64);
+        for b in &s.brokers {
+            let labels = [c, &b.id.to_string(), &b.host, &b.port.to_string(), b.rack.as_deref().unwrap_or("")];
+            broker_info.with_label_values(&labels).set(1.0);
+        }
+        if let Some(id) = &s.cluster_id {
+            cluster_info.with_label_values(&[c, id, &s.controller_id.to_string()]).set(1.0);
+        }
+        let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &s.partitions {
+            *per_topic.entry(&p.topic).or_default() += 1;
+            let partition = p.partition.to_string();
+            let labels = [c, p.topic.as_str(), partition.as_str()];
+            if let Some(v) = p.high_watermark {
+                high.with_label_values(&labels).set(v as f64);
+            }
+            if let Some(v) = p.low_watermark {
+                low.with_label_values(&labels).set(v as f64);
+            }
+            if let Some(v) = p.last_stable_offset {
+                lso.with_label_values(&labels).set(v as f64);
+            }
+            replicas.with_label_values(&labels).set(p.replicas as f64);
+            isr.with_label_values(&labels).set(p.in_sync_replicas as f64);
+            under.with_label_values(&labels).set(if p.in_sync_replicas < p.replicas { 1.0 } else { 0.0 });
+        }
+        for (topic, count) in per_topic {
+            topic_partitions.with_label_values(&[c, topic]).set(count as f64);
+        }
+        for g in &s.groups {
+            let coordinator = g.coordinator.to_string();
+            group_info
+                .with_label_values(&[c, &g.group, &g.state, &g.protocol_type, &g.protocol, &coordinator])
+                .set(1.0);
+            members.with_label_values(&[c, &g.group]).set(g.members as f64);
+            let mut total = 0u64;
+            let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+            for o in &g.offsets {
+                let partition = o.partition.to_string();
+                let labels = [c, g.group.as_str(), o.topic.as_str(), partition.as_str()];
+                committed.with_label_values(&labels).set(o.committed as f64);
+                // No lag series without both ends of the partition (never a made-up number).
+                let Some(info) = s.partition(&o.topic, o.partition) else { continue };
+                let (Some(end), Some(start)) = (info.high_watermark, info.low_watermark) else { continue };
+                let (end, start, at) = (offset(end), offset(start), offset(o.committed));
+                let records = lag_records(end, start, at);
+                lag.with_label_values(&labels).set(records as f64);
+                lost.with_label_values(&labels).set(messages_lost(start, at) as f64);
+                total += records;
+                *per_topic.entry(&o.topic).or_default() += records;
+            }
+            for (topic, records) in per_topic {
+                topic_lag.with_label_values(&[c, &g.group, topic]).set(records as f64);
+            }
+            group_lag.with_label_values(&[c, &g.group]).set(total as f64);
+        }
+    }
+    let mut out = Vec::new();
+    // Encoding gauges and counters into a Vec cannot fail.
+    let _ = TextEncoder::new().encode(&f.registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn offset(value: i64) -> Offset {
+    Offset(value.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{GroupInfo, GroupOffset, PartitionInfo};
+
+    fn snapshot() -> Snapshot {
+        let partition = |partition, low, high| PartitionInfo {
+            topic: "orders".into(),
+            partition,
+            leader: 1,
+            replicas: 3,
+            in_sync_replicas: 2,
+            low_watermark: Some(low),
+            high_watermark: Some(high),
+            last_stable_offset: Some(high),
+        };
+        let offsets = vec![
+            GroupOffset { topic: "orders".into(), partition: 0, committed: 40 },
+            GroupOffset { topic: "orders".into(), partition: 1, committed: 5 },
+        ];
+        Snapshot {
+            cluster: "prod".into(),
+            up: true,
+            partitions: vec![partition(0, 0, 100), partition(1, 20, 50)],
+            groups: vec![GroupInfo {
+                group: "billing".into(),
+                state: "Stable".into(),
+                members: 2,
+                offsets,
+                ..GroupInfo::default()
+            }],
+            requests: [(("Metadata".to_string(), -1), 1)].into_iter().collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    fn value(page: &str, series: &str) -> Option<f64> {
+        page.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    }
+
+    // Shows the lag formula of issue 2 on rendered series: max(0, HW − max(committed, low
+    // watermark)), lost records when the commit is below the low watermark, and roll-ups per
+    // topic and group.
+    #[test]
+    fn renders_lag_per_partition_topic_and_group() {
+        let page = render(&[snapshot()]);
+        assert_eq!(value(&page, "kafka_consumergroup_partition_lag{cluster=\"prod\",group=\"billing\",partition=\"0\",topic=\"orders\"}"), Some(60.0));
+        assert_eq!(value(&page, "kafka_consumergroup_partition_lag{cluster=\"prod\",group=\"billing\",partition=\"1\",topic=\"orders\"}"), Some(30.0));
+        assert_eq!(value(&page, "kafka_consumergroup_partition_messages_lost{cluster=\"prod\",group=\"billing\",partition=\"1\",topic=\"orders\"}"), Some(15.0));
+        assert_eq!(
+            value(&page, "kafka_consumergroup_topic_lag{cluster=\"prod\",group=\"billing\",topic=\"orders\"}"),
+            Some(90.0)
+        );
+        assert_eq!(value(&page, "kafka_consumergroup_lag{cluster=\"prod\",group=\"billing\"}"), Some(90.0));
+        assert_eq!(
+            value(&page, "kafka_partition_under_replicated{cluster=\"prod\",partition=\"0\",topic=\"orders\"}"),
+            Some(1.0)
+        );
+        assert!(page.contains("# TYPE kafka_exporter_kafka_requests_total counter"));
+    }
+
+    // Shows a group that is gone leaves no series behind (KMinion renders fresh families).
+    #[test]
+    fn a_gone_group_leaves_no_series() {
+        let mut later = snapshot();
+        later.groups.clear();
+        let page = render(&[later]);
+        assert!(!page.contains("billing"), "{page}");
+    }
+}

@@ -1,0 +1,70 @@
+//! What one collection saw of one cluster: plain data, testable without a broker.
+
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartitionInfo {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub replicas: usize,
+    pub in_sync_replicas: usize,
+    /// Earliest offset (log start); `None` when the leader did not answer.
+    pub low_watermark: Option<i64>,
+    pub high_watermark: Option<i64>,
+    pub last_stable_offset: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupInfo {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub coordinator: i32,
+    pub members: usize,
+    pub offsets: Vec<GroupOffset>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub cluster: String,
+    /// Whether every request of the collection succeeded.
+    pub up: bool,
+    pub cluster_id: Option<String>,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+    pub partitions: Vec<PartitionInfo>,
+    pub groups: Vec<GroupInfo>,
+    pub collection_seconds: f64,
+    pub collected_at_unix_seconds: f64,
+    /// Requests sent, per (api, broker id).
+    pub requests: BTreeMap<(String, i32), u64>,
+    /// Failed requests, per (api, error).
+    pub errors: BTreeMap<(String, String), u64>,
+}
+
+impl Snapshot {
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionInfo> {
+        self.partitions.iter().find(|p| p.topic == topic && p.partition == partition)
+    }
+
+    pub fn requests_total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
