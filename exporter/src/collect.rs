@@ -6,6 +6,7 @@
 //! an error; the rest still comes.
 
 use crate::client::{ClientError, Connection};
+use crate::history::LagHistory;
 use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, PartitionInfo, Snapshot};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
@@ -23,11 +24,20 @@ pub struct Collector {
     pub bootstrap: Vec<String>,
     pub timeout: Duration,
     connections: BTreeMap<i32, Connection>,
+    history: LagHistory,
 }
 
 impl Collector {
     pub fn new(cluster: String, bootstrap: Vec<String>, timeout: Duration) -> Collector {
-        Collector { cluster, bootstrap, timeout, connections: BTreeMap::new() }
+        Collector { cluster, bootstrap, timeout, connections: BTreeMap::new(), history: LagHistory::default() }
+    }
+
+    /// Collects once; `now_ms` (wall clock, from the caller) dates the offsets for lag in
+    /// seconds.
+    pub async fn collect_at(&mut self, now_ms: u64) -> Snapshot {
+        let mut snapshot = self.collect().await;
+        self.history.annotate(&mut snapshot, trial_model::Millis(now_ms));
+        snapshot
     }
 
     pub async fn collect(&mut self) -> Snapshot {
@@ -226,6 +236,7 @@ impl Collector {
                         coordinator,
                         members: group.members.len(),
                         offsets: Vec::new(),
+                        status: crate::snapshot::LagStatus::Ok,
                     };
                     infos.insert(info.group.clone(), info);
                 }
@@ -256,6 +267,8 @@ impl Collector {
                                     topic: topic.name.to_string(),
                                     partition: partition.partition_index,
                                     committed: partition.committed_offset,
+                                    lag_seconds: None,
+                                    status: crate::snapshot::LagStatus::Ok,
                                 });
                             }
                         }

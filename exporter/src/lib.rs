@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod collect;
+pub mod history;
 pub mod render;
 pub mod server;
 pub mod snapshot;

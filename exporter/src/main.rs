@@ -73,10 +73,10 @@ async fn collect_forever(mut collector: Collector, interval: Duration, latest: L
     loop {
         ticker.tick().await;
         let started = std::time::Instant::now();
-        let mut snapshot = collector.collect().await;
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut snapshot = collector.collect_at(unix.as_millis() as u64).await;
         snapshot.collection_seconds = started.elapsed().as_secs_f64();
-        snapshot.collected_at_unix_seconds =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        snapshot.collected_at_unix_seconds = unix.as_secs_f64();
         *latest.write().await = Some(render(&[snapshot]));
     }
 }

@@ -1,7 +1,7 @@
 //! Pure rendering of snapshots to the Prometheus text format. A fresh registry per render
 //! (as KMinion does), so groups and topics that are gone leave no stale series.
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{LagStatus, Snapshot};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::collections::BTreeMap;
 use trial_model::lag::{lag_records, messages_lost};
@@ -81,6 +81,26 @@ pub fn render(snapshots: &[Snapshot]) -> String {
     );
     let group_lag =
         f.gauge("kafka_consumergroup_lag", "Lag of a group summed over all its partitions.", &["cluster", "group"]);
+    let lag_seconds = f.gauge(
+        "kafka_consumergroup_partition_lag_seconds",
+        "Age of the first record the group has not consumed (absent without enough history).",
+        &gtp,
+    );
+    let partition_status = f.gauge(
+        "kafka_consumergroup_partition_status",
+        "1 for the partition's current lag status (Burrow's rules), 0 for the others.",
+        &["cluster", "group", "topic", "partition", "status"],
+    );
+    let max_lag_seconds = f.gauge(
+        "kafka_consumergroup_max_lag_seconds",
+        "Largest lag in seconds over a group's partitions.",
+        &["cluster", "group"],
+    );
+    let group_status = f.gauge(
+        "kafka_consumergroup_status",
+        "1 for the group's current lag status (worst of its partitions), 0 for the others.",
+        &["cluster", "group", "status"],
+    );
 
     for s in snapshots {
         let c = s.cluster.as_str();
@@ -130,10 +150,23 @@ pub fn render(snapshots: &[Snapshot]) -> String {
             members.with_label_values(&[c, &g.group]).set(g.members as f64);
             let mut total = 0u64;
             let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut max_seconds: Option<f64> = None;
+            for status in LagStatus::ALL {
+                let on = if status == g.status { 1.0 } else { 0.0 };
+                group_status.with_label_values(&[c, &g.group, status.name()]).set(on);
+            }
             for o in &g.offsets {
                 let partition = o.partition.to_string();
                 let labels = [c, g.group.as_str(), o.topic.as_str(), partition.as_str()];
                 committed.with_label_values(&labels).set(o.committed as f64);
+                if let Some(seconds) = o.lag_seconds {
+                    lag_seconds.with_label_values(&labels).set(seconds);
+                    max_seconds = Some(max_seconds.map_or(seconds, |m: f64| m.max(seconds)));
+                }
+                for status in LagStatus::ALL {
+                    let on = if status == o.status { 1.0 } else { 0.0 };
+                    partition_status.with_label_values(&[c, &g.group, &o.topic, &partition, status.name()]).set(on);
+                }
                 // No lag series without both ends of the partition (never a made-up number).
                 let Some(info) = s.partition(&o.topic, o.partition) else { continue };
                 let (Some(end), Some(start)) = (info.high_watermark, info.low_watermark) else { continue };
@@ -148,6 +181,9 @@ pub fn render(snapshots: &[Snapshot]) -> String {
                 topic_lag.with_label_values(&[c, &g.group, topic]).set(records as f64);
             }
             group_lag.with_label_values(&[c, &g.group]).set(total as f64);
+            if let Some(seconds) = max_seconds {
+                max_lag_seconds.with_label_values(&[c, &g.group]).set(seconds);
+            }
         }
     }
     let mut out = Vec::new();
@@ -176,10 +212,14 @@ mod tests {
             high_watermark: Some(high),
             last_stable_offset: Some(high),
         };
-        let offsets = vec![
-            GroupOffset { topic: "orders".into(), partition: 0, committed: 40 },
-            GroupOffset { topic: "orders".into(), partition: 1, committed: 5 },
-        ];
+        let offset = |partition, committed| GroupOffset {
+            topic: "orders".into(),
+            partition,
+            committed,
+            lag_seconds: Some(3.5),
+            status: LagStatus::Warn,
+        };
+        let offsets = vec![offset(0, 40), offset(1, 5)];
         Snapshot {
             cluster: "prod".into(),
             up: true,
@@ -219,6 +259,9 @@ mod tests {
             Some(1.0)
         );
         assert!(page.contains("# TYPE kafka_exporter_kafka_requests_total counter"));
+        assert_eq!(value(&page, "kafka_consumergroup_max_lag_seconds{cluster=\"prod\",group=\"billing\"}"), Some(3.5));
+        assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"WARN\",topic=\"orders\"}"), Some(1.0));
+        assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"OK\",topic=\"orders\"}"), Some(0.0));
     }
 
     // Shows a group that is gone leaves no series behind (KMinion renders fresh families).

@@ -1,6 +1,7 @@
 //! What one collection saw of one cluster: plain data, testable without a broker.
 
 use std::collections::BTreeMap;
+pub use trial_model::lag::LagStatus;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BrokerInfo {
@@ -23,14 +24,18 @@ pub struct PartitionInfo {
     pub last_stable_offset: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GroupOffset {
     pub topic: String,
     pub partition: i32,
     pub committed: i64,
+    /// How long ago the first unconsumed record was written; `None` without enough history.
+    pub lag_seconds: Option<f64>,
+    /// Burrow-style status over the recent commits.
+    pub status: LagStatus,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GroupInfo {
     pub group: String,
     pub state: String,
@@ -39,6 +44,8 @@ pub struct GroupInfo {
     pub coordinator: i32,
     pub members: usize,
     pub offsets: Vec<GroupOffset>,
+    /// The worst status of its partitions.
+    pub status: LagStatus,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,5 +73,20 @@ impl Snapshot {
 
     pub fn requests_total(&self) -> u64 {
         self.requests.values().sum()
+    }
+}
+
+impl Default for GroupInfo {
+    fn default() -> Self {
+        GroupInfo {
+            group: String::new(),
+            state: String::new(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            coordinator: -1,
+            members: 0,
+            offsets: Vec::new(),
+            status: LagStatus::Ok,
+        }
     }
 }
