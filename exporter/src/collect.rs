@@ -6,6 +6,7 @@
 //! an error; the rest still comes.
 
 use crate::client::{ClientError, Connection};
+use crate::config::ClusterConfig;
 use crate::history::LagHistory;
 use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, PartitionInfo, Snapshot};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -20,16 +21,15 @@ const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
 pub struct Collector {
-    pub cluster: String,
-    pub bootstrap: Vec<String>,
+    pub config: ClusterConfig,
     pub timeout: Duration,
     connections: BTreeMap<i32, Connection>,
     history: LagHistory,
 }
 
 impl Collector {
-    pub fn new(cluster: String, bootstrap: Vec<String>, timeout: Duration) -> Collector {
-        Collector { cluster, bootstrap, timeout, connections: BTreeMap::new(), history: LagHistory::default() }
+    pub fn new(config: ClusterConfig, timeout: Duration) -> Collector {
+        Collector { config, timeout, connections: BTreeMap::new(), history: LagHistory::default() }
     }
 
     /// Collects once; `now_ms` (wall clock, from the caller) dates the offsets for lag in
@@ -41,7 +41,13 @@ impl Collector {
     }
 
     pub async fn collect(&mut self) -> Snapshot {
-        let mut snapshot = Snapshot { cluster: self.cluster.clone(), up: true, ..Snapshot::default() };
+        let mut snapshot = Snapshot {
+            cluster: self.config.name.clone(),
+            granularity: self.config.granularity,
+            lag_from: self.config.lag_from,
+            up: true,
+            ..Snapshot::default()
+        };
         let Some(metadata) = self.metadata(&mut snapshot).await else {
             snapshot.up = false;
             return snapshot;
@@ -61,6 +67,9 @@ impl Collector {
         }
         for topic in &metadata.topics {
             let Some(name) = &topic.name else { continue };
+            if !self.config.topics.passes(name) {
+                continue;
+            }
             for partition in &topic.partitions {
                 snapshot.partitions.push(PartitionInfo {
                     topic: name.to_string(),
@@ -99,7 +108,7 @@ impl Collector {
 
     async fn metadata(&mut self, snapshot: &mut Snapshot) -> Option<MetadataResponse> {
         let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
-        for addr in self.bootstrap.clone() {
+        for addr in self.config.bootstrap_servers.clone() {
             Self::count(snapshot, "Metadata", -1);
             let result = match Connection::connect(&addr, self.timeout).await {
                 Ok(mut connection) => connection.call(&request).await,
@@ -181,6 +190,7 @@ impl Collector {
                 }
             }
         }
+        listed.retain(|(group, _)| self.config.groups.passes(group));
         listed.sort();
         listed.dedup();
         if listed.is_empty() {

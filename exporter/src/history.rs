@@ -18,6 +18,13 @@ pub struct LagHistory {
     windows: BTreeMap<(String, String, i32), VecDeque<CommitSample>>,
 }
 
+fn snapshot_end(p: &crate::snapshot::PartitionInfo, lag_from: crate::config::LagFrom) -> Option<i64> {
+    match lag_from {
+        crate::config::LagFrom::HighWatermark => p.high_watermark,
+        crate::config::LagFrom::LastStableOffset => p.last_stable_offset.or(p.high_watermark),
+    }
+}
+
 fn offset(value: i64) -> Offset {
     Offset(value.max(0) as u64)
 }
@@ -39,14 +46,15 @@ impl LagHistory {
         }
         self.timelines.retain(|key, _| seen.contains(key));
         let mut live = Vec::new();
+        let lag_from = snapshot.lag_from;
         for group in &mut snapshot.groups {
             for o in &mut group.offsets {
                 let Some(p) = snapshot.partitions.iter().find(|p| p.topic == o.topic && p.partition == o.partition)
                 else {
                     continue;
                 };
-                let (Some(high), Some(low)) = (p.high_watermark, p.low_watermark) else { continue };
-                let lag = lag_records(offset(high), offset(low), offset(o.committed));
+                let (Some(end), Some(low)) = (snapshot_end(p, lag_from), p.low_watermark) else { continue };
+                let lag = lag_records(offset(end), offset(low), offset(o.committed));
                 let key = (group.group.clone(), o.topic.clone(), o.partition);
                 let window = self.windows.entry(key.clone()).or_default();
                 if window.len() == WINDOW_SAMPLES_MAX {

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod collect;
+pub mod config;
 pub mod history;
 pub mod render;
 pub mod server;

@@ -1,14 +1,19 @@
-//! `kafka-trial-exporter`: scrape one Kafka cluster in the background and serve its
-//! offsets, consumer-group offsets and lag on `/metrics`. Exit 2 on bad usage.
+//! `kafka-trial-exporter`: scrape Kafka clusters in the background and serve their
+//! offsets, consumer-group offsets, lag and lag status on `/metrics`.
+//! Exit codes: 2 bad usage or config (the message names file, line and key).
 
 use clap::Parser;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::RwLock;
 use trial_exporter::collect::Collector;
+use trial_exporter::config::{ClusterConfig, Config, Filter, Granularity, LagFrom};
 use trial_exporter::render::render;
 use trial_exporter::server::{serve, Latest};
+use trial_exporter::snapshot::Snapshot;
 
 #[derive(Parser)]
 #[command(
@@ -17,12 +22,16 @@ use trial_exporter::server::{serve, Latest};
     about = "Prometheus exporter for Kafka offsets and consumer-group lag"
 )]
 struct Cli {
+    /// Config file (TOML: several clusters, filters, labels); without it the flags below
+    /// describe one cluster
+    #[arg(long, env = "KAFKA_TRIAL_EXPORTER_CONFIG", conflicts_with = "bootstrap_servers")]
+    config: Option<PathBuf>,
     /// Brokers to bootstrap from, HOST:PORT[,HOST:PORT…]
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, env = "KAFKA_TRIAL_EXPORTER_BOOTSTRAP_SERVERS", value_delimiter = ',')]
     bootstrap_servers: Vec<String>,
-    /// Address to serve /metrics on
-    #[arg(long, default_value = "127.0.0.1:9308")]
-    listen: String,
+    /// Address to serve /metrics on (overrides the config file's)
+    #[arg(long, env = "KAFKA_TRIAL_EXPORTER_LISTEN")]
+    listen: Option<String>,
     /// Value of the `cluster` label
     #[arg(long, default_value = "kafka")]
     cluster_name: String,
@@ -34,6 +43,37 @@ struct Cli {
     timeout: u64,
 }
 
+fn config_from(cli: Cli) -> Result<Config, String> {
+    if let Some(path) = &cli.config {
+        let mut config = Config::load(path).map_err(|e| e.to_string())?;
+        if let Some(listen) = cli.listen {
+            config.listen = listen;
+        }
+        return Ok(config);
+    }
+    if cli.bootstrap_servers.is_empty() {
+        return Err("give --bootstrap-servers HOST:PORT[,HOST:PORT] or --config FILE".into());
+    }
+    if cli.interval == 0 || cli.timeout == 0 {
+        return Err("--interval and --timeout must be at least 1 second".into());
+    }
+    let cluster = ClusterConfig {
+        name: cli.cluster_name,
+        bootstrap_servers: cli.bootstrap_servers,
+        granularity: Granularity::Partition,
+        lag_from: LagFrom::HighWatermark,
+        groups: Filter::default(),
+        topics: Filter::default(),
+    };
+    Ok(Config {
+        listen: cli.listen.unwrap_or_else(|| "127.0.0.1:9308".into()),
+        interval: Duration::from_secs(cli.interval),
+        timeout: Duration::from_secs(cli.timeout),
+        labels: BTreeMap::new(),
+        clusters: vec![cluster],
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -43,20 +83,29 @@ async fn main() -> ExitCode {
             return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    if cli.interval == 0 || cli.timeout == 0 {
-        eprintln!("kafka-trial-exporter: --interval and --timeout must be at least 1 second");
-        return ExitCode::from(2);
-    }
-    let listener = match tokio::net::TcpListener::bind(&cli.listen).await {
+    let config = match config_from(cli) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("kafka-trial-exporter: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("kafka-trial-exporter: cannot listen on {}: {error}", cli.listen);
+            eprintln!("kafka-trial-exporter: cannot listen on {}: {error}", config.listen);
             return ExitCode::from(2);
         }
     };
     let latest: Latest = Arc::new(RwLock::new(None));
-    let collector = Collector::new(cli.cluster_name, cli.bootstrap_servers, Duration::from_secs(cli.timeout));
-    tokio::spawn(collect_forever(collector, Duration::from_secs(cli.interval), latest.clone()));
+    let snapshots: Arc<RwLock<BTreeMap<String, Snapshot>>> = Arc::new(RwLock::new(BTreeMap::new()));
+    let labels = Arc::new(config.labels.clone());
+    let clusters = config.clusters.len();
+    for cluster in config.clusters {
+        let collector = Collector::new(cluster, config.timeout);
+        let shared = Shared { snapshots: snapshots.clone(), latest: latest.clone(), labels: labels.clone(), clusters };
+        tokio::spawn(collect_forever(collector, config.interval, shared));
+    }
     match serve(listener, latest).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -66,8 +115,15 @@ async fn main() -> ExitCode {
     }
 }
 
+struct Shared {
+    snapshots: Arc<RwLock<BTreeMap<String, Snapshot>>>,
+    latest: Latest,
+    labels: Arc<BTreeMap<String, String>>,
+    clusters: usize,
+}
+
 #[allow(clippy::disallowed_methods)] // the exporter measures real time; only the simulator may not
-async fn collect_forever(mut collector: Collector, interval: Duration, latest: Latest) {
+async fn collect_forever(mut collector: Collector, interval: Duration, shared: Shared) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -77,6 +133,12 @@ async fn collect_forever(mut collector: Collector, interval: Duration, latest: L
         let mut snapshot = collector.collect_at(unix.as_millis() as u64).await;
         snapshot.collection_seconds = started.elapsed().as_secs_f64();
         snapshot.collected_at_unix_seconds = unix.as_secs_f64();
-        *latest.write().await = Some(render(&[snapshot]));
+        let mut snapshots = shared.snapshots.write().await;
+        snapshots.insert(snapshot.cluster.clone(), snapshot);
+        // Ready once every cluster was collected once.
+        if snapshots.len() == shared.clusters {
+            let all: Vec<Snapshot> = snapshots.values().cloned().collect();
+            *shared.latest.write().await = Some(render(&all, &shared.labels));
+        }
     }
 }

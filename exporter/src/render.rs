@@ -1,6 +1,7 @@
 //! Pure rendering of snapshots to the Prometheus text format. A fresh registry per render
 //! (as KMinion does), so groups and topics that are gone leave no stale series.
 
+use crate::config::Granularity;
 use crate::snapshot::{LagStatus, Snapshot};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::collections::BTreeMap;
@@ -27,9 +28,13 @@ impl Families {
     }
 }
 
-/// Renders the snapshots of every cluster as one Prometheus text page.
-pub fn render(snapshots: &[Snapshot]) -> String {
-    let f = Families { registry: Registry::new() };
+/// Renders the snapshots of every cluster as one Prometheus text page; `labels` are added
+/// to every series.
+pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> String {
+    #[allow(clippy::disallowed_types)] // the prometheus crate takes a HashMap; nothing iterates it here
+    let constant: std::collections::HashMap<String, String> = labels.clone().into_iter().collect();
+    let registry = Registry::new_custom(None, (!constant.is_empty()).then_some(constant)).unwrap_or_default();
+    let f = Families { registry };
     let up = f.gauge("kafka_exporter_up", "Whether the last collection of the cluster fully succeeded.", &["cluster"]);
     let duration =
         f.gauge("kafka_exporter_collection_duration_seconds", "Duration of the last collection.", &["cluster"]);
@@ -124,6 +129,9 @@ pub fn render(snapshots: &[Snapshot]) -> String {
         let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
         for p in &s.partitions {
             *per_topic.entry(&p.topic).or_default() += 1;
+            if s.granularity == Granularity::Topic {
+                continue;
+            }
             let partition = p.partition.to_string();
             let labels = [c, p.topic.as_str(), partition.as_str()];
             if let Some(v) = p.high_watermark {
@@ -158,22 +166,29 @@ pub fn render(snapshots: &[Snapshot]) -> String {
             for o in &g.offsets {
                 let partition = o.partition.to_string();
                 let labels = [c, g.group.as_str(), o.topic.as_str(), partition.as_str()];
-                committed.with_label_values(&labels).set(o.committed as f64);
+                let per_partition = s.granularity == Granularity::Partition;
+                if per_partition {
+                    committed.with_label_values(&labels).set(o.committed as f64);
+                }
                 if let Some(seconds) = o.lag_seconds {
-                    lag_seconds.with_label_values(&labels).set(seconds);
+                    if per_partition {
+                        lag_seconds.with_label_values(&labels).set(seconds);
+                    }
                     max_seconds = Some(max_seconds.map_or(seconds, |m: f64| m.max(seconds)));
                 }
-                for status in LagStatus::ALL {
+                for status in LagStatus::ALL.into_iter().filter(|_| per_partition) {
                     let on = if status == o.status { 1.0 } else { 0.0 };
                     partition_status.with_label_values(&[c, &g.group, &o.topic, &partition, status.name()]).set(on);
                 }
                 // No lag series without both ends of the partition (never a made-up number).
                 let Some(info) = s.partition(&o.topic, o.partition) else { continue };
-                let (Some(end), Some(start)) = (info.high_watermark, info.low_watermark) else { continue };
+                let (Some(end), Some(start)) = (s.readable_end(info), info.low_watermark) else { continue };
                 let (end, start, at) = (offset(end), offset(start), offset(o.committed));
                 let records = lag_records(end, start, at);
-                lag.with_label_values(&labels).set(records as f64);
-                lost.with_label_values(&labels).set(messages_lost(start, at) as f64);
+                if per_partition {
+                    lag.with_label_values(&labels).set(records as f64);
+                    lost.with_label_values(&labels).set(messages_lost(start, at) as f64);
+                }
                 total += records;
                 *per_topic.entry(&o.topic).or_default() += records;
             }
@@ -245,7 +260,7 @@ mod tests {
     // topic and group.
     #[test]
     fn renders_lag_per_partition_topic_and_group() {
-        let page = render(&[snapshot()]);
+        let page = render(&[snapshot()], &BTreeMap::new());
         assert_eq!(value(&page, "kafka_consumergroup_partition_lag{cluster=\"prod\",group=\"billing\",partition=\"0\",topic=\"orders\"}"), Some(60.0));
         assert_eq!(value(&page, "kafka_consumergroup_partition_lag{cluster=\"prod\",group=\"billing\",partition=\"1\",topic=\"orders\"}"), Some(30.0));
         assert_eq!(value(&page, "kafka_consumergroup_partition_messages_lost{cluster=\"prod\",group=\"billing\",partition=\"1\",topic=\"orders\"}"), Some(15.0));
@@ -269,7 +284,44 @@ mod tests {
     fn a_gone_group_leaves_no_series() {
         let mut later = snapshot();
         later.groups.clear();
-        let page = render(&[later]);
+        let page = render(&[later], &BTreeMap::new());
         assert!(!page.contains("billing"), "{page}");
+    }
+}
+
+#[cfg(test)]
+mod granularity_tests {
+    use super::*;
+    use crate::snapshot::{GroupInfo, GroupOffset, PartitionInfo};
+
+    // Shows granularity = topic drops per-partition series but keeps the roll-ups, and that
+    // static labels reach every series (issue 2, "Operation").
+    #[test]
+    fn topic_granularity_and_static_labels() {
+        let partition = PartitionInfo {
+            topic: "t".into(),
+            partition: 0,
+            replicas: 1,
+            in_sync_replicas: 1,
+            low_watermark: Some(0),
+            high_watermark: Some(9),
+            ..PartitionInfo::default()
+        };
+        let offset =
+            GroupOffset { topic: "t".into(), partition: 0, committed: 4, lag_seconds: None, status: LagStatus::Ok };
+        let group = GroupInfo { group: "g".into(), offsets: vec![offset], ..GroupInfo::default() };
+        let snapshot = Snapshot {
+            cluster: "c".into(),
+            granularity: Granularity::Topic,
+            partitions: vec![partition],
+            groups: vec![group],
+            ..Snapshot::default()
+        };
+        let labels: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())].into_iter().collect();
+        let page = render(&[snapshot], &labels);
+        assert!(!page.contains("kafka_consumergroup_partition_lag{"), "{page}");
+        assert!(!page.contains("kafka_partition_high_watermark{"), "{page}");
+        let line = page.lines().find(|l| l.starts_with("kafka_consumergroup_topic_lag{")).expect("topic roll-up kept");
+        assert!(line.contains("env=\"prod\"") && line.contains("group=\"g\"") && line.ends_with(" 5"), "{line}");
     }
 }

@@ -51,6 +51,8 @@ pub struct GroupInfo {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub cluster: String,
+    pub granularity: crate::config::Granularity,
+    pub lag_from: crate::config::LagFrom,
     /// Whether every request of the collection succeeded.
     pub up: bool,
     pub cluster_id: Option<String>,
@@ -69,6 +71,14 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionInfo> {
         self.partitions.iter().find(|p| p.topic == topic && p.partition == partition)
+    }
+
+    /// The end lag is measured to on a partition: the HW, or the LSO when configured.
+    pub fn readable_end(&self, partition: &PartitionInfo) -> Option<i64> {
+        match self.lag_from {
+            crate::config::LagFrom::HighWatermark => partition.high_watermark,
+            crate::config::LagFrom::LastStableOffset => partition.last_stable_offset.or(partition.high_watermark),
+        }
     }
 
     pub fn requests_total(&self) -> u64 {

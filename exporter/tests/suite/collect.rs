@@ -4,6 +4,19 @@
 use crate::broker::{admin, commit, create_topic, produce, Broker};
 use std::time::Duration;
 use trial_exporter::collect::Collector;
+use trial_exporter::config::{ClusterConfig, Filter, Granularity, LagFrom};
+
+fn collector(addr: &str, timeout: Duration) -> Collector {
+    let config = ClusterConfig {
+        name: "test".into(),
+        bootstrap_servers: vec![addr.to_string()],
+        granularity: Granularity::Partition,
+        lag_from: LagFrom::HighWatermark,
+        groups: Filter::default(),
+        topics: Filter::default(),
+    };
+    Collector::new(config, timeout)
+}
 use trial_exporter::render::render;
 
 // Shows the exporter's offsets and lag equal what the test client wrote to a real
@@ -19,7 +32,7 @@ async fn offsets_and_lag_match_what_was_written() {
     commit(&mut client, "billing", "orders", 0, 20).await;
     commit(&mut client, "billing", "orders", 1, 10).await;
 
-    let mut collector = Collector::new("test".into(), vec![broker.addr.clone()], Duration::from_secs(5));
+    let mut collector = collector(&broker.addr, Duration::from_secs(5));
     let snapshot = collector.collect().await;
     assert!(snapshot.up, "errors: {:?}", snapshot.errors);
     assert_eq!(snapshot.brokers.len(), 1);
@@ -29,7 +42,7 @@ async fn offsets_and_lag_match_what_was_written() {
     let committed: Vec<(i32, i64)> = group.offsets.iter().map(|o| (o.partition, o.committed)).collect();
     assert!(committed.contains(&(0, 20)) && committed.contains(&(1, 10)), "{committed:?}");
 
-    let page = render(&[snapshot]);
+    let page = render(&[snapshot], &Default::default());
     let lag = |p: i32| {
         let series = format!("kafka_consumergroup_partition_lag{{cluster=\"test\",group=\"billing\",partition=\"{p}\",topic=\"orders\"}}");
         page.lines().find(|l| l.starts_with(&series)).and_then(|l| l.rsplit(' ').next()).map(str::to_string)
@@ -45,13 +58,13 @@ async fn offsets_and_lag_match_what_was_written() {
 async fn a_dead_broker_gives_up_zero_and_errors() {
     let mut broker = Broker::start();
     let addr = broker.addr.clone();
-    let mut collector = Collector::new("test".into(), vec![addr], Duration::from_secs(2));
+    let mut collector = collector(&addr, Duration::from_secs(2));
     assert!(collector.collect().await.up);
     broker.stop();
     let snapshot = collector.collect().await;
     assert!(!snapshot.up);
     assert!(!snapshot.errors.is_empty());
-    let page = render(&[snapshot]);
+    let page = render(&[snapshot], &Default::default());
     assert!(page.contains("kafka_exporter_up{cluster=\"test\"} 0"), "{page}");
     assert!(page.contains("kafka_exporter_kafka_request_errors_total"), "{page}");
 }
