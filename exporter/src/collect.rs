@@ -25,11 +25,20 @@ pub struct Collector {
     pub timeout: Duration,
     connections: BTreeMap<i32, Connection>,
     history: LagHistory,
+    requests_total: BTreeMap<(String, i32), u64>,
+    errors_total: BTreeMap<(String, String), u64>,
 }
 
 impl Collector {
     pub fn new(config: ClusterConfig, timeout: Duration) -> Collector {
-        Collector { config, timeout, connections: BTreeMap::new(), history: LagHistory::default() }
+        Collector {
+            config,
+            timeout,
+            connections: BTreeMap::new(),
+            history: LagHistory::default(),
+            requests_total: BTreeMap::new(),
+            errors_total: BTreeMap::new(),
+        }
     }
 
     /// Collects once; `now_ms` (wall clock, from the caller) dates the offsets for lag in
@@ -40,7 +49,14 @@ impl Collector {
         snapshot
     }
 
+    /// One collection whose request and error counts are added to the running totals.
     pub async fn collect(&mut self) -> Snapshot {
+        let mut snapshot = self.collect_once().await;
+        snapshot.accumulate(&mut self.requests_total, &mut self.errors_total);
+        snapshot
+    }
+
+    async fn collect_once(&mut self) -> Snapshot {
         let mut snapshot = Snapshot {
             cluster: self.config.name.clone(),
             granularity: self.config.granularity,

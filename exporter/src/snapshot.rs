@@ -62,10 +62,12 @@ pub struct Snapshot {
     pub groups: Vec<GroupInfo>,
     pub collection_seconds: f64,
     pub collected_at_unix_seconds: f64,
-    /// Requests sent, per (api, broker id).
+    /// Requests sent since the exporter started, per (api, broker id).
     pub requests: BTreeMap<(String, i32), u64>,
-    /// Failed requests, per (api, error).
+    /// Failed requests since the exporter started, per (api, error).
     pub errors: BTreeMap<(String, String), u64>,
+    /// Requests this collection sent (what the minimal request plan is judged by).
+    pub requests_this_collection: u64,
 }
 
 impl Snapshot {
@@ -83,6 +85,24 @@ impl Snapshot {
 
     pub fn requests_total(&self) -> u64 {
         self.requests.values().sum()
+    }
+
+    /// Adds this collection's counts to running totals and keeps the totals in the
+    /// snapshot, so the `_total` series only ever grow.
+    pub fn accumulate(
+        &mut self,
+        requests: &mut BTreeMap<(String, i32), u64>,
+        errors: &mut BTreeMap<(String, String), u64>,
+    ) {
+        self.requests_this_collection = self.requests.values().sum();
+        for (key, count) in std::mem::take(&mut self.requests) {
+            *requests.entry(key).or_default() += count;
+        }
+        for (key, count) in std::mem::take(&mut self.errors) {
+            *errors.entry(key).or_default() += count;
+        }
+        self.requests = requests.clone();
+        self.errors = errors.clone();
     }
 }
 

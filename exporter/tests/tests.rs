@@ -7,3 +7,5 @@ mod binary;
 mod broker;
 #[path = "suite/collect.rs"]
 mod collect;
+#[path = "suite/prometheus.rs"]
+mod prometheus;

@@ -1,0 +1,171 @@
+//! The Prometheus side with real parts: `promtool` checks the rendered metrics and the
+//! shipped alert rules, and a real Prometheus server (Debian's `prometheus` package,
+//! installed by the tests if missing) scrapes the exporter; the test reads the lag back
+//! through Prometheus's HTTP API (issue 2, "Tests against real parts").
+
+use crate::broker::{admin, commit, create_topic, produce, Broker};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// Makes sure `prometheus` and `promtool` are on the PATH, installing Debian's package.
+fn ensure_prometheus() {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let present = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present("promtool") && present("prometheus") {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        apt(&["update", "-qq"]),
+        "apt-get update failed: the Prometheus tests need Debian's prometheus package (run as root)"
+    );
+    assert!(
+        apt(&["install", "-y", "-qq", "--no-install-recommends", "prometheus"]),
+        "apt-get install prometheus failed"
+    );
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    listener.local_addr().expect("bound").to_string()
+}
+
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .starts_with("HTTP/1.1 200")
+        .then(|| response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn exporter(bootstrap: &str, listen: &str) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_kafka-trial-exporter"))
+        .args(["--bootstrap-servers", bootstrap, "--listen", listen, "--cluster-name", "prom", "--interval", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("exporter starts");
+    Killed(child)
+}
+
+async fn page(listen: &str) -> String {
+    for _ in 0..100 {
+        if let Some(body) = get(listen, "/metrics") {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no /metrics page from the exporter");
+}
+
+// Shows the rendered page (from a real broker, with a group and lag) and the shipped alert
+// rules pass promtool's checks (issue 2: "pass `promtool check metrics`", "alerting rules
+// that pass `promtool check rules`").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_metrics_and_rules() {
+    ensure_prometheus();
+    let broker = Broker::start();
+    let mut client = admin(&broker.addr).await;
+    create_topic(&mut client, "audit", 2).await;
+    produce(&mut client, "audit", 0, 4).await;
+    commit(&mut client, "auditor", "audit", 0, 1).await;
+    let listen = free_addr();
+    let _exporter = exporter(&broker.addr, &listen);
+    let body = page(&listen).await;
+    assert!(body.contains("kafka_consumergroup_partition_lag"), "{body}");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("page written");
+    let output = check.wait_with_output().expect("promtool finishes");
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/alerts.yml");
+    let output = Command::new("promtool").args(["check", "rules"]).arg(&rules).output().expect("promtool runs");
+    assert!(output.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+// Shows a real Prometheus server scrapes the exporter and answers a query for the lag
+// series with the value the test produced and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_lag() {
+    ensure_prometheus();
+    let broker = Broker::start();
+    let mut client = admin(&broker.addr).await;
+    create_topic(&mut client, "ledger", 1).await;
+    produce(&mut client, "ledger", 0, 12).await;
+    commit(&mut client, "reconciler", "ledger", 0, 5).await;
+    let listen = free_addr();
+    let _exporter = exporter(&broker.addr, &listen);
+    page(&listen).await;
+    let web = free_addr();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kafka\n    static_configs:\n      - targets: ['{listen}']\n"),
+    )
+    .expect("config written");
+    let server = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let _server = Killed(server);
+    let query = "/api/v1/query?query=kafka_consumergroup_partition_lag%7Bgroup%3D%22reconciler%22%7D";
+    let mut answer = String::new();
+    for _ in 0..300 {
+        if let Some(body) = get(&web, query) {
+            if body.contains("\"reconciler\"") {
+                answer = body;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer.contains("\"topic\":\"ledger\""), "Prometheus never returned the series: {answer}");
+    assert!(answer.contains(",\"7\"]"), "lag should be 12 − 5 = 7: {answer}");
+}
