@@ -93,7 +93,7 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
     );
     let partition_status = f.gauge(
         "kafka_consumergroup_partition_status",
-        "1 for the partition's current lag status (Burrow's rules), 0 for the others.",
+        "The partition's current lag status (Burrow's rules): one series, value 1.",
         &["cluster", "group", "topic", "partition", "status"],
     );
     let max_lag_seconds = f.gauge(
@@ -103,7 +103,7 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
     );
     let group_status = f.gauge(
         "kafka_consumergroup_status",
-        "1 for the group's current lag status (worst of its partitions), 0 for the others.",
+        "The group's current lag status (worst of its partitions): one series, value 1.",
         &["cluster", "group", "status"],
     );
 
@@ -159,10 +159,9 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
             let mut total = 0u64;
             let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
             let mut max_seconds: Option<f64> = None;
-            for status in LagStatus::ALL {
-                let on = if status == g.status { 1.0 } else { 0.0 };
-                group_status.with_label_values(&[c, &g.group, status.name()]).set(on);
-            }
+            // Only the current status gets a series: five per partition would multiply the
+            // page for no information (`== 1` queries work the same).
+            group_status.with_label_values(&[c, &g.group, g.status.name()]).set(1.0);
             for o in &g.offsets {
                 let partition = o.partition.to_string();
                 let labels = [c, g.group.as_str(), o.topic.as_str(), partition.as_str()];
@@ -176,9 +175,8 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
                     }
                     max_seconds = Some(max_seconds.map_or(seconds, |m: f64| m.max(seconds)));
                 }
-                for status in LagStatus::ALL.into_iter().filter(|_| per_partition) {
-                    let on = if status == o.status { 1.0 } else { 0.0 };
-                    partition_status.with_label_values(&[c, &g.group, &o.topic, &partition, status.name()]).set(on);
+                if per_partition {
+                    partition_status.with_label_values(&[c, &g.group, &o.topic, &partition, o.status.name()]).set(1.0);
                 }
                 // No lag series without both ends of the partition (never a made-up number).
                 let Some(info) = s.partition(&o.topic, o.partition) else { continue };
@@ -187,7 +185,11 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
                 let records = lag_records(end, start, at);
                 if per_partition {
                     lag.with_label_values(&labels).set(records as f64);
-                    lost.with_label_values(&labels).set(messages_lost(start, at) as f64);
+                    // Only partitions that lost records get a series.
+                    let gone = messages_lost(start, at);
+                    if gone > 0 {
+                        lost.with_label_values(&labels).set(gone as f64);
+                    }
                 }
                 total += records;
                 *per_topic.entry(&o.topic).or_default() += records;
@@ -276,7 +278,7 @@ mod tests {
         assert!(page.contains("# TYPE kafka_exporter_kafka_requests_total counter"));
         assert_eq!(value(&page, "kafka_consumergroup_max_lag_seconds{cluster=\"prod\",group=\"billing\"}"), Some(3.5));
         assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"WARN\",topic=\"orders\"}"), Some(1.0));
-        assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"OK\",topic=\"orders\"}"), Some(0.0));
+        assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"OK\",topic=\"orders\"}"), None);
     }
 
     // Shows a group that is gone leaves no series behind (KMinion renders fresh families).
@@ -323,5 +325,69 @@ mod granularity_tests {
         assert!(!page.contains("kafka_partition_high_watermark{"), "{page}");
         let line = page.lines().find(|l| l.starts_with("kafka_consumergroup_topic_lag{")).expect("topic roll-up kept");
         assert!(line.contains("env=\"prod\"") && line.contains("group=\"g\"") && line.ends_with(" 5"), "{line}");
+    }
+}
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+    use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, PartitionInfo};
+
+    fn full_page() -> String {
+        let partition = PartitionInfo {
+            topic: "t".into(),
+            partition: 0,
+            replicas: 3,
+            in_sync_replicas: 2,
+            low_watermark: Some(6),
+            high_watermark: Some(9),
+            last_stable_offset: Some(9),
+            ..PartitionInfo::default()
+        };
+        let offset = GroupOffset {
+            topic: "t".into(),
+            partition: 0,
+            committed: 4,
+            lag_seconds: Some(1.0),
+            status: LagStatus::Ok,
+        };
+        let group = GroupInfo { group: "g".into(), offsets: vec![offset], ..GroupInfo::default() };
+        let snapshot = Snapshot {
+            cluster: "c".into(),
+            cluster_id: Some("id".into()),
+            brokers: vec![BrokerInfo { id: 1, host: "h".into(), port: 9092, rack: None }],
+            partitions: vec![partition],
+            groups: vec![group],
+            requests: [(("Metadata".to_string(), -1), 1)].into_iter().collect(),
+            errors: [(("Metadata".to_string(), "timeout".to_string()), 1)].into_iter().collect(),
+            ..Snapshot::default()
+        };
+        render(&[snapshot], &BTreeMap::new())
+    }
+
+    // Shows every metric the shipped Grafana dashboard and alert rules query is one the
+    // exporter renders, so the deploy files cannot drift from the code (issue 2, "Ship a
+    // Grafana dashboard and Prometheus alerting rules").
+    #[test]
+    fn deploy_files_query_only_rendered_metrics() {
+        let page = full_page();
+        let names = regex::Regex::new(r"kafka_[a-z_]+").expect("a valid regex");
+        for (file, text) in [
+            ("grafana-dashboard.json", include_str!("../../deploy/grafana-dashboard.json")),
+            ("alerts.yml", include_str!("../../deploy/alerts.yml")),
+        ] {
+            let mut seen = 0;
+            for name in names.find_iter(text).map(|m| m.as_str()) {
+                if name.starts_with("kafka_trial") {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    page.contains(&format!("# TYPE {name} ")),
+                    "{file} queries {name}, which the exporter does not render"
+                );
+            }
+            assert!(seen > 3, "{file} queries too few metrics");
+        }
     }
 }

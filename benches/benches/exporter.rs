@@ -1,0 +1,70 @@
+//! Rendering speed of the exporter: 100,000 consumer-group lag series (1,000 groups × 100
+//! partitions) into the Prometheus text format. Issue 2's target: under 50 ms and under
+//! 64 MB RSS. The peak RSS of the process is printed after the run.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use trial_exporter::render::render;
+use trial_exporter::snapshot::{GroupInfo, GroupOffset, LagStatus, PartitionInfo, Snapshot};
+
+const GROUPS: usize = 1_000;
+const PARTITIONS: i32 = 100;
+
+fn snapshot() -> Snapshot {
+    let partitions = (0..PARTITIONS)
+        .map(|p| PartitionInfo {
+            topic: "events".into(),
+            partition: p,
+            leader: 1,
+            replicas: 3,
+            in_sync_replicas: 3,
+            low_watermark: Some(0),
+            high_watermark: Some(1_000_000),
+            last_stable_offset: Some(1_000_000),
+        })
+        .collect();
+    let groups = (0..GROUPS)
+        .map(|g| GroupInfo {
+            group: format!("group-{g}"),
+            state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            protocol: "range".into(),
+            coordinator: 1,
+            members: 4,
+            status: LagStatus::Ok,
+            offsets: (0..PARTITIONS)
+                .map(|p| GroupOffset {
+                    topic: "events".into(),
+                    partition: p,
+                    committed: 999_000,
+                    lag_seconds: Some(2.5),
+                    status: LagStatus::Ok,
+                })
+                .collect(),
+        })
+        .collect();
+    Snapshot { cluster: "bench".into(), up: true, partitions, groups, ..Snapshot::default() }
+}
+
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
+}
+
+fn bench_render(c: &mut Criterion) {
+    let snapshots = vec![snapshot()];
+    let labels = BTreeMap::new();
+    let page = render(&snapshots, &labels);
+    let lag_series = page.lines().filter(|l| l.starts_with("kafka_consumergroup_partition_lag{")).count();
+    println!("render: {lag_series} lag series, page {} MiB", page.len() >> 20);
+    let mut group = c.benchmark_group("exporter");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("render 100k lag series", |b| b.iter(|| render(&snapshots, &labels)));
+    group.finish();
+    println!("peak RSS of the bench process: {} MiB", peak_rss_mib().map_or("?".into(), |m| m.to_string()));
+}
+
+criterion_group!(benches, bench_render);
+criterion_main!(benches);
