@@ -2,7 +2,7 @@
 //! (as KMinion does), so groups and topics that are gone leave no stale series.
 
 use crate::config::Granularity;
-use crate::snapshot::{LagStatus, Snapshot};
+use crate::snapshot::Snapshot;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::collections::BTreeMap;
 use trial_model::lag::{lag_records, messages_lost};
@@ -216,7 +216,7 @@ fn offset(value: i64) -> Offset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{GroupInfo, GroupOffset, PartitionInfo};
+    use crate::snapshot::{GroupInfo, GroupOffset, LagStatus, PartitionInfo};
 
     fn snapshot() -> Snapshot {
         let partition = |partition, low, high| PartitionInfo {
@@ -294,7 +294,7 @@ mod tests {
 #[cfg(test)]
 mod granularity_tests {
     use super::*;
-    use crate::snapshot::{GroupInfo, GroupOffset, PartitionInfo};
+    use crate::snapshot::{GroupInfo, GroupOffset, LagStatus, PartitionInfo};
 
     // Shows granularity = topic drops per-partition series but keeps the roll-ups, and that
     // static labels reach every series (issue 2, "Operation").
@@ -331,7 +331,7 @@ mod granularity_tests {
 #[cfg(test)]
 mod deploy_tests {
     use super::*;
-    use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, PartitionInfo};
+    use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, LagStatus, PartitionInfo};
 
     fn full_page() -> String {
         let partition = PartitionInfo {
