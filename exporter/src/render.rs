@@ -49,6 +49,28 @@ fn escape(out: &mut String, value: &str) {
     }
 }
 
+/// Appends " {n}\n" without the formatting machinery (most values are offsets).
+fn push_integer(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push(' ');
+    if n < 0 {
+        out.push('-');
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+    out.push('\n');
+}
+
 impl Family {
     fn with_label_values<'a>(&'a self, values: &'a [&'a str]) -> Series<'a> {
         Series { family: self, values }
@@ -84,7 +106,7 @@ impl Series<'_> {
         let mut text = self.start();
         // Whole numbers (offsets, counts) print as integers: cheaper and exact.
         if value.fract() == 0.0 && value.abs() < 1e15 {
-            let _ = writeln!(text.body, " {}", value as i64);
+            push_integer(&mut text.body, value as i64);
         } else {
             let _ = writeln!(text.body, " {value}");
         }
@@ -92,7 +114,7 @@ impl Series<'_> {
 
     fn inc_by(self, value: u64) {
         let mut text = self.start();
-        let _ = writeln!(text.body, " {value}");
+        push_integer(&mut text.body, value.min(i64::MAX as u64) as i64);
     }
 }
 
@@ -495,5 +517,25 @@ mod deploy_tests {
             }
             assert!(seen > 3, "{file} queries too few metrics");
         }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::snapshot::BrokerInfo;
+
+    // Shows label values are escaped as the text format requires (backslash, quote,
+    // newline) and whole numbers print as integers (Prometheus exposition format 0.0.4).
+    #[test]
+    fn escapes_label_values_and_prints_integers() {
+        let broker = BrokerInfo { id: 7, host: "a\"b\\c\nd".into(), port: 9092, rack: None };
+        let snapshot =
+            Snapshot { cluster: "c".into(), brokers: vec![broker], collection_seconds: 0.25, ..Snapshot::default() };
+        let page = render(&[snapshot], &BTreeMap::new());
+        assert!(page.contains(r#"host="a\"b\\c\nd""#), "{page}");
+        assert!(page.contains("kafka_brokers{cluster=\"c\"} 1\n"), "{page}");
+        assert!(page.contains("kafka_exporter_collection_duration_seconds{cluster=\"c\"} 0.25\n"), "{page}");
+        assert!(page.contains("# TYPE kafka_brokers gauge\n"), "{page}");
     }
 }
