@@ -32,6 +32,7 @@ fn snapshot() -> Snapshot {
             protocol: "range".into(),
             coordinator: 1,
             members: 4,
+            member_info: Vec::new(),
             status: LagStatus::Ok,
             offsets: (0..PARTITIONS)
                 .map(|p| GroupOffset {

@@ -28,6 +28,8 @@ pub enum ClientError {
     Protocol { addr: String, api: ApiKey, message: String },
     #[error("{addr}: the broker supports no common version of {api:?}")]
     Unsupported { addr: String, api: ApiKey },
+    #[error("{addr}: not retried yet after {failures} failed connection(s) (backoff)")]
+    Backoff { addr: String, failures: u32 },
 }
 
 pub struct Connection {

@@ -8,7 +8,7 @@
 use crate::client::{ClientError, Connection};
 use crate::config::ClusterConfig;
 use crate::history::LagHistory;
-use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, PartitionInfo, Snapshot};
+use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, MemberInfo, PartitionInfo, Snapshot};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::*;
@@ -27,7 +27,12 @@ pub struct Collector {
     history: LagHistory,
     requests_total: BTreeMap<(String, i32), u64>,
     errors_total: BTreeMap<(String, String), u64>,
+    /// Per broker: failed connections in a row and when to try again.
+    backoff: BTreeMap<i32, (u32, tokio::time::Instant)>,
 }
+
+/// Longest pause before reconnecting to a broker that failed.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 impl Collector {
     pub fn new(config: ClusterConfig, timeout: Duration) -> Collector {
@@ -38,6 +43,7 @@ impl Collector {
             history: LagHistory::default(),
             requests_total: BTreeMap::new(),
             errors_total: BTreeMap::new(),
+            backoff: BTreeMap::new(),
         }
     }
 
@@ -113,8 +119,25 @@ impl Collector {
 
     async fn connection(&mut self, broker: i32, addr: &str) -> Result<&mut Connection, ClientError> {
         if !self.connections.contains_key(&broker) {
-            let connection = Connection::connect(addr, self.timeout).await?;
-            self.connections.insert(broker, connection);
+            // A broker that refused or timed out is retried after a growing pause (1 s,
+            // 2 s, … 60 s), so a dead broker does not cost a timeout every collection.
+            if let Some((failures, retry_at)) = self.backoff.get(&broker) {
+                if tokio::time::Instant::now() < *retry_at {
+                    return Err(ClientError::Backoff { addr: addr.into(), failures: *failures });
+                }
+            }
+            match Connection::connect(addr, self.timeout).await {
+                Ok(connection) => {
+                    self.backoff.remove(&broker);
+                    self.connections.insert(broker, connection);
+                }
+                Err(error) => {
+                    let failures = self.backoff.get(&broker).map_or(0, |(f, _)| *f) + 1;
+                    let pause = Duration::from_secs(1u64 << failures.min(6)).min(BACKOFF_MAX);
+                    self.backoff.insert(broker, (failures, tokio::time::Instant::now() + pause));
+                    return Err(error);
+                }
+            }
         }
         // Inserted just above when missing.
         self.connections
@@ -261,6 +284,16 @@ impl Collector {
                         protocol: group.protocol_data.to_string(),
                         coordinator,
                         members: group.members.len(),
+                        member_info: group
+                            .members
+                            .iter()
+                            .map(|m| MemberInfo {
+                                member_id: m.member_id.to_string(),
+                                instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                                client_id: m.client_id.to_string(),
+                                client_host: m.client_host.to_string(),
+                            })
+                            .collect(),
                         offsets: Vec::new(),
                         status: crate::snapshot::LagStatus::Ok,
                     };
@@ -334,5 +367,6 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Io { .. } => "io",
         ClientError::Protocol { .. } => "protocol",
         ClientError::Unsupported { .. } => "unsupported_version",
+        ClientError::Backoff { .. } => "backoff",
     }
 }

@@ -200,6 +200,11 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
         &["cluster", "group", "state", "protocol_type", "protocol", "coordinator_id"],
     );
     let members = f.gauge("kafka_consumergroup_members", "Members of a consumer group.", &["cluster", "group"]);
+    let member_info = f.gauge(
+        "kafka_consumergroup_member_info",
+        "A member of a consumer group (identity lives here, never on lag series).",
+        &["cluster", "group", "member_id", "group_instance_id", "client_id", "client_host"],
+    );
     let gtp = ["cluster", "group", "topic", "partition"];
     let committed =
         f.gauge("kafka_consumergroup_partition_committed_offset", "Committed offset of a group on a partition.", &gtp);
@@ -287,6 +292,12 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
                 .with_label_values(&[c, &g.group, &g.state, &g.protocol_type, &g.protocol, &coordinator])
                 .set(1.0);
             members.with_label_values(&[c, &g.group]).set(g.members as f64);
+            for m in &g.member_info {
+                let instance = m.instance_id.as_deref().unwrap_or("");
+                member_info
+                    .with_label_values(&[c, &g.group, &m.member_id, instance, &m.client_id, &m.client_host])
+                    .set(1.0);
+            }
             let mut total = 0u64;
             let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
             let mut max_seconds: Option<f64> = None;
@@ -373,6 +384,12 @@ mod tests {
                 group: "billing".into(),
                 state: "Stable".into(),
                 members: 2,
+                member_info: vec![crate::snapshot::MemberInfo {
+                    member_id: "m-1".into(),
+                    instance_id: None,
+                    client_id: "billing-app".into(),
+                    client_host: "/10.0.0.7".into(),
+                }],
                 offsets,
                 ..GroupInfo::default()
             }],
@@ -404,6 +421,11 @@ mod tests {
             Some(1.0)
         );
         assert!(page.contains("# TYPE kafka_exporter_kafka_requests_total counter"));
+        let member =
+            page.lines().find(|l| l.starts_with("kafka_consumergroup_member_info{")).expect("member info series");
+        assert!(member.contains("member_id=\"m-1\"") && member.contains("client_host=\"/10.0.0.7\""), "{member}");
+        let lag_line = page.lines().find(|l| l.starts_with("kafka_consumergroup_partition_lag{")).expect("lag series");
+        assert!(!lag_line.contains("member_id"), "member identity stays off lag series: {lag_line}");
         assert_eq!(value(&page, "kafka_consumergroup_max_lag_seconds{cluster=\"prod\",group=\"billing\"}"), Some(3.5));
         assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"WARN\",topic=\"orders\"}"), Some(1.0));
         assert_eq!(value(&page, "kafka_consumergroup_partition_status{cluster=\"prod\",group=\"billing\",partition=\"0\",status=\"OK\",topic=\"orders\"}"), None);

@@ -35,6 +35,14 @@ pub struct GroupOffset {
     pub status: LagStatus,
 }
 
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemberInfo {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupInfo {
     pub group: String,
@@ -43,6 +51,8 @@ pub struct GroupInfo {
     pub protocol: String,
     pub coordinator: i32,
     pub members: usize,
+    /// Who the members are (kept off the lag series, on their own info series).
+    pub member_info: Vec<MemberInfo>,
     pub offsets: Vec<GroupOffset>,
     /// The worst status of its partitions.
     pub status: LagStatus,
@@ -115,6 +125,7 @@ impl Default for GroupInfo {
             protocol: String::new(),
             coordinator: -1,
             members: 0,
+            member_info: Vec::new(),
             offsets: Vec::new(),
             status: LagStatus::Ok,
         }

@@ -67,4 +67,8 @@ async fn a_dead_broker_gives_up_zero_and_errors() {
     let page = render(&[snapshot], &Default::default());
     assert!(page.contains("kafka_exporter_up{cluster=\"test\"} 0"), "{page}");
     assert!(page.contains("kafka_exporter_kafka_request_errors_total"), "{page}");
+    // Right after a failure the broker is in reconnect backoff: the next collection fails
+    // fast instead of waiting for a timeout.
+    let snapshot = collector.collect().await;
+    assert!(!snapshot.up);
 }
