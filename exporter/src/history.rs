@@ -3,7 +3,7 @@
 //! bounded window of commit samples per group and partition. Pure: time comes in.
 
 use crate::snapshot::Snapshot;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use trial_model::lag::{group_status, lag_records, partition_status, CommitSample, OffsetTimeline};
 use trial_model::{Millis, Offset};
 
@@ -33,7 +33,8 @@ impl LagHistory {
     /// Adds this collection to the history and fills in lag seconds and statuses. Series
     /// for partitions and groups that are gone are forgotten, so memory stays bounded.
     pub fn annotate(&mut self, snapshot: &mut Snapshot, now: Millis) {
-        let mut seen = Vec::new();
+        // Sets, not lists: a cluster can have 100,000 group partitions.
+        let mut seen = BTreeSet::new();
         for p in &snapshot.partitions {
             if let Some(high) = p.high_watermark {
                 let key = (p.topic.clone(), p.partition);
@@ -41,19 +42,19 @@ impl LagHistory {
                     .entry(key.clone())
                     .or_insert_with(|| OffsetTimeline::new(TIMELINE_POINTS_MAX))
                     .observe(now, offset(high));
-                seen.push(key);
+                seen.insert(key);
             }
         }
         self.timelines.retain(|key, _| seen.contains(key));
-        let mut live = Vec::new();
-        let lag_from = snapshot.lag_from;
+        let mut live = BTreeSet::new();
+        let index: BTreeMap<(&str, i32), usize> =
+            snapshot.partitions.iter().enumerate().map(|(i, p)| ((p.topic.as_str(), p.partition), i)).collect();
+        let ends: Vec<(Option<i64>, Option<i64>)> =
+            snapshot.partitions.iter().map(|p| (snapshot_end(p, snapshot.lag_from), p.low_watermark)).collect();
         for group in &mut snapshot.groups {
             for o in &mut group.offsets {
-                let Some(p) = snapshot.partitions.iter().find(|p| p.topic == o.topic && p.partition == o.partition)
-                else {
-                    continue;
-                };
-                let (Some(end), Some(low)) = (snapshot_end(p, lag_from), p.low_watermark) else { continue };
+                let Some(&at) = index.get(&(o.topic.as_str(), o.partition)) else { continue };
+                let (Some(end), Some(low)) = ends[at] else { continue };
                 let lag = lag_records(offset(end), offset(low), offset(o.committed));
                 let key = (group.group.clone(), o.topic.clone(), o.partition);
                 let window = self.windows.entry(key.clone()).or_default();
@@ -66,7 +67,7 @@ impl LagHistory {
                     .timelines
                     .get(&(o.topic.clone(), o.partition))
                     .and_then(|t| t.lag_seconds(offset(o.committed), now));
-                live.push(key);
+                live.insert(key);
             }
             group.status = group_status(group.offsets.iter().map(|o| o.status));
         }

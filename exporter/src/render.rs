@@ -286,6 +286,9 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
         for (topic, count) in per_topic {
             topic_partitions.with_label_values(&[c, topic]).set(count as f64);
         }
+        // Looked up for every group partition: an index, not a scan.
+        let index: BTreeMap<(&str, i32), &crate::snapshot::PartitionInfo> =
+            s.partitions.iter().map(|p| ((p.topic.as_str(), p.partition), p)).collect();
         for g in &s.groups {
             let coordinator = g.coordinator.to_string();
             group_info
@@ -321,7 +324,7 @@ pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> Stri
                     partition_status.with_label_values(&[c, &g.group, &o.topic, &partition, o.status.name()]).set(1.0);
                 }
                 // No lag series without both ends of the partition (never a made-up number).
-                let Some(info) = s.partition(&o.topic, o.partition) else { continue };
+                let Some(info) = index.get(&(o.topic.as_str(), o.partition)) else { continue };
                 let (Some(end), Some(start)) = (s.readable_end(info), info.low_watermark) else { continue };
                 let (end, start, at) = (offset(end), offset(start), offset(o.committed));
                 let records = lag_records(end, start, at);

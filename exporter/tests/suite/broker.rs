@@ -182,3 +182,21 @@ pub async fn commit(connection: &mut Connection, group: &str, topic: &str, parti
         }
     }
 }
+
+/// Commits `offset` for `group` on partitions 0..`partitions` of `topic` in one request.
+pub async fn commit_all(connection: &mut Connection, group: &str, topic: &str, partitions: i32, offset: i64) {
+    let partitions = (0..partitions)
+        .map(|p| OffsetCommitRequestPartition::default().with_partition_index(p).with_committed_offset(offset))
+        .collect();
+    let topic = OffsetCommitRequestTopic::default().with_name(name(topic)).with_partitions(partitions);
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![topic]);
+    let (response, _) = connection.call(&request).await.expect("OffsetCommit");
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            assert_eq!(partition.error_code, 0, "OffsetCommit error {}", partition.error_code);
+        }
+    }
+}

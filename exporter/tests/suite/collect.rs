@@ -72,3 +72,35 @@ async fn a_dead_broker_gives_up_zero_and_errors() {
     let snapshot = collector.collect().await;
     assert!(!snapshot.up);
 }
+
+// Shows requests per collection do not grow with the number of groups: 1,000 groups with
+// commits on 100 partitions each are collected with the minimal plan — Metadata, three
+// ListOffsets, ListGroups, one batched FindCoordinator, one DescribeGroups and one
+// OffsetFetch (8 requests on one broker). Prints the collection's wall time (issue 2,
+// "Speed": 1,000 groups × 100 partitions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_groups_take_the_minimal_plan() {
+    const GROUPS: usize = 1_000;
+    const PARTITIONS: i32 = 100;
+    let broker = Broker::start();
+    let mut client = admin(&broker.addr).await;
+    create_topic(&mut client, "wide", PARTITIONS).await;
+    for group in 0..GROUPS {
+        crate::broker::commit_all(&mut client, &format!("group-{group:04}"), "wide", PARTITIONS, 0).await;
+    }
+    let mut collector = collector(&broker.addr, Duration::from_secs(30));
+    #[allow(clippy::disallowed_methods)] // timing the collection is the point
+    let started = std::time::Instant::now();
+    let snapshot = collector.collect().await;
+    let wall = started.elapsed();
+    assert!(snapshot.up, "{:?}", snapshot.errors);
+    assert_eq!(snapshot.groups.len(), GROUPS);
+    let committed: usize = snapshot.groups.iter().map(|g| g.offsets.len()).sum();
+    assert_eq!(committed, GROUPS * PARTITIONS as usize);
+    assert_eq!(snapshot.requests_this_collection, 8, "{:?}", snapshot.requests);
+    println!(
+        "1,000 groups × 100 partitions: {} requests, {:.0} ms",
+        snapshot.requests_this_collection,
+        wall.as_secs_f64() * 1e3
+    );
+}
