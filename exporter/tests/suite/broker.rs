@@ -170,17 +170,7 @@ pub async fn produce(connection: &mut Connection, topic: &str, partition: i32, c
 pub async fn commit(connection: &mut Connection, group: &str, topic: &str, partition: i32, offset: i64) {
     let partition =
         OffsetCommitRequestPartition::default().with_partition_index(partition).with_committed_offset(offset);
-    let topic = OffsetCommitRequestTopic::default().with_name(name(topic)).with_partitions(vec![partition]);
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![topic]);
-    let (response, _) = connection.call(&request).await.expect("OffsetCommit");
-    for topic in &response.topics {
-        for partition in &topic.partitions {
-            assert_eq!(partition.error_code, 0, "OffsetCommit error {}", partition.error_code);
-        }
-    }
+    send_commit(connection, group, topic, vec![partition]).await;
 }
 
 /// Commits `offset` for `group` on partitions 0..`partitions` of `topic` in one request.
@@ -188,6 +178,15 @@ pub async fn commit_all(connection: &mut Connection, group: &str, topic: &str, p
     let partitions = (0..partitions)
         .map(|p| OffsetCommitRequestPartition::default().with_partition_index(p).with_committed_offset(offset))
         .collect();
+    send_commit(connection, group, topic, partitions).await;
+}
+
+async fn send_commit(
+    connection: &mut Connection,
+    group: &str,
+    topic: &str,
+    partitions: Vec<OffsetCommitRequestPartition>,
+) {
     let topic = OffsetCommitRequestTopic::default().with_name(name(topic)).with_partitions(partitions);
     let request = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
