@@ -178,8 +178,8 @@ fn our_versions(key: i16) -> Option<VersionRange> {
     })
 }
 
-/// Every API key the broker advertised with our common version (for diagnostics).
 impl Connection {
+    /// Every API key the broker advertised with our common version (for diagnostics).
     pub fn negotiated(&self) -> impl Iterator<Item = (i16, i16)> + '_ {
         self.versions.iter().map(|(k, v)| (*k, *v))
     }

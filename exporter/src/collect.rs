@@ -163,6 +163,10 @@ impl Collector {
 
     async fn offsets(&mut self, snapshot: &mut Snapshot, addresses: &BTreeMap<i32, String>) {
         let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+        // Where each partition sits in the snapshot: answers are matched by lookup, not by
+        // a scan per partition (clusters have tens of thousands).
+        let position: BTreeMap<(String, i32), usize> =
+            snapshot.partitions.iter().enumerate().map(|(i, p)| ((p.topic.clone(), p.partition), i)).collect();
         for p in &snapshot.partitions {
             if p.leader >= 0 {
                 by_leader.entry(p.leader).or_default().entry(p.topic.clone()).or_default().push(p.partition);
@@ -192,13 +196,10 @@ impl Collector {
                             continue;
                         }
                         let name = topic.name.as_str();
-                        let Some(info) = snapshot
-                            .partitions
-                            .iter_mut()
-                            .find(|p| p.topic == name && p.partition == partition.partition_index)
-                        else {
+                        let Some(&at) = position.get(&(name.to_string(), partition.partition_index)) else {
                             continue;
                         };
+                        let info = &mut snapshot.partitions[at];
                         match (timestamp, isolation) {
                             (EARLIEST, _) => info.low_watermark = Some(partition.offset),
                             (_, 0) => info.high_watermark = Some(partition.offset),

@@ -18,13 +18,6 @@ pub struct LagHistory {
     windows: BTreeMap<(String, String, i32), VecDeque<CommitSample>>,
 }
 
-fn snapshot_end(p: &crate::snapshot::PartitionInfo, lag_from: crate::config::LagFrom) -> Option<i64> {
-    match lag_from {
-        crate::config::LagFrom::HighWatermark => p.high_watermark,
-        crate::config::LagFrom::LastStableOffset => p.last_stable_offset.or(p.high_watermark),
-    }
-}
-
 fn offset(value: i64) -> Offset {
     Offset(value.max(0) as u64)
 }
@@ -50,7 +43,7 @@ impl LagHistory {
         let index: BTreeMap<(&str, i32), usize> =
             snapshot.partitions.iter().enumerate().map(|(i, p)| ((p.topic.as_str(), p.partition), i)).collect();
         let ends: Vec<(Option<i64>, Option<i64>)> =
-            snapshot.partitions.iter().map(|p| (snapshot_end(p, snapshot.lag_from), p.low_watermark)).collect();
+            snapshot.partitions.iter().map(|p| (snapshot.readable_end(p), p.low_watermark)).collect();
         for group in &mut snapshot.groups {
             for o in &mut group.offsets {
                 let Some(&at) = index.get(&(o.topic.as_str(), o.partition)) else { continue };

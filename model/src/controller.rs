@@ -374,10 +374,11 @@ impl Controller {
         }
         let leader_lost = state.leader == Some(broker);
         state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
+        // A lost leader always changes (the broker is excluded), and the election records
+        // the change; otherwise the ISR change is the event.
         if leader_lost {
             self.elect_leader(tp, Some(broker));
-        }
-        if !leader_lost || self.disk.partitions.get(&tp).is_some_and(|s| s.leader == Some(broker)) {
+        } else {
             self.partition_event(tp, false);
         }
     }

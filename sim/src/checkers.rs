@@ -4,7 +4,7 @@
 use crate::history::{Happening, History, OpKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use trial_model::{ClusterEvent, LeaderEpoch, Millis, NodeId, Offset, ProducerId, TopicPartition};
+use trial_model::{ClusterEvent, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 
 /// Examples kept per property, so a report stays readable on a bad run.
 pub const EXAMPLES_MAX: usize = 5;
@@ -340,7 +340,7 @@ impl InvariantMonitor {
         self.high_watermarks.retain(|(broker, _), _| *broker != node);
     }
 
-    pub fn observe(&mut self, at: Millis, event: &ClusterEvent) -> Option<Happening> {
+    pub fn observe(&mut self, event: &ClusterEvent) -> Option<Happening> {
         match event {
             ClusterEvent::HighWatermark { broker, tp, high_watermark, .. } => {
                 // The hottest event of a run: update in place, insert only the first time.
@@ -366,10 +366,7 @@ impl InvariantMonitor {
                     ),
                 })
             }
-            _ => {
-                let _ = at;
-                None
-            }
+            _ => None,
         }
     }
 }

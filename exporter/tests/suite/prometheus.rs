@@ -79,6 +79,19 @@ fn exporter(bootstrap: &str, listen: &str) -> Killed {
     Killed(child)
 }
 
+/// A broker whose `topic` has `produced` records on partition 0 and a group that committed
+/// `committed` there, and an exporter scraping it every second on the returned address.
+async fn lagging(topic: &str, partitions: i32, produced: i64, group: &str, committed: i64) -> (Broker, Killed, String) {
+    let broker = Broker::start();
+    let mut client = admin(&broker.addr).await;
+    create_topic(&mut client, topic, partitions).await;
+    produce(&mut client, topic, 0, produced).await;
+    commit(&mut client, group, topic, 0, committed).await;
+    let listen = free_addr();
+    let exporter = exporter(&broker.addr, &listen);
+    (broker, exporter, listen)
+}
+
 async fn page(listen: &str) -> String {
     for _ in 0..100 {
         if let Some(body) = get(listen, "/metrics") {
@@ -95,13 +108,7 @@ async fn page(listen: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_metrics_and_rules() {
     ensure_prometheus();
-    let broker = Broker::start();
-    let mut client = admin(&broker.addr).await;
-    create_topic(&mut client, "audit", 2).await;
-    produce(&mut client, "audit", 0, 4).await;
-    commit(&mut client, "auditor", "audit", 0, 1).await;
-    let listen = free_addr();
-    let _exporter = exporter(&broker.addr, &listen);
+    let (_broker, _exporter, listen) = lagging("audit", 2, 4, "auditor", 1).await;
     let body = page(&listen).await;
     assert!(body.contains("kafka_consumergroup_partition_lag"), "{body}");
     let mut check = Command::new("promtool")
@@ -129,13 +136,7 @@ async fn promtool_accepts_metrics_and_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_lag() {
     ensure_prometheus();
-    let broker = Broker::start();
-    let mut client = admin(&broker.addr).await;
-    create_topic(&mut client, "ledger", 1).await;
-    produce(&mut client, "ledger", 0, 12).await;
-    commit(&mut client, "reconciler", "ledger", 0, 5).await;
-    let listen = free_addr();
-    let _exporter = exporter(&broker.addr, &listen);
+    let (_broker, _exporter, listen) = lagging("ledger", 1, 12, "reconciler", 5).await;
     page(&listen).await;
     let web = free_addr();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-{}", std::process::id()));
