@@ -22,6 +22,7 @@ pub mod messages;
 pub mod partitioner;
 pub mod placement;
 pub mod producer;
+pub mod tpmap;
 pub mod types;
 
 pub use action::{Action, ClusterEvent, TruncationReason, WriteOutcome};
@@ -35,4 +36,5 @@ pub use error::ErrorCode;
 pub use log::{BrokerDisk, LogEntry, PartitionLog, Record};
 pub use messages::{Message, MessageKind, PartitionState};
 pub use producer::Producer;
+pub use tpmap::TpMap;
 pub use types::*;

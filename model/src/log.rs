@@ -5,9 +5,9 @@
 //! is down. A process kill keeps everything here (the page cache survives); a power loss
 //! keeps only the flushed prefix (`BrokerDisk::lose_unflushed`).
 
-use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, TopicPartition, WriteId};
+use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, WriteId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use crate::tpmap::TpMap;
 
 /// One record as the producer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ impl PartitionLog {
 /// was flushed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerDisk {
-    pub logs: BTreeMap<TopicPartition, PartitionLog>,
+    pub logs: TpMap<PartitionLog>,
     /// Set by a graceful shutdown; a crash leaves it unset (Kafka's clean-shutdown marker).
     pub clean_shutdown_epoch: Option<crate::types::BrokerEpoch>,
 }
@@ -177,7 +177,7 @@ impl BrokerDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ProducerId;
+    use crate::types::{ProducerId, TopicPartition};
 
     fn record(write: u64) -> Record {
         Record {
@@ -210,7 +210,7 @@ mod tests {
     fn power_loss_keeps_only_the_flushed_prefix() {
         let mut disk = BrokerDisk::default();
         let tp = TopicPartition::new(0, 0);
-        let log = disk.logs.entry(tp).or_default();
+        let log = disk.logs.get_or_default(tp);
         log.append_as_leader(LeaderEpoch(0), &[record(0), record(1)]);
         log.flush();
         log.append_as_leader(LeaderEpoch(1), &[record(2)]);

@@ -11,6 +11,7 @@ use crate::action::{Action, WriteOutcome};
 use crate::config::{Acks, NullKeyPartitioner, ProducerConfig};
 use crate::error::ErrorCode;
 use crate::log::Record;
+use crate::tpmap::TpMap;
 use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta};
 use crate::partitioner::{key_bytes, partition_for_key};
 use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, WriteId};
@@ -61,12 +62,12 @@ pub struct Producer {
     metadata_in_flight: Option<(u64, NodeId, Millis)>,
     metadata_fetched_at: Millis,
     unpartitioned: VecDeque<Pending>,
-    batches: BTreeMap<TopicPartition, VecDeque<Batch>>,
+    batches: TpMap<VecDeque<Batch>>,
     in_flight: BTreeMap<u64, InFlight>,
     /// Requests in flight per broker id.
     in_flight_per_broker: Vec<u32>,
     broker_backoff: BTreeMap<NodeId, Millis>,
-    sequences: BTreeMap<TopicPartition, u32>,
+    sequences: TpMap<u32>,
     sticky: BTreeMap<TopicId, u32>,
     round_robin: u32,
     next_correlation: u64,
@@ -90,11 +91,11 @@ impl Producer {
             metadata_in_flight: None,
             metadata_fetched_at: Millis::ZERO,
             unpartitioned: VecDeque::new(),
-            batches: BTreeMap::new(),
+            batches: TpMap::new(),
             in_flight: BTreeMap::new(),
             in_flight_per_broker: Vec::new(),
             broker_backoff: BTreeMap::new(),
-            sequences: BTreeMap::new(),
+            sequences: TpMap::new(),
             sticky: BTreeMap::new(),
             round_robin: 0,
             next_correlation: 0,
@@ -328,7 +329,7 @@ impl Producer {
             let tp = batch.tp;
             // Kafka re-enqueues at the head of the partition's deque; with several batches
             // in flight this is where reordering comes from.
-            self.batches.entry(tp).or_default().push_front(batch);
+            self.batches.get_or_default(tp).push_front(batch);
         } else {
             let error = if expired { ErrorCode::DeliveryTimeout } else { error };
             self.complete(batch, Err(error));
@@ -370,12 +371,12 @@ impl Producer {
         };
         let tp = TopicPartition { topic: pending.topic, partition };
         let producer = self.pid();
-        let sequence = self.sequences.entry(tp).or_insert(0);
+        let sequence = self.sequences.get_or_default(tp);
         let record =
             Record { write: pending.write, key: pending.key, producer, sequence: *sequence, timestamp: pending.at };
         *sequence += 1;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
-        let queue = self.batches.entry(tp).or_default();
+        let queue = self.batches.get_or_default(tp);
         match queue.back_mut() {
             Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => {
                 Arc::make_mut(&mut batch.records).push(record);

@@ -3,7 +3,6 @@
 //! of every replica. Checkers read only this.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
 use trial_model::{
     ClusterEvent, ErrorCode, LogEntry, Millis, NodeId, Offset, TopicId, TopicPartition, WriteId, WriteOutcome,
 };
@@ -124,7 +123,7 @@ pub struct History {
     pub happenings: Vec<(Millis, Happening)>,
     /// Per partition, the record first seen below a leader's high watermark at each
     /// offset: what a consumer could have read.
-    pub readable: BTreeMap<TopicPartition, Vec<WriteId>>,
+    pub readable: trial_model::TpMap<Vec<WriteId>>,
     pub partitions: Vec<PartitionFinal>,
     /// Whether the healed cluster converged before the liveness phase ran out.
     pub converged: bool,

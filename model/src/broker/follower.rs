@@ -108,7 +108,7 @@ impl Broker {
         if !matches!(replica.role, Role::Follower { leader: Some(l) } if l == from) {
             return false;
         }
-        let log = self.disk.logs.entry(tp).or_default();
+        let log = self.disk.logs.get_or_default(tp);
         if let Some((epoch, end_offset)) = response.diverging_epoch {
             // KIP-320: truncate to the smaller of the leader's end for that epoch and ours.
             let own_end = match log.end_offset_for_epoch(epoch) {

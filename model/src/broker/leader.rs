@@ -71,7 +71,7 @@ impl Broker {
             return fail(ErrorCode::NotEnoughReplicas);
         }
         let leader_epoch = replica.state.leader_epoch;
-        let log = self.disk.logs.entry(tp).or_default();
+        let log = self.disk.logs.get_or_default(tp);
         let base = log.append_as_leader(leader_epoch, &batch.records);
         let end = log.log_end_offset();
         if let Some(every) = self.config.flush_messages {
@@ -283,7 +283,7 @@ impl Broker {
             };
             return response;
         }
-        let log = self.disk.logs.entry(tp).or_default();
+        let log = self.disk.logs.get_or_default(tp);
         response.log_end_offset = log.log_end_offset();
         response.high_watermark = replica.high_watermark;
         if truncation == Truncation::LeaderEpoch {

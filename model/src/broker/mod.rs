@@ -10,6 +10,7 @@ use crate::action::{Action, ClusterEvent, TruncationReason};
 use crate::config::{BrokerConfig, Truncation};
 use crate::error::ErrorCode;
 use crate::log::{BrokerDisk, PartitionLog};
+use crate::tpmap::TpMap;
 use crate::messages::{
     AlterPartitionItem, FetchPartition, Message, MetadataDelta, PartitionLeader, PartitionState,
     ProducePartitionResponse, TopicMeta,
@@ -90,9 +91,9 @@ pub struct Broker {
     registration_in_flight: bool,
     metadata_version: u64,
     topics: BTreeMap<u32, TopicMeta>,
-    replicas: BTreeMap<TopicPartition, Replica>,
+    replicas: TpMap<Replica>,
     /// Leader of every partition this broker knows of (for clients' Metadata).
-    leaders: BTreeMap<TopicPartition, (Option<NodeId>, LeaderEpoch)>,
+    leaders: TpMap<(Option<NodeId>, LeaderEpoch)>,
     fenced_brokers: Vec<NodeId>,
     parked_produces: Vec<ParkedProduce>,
     parked_fetches: Vec<ParkedFetch>,
@@ -104,7 +105,7 @@ pub struct Broker {
     next_hw_checkpoint: Millis,
     next_writeback: Option<Millis>,
     /// Log end of each partition at the previous writeback: what is now old enough.
-    writeback_marks: BTreeMap<TopicPartition, Offset>,
+    writeback_marks: TpMap<Offset>,
     outbox: VecDeque<Action>,
 }
 
@@ -135,8 +136,8 @@ impl Broker {
             registration_in_flight: false,
             metadata_version: 0,
             topics: BTreeMap::new(),
-            replicas: BTreeMap::new(),
-            leaders: BTreeMap::new(),
+            replicas: TpMap::new(),
+            leaders: TpMap::new(),
             fenced_brokers: Vec::new(),
             parked_produces: Vec::new(),
             parked_fetches: Vec::new(),
@@ -147,7 +148,7 @@ impl Broker {
             next_flush,
             next_hw_checkpoint,
             next_writeback,
-            writeback_marks: BTreeMap::new(),
+            writeback_marks: TpMap::new(),
             outbox: VecDeque::new(),
         }
     }
@@ -387,7 +388,7 @@ impl Broker {
 
     fn become_leader(&mut self, now: Millis, state: PartitionState) {
         let tp = state.tp;
-        let log = self.disk.logs.entry(tp).or_default();
+        let log = self.disk.logs.get_or_default(tp);
         log.assign_epoch(state.leader_epoch);
         let epoch_start_offset = log.log_end_offset();
         let hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
@@ -417,7 +418,7 @@ impl Broker {
 
     fn become_follower(&mut self, _now: Millis, state: PartitionState) {
         let tp = state.tp;
-        let log = self.disk.logs.entry(tp).or_default();
+        let log = self.disk.logs.get_or_default(tp);
         let mut hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
         hw = hw.min(log.log_end_offset());
         if self.config.protocol.truncation == Truncation::HighWatermark {

@@ -120,7 +120,7 @@ fn follower_fetch(broker: &mut Broker, now: u64, follower: u32, correlation: u64
 fn disk_with(epoch: u32, writes: &[u64]) -> BrokerDisk {
     let mut disk = BrokerDisk::default();
     let records: Vec<Record> = writes.iter().map(|w| record(*w)).collect();
-    disk.logs.entry(tp()).or_default().append_as_leader(LeaderEpoch(epoch), &records);
+    disk.logs.get_or_default(tp()).append_as_leader(LeaderEpoch(epoch), &records);
     disk
 }
 

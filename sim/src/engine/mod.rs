@@ -545,7 +545,7 @@ impl<'a> Engine<'a> {
             return;
         };
         let Some(log) = b.log(tp) else { return };
-        let readable = self.history.readable.entry(tp).or_default();
+        let readable = self.history.readable.get_or_default(tp);
         let from = readable.len() as u64;
         for offset in from..hw.0 {
             match log.entry(Offset(offset)) {
