@@ -11,8 +11,7 @@ use std::time::Duration;
 use tokio::sync::RwLock;
 use trial_exporter::collect::Collector;
 use trial_exporter::config::{ClusterConfig, Config, Filter, Granularity, LagFrom};
-use trial_exporter::render::render;
-use trial_exporter::server::{serve, Latest};
+use trial_exporter::server::{serve, Latest, Scrape};
 use trial_exporter::snapshot::Snapshot;
 
 #[derive(Parser)]
@@ -98,7 +97,7 @@ async fn main() -> ExitCode {
         }
     };
     let latest: Latest = Arc::new(RwLock::new(None));
-    let snapshots: Arc<RwLock<BTreeMap<String, Snapshot>>> = Arc::new(RwLock::new(BTreeMap::new()));
+    let snapshots: Arc<RwLock<BTreeMap<String, Arc<Snapshot>>>> = Arc::new(RwLock::new(BTreeMap::new()));
     let labels = Arc::new(config.labels.clone());
     let clusters = config.clusters.len();
     for cluster in config.clusters {
@@ -116,7 +115,7 @@ async fn main() -> ExitCode {
 }
 
 struct Shared {
-    snapshots: Arc<RwLock<BTreeMap<String, Snapshot>>>,
+    snapshots: Arc<RwLock<BTreeMap<String, Arc<Snapshot>>>>,
     latest: Latest,
     labels: Arc<BTreeMap<String, String>>,
     clusters: usize,
@@ -134,11 +133,12 @@ async fn collect_forever(mut collector: Collector, interval: Duration, shared: S
         snapshot.collection_seconds = started.elapsed().as_secs_f64();
         snapshot.collected_at_unix_seconds = unix.as_secs_f64();
         let mut snapshots = shared.snapshots.write().await;
-        snapshots.insert(snapshot.cluster.clone(), snapshot);
-        // Ready once every cluster was collected once.
+        snapshots.insert(snapshot.cluster.clone(), Arc::new(snapshot));
+        // Ready once every cluster was collected once. Scrapes render from these snapshots;
+        // no page is kept between scrapes.
         if snapshots.len() == shared.clusters {
-            let all: Vec<Snapshot> = snapshots.values().cloned().collect();
-            *shared.latest.write().await = Some(render(&all, &shared.labels));
+            let scrape = Scrape { snapshots: snapshots.values().cloned().collect(), labels: shared.labels.clone() };
+            *shared.latest.write().await = Some(Arc::new(scrape));
         }
     }
 }

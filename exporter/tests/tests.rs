@@ -7,5 +7,7 @@ mod binary;
 mod broker;
 #[path = "suite/collect.rs"]
 mod collect;
+#[path = "suite/http.rs"]
+mod http;
 #[path = "suite/prometheus.rs"]
 mod prometheus;

@@ -2,20 +2,9 @@
 //! broker it becomes ready and serves the metrics on /metrics.
 
 use crate::broker::{admin, create_topic, produce, Broker};
-use std::io::{Read, Write};
+use crate::http::get;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
-}
 
 // Shows bad usage is refused with exit code 2 and a message (issue 2, "Operation").
 #[test]

@@ -4,7 +4,8 @@
 //! through Prometheus's HTTP API (issue 2, "Tests against real parts").
 
 use crate::broker::{admin, commit, create_topic, produce, Broker};
-use std::io::{Read, Write};
+use crate::http::get_ok;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -49,17 +50,6 @@ fn free_addr() -> String {
     listener.local_addr().expect("bound").to_string()
 }
 
-fn get(addr: &str, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response
-        .starts_with("HTTP/1.1 200")
-        .then(|| response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
-}
-
 struct Killed(std::process::Child);
 
 impl Drop for Killed {
@@ -94,7 +84,7 @@ async fn lagging(topic: &str, partitions: i32, produced: i64, group: &str, commi
 
 async fn page(listen: &str) -> String {
     for _ in 0..100 {
-        if let Some(body) = get(listen, "/metrics") {
+        if let Some(body) = get_ok(listen, "/metrics") {
             return body;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -159,7 +149,7 @@ async fn prometheus_scrapes_the_lag() {
     let query = "/api/v1/query?query=kafka_consumergroup_partition_lag%7Bgroup%3D%22reconciler%22%7D";
     let mut answer = String::new();
     for _ in 0..300 {
-        if let Some(body) = get(&web, query) {
+        if let Some(body) = get_ok(&web, query) {
             if body.contains("\"reconciler\"") {
                 answer = body;
                 break;
