@@ -62,6 +62,7 @@ pub struct Producer {
     metadata_in_flight: Option<(u64, NodeId, Millis)>,
     metadata_fetched_at: Millis,
     unpartitioned: VecDeque<Pending>,
+    /// Batches per partition; a drained partition keeps its (empty) queue for the next.
     batches: TpMap<VecDeque<Batch>>,
     in_flight: BTreeMap<u64, InFlight>,
     /// Requests in flight per broker id.
@@ -387,7 +388,8 @@ impl Producer {
                 }
             }
             _ => {
-                let mut records = Vec::with_capacity(per_batch.min(64));
+                // Batches hold a record or two at the rates simulated here; they grow as needed.
+                let mut records = Vec::with_capacity(per_batch.min(4));
                 records.push(record);
                 let records = Arc::new(records);
                 queue.push_back(Batch { tp, records, created: pending.at, attempts: 0, retry_at: pending.at });
@@ -489,7 +491,6 @@ impl Producer {
         if !ready.is_empty() {
             ready.sort_unstable();
             let mut requests: Vec<(NodeId, Vec<Batch>)> = ready.iter().map(|leader| (*leader, Vec::new())).collect();
-            let mut emptied = false;
             for (tp, queue) in self.batches.iter_mut() {
                 let Some(Some(leader)) =
                     self.leaders.get(tp.topic.0 as usize).and_then(|p| p.get(tp.partition as usize)).copied()
@@ -505,16 +506,12 @@ impl Producer {
                 let Some(mut batch) = queue.pop_front() else {
                     continue;
                 };
-                emptied |= queue.is_empty();
                 batch.attempts += 1;
                 batches.push(batch);
                 // The sticky partitioner moves on once its batch is sent (KIP-480).
                 if self.sticky.get(&tp.topic) == Some(&tp.partition) {
                     self.sticky.remove(&tp.topic);
                 }
-            }
-            if emptied {
-                self.batches.retain(|_, queue| !queue.is_empty());
             }
             for (broker, batches) in requests {
                 if !batches.is_empty() {

@@ -52,7 +52,7 @@ impl<V> TpMap<V> {
     }
 
     /// Grows the table to hold `tp` and returns its indices.
-    #[inline]
+    #[cold]
     fn grow(&mut self, tp: TopicPartition) -> (usize, usize) {
         let (topic, partition) = (tp.topic.0 as usize, tp.partition as usize);
         assert!(topic < INDEX_MAX, "topic id {topic} out of range");
@@ -104,7 +104,11 @@ impl<V> TpMap<V> {
     where
         V: Default,
     {
-        let (topic, partition) = self.grow(tp);
+        let (topic, partition) = (tp.topic.0 as usize, tp.partition as usize);
+        let present = self.slots.get(topic).and_then(|row| row.get(partition)).is_some_and(Option::is_some);
+        if !present {
+            self.grow(tp);
+        }
         let slot = &mut self.slots[topic][partition];
         if slot.is_none() {
             self.len += 1;

@@ -4,7 +4,7 @@
 use crate::history::{Happening, History, OpKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use trial_model::{ClusterEvent, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
+use trial_model::{ClusterEvent, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition, TpMap};
 
 /// Examples kept per property, so a report stays readable on a bad run.
 pub const EXAMPLES_MAX: usize = 5;
@@ -330,24 +330,33 @@ fn acked_replicated(history: &History, result: &mut PropertyResult) {
 /// within one process life, and each (partition, leader epoch) has one leader.
 #[derive(Default)]
 pub struct InvariantMonitor {
-    high_watermarks: BTreeMap<(NodeId, TopicPartition), Offset>,
+    /// Last HW seen per broker (indexed by broker id) and partition.
+    high_watermarks: Vec<TpMap<Offset>>,
     leaders: BTreeMap<(TopicPartition, LeaderEpoch), NodeId>,
 }
 
 impl InvariantMonitor {
     /// A process restarted: its in-memory HW starts again from its checkpoint.
     pub fn forget_node(&mut self, node: NodeId) {
-        self.high_watermarks.retain(|(broker, _), _| *broker != node);
+        if let Some(seen) = self.high_watermarks.get_mut(node.0 as usize) {
+            *seen = TpMap::new();
+        }
     }
 
     pub fn observe(&mut self, event: &ClusterEvent) -> Option<Happening> {
         match event {
             ClusterEvent::HighWatermark { broker, tp, high_watermark, .. } => {
                 // The hottest event of a run: update in place, insert only the first time.
-                let previous = match self.high_watermarks.get_mut(&(*broker, *tp)) {
+                let index = broker.0 as usize;
+                if self.high_watermarks.len() <= index {
+                    // Broker ids are 0..brokers (the engine's numbering), so this stays small.
+                    self.high_watermarks.resize_with(index + 1, TpMap::new);
+                }
+                let seen = &mut self.high_watermarks[index];
+                let previous = match seen.get_mut(tp) {
                     Some(slot) => std::mem::replace(slot, *high_watermark),
                     None => {
-                        self.high_watermarks.insert((*broker, *tp), *high_watermark);
+                        seen.insert(*tp, *high_watermark);
                         return None;
                     }
                 };
