@@ -97,7 +97,7 @@ async fn main() -> ExitCode {
         }
     };
     let latest: Latest = Arc::new(RwLock::new(None));
-    let snapshots: Arc<RwLock<BTreeMap<String, Arc<Snapshot>>>> = Arc::new(RwLock::new(BTreeMap::new()));
+    let snapshots: Latests = Arc::new(RwLock::new(BTreeMap::new()));
     let labels = Arc::new(config.labels.clone());
     let clusters = config.clusters.len();
     for cluster in config.clusters {
@@ -114,8 +114,11 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Per cluster: the latest snapshot, and whether the cluster ever answered.
+type Latests = Arc<RwLock<BTreeMap<String, (Arc<Snapshot>, bool)>>>;
+
 struct Shared {
-    snapshots: Arc<RwLock<BTreeMap<String, Arc<Snapshot>>>>,
+    snapshots: Latests,
     latest: Latest,
     labels: Arc<BTreeMap<String, String>>,
     clusters: usize,
@@ -133,11 +136,17 @@ async fn collect_forever(mut collector: Collector, interval: Duration, shared: S
         snapshot.collection_seconds = started.elapsed().as_secs_f64();
         snapshot.collected_at_unix_seconds = unix.as_secs_f64();
         let mut snapshots = shared.snapshots.write().await;
-        snapshots.insert(snapshot.cluster.clone(), Arc::new(snapshot));
-        // Ready once every cluster was collected once. Scrapes render from these snapshots;
-        // no page is kept between scrapes.
+        // A snapshot with brokers came from an answered Metadata request.
+        let answered = !snapshot.brokers.is_empty() || snapshots.get(&snapshot.cluster).is_some_and(|(_, a)| *a);
+        snapshots.insert(snapshot.cluster.clone(), (Arc::new(snapshot), answered));
+        // Served once every cluster was collected once; ready once every cluster answered.
+        // Scrapes render from these snapshots; no page is kept between scrapes.
         if snapshots.len() == shared.clusters {
-            let scrape = Scrape { snapshots: snapshots.values().cloned().collect(), labels: shared.labels.clone() };
+            let scrape = Scrape {
+                snapshots: snapshots.values().map(|(s, _)| s.clone()).collect(),
+                labels: shared.labels.clone(),
+                ready: snapshots.values().all(|(_, answered)| *answered),
+            };
             *shared.latest.write().await = Some(Arc::new(scrape));
         }
     }

@@ -1,5 +1,6 @@
-//! The HTTP side: `/metrics` renders the latest snapshots and never waits on Kafka;
-//! `/healthz` says the process is alive; `/readyz` says a first collection is done.
+//! The HTTP side: `/metrics` renders the latest snapshots and never waits on Kafka (from
+//! the first collection on, even a failed one: `kafka_exporter_up 0` is news); `/healthz`
+//! says the process is alive; `/readyz` says every cluster has answered at least once.
 //!
 //! The page is rendered per scrape from the latest snapshots and streamed in chunks
 //! (chunked transfer encoding), so a 43 MiB page of 400,000 series never sits whole in
@@ -25,6 +26,8 @@ use tokio::sync::{mpsc, RwLock, Semaphore};
 pub struct Scrape {
     pub snapshots: Vec<Arc<Snapshot>>,
     pub labels: Arc<BTreeMap<String, String>>,
+    /// Every cluster has answered Metadata at least once since the start.
+    pub ready: bool,
 }
 
 /// `None` until every cluster was collected once.
@@ -65,8 +68,8 @@ async fn respond(
         }
         ("/metrics", None) => text(StatusCode::SERVICE_UNAVAILABLE, "no collection finished yet\n"),
         ("/healthz", _) => text(StatusCode::OK, "ok\n"),
-        ("/readyz", Some(_)) => text(StatusCode::OK, "ready\n"),
-        ("/readyz", None) => text(StatusCode::SERVICE_UNAVAILABLE, "waiting for the first collection\n"),
+        ("/readyz", Some(scrape)) if scrape.ready => text(StatusCode::OK, "ready\n"),
+        ("/readyz", _) => text(StatusCode::SERVICE_UNAVAILABLE, "waiting for every cluster to answer once\n"),
         _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n"),
     };
     let response = Response::builder().status(status).header("content-type", content_type).body(body);
@@ -184,7 +187,7 @@ mod tests {
         let snapshot = wide_snapshot();
         let expected = crate::render::render(std::slice::from_ref(&snapshot), &BTreeMap::new());
         assert!(expected.len() > 4 * CHUNK_BYTES, "the page spans several chunks: {} bytes", expected.len());
-        let scrape = Scrape { snapshots: vec![Arc::new(snapshot)], labels: Arc::new(BTreeMap::new()) };
+        let scrape = Scrape { snapshots: vec![Arc::new(snapshot)], labels: Arc::new(BTreeMap::new()), ready: true };
         *latest.write().await = Some(Arc::new(scrape));
         assert!(get("/readyz").await.starts_with(b"HTTP/1.1 200"));
         let response = get("/metrics").await;

@@ -1,5 +1,6 @@
 //! The exporter's one integration-test binary: against a real Kafka-protocol broker
-//! (noida-db from crates.io, installed and started by the tests themselves on 127.0.0.1).
+//! (noida-db from crates.io, installed and started by the tests themselves on 127.0.0.1),
+//! and an in-test fake cluster for faults and topologies one real broker cannot show.
 
 #[path = "suite/binary.rs"]
 mod binary;
@@ -7,7 +8,13 @@ mod binary;
 mod broker;
 #[path = "suite/collect.rs"]
 mod collect;
+#[path = "suite/fake.rs"]
+mod fake;
+#[path = "suite/faults.rs"]
+mod faults;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/prometheus.rs"]
 mod prometheus;
+#[path = "suite/routing.rs"]
+mod routing;

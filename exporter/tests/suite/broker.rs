@@ -51,7 +51,23 @@ fn noida_db() -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
+fn spawn(port: u16) -> (Child, PathBuf) {
+    let binary = noida_db();
+    static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("noida-{}-{port}-{start}", std::process::id()));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let child = Command::new(binary)
+        .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", &port.to_string(), "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("noida-db starts");
+    (child, data)
+}
+
+pub fn free_port() -> u16 {
     // Binding port 0 asks the OS for a free loopback port; it is released for noida-db.
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("bound").port()
@@ -65,27 +81,39 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let binary = noida_db();
-        let port = free_port();
-        let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("noida-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&data).expect("data dir");
-        let child = Command::new(binary)
-            .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", &port.to_string(), "--data-dir"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("noida-db starts");
+        Broker::start_on(free_port())
+    }
+
+    /// Starts noida-db on `port` (a port the test chose, e.g. one an exporter already
+    /// points at).
+    pub fn start_on(port: u16) -> Broker {
         let addr = format!("127.0.0.1:{port}");
+        let (child, data) = spawn(port);
         // From here on Drop kills and waits for the process, whatever happens.
-        let broker = Broker { child, addr: addr.clone(), _data: data };
+        let broker = Broker { child, addr, _data: data };
+        broker.wait_listening();
+        broker
+    }
+
+    /// Kills the process and starts a new one on the same port. noida-db keeps its Kafka
+    /// data in memory, so the new process starts empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("addr ends in a port");
+        let (child, data) = spawn(port);
+        self.child = child;
+        self._data = data;
+        self.wait_listening();
+    }
+
+    fn wait_listening(&self) {
         for _ in 0..100 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return broker;
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("noida-db did not listen on {addr} within 10 s");
+        panic!("noida-db did not listen on {} within 10 s", self.addr);
     }
 
     pub fn stop(&mut self) {

@@ -1,18 +1,21 @@
 //! One collection of one cluster with the minimal request plan: Metadata; per partition
 //! leader one ListOffsets each for the earliest, latest and last stable offsets;
 //! ListGroups to every broker; one batched FindCoordinator; per coordinator one
-//! DescribeGroups and one OffsetFetch for all its groups. Requests do not grow with the
-//! number of groups. A broker that fails leaves its part of the snapshot empty and counts
-//! an error; the rest still comes.
+//! DescribeGroups and one OffsetFetch for all its groups ([`groups`]). Requests do not grow
+//! with the number of groups, except against brokers too old for the batched versions
+//! (FindCoordinator < v4, OffsetFetch < v8), which get one request per group. A broker
+//! that fails leaves its part of the snapshot empty and counts an error; the rest still
+//! comes.
+
+mod groups;
 
 use crate::client::{ClientError, Connection};
 use crate::config::ClusterConfig;
 use crate::history::LagHistory;
-use crate::snapshot::{BrokerInfo, GroupInfo, GroupOffset, MemberInfo, PartitionInfo, Snapshot};
+use crate::snapshot::{BrokerInfo, PartitionInfo, Snapshot};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -114,7 +117,65 @@ impl Collector {
 
     fn fail(snapshot: &mut Snapshot, api: &str, error: &str) {
         snapshot.up = false;
+        Self::count_error(snapshot, api, error);
+    }
+
+    fn count_error(snapshot: &mut Snapshot, api: &str, error: &str) {
         *snapshot.errors.entry((api.to_string(), error.to_string())).or_default() += 1;
+    }
+
+    /// Sends `request` to `broker`, counting it, and on failure drops the connection and
+    /// counts the error. A connection kept from an earlier collection that breaks (the
+    /// broker restarted in between) is replaced once at once, so a restart costs no
+    /// collection; the broken try still counts as a request and an error.
+    async fn call<R: Request>(
+        &mut self,
+        snapshot: &mut Snapshot,
+        api: &str,
+        broker: i32,
+        addr: &str,
+        request: &R,
+    ) -> Result<(R::Response, i16), ClientError>
+    where
+        R::Response: Decodable + HeaderVersion,
+    {
+        let reused = self.connections.contains_key(&broker);
+        let result = match self.attempt(snapshot, api, broker, addr, request).await {
+            Err(error @ ClientError::Io { .. }) if reused => {
+                Self::count_error(snapshot, api, error_kind(&error));
+                self.attempt(snapshot, api, broker, addr, request).await
+            }
+            other => other,
+        };
+        result.inspect_err(|error| Self::fail(snapshot, api, error_kind(error)))
+    }
+
+    async fn attempt<R: Request>(
+        &mut self,
+        snapshot: &mut Snapshot,
+        api: &str,
+        broker: i32,
+        addr: &str,
+        request: &R,
+    ) -> Result<(R::Response, i16), ClientError>
+    where
+        R::Response: Decodable + HeaderVersion,
+    {
+        Self::count(snapshot, api, broker);
+        let result = match self.connection(broker, addr).await {
+            Ok(connection) => connection.call(request).await,
+            Err(error) => Err(error),
+        };
+        if result.is_err() {
+            self.connections.remove(&broker);
+        }
+        result
+    }
+
+    /// The version `broker` speaks of `R`, connecting first if needed (`None` when it
+    /// cannot be reached: the request itself will then count the error).
+    async fn version_at<R: Request>(&mut self, broker: i32, addr: &str) -> Option<i16> {
+        self.connection(broker, addr).await.ok()?.version_of::<R>()
     }
 
     async fn connection(&mut self, broker: i32, addr: &str) -> Result<&mut Connection, ClientError> {
@@ -176,18 +237,8 @@ impl Collector {
             let Some(addr) = addresses.get(&leader) else { continue };
             for (timestamp, isolation) in [(EARLIEST, 0i8), (LATEST, 0), (LATEST, 1)] {
                 let request = list_offsets(&topics, timestamp, isolation);
-                Self::count(snapshot, "ListOffsets", leader);
-                let result = match self.connection(leader, addr).await {
-                    Ok(connection) => connection.call(&request).await,
-                    Err(error) => Err(error),
-                };
-                let response = match result {
-                    Ok((response, _)) => response,
-                    Err(error) => {
-                        self.connections.remove(&leader);
-                        Self::fail(snapshot, "ListOffsets", error_kind(&error));
-                        continue;
-                    }
+                let Ok((response, _)) = self.call(snapshot, "ListOffsets", leader, addr, &request).await else {
+                    continue;
                 };
                 for topic in &response.topics {
                     for partition in &topic.partitions {
@@ -209,138 +260,6 @@ impl Collector {
                 }
             }
         }
-    }
-
-    async fn groups(&mut self, snapshot: &mut Snapshot, addresses: &BTreeMap<i32, String>) {
-        // ListGroups: every broker lists the groups it coordinates.
-        let mut listed: Vec<(String, String)> = Vec::new();
-        for (broker, addr) in addresses {
-            Self::count(snapshot, "ListGroups", *broker);
-            let result = match self.connection(*broker, addr).await {
-                Ok(connection) => connection.call(&ListGroupsRequest::default()).await,
-                Err(error) => Err(error),
-            };
-            match result {
-                Ok((response, _)) => {
-                    listed.extend(response.groups.iter().map(|g| (g.group_id.to_string(), g.protocol_type.to_string())))
-                }
-                Err(error) => {
-                    self.connections.remove(broker);
-                    Self::fail(snapshot, "ListGroups", error_kind(&error));
-                }
-            }
-        }
-        listed.retain(|(group, _)| self.config.groups.passes(group));
-        listed.sort();
-        listed.dedup();
-        if listed.is_empty() {
-            return;
-        }
-        // One batched FindCoordinator (v4+, KIP-699) through any live broker.
-        let keys: Vec<StrBytes> = listed.iter().map(|(g, _)| StrBytes::from_string(g.clone())).collect();
-        let request = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(keys);
-        let Some((&any, any_addr)) = addresses.iter().next() else { return };
-        Self::count(snapshot, "FindCoordinator", any);
-        let result = match self.connection(any, any_addr).await {
-            Ok(connection) => connection.call(&request).await,
-            Err(error) => Err(error),
-        };
-        let coordinators = match result {
-            Ok((response, _)) => response.coordinators,
-            Err(error) => {
-                Self::fail(snapshot, "FindCoordinator", error_kind(&error));
-                return;
-            }
-        };
-        let mut by_coordinator: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-        for coordinator in &coordinators {
-            if coordinator.error_code == 0 {
-                by_coordinator.entry(*coordinator.node_id).or_default().push(coordinator.key.to_string());
-            } else {
-                Self::fail(snapshot, "FindCoordinator", &format!("code {}", coordinator.error_code));
-            }
-        }
-        for (coordinator, groups) in by_coordinator {
-            let Some(addr) = addresses.get(&coordinator) else { continue };
-            self.describe_and_fetch(snapshot, coordinator, addr, &groups).await;
-        }
-    }
-
-    async fn describe_and_fetch(&mut self, snapshot: &mut Snapshot, coordinator: i32, addr: &str, groups: &[String]) {
-        let ids: Vec<GroupId> = groups.iter().map(|g| GroupId(StrBytes::from_string(g.clone()))).collect();
-        Self::count(snapshot, "DescribeGroups", coordinator);
-        let describe = DescribeGroupsRequest::default().with_groups(ids.clone());
-        let described = match self.connection(coordinator, addr).await {
-            Ok(connection) => connection.call(&describe).await,
-            Err(error) => Err(error),
-        };
-        let mut infos: BTreeMap<String, GroupInfo> = BTreeMap::new();
-        match described {
-            Ok((response, _)) => {
-                for group in &response.groups {
-                    let info = GroupInfo {
-                        group: group.group_id.to_string(),
-                        state: group.group_state.to_string(),
-                        protocol_type: group.protocol_type.to_string(),
-                        protocol: group.protocol_data.to_string(),
-                        coordinator,
-                        members: group.members.len(),
-                        member_info: group
-                            .members
-                            .iter()
-                            .map(|m| MemberInfo {
-                                member_id: m.member_id.to_string(),
-                                instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
-                                client_id: m.client_id.to_string(),
-                                client_host: m.client_host.to_string(),
-                            })
-                            .collect(),
-                        offsets: Vec::new(),
-                        status: crate::snapshot::LagStatus::Ok,
-                    };
-                    infos.insert(info.group.clone(), info);
-                }
-            }
-            Err(error) => {
-                self.connections.remove(&coordinator);
-                Self::fail(snapshot, "DescribeGroups", error_kind(&error));
-                return;
-            }
-        }
-        // OffsetFetch v8+: every group of this coordinator in one request.
-        let request_groups =
-            ids.into_iter().map(|id| OffsetFetchRequestGroup::default().with_group_id(id).with_topics(None)).collect();
-        let fetch = OffsetFetchRequest::default().with_groups(request_groups);
-        Self::count(snapshot, "OffsetFetch", coordinator);
-        let fetched = match self.connection(coordinator, addr).await {
-            Ok(connection) => connection.call(&fetch).await,
-            Err(error) => Err(error),
-        };
-        match fetched {
-            Ok((response, _)) => {
-                for group in &response.groups {
-                    let Some(info) = infos.get_mut(group.group_id.as_str()) else { continue };
-                    for topic in &group.topics {
-                        for partition in &topic.partitions {
-                            if partition.committed_offset >= 0 && partition.error_code == 0 {
-                                info.offsets.push(GroupOffset {
-                                    topic: topic.name.to_string(),
-                                    partition: partition.partition_index,
-                                    committed: partition.committed_offset,
-                                    lag_seconds: None,
-                                    status: crate::snapshot::LagStatus::Ok,
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                self.connections.remove(&coordinator);
-                Self::fail(snapshot, "OffsetFetch", error_kind(&error));
-            }
-        }
-        snapshot.groups.extend(infos.into_values());
     }
 }
 
