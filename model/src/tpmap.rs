@@ -136,6 +136,11 @@ impl<V> TpMap<V> {
         self.iter_mut().map(|(_, v)| v)
     }
 
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.len = 0;
+    }
+
     pub fn retain(&mut self, mut keep: impl FnMut(&TopicPartition, &mut V) -> bool) {
         for slot in self.slots.iter_mut().flatten() {
             if let Some((k, v)) = slot {

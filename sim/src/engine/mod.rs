@@ -104,6 +104,8 @@ struct Node {
     clock_offset_ms: i64,
     timer_generation: u64,
     timer_at: Option<Millis>,
+    /// The armed timer has no queue entry: the producer tick at `timer_at` runs it.
+    timer_on_tick: bool,
     incarnation: u64,
 }
 
@@ -453,9 +455,40 @@ impl<'a> Engine<'a> {
         }
         node_ref.timer_generation += 1;
         node_ref.timer_at = global;
-        if let Some(at) = global {
-            let generation = node_ref.timer_generation;
-            self.push(at, EventKind::Timer { node, generation });
+        node_ref.timer_on_tick = false;
+        let Some(at) = global else { return };
+        if self.on_producer_tick(node, at) {
+            // The tick at `at` runs this timeout first: a producer's linger deadlines fall
+            // on its ticks, and this saves a queue entry and a dispatch for each of them.
+            self.nodes[node].timer_on_tick = true;
+            return;
+        }
+        let generation = self.nodes[node].timer_generation;
+        self.push(at, EventKind::Timer { node, generation });
+    }
+
+    /// Whether `node` is a producer whose workload ticks at `at` (ticks run at
+    /// 1 + k·interval ms while the safety phase lasts).
+    fn on_producer_tick(&self, node: usize, at: Millis) -> bool {
+        let Some(load) = node.checked_sub(self.controller_index + 1).and_then(|i| self.producers.get(i)) else {
+            return false;
+        };
+        self.producing && at.0 >= 1 && at.0 < self.scenario.duration_ms && (at.0 - 1) % load.interval_ms == 0
+    }
+
+    /// Runs a producer's timeout that was left to this tick (see `reschedule`).
+    fn run_timer_on_tick(&mut self, node: usize) {
+        let slot = &mut self.nodes[node];
+        if !slot.timer_on_tick || slot.paused || slot.timer_at.is_none_or(|at| at > self.now) {
+            return;
+        }
+        slot.timer_on_tick = false;
+        slot.timer_at = None;
+        self.hash.add(0x7100_0000 | node as u64);
+        let now = self.local_now(node);
+        if let Life::Up(Actor::Producer(p)) = &mut self.nodes[node].life {
+            p.handle_timeout(now);
+            self.after_input(node);
         }
     }
 
@@ -475,6 +508,7 @@ impl<'a> Engine<'a> {
     }
 
     fn tick_one(&mut self, index: usize) {
+        self.run_timer_on_tick(self.producers[index].node);
         let load = &mut self.producers[index];
         load.carry += load.per_tick;
         let count = load.carry.floor() as u64;
@@ -564,6 +598,14 @@ impl<'a> Engine<'a> {
             },
         );
         self.producing = false;
+        // Ticks stop here: timers left to them get queue entries of their own.
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].timer_on_tick {
+                self.nodes[node].timer_on_tick = false;
+                self.nodes[node].timer_at = None;
+                self.reschedule(node);
+            }
+        }
         self.heal_network();
         for node in 0..self.nodes.len() {
             self.nodes[node].clock_offset_ms = 0;
@@ -632,6 +674,7 @@ impl Node {
             clock_offset_ms: 0,
             timer_generation: 0,
             timer_at: None,
+            timer_on_tick: false,
             incarnation: 1,
         }
     }
