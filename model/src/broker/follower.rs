@@ -8,6 +8,9 @@ use crate::error::ErrorCode;
 use crate::messages::{FetchPartition, FetchPartitionResponse, Message};
 use crate::types::{Millis, NodeId, Offset, TopicPartition};
 
+/// Fetchers started per input at most; the rest start on the next input or timeout.
+const FETCHERS_SCAN_MAX: usize = 64;
+
 impl Broker {
     // ---- fetch (follower side) ----
 
@@ -24,8 +27,16 @@ impl Broker {
         if !self.fetchers.values().any(due) {
             return;
         }
-        let leaders: Vec<NodeId> = self.fetchers.iter().filter(|(_, f)| due(f)).map(|(l, _)| *l).collect();
-        for leader in leaders {
+        // A broker fetches from a handful of leaders: a fixed array, no allocation per input.
+        let mut leaders = [NodeId(0); FETCHERS_SCAN_MAX];
+        let mut count = 0;
+        for (leader, fetcher) in &self.fetchers {
+            if due(fetcher) && count < FETCHERS_SCAN_MAX {
+                leaders[count] = *leader;
+                count += 1;
+            }
+        }
+        for leader in leaders.into_iter().take(count) {
             let fetcher = &self.fetchers[&leader];
             let timed_out =
                 fetcher.in_flight_since.is_some_and(|since| now.since(since) >= self.config.replica_socket_timeout_ms);
