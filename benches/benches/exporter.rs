@@ -27,6 +27,7 @@ fn snapshot() -> Snapshot {
             low_watermark: Some(0),
             high_watermark: Some(1_000_000),
             last_stable_offset: Some(1_000_000),
+            max_timestamp_ms: None,
         })
         .collect();
     let groups = (0..GROUPS)

@@ -87,6 +87,7 @@ mod tests {
             low_watermark: Some(0),
             high_watermark: Some(high),
             last_stable_offset: Some(high),
+            max_timestamp_ms: None,
         };
         let offset =
             GroupOffset { topic: "t".into(), partition: 0, committed, lag_seconds: None, status: LagStatus::Ok };

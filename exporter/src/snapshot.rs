@@ -22,6 +22,9 @@ pub struct PartitionInfo {
     pub low_watermark: Option<i64>,
     pub high_watermark: Option<i64>,
     pub last_stable_offset: Option<i64>,
+    /// Record time (ms) of the partition's newest record by timestamp; `None` when the
+    /// leader is older than ListOffsets v7 or the partition is empty.
+    pub max_timestamp_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

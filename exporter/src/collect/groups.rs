@@ -56,7 +56,8 @@ impl Collector {
         groups: &[String],
     ) -> Option<BTreeMap<i32, Vec<String>>> {
         let (&any, any_addr) = addresses.iter().next()?;
-        let version = self.version_at::<FindCoordinatorRequest>(any, any_addr).await;
+        // ListGroups just opened the connection, unless that broker is down.
+        let version = self.version_known::<FindCoordinatorRequest>(any);
         let mut found: Vec<(String, i32, i16)> = Vec::with_capacity(groups.len());
         if version.is_none_or(|v| v >= FIND_COORDINATOR_BATCHED) {
             let keys: Vec<StrBytes> = groups.iter().map(|g| StrBytes::from_string(g.clone())).collect();
@@ -92,7 +93,8 @@ impl Collector {
             let info = described(group, coordinator);
             infos.insert(info.group.clone(), info);
         }
-        let version = self.version_at::<OffsetFetchRequest>(coordinator, addr).await;
+        // DescribeGroups just succeeded on this connection.
+        let version = self.version_known::<OffsetFetchRequest>(coordinator);
         if version.is_none_or(|v| v >= OFFSET_FETCH_BATCHED) {
             // Every group of this coordinator in one request.
             let request_groups = groups

@@ -1,5 +1,6 @@
 //! One collection of one cluster with the minimal request plan: Metadata; per partition
-//! leader one ListOffsets each for the earliest, latest and last stable offsets;
+//! leader one ListOffsets each for the earliest, latest and last stable offsets, and the
+//! newest record's time where the leader speaks ListOffsets v7+ (KIP-734);
 //! ListGroups to every broker; one batched FindCoordinator; per coordinator one
 //! DescribeGroups and one OffsetFetch for all its groups ([`groups`]). Requests do not grow
 //! with the number of groups, except against brokers too old for the batched versions
@@ -22,6 +23,9 @@ use std::time::Duration;
 /// ListOffsets timestamps (Kafka's `ListOffsetsRequest`).
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
+/// The offset and time of the record with the largest timestamp (KIP-734, v7+).
+const MAX_TIMESTAMP: i64 = -3;
+const MAX_TIMESTAMP_VERSION: i16 = 7;
 
 pub struct Collector {
     pub config: ClusterConfig,
@@ -172,10 +176,11 @@ impl Collector {
         result
     }
 
-    /// The version `broker` speaks of `R`, connecting first if needed (`None` when it
-    /// cannot be reached: the request itself will then count the error).
-    async fn version_at<R: Request>(&mut self, broker: i32, addr: &str) -> Option<i16> {
-        self.connection(broker, addr).await.ok()?.version_of::<R>()
+    /// The version of `R` negotiated with `broker`, if a connection is open (callers ask
+    /// after an earlier request of the collection opened it; never connecting here keeps
+    /// connection errors on the request that meets them).
+    fn version_known<R: Request>(&self, broker: i32) -> Option<i16> {
+        self.connections.get(&broker)?.version_of::<R>()
     }
 
     async fn connection(&mut self, broker: i32, addr: &str) -> Result<&mut Connection, ClientError> {
@@ -235,7 +240,12 @@ impl Collector {
         }
         for (leader, topics) in by_leader {
             let Some(addr) = addresses.get(&leader) else { continue };
-            for (timestamp, isolation) in [(EARLIEST, 0i8), (LATEST, 0), (LATEST, 1)] {
+            for (timestamp, isolation) in [(EARLIEST, 0i8), (LATEST, 0), (LATEST, 1), (MAX_TIMESTAMP, 0)] {
+                let max_timestamp_known =
+                    self.version_known::<ListOffsetsRequest>(leader).is_some_and(|v| v >= MAX_TIMESTAMP_VERSION);
+                if timestamp == MAX_TIMESTAMP && !max_timestamp_known {
+                    continue;
+                }
                 let request = list_offsets(&topics, timestamp, isolation);
                 let Ok((response, _)) = self.call(snapshot, "ListOffsets", leader, addr, &request).await else {
                     continue;
@@ -252,6 +262,11 @@ impl Collector {
                         };
                         let info = &mut snapshot.partitions[at];
                         match (timestamp, isolation) {
+                            // An empty partition has no such record: offset and time -1.
+                            (MAX_TIMESTAMP, _) => {
+                                info.max_timestamp_ms =
+                                    (partition.offset >= 0 && partition.timestamp >= 0).then_some(partition.timestamp)
+                            }
                             (EARLIEST, _) => info.low_watermark = Some(partition.offset),
                             (_, 0) => info.high_watermark = Some(partition.offset),
                             _ => info.last_stable_offset = Some(partition.offset),

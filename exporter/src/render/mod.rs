@@ -414,6 +414,24 @@ impl Page<'_, '_> {
         let low =
             family!("kafka_partition_low_watermark", "gauge", TP, "Low watermark (earliest offset) of a partition.");
         self.log_family(out, &low, |p| p.low_watermark);
+        let max_timestamp = family!(
+            "kafka_partition_max_timestamp_seconds",
+            "gauge",
+            TP,
+            "Record time of the newest record of a partition (ListOffsets max timestamp, KIP-734)."
+        );
+        self.family(out, &max_timestamp, |p, w| {
+            if !p.per_partition() {
+                return;
+            }
+            for info in &p.s.partitions {
+                if let Some(ms) = info.max_timestamp_ms {
+                    let mut partition = itoa::Buffer::new();
+                    let labels = [&*p.cluster, &escaped(&info.topic), partition.format(info.partition)];
+                    w.series(&labels, Value::Float(ms as f64 / 1e3));
+                }
+            }
+        });
         let replicas = family!("kafka_partition_replicas", "gauge", TP, "Replicas of a partition.");
         self.log_family(out, &replicas, |p| Some(p.replicas as i64));
         let under = family!(

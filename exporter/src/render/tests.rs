@@ -15,6 +15,7 @@ mod lag_tests {
             low_watermark: Some(low),
             high_watermark: Some(high),
             last_stable_offset: Some(high),
+            max_timestamp_ms: Some(1_700_000_000_500),
         };
         let offset = |partition, committed| GroupOffset {
             topic: "orders".into(),
@@ -69,6 +70,8 @@ mod lag_tests {
             Some(1.0)
         );
         assert!(page.contains("# TYPE kafka_exporter_kafka_requests_total counter"));
+        // Milliseconds in, seconds out (Prometheus convention).
+        assert!(page.contains("kafka_partition_max_timestamp_seconds{cluster=\"prod\",partition=\"0\",topic=\"orders\"} 1700000000.5\n"), "{page}");
         let member =
             page.lines().find(|l| l.starts_with("kafka_consumergroup_member_info{")).expect("member info series");
         assert!(member.contains("member_id=\"m-1\"") && member.contains("client_host=\"/10.0.0.7\""), "{member}");

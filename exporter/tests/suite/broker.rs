@@ -153,8 +153,9 @@ pub async fn create_topic(connection: &mut Connection, topic: &str, partitions: 
     }
 }
 
-/// Produces `count` records to one partition with acks=all and current timestamps.
-pub async fn produce(connection: &mut Connection, topic: &str, partition: i32, count: i64) {
+/// Produces `count` records to one partition with acks=all, all stamped with the current
+/// time, which it returns (ms).
+pub async fn produce(connection: &mut Connection, topic: &str, partition: i32, count: i64) -> i64 {
     #[allow(clippy::disallowed_methods)] // test records need current timestamps (retention)
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let records: Vec<Record> = (0..count)
@@ -192,6 +193,7 @@ pub async fn produce(connection: &mut Connection, topic: &str, partition: i32, c
             assert_eq!(partition.error_code, 0, "Produce error {}", partition.error_code);
         }
     }
+    now
 }
 
 /// Commits `offset` for `group` on one partition, as a consumer outside any generation.

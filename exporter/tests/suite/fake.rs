@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 /// Kafka error codes the fake answers with (`org.apache.kafka.common.protocol.Errors`).
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_COORDINATOR: i16 = 16;
+/// Record time the fake gives the record at offset 0.
+pub const MAX_TIMESTAMP_MS: i64 = 1_700_000_000_000;
 
 #[derive(Clone)]
 pub struct Partition {
@@ -282,6 +284,11 @@ fn list_offsets(d: &Description, id: i32, request: &ListOffsetsRequest) -> ListO
                 d.partitions.iter().find(|p| p.topic == topic.name.as_str() && p.index == asked.partition_index);
             let answer = ListOffsetsPartitionResponse::default().with_partition_index(asked.partition_index);
             match found {
+                // -3 (max timestamp, KIP-734): the newest record, stamped MAX_TIMESTAMP_MS + offset.
+                Some(p) if p.leader == id && asked.timestamp == -3 && p.high > p.low => {
+                    answer.with_timestamp(MAX_TIMESTAMP_MS + p.high - 1).with_offset(p.high - 1)
+                }
+                Some(p) if p.leader == id && asked.timestamp == -3 => answer.with_timestamp(-1).with_offset(-1),
                 Some(p) if p.leader == id => {
                     answer.with_timestamp(-1).with_offset(if asked.timestamp == -2 { p.low } else { p.high })
                 }

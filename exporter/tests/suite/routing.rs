@@ -7,7 +7,8 @@ use crate::faults::collector;
 use kafka_protocol::messages::ApiKey;
 use std::time::Duration;
 
-// Shows the request plan over three brokers: one ListOffsets per leader and kind (3 each),
+// Shows the request plan over three brokers: one ListOffsets per leader and kind (earliest,
+// latest, last stable, max timestamp: 4 each),
 // ListGroups to every broker, one batched FindCoordinator (v4+), and one DescribeGroups
 // and one batched OffsetFetch (v8+) per coordinator, with every answer landing on the
 // right partition and group (fake cluster: noida-db is a single broker; Kafka's
@@ -30,7 +31,7 @@ async fn requests_go_to_leaders_and_coordinators() {
     let snapshot = collector(&fake.bootstrap(), Duration::from_secs(2)).collect().await;
     assert!(snapshot.up, "{:?}", snapshot.errors);
     for broker in 1..=3 {
-        assert_eq!(fake.received(broker, ApiKey::ListOffsets).len(), 3, "broker {broker}");
+        assert_eq!(fake.received(broker, ApiKey::ListOffsets).len(), 4, "broker {broker}");
         assert_eq!(fake.received(broker, ApiKey::ListGroups).len(), 1, "broker {broker}");
         let coordinates = if broker == 3 { 0 } else { 1 };
         assert_eq!(fake.received(broker, ApiKey::DescribeGroups).len(), coordinates, "broker {broker}");
@@ -39,9 +40,11 @@ async fn requests_go_to_leaders_and_coordinators() {
     }
     let find: Vec<i16> = (1..=3).flat_map(|b| fake.received(b, ApiKey::FindCoordinator)).collect();
     assert!(find.len() == 1 && find[0] >= 4, "one batched FindCoordinator: {find:?}");
-    assert_eq!(snapshot.requests_this_collection, 1 + 9 + 3 + 1 + 2 + 2);
+    assert_eq!(snapshot.requests_this_collection, 1 + 12 + 3 + 1 + 2 + 2);
     for p in 0..6 {
-        assert_eq!(snapshot.partition("t", p).and_then(|p| p.high_watermark), Some(100 + i64::from(p)));
+        let info = snapshot.partition("t", p).expect("partition listed");
+        assert_eq!(info.high_watermark, Some(100 + i64::from(p)));
+        assert_eq!(info.max_timestamp_ms, Some(crate::fake::MAX_TIMESTAMP_MS + 99 + i64::from(p)));
     }
     assert_eq!(snapshot.groups.len(), 10);
     for group in &snapshot.groups {
@@ -53,8 +56,9 @@ async fn requests_go_to_leaders_and_coordinators() {
 }
 
 // Shows a broker too old for the batched versions (fake cluster advertising FindCoordinator
-// ≤ v3 and OffsetFetch ≤ v7, as Kafka before 3.0 does) gets one FindCoordinator and one
-// OffsetFetch per group, at the negotiated versions, with the same numbers (issue 2: "Fall
+// ≤ v3, OffsetFetch ≤ v7 and ListOffsets ≤ v6, as Kafka before 3.0 does) gets one
+// FindCoordinator and one OffsetFetch per group at the negotiated versions, with the same
+// numbers, and no max-timestamp ListOffsets (issue 2: "Fall
 // back to per-group requests only when a broker lacks the batched versions").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_brokers_get_one_request_per_group() {
@@ -64,14 +68,23 @@ async fn old_brokers_get_one_request_per_group() {
     let description = Description {
         partitions: vec![Partition { topic: "t", index: 0, leader: 1, low: 0, high: 30 }],
         groups,
-        max_versions: [(ApiKey::FindCoordinator as i16, 3), (ApiKey::OffsetFetch as i16, 7)].into_iter().collect(),
+        max_versions: [
+            (ApiKey::FindCoordinator as i16, 3),
+            (ApiKey::OffsetFetch as i16, 7),
+            (ApiKey::ListOffsets as i16, 6),
+        ]
+        .into_iter()
+        .collect(),
     };
     let fake = FakeCluster::start(&[(1, Behaviour::Answer)], description).await;
     let snapshot = collector(&fake.bootstrap(), Duration::from_secs(2)).collect().await;
     assert!(snapshot.up, "{:?}", snapshot.errors);
     assert_eq!(fake.received(1, ApiKey::FindCoordinator), vec![3; 5]);
+    assert_eq!(fake.received(1, ApiKey::ListOffsets), vec![6; 3], "no max-timestamp request before v7");
+    assert_eq!(snapshot.partition("t", 0).and_then(|p| p.max_timestamp_ms), None);
     assert_eq!(fake.received(1, ApiKey::OffsetFetch), vec![7; 5]);
     assert_eq!(fake.received(1, ApiKey::DescribeGroups).len(), 1, "DescribeGroups is batched in every version");
+    assert_eq!(snapshot.requests_this_collection, 1 + 3 + 1 + 5 + 1 + 5);
     let mut committed: Vec<(String, i64)> =
         snapshot.groups.iter().flat_map(|g| g.offsets.iter().map(|o| (g.group.clone(), o.committed))).collect();
     committed.sort();
