@@ -1,9 +1,14 @@
 //! One connection to one broker: length-framed requests and responses with the
-//! `kafka-protocol` codecs, ApiVersions negotiation (highest common version), a timeout on
-//! every request.
+//! `kafka-protocol` codecs, ApiVersions negotiation (highest common version), SASL
+//! authentication where configured (SaslHandshake v1 + SaslAuthenticate, KIP-152), a
+//! timeout on every request.
 
+use crate::sasl::{fresh_nonce, plain, Mechanism, SaslConfig, SaslError, ScramSha256, ScramSha512};
+pub use crate::security::Security;
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{
     encode_request_header_into_buffer, Decodable, HeaderVersion, Message, Request, StrBytes, VersionRange,
 };
@@ -30,6 +35,9 @@ pub enum ClientError {
     Unsupported { addr: String, api: ApiKey },
     #[error("{addr}: not retried yet after {failures} failed connection(s) (backoff)")]
     Backoff { addr: String, failures: u32 },
+    /// SASL failed; `message` never holds the password (the broker's text is redacted).
+    #[error("{addr}: SASL authentication failed: {message}")]
+    Auth { addr: String, message: String },
 }
 
 pub struct Connection {
@@ -42,8 +50,17 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects and negotiates API versions.
+    /// Connects and negotiates API versions, without TLS or SASL.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
+        Connection::connect_secured(addr, timeout, &Security::default()).await
+    }
+
+    /// Connects, negotiates API versions and authenticates as `security` says.
+    pub async fn connect_secured(
+        addr: &str,
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Connection, ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout { addr: addr.into(), api: ApiKey::ApiVersions, timeout })?
@@ -51,7 +68,68 @@ impl Connection {
         let mut connection =
             Connection { addr: addr.into(), stream, correlation: 0, timeout, versions: BTreeMap::new() };
         connection.negotiate().await?;
+        if let Some(sasl) = &security.sasl {
+            connection.authenticate(sasl).await?;
+        }
         Ok(connection)
+    }
+
+    async fn authenticate(&mut self, sasl: &SaslConfig) -> Result<(), ClientError> {
+        let name = sasl.mechanism.name();
+        // v1: the SASL exchange then travels in SaslAuthenticate requests (KIP-152).
+        let version = self
+            .version_of::<SaslHandshakeRequest>()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| ClientError::Unsupported { addr: self.addr.clone(), api: ApiKey::SaslHandshake })?;
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(name));
+        let response = self.call_at(&handshake, version).await?;
+        if response.error_code != 0 {
+            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(self.auth(format!("the broker does not enable {name} (it offers {offered:?})")));
+        }
+        let scram = |e: SaslError| e.to_string();
+        match sasl.mechanism {
+            Mechanism::Plain => {
+                self.sasl_step(plain(&sasl.username, &sasl.password), sasl).await?;
+            }
+            Mechanism::ScramSha256 => {
+                let mut exchange = ScramSha256::new(&sasl.username, sasl.password.clone(), &self.nonce()?);
+                let first = self.sasl_step(exchange.client_first(), sasl).await?;
+                let last = exchange.handle_server_first(&first).map_err(|e| self.auth(scram(e)))?;
+                let done = self.sasl_step(last, sasl).await?;
+                exchange.handle_server_final(&done).map_err(|e| self.auth(scram(e)))?;
+            }
+            Mechanism::ScramSha512 => {
+                let mut exchange = ScramSha512::new(&sasl.username, sasl.password.clone(), &self.nonce()?);
+                let first = self.sasl_step(exchange.client_first(), sasl).await?;
+                let last = exchange.handle_server_first(&first).map_err(|e| self.auth(scram(e)))?;
+                let done = self.sasl_step(last, sasl).await?;
+                exchange.handle_server_final(&done).map_err(|e| self.auth(scram(e)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn nonce(&self) -> Result<String, ClientError> {
+        fresh_nonce().map_err(|e| self.auth(format!("no entropy for a nonce: {e}")))
+    }
+
+    /// One SaslAuthenticate round trip; the broker's error text is kept, with the password
+    /// blanked out should a broker echo it back (PLAIN sends it in the clear).
+    async fn sasl_step(&mut self, auth_bytes: Vec<u8>, sasl: &SaslConfig) -> Result<Bytes, ClientError> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(auth_bytes));
+        let (response, _) = self.call(&request).await?;
+        if response.error_code != 0 {
+            let text = response.error_message.as_ref().map_or("", |m| m.as_str());
+            let password = sasl.password.expose();
+            let text = if password.is_empty() { text.to_string() } else { text.replace(password, "***") };
+            return Err(self.auth(format!("error code {}: {text}", response.error_code)));
+        }
+        Ok(response.auth_bytes)
+    }
+
+    fn auth(&self, message: String) -> ClientError {
+        ClientError::Auth { addr: self.addr.clone(), message }
     }
 
     pub fn addr(&self) -> &str {
@@ -174,6 +252,8 @@ fn our_versions(key: i16) -> Option<VersionRange> {
         ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
         ApiKey::Produce => ProduceRequest::VERSIONS,
         ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+        ApiKey::SaslHandshake => SaslHandshakeRequest::VERSIONS,
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::VERSIONS,
         _ => return None,
     })
 }

@@ -9,5 +9,7 @@ pub mod collect;
 pub mod config;
 pub mod history;
 pub mod render;
+pub mod sasl;
+pub mod security;
 pub mod server;
 pub mod snapshot;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::RwLock;
 use trial_exporter::collect::Collector;
 use trial_exporter::config::{ClusterConfig, Config, Filter, Granularity, LagFrom};
+use trial_exporter::security::{RawSasl, Security};
 use trial_exporter::server::{serve, Latest, Scrape};
 use trial_exporter::snapshot::Snapshot;
 
@@ -40,6 +41,19 @@ struct Cli {
     /// Seconds each Kafka request may take
     #[arg(long, default_value_t = 5)]
     timeout: u64,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs a user and a password
+    /// source)
+    #[arg(long, env = "KAFKA_TRIAL_EXPORTER_SASL_MECHANISM", requires = "sasl_username")]
+    sasl_mechanism: Option<String>,
+    /// SASL user name
+    #[arg(long, env = "KAFKA_TRIAL_EXPORTER_SASL_USERNAME", requires = "sasl_mechanism")]
+    sasl_username: Option<String>,
+    /// Name of the environment variable that holds the SASL password
+    #[arg(long)]
+    sasl_password_env: Option<String>,
+    /// File that holds the SASL password
+    #[arg(long)]
+    sasl_password_file: Option<String>,
 }
 
 fn config_from(cli: Cli) -> Result<Config, String> {
@@ -56,7 +70,20 @@ fn config_from(cli: Cli) -> Result<Config, String> {
     if cli.interval == 0 || cli.timeout == 0 {
         return Err("--interval and --timeout must be at least 1 second".into());
     }
+    let sasl = match (cli.sasl_mechanism, cli.sasl_username) {
+        (Some(mechanism), Some(username)) => {
+            let raw = RawSasl {
+                mechanism,
+                username,
+                password_env: cli.sasl_password_env,
+                password_file: cli.sasl_password_file,
+            };
+            Some(raw.resolve().map_err(|m| format!("--sasl-*: {m}"))?)
+        }
+        _ => None,
+    };
     let cluster = ClusterConfig {
+        security: Security { sasl },
         name: cli.cluster_name,
         bootstrap_servers: cli.bootstrap_servers,
         granularity: Granularity::Partition,

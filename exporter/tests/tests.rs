@@ -10,6 +10,8 @@ mod broker;
 mod collect;
 #[path = "suite/fake.rs"]
 mod fake;
+#[path = "suite/fake_sasl.rs"]
+mod fake_sasl;
 #[path = "suite/faults.rs"]
 mod faults;
 #[path = "suite/http.rs"]
@@ -18,3 +20,5 @@ mod http;
 mod prometheus;
 #[path = "suite/routing.rs"]
 mod routing;
+#[path = "suite/sasl.rs"]
+mod sasl;

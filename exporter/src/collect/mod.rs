@@ -192,7 +192,7 @@ impl Collector {
                     return Err(ClientError::Backoff { addr: addr.into(), failures: *failures });
                 }
             }
-            match Connection::connect(addr, self.timeout).await {
+            match Connection::connect_secured(addr, self.timeout, &self.config.security).await {
                 Ok(connection) => {
                     self.backoff.remove(&broker);
                     self.connections.insert(broker, connection);
@@ -215,7 +215,7 @@ impl Collector {
         let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
         for addr in self.config.bootstrap_servers.clone() {
             Self::count(snapshot, "Metadata", -1);
-            let result = match Connection::connect(&addr, self.timeout).await {
+            let result = match Connection::connect_secured(&addr, self.timeout, &self.config.security).await {
                 Ok(mut connection) => connection.call(&request).await,
                 Err(error) => Err(error),
             };
@@ -303,5 +303,6 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Protocol { .. } => "protocol",
         ClientError::Unsupported { .. } => "unsupported_version",
         ClientError::Backoff { .. } => "backoff",
+        ClientError::Auth { .. } => "auth",
     }
 }

@@ -14,6 +14,7 @@ fn collector(addr: &str, timeout: Duration) -> Collector {
         lag_from: LagFrom::HighWatermark,
         groups: Filter::default(),
         topics: Filter::default(),
+        security: Default::default(),
     };
     Collector::new(config, timeout)
 }

@@ -65,6 +65,8 @@ pub struct Description {
     pub groups: Vec<Group>,
     /// Highest version advertised per API (default: everything the codec knows).
     pub max_versions: BTreeMap<i16, i16>,
+    /// When set, every connection must authenticate first (see `fake_sasl.rs`).
+    pub sasl: Option<crate::fake_sasl::Credentials>,
 }
 
 struct Shared {
@@ -142,6 +144,7 @@ async fn accept(id: i32, behaviour: Behaviour, listener: TcpListener, shared: Ar
 }
 
 async fn serve(id: i32, behaviour: Behaviour, mut stream: TcpStream, shared: Arc<Shared>, dead: Arc<AtomicBool>) {
+    let mut sasl = shared.description.sasl.clone().map(crate::fake_sasl::Session::new);
     loop {
         let Ok(length) = stream.read_i32().await else { return };
         let mut body = vec![0u8; length.max(0) as usize];
@@ -161,7 +164,16 @@ async fn serve(id: i32, behaviour: Behaviour, mut stream: TcpStream, shared: Arc
             _ => {}
         }
         let Ok(header) = RequestHeader::decode(&mut body, api.request_header_version(version)) else { return };
-        let Some(response) = answer(&shared, id, api, version, &mut body) else { return };
+        let response = match &mut sasl {
+            Some(session) if !session.authenticated() => match api {
+                ApiKey::ApiVersions => answer(&shared, id, api, version, &mut body),
+                ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => session.handle(api, version, &mut body),
+                // Kafka closes a connection that skips authentication.
+                _ => None,
+            },
+            _ => answer(&shared, id, api, version, &mut body),
+        };
+        let Some(response) = response else { return };
         let mut frame = BytesMut::new();
         frame.put_i32(0);
         let header = ResponseHeader::default().with_correlation_id(header.correlation_id);
@@ -177,7 +189,7 @@ async fn serve(id: i32, behaviour: Behaviour, mut stream: TcpStream, shared: Arc
     }
 }
 
-fn encoded<M: Encodable>(message: M, version: i16) -> Option<Bytes> {
+pub fn encoded<M: Encodable>(message: M, version: i16) -> Option<Bytes> {
     let mut out = BytesMut::new();
     message.encode(&mut out, version).ok()?;
     Some(out.freeze())
@@ -239,6 +251,8 @@ fn api_versions(d: &Description) -> ApiVersionsResponse {
         (ApiKey::ListGroups, ListGroupsRequest::VERSIONS),
         (ApiKey::DescribeGroups, DescribeGroupsRequest::VERSIONS),
         (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+        (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
+        (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
     ];
     let keys = ranges.iter().map(|(key, range)| {
         let max = d.max_versions.get(&(*key as i16)).copied().unwrap_or(range.max);

@@ -21,6 +21,7 @@ pub fn collector(bootstrap: &str, timeout: Duration) -> Collector {
         lag_from: LagFrom::HighWatermark,
         groups: Filter::default(),
         topics: Filter::default(),
+        security: Default::default(),
     };
     Collector::new(config, timeout)
 }

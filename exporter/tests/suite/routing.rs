@@ -75,6 +75,7 @@ async fn old_brokers_get_one_request_per_group() {
         ]
         .into_iter()
         .collect(),
+        sasl: None,
     };
     let fake = FakeCluster::start(&[(1, Behaviour::Answer)], description).await;
     let snapshot = collector(&fake.bootstrap(), Duration::from_secs(2)).collect().await;
