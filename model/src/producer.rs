@@ -64,7 +64,9 @@ pub struct Producer {
     unpartitioned: VecDeque<Pending>,
     /// Batches per partition; a drained partition keeps its (empty) queue for the next.
     batches: TpMap<VecDeque<Batch>>,
-    in_flight: BTreeMap<u64, InFlight>,
+    /// Requests in flight, ascending by correlation id (ids only grow, so a send appends;
+    /// a handful are in flight, so a sorted Vec beats a tree).
+    in_flight: Vec<(u64, InFlight)>,
     /// Requests in flight per broker id.
     in_flight_per_broker: Vec<u32>,
     broker_backoff: BTreeMap<NodeId, Millis>,
@@ -77,6 +79,8 @@ pub struct Producer {
     /// called after every input, so it must be cheap).
     deadline: Option<Millis>,
     outbox: VecDeque<Action>,
+    drain_ready: Vec<NodeId>,
+    drain_requests: Vec<(NodeId, Vec<Batch>)>,
 }
 
 impl Producer {
@@ -93,7 +97,7 @@ impl Producer {
             metadata_fetched_at: Millis::ZERO,
             unpartitioned: VecDeque::new(),
             batches: TpMap::new(),
-            in_flight: BTreeMap::new(),
+            in_flight: Vec::new(),
             in_flight_per_broker: Vec::new(),
             broker_backoff: BTreeMap::new(),
             sequences: TpMap::new(),
@@ -103,6 +107,8 @@ impl Producer {
             buffered: 0,
             deadline: Some(Millis::ZERO),
             outbox: VecDeque::new(),
+            drain_ready: Vec::new(),
+            drain_requests: Vec::new(),
         }
     }
 
@@ -171,7 +177,7 @@ impl Producer {
                 next = next.min(ready_at);
             }
         }
-        for request in self.in_flight.values() {
+        for (_, request) in &self.in_flight {
             next = next.min(request.sent_at.plus(self.config.request_timeout_ms));
         }
         if let Some((_, _, sent)) = self.metadata_in_flight {
@@ -281,7 +287,7 @@ impl Producer {
     }
 
     fn handle_produce_response(&mut self, now: Millis, correlation: u64, partitions: Vec<ProducePartitionResponse>) {
-        let Some(request) = self.in_flight.remove(&correlation) else {
+        let Some(request) = self.take_in_flight(correlation) else {
             return;
         };
         self.release_slot(request.broker);
@@ -305,13 +311,18 @@ impl Producer {
         self.metadata_needed = true;
         let lost: Vec<u64> = self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
         for correlation in lost {
-            if let Some(request) = self.in_flight.remove(&correlation) {
+            if let Some(request) = self.take_in_flight(correlation) {
                 self.release_slot(broker);
                 for batch in request.batches {
                     self.retry_or_fail(now, batch, ErrorCode::NetworkException);
                 }
             }
         }
+    }
+
+    fn take_in_flight(&mut self, correlation: u64) -> Option<InFlight> {
+        let index = self.in_flight.binary_search_by_key(&correlation, |(c, _)| *c).ok()?;
+        Some(self.in_flight.remove(index).1)
     }
 
     fn release_slot(&mut self, broker: NodeId) {
@@ -407,7 +418,7 @@ impl Producer {
         let expired: Vec<u64> =
             self.in_flight.iter().filter(|(_, r)| now.since(r.sent_at) >= timeout).map(|(c, _)| *c).collect();
         for correlation in expired {
-            if let Some(request) = self.in_flight.remove(&correlation) {
+            if let Some(request) = self.take_in_flight(correlation) {
                 self.release_slot(request.broker);
                 for batch in request.batches {
                     self.retry_or_fail(now, batch, ErrorCode::RequestTimedOut);
@@ -472,7 +483,9 @@ impl Producer {
         }
         let linger = self.config.linger_ms;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
-        let mut ready: Vec<NodeId> = Vec::new();
+        // Scratch buffers kept between drains: a drain runs after every input.
+        let mut ready = std::mem::take(&mut self.drain_ready);
+        ready.clear();
         for (tp, queue) in &self.batches {
             let Some(leader) = self.leader_of(*tp) else {
                 continue;
@@ -490,7 +503,9 @@ impl Producer {
         ready.retain(|leader| self.broker_usable(*leader));
         if !ready.is_empty() {
             ready.sort_unstable();
-            let mut requests: Vec<(NodeId, Vec<Batch>)> = ready.iter().map(|leader| (*leader, Vec::new())).collect();
+            let mut requests = std::mem::take(&mut self.drain_requests);
+            requests.clear();
+            requests.extend(ready.iter().map(|leader| (*leader, Vec::new())));
             for (tp, queue) in self.batches.iter_mut() {
                 let Some(Some(leader)) =
                     self.leaders.get(tp.topic.0 as usize).and_then(|p| p.get(tp.partition as usize)).copied()
@@ -513,12 +528,14 @@ impl Producer {
                     self.sticky.remove(&tp.topic);
                 }
             }
-            for (broker, batches) in requests {
+            for (broker, batches) in requests.drain(..) {
                 if !batches.is_empty() {
                     self.send_request(now, broker, batches);
                 }
             }
+            self.drain_requests = requests;
         }
+        self.drain_ready = ready;
         self.deadline = self.compute_deadline();
     }
 
@@ -545,7 +562,8 @@ impl Producer {
             self.in_flight_per_broker.resize(index + 1, 0);
         }
         self.in_flight_per_broker[index] += 1;
-        self.in_flight.insert(correlation, InFlight { broker, sent_at: now, batches });
+        // Correlation ids only grow, so pushing keeps the table sorted.
+        self.in_flight.push((correlation, InFlight { broker, sent_at: now, batches }));
     }
 }
 

@@ -179,11 +179,10 @@ impl Broker {
     /// Kafka's `maybeIncrementLeaderHW`: the HW is the least log end offset of the leader
     /// and of every follower in the maximal ISR or caught up within the lag time.
     pub(super) fn maybe_increment_high_watermark(&mut self, now: Millis, tp: TopicPartition) {
-        let min_isr = self.effective_min_isr(tp);
         let strict_min_isr = self.config.protocol.eligible_leader_replicas;
         let lag_max = self.config.replica_lag_time_max_ms;
         let fenced = &self.fenced_brokers;
-        let Some(log) = self.disk.logs.get(&tp) else {
+        let Some(log_end) = self.disk.logs.get(&tp).map(|log| log.log_end_offset()) else {
             return;
         };
         let Some(replica) = self.replicas.get_mut(&tp) else {
@@ -192,11 +191,14 @@ impl Broker {
         let Role::Leader { followers, pending_isr, .. } = &replica.role else {
             return;
         };
+        // `effective_min_isr` inlined: this runs on most follower fetches.
+        let configured = self.topics.get(&tp.topic.0).map_or(1, |topic| topic.min_insync_replicas as usize);
+        let min_isr = configured.min(replica.state.replicas.len());
         if strict_min_isr && replica.state.isr.len() < min_isr {
             // KIP-966: the HW only advances while the ISR is at least min ISR.
             return;
         }
-        let mut new_hw = log.log_end_offset();
+        let mut new_hw = log_end;
         for (follower, progress) in followers {
             let in_maximal_isr = replica.state.isr.contains(follower)
                 || pending_isr.as_ref().is_some_and(|(isr, _)| isr.contains(follower));

@@ -183,7 +183,6 @@ pub struct Engine<'a> {
     hash: TraceHash,
     stats: RunStats,
     trace: Option<&'a mut dyn TraceSink>,
-    actions: Vec<Action>,
 }
 
 impl<'a> Engine<'a> {
@@ -256,7 +255,6 @@ impl<'a> Engine<'a> {
             hash: TraceHash(0xcbf2_9ce4_8422_2325),
             stats: RunStats::default(),
             trace,
-            actions: Vec::with_capacity(64),
         };
         for fault in &faults {
             engine.push(Millis(fault.at_ms), EventKind::Fault(fault.fault.clone()));
@@ -409,15 +407,18 @@ impl<'a> Engine<'a> {
 
     /// Drains the node's actions and re-arms its timer.
     fn after_input(&mut self, node: usize) {
-        let mut actions = std::mem::take(&mut self.actions);
-        match &mut self.nodes[node].life {
-            Life::Up(Actor::Broker(b)) => actions.extend(std::iter::from_fn(|| b.poll_action())),
-            Life::Up(Actor::Controller(c)) => actions.extend(std::iter::from_fn(|| c.poll_action())),
-            Life::Up(Actor::Producer(p)) => actions.extend(std::iter::from_fn(|| p.poll_action())),
-            Life::Down { .. } => {}
-        }
         let from = self.nodes[node].id;
-        for action in actions.drain(..) {
+        // One action at a time, straight from the actor: carrying one out only queues
+        // events and records history, never feeds the actor, so the order is the same as
+        // draining them all first, without moving each action through a buffer.
+        loop {
+            let action = match &mut self.nodes[node].life {
+                Life::Up(Actor::Broker(b)) => b.poll_action(),
+                Life::Up(Actor::Controller(c)) => c.poll_action(),
+                Life::Up(Actor::Producer(p)) => p.poll_action(),
+                Life::Down { .. } => None,
+            };
+            let Some(action) = action else { break };
             match action {
                 Action::Send { to, msg } => {
                     if let Some(target) = self.index_of(to) {
@@ -428,7 +429,6 @@ impl<'a> Engine<'a> {
                 Action::Event(event) => self.record_event(node, event),
             }
         }
-        self.actions = actions;
         self.reschedule(node);
     }
 
