@@ -14,7 +14,7 @@ use kafka_protocol::protocol::{
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest response frame accepted (a corrupt length must not allocate gigabytes).
@@ -35,14 +35,20 @@ pub enum ClientError {
     Unsupported { addr: String, api: ApiKey },
     #[error("{addr}: not retried yet after {failures} failed connection(s) (backoff)")]
     Backoff { addr: String, failures: u32 },
+    #[error("{addr}: TLS: {message}")]
+    Tls { addr: String, message: String },
     /// SASL failed; `message` never holds the password (the broker's text is redacted).
     #[error("{addr}: SASL authentication failed: {message}")]
     Auth { addr: String, message: String },
 }
 
+/// A byte stream to a broker: plain TCP or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation: i32,
     timeout: Duration,
     /// Highest version both sides speak, per API key.
@@ -65,6 +71,19 @@ impl Connection {
             .await
             .map_err(|_| ClientError::Timeout { addr: addr.into(), api: ApiKey::ApiVersions, timeout })?
             .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
+        let stream: Box<dyn Stream> = match &security.tls {
+            Some(tls) => {
+                let tls_error = |message: String| ClientError::Tls { addr: addr.into(), message };
+                let name = crate::tls::server_name(tls, addr).map_err(tls_error)?;
+                let handshake = tls.connector.connect(name, stream);
+                let stream = tokio::time::timeout(timeout, handshake)
+                    .await
+                    .map_err(|_| tls_error(format!("handshake timed out after {timeout:?}")))?
+                    .map_err(|e| tls_error(e.to_string()))?;
+                Box::new(stream)
+            }
+            None => Box::new(stream),
+        };
         let mut connection =
             Connection { addr: addr.into(), stream, correlation: 0, timeout, versions: BTreeMap::new() };
         connection.negotiate().await?;

@@ -114,6 +114,7 @@ struct RawCluster {
     #[serde(default)]
     topics_deny: Vec<Spanned<String>>,
     sasl: Option<Spanned<crate::security::RawSasl>>,
+    tls: Option<Spanned<crate::tls::RawTls>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -178,8 +179,12 @@ impl Config {
                 Some(raw) => Some(raw.get_ref().resolve().map_err(|m| error(raw.span(), "clusters.sasl", m))?),
                 None => None,
             };
+            let tls = match &cluster.tls {
+                Some(raw) => Some(raw.get_ref().resolve().map_err(|m| error(raw.span(), "clusters.tls", m))?),
+                None => None,
+            };
             clusters.push(ClusterConfig {
-                security: crate::security::Security { sasl },
+                security: crate::security::Security { sasl, tls },
                 name,
                 bootstrap_servers: cluster.bootstrap_servers.into_inner(),
                 granularity: cluster.granularity,

@@ -13,3 +13,4 @@ pub mod sasl;
 pub mod security;
 pub mod server;
 pub mod snapshot;
+pub mod tls;

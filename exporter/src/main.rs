@@ -14,6 +14,7 @@ use trial_exporter::config::{ClusterConfig, Config, Filter, Granularity, LagFrom
 use trial_exporter::security::{RawSasl, Security};
 use trial_exporter::server::{serve, Latest, Scrape};
 use trial_exporter::snapshot::Snapshot;
+use trial_exporter::tls::RawTls;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +55,24 @@ struct Cli {
     /// File that holds the SASL password
     #[arg(long)]
     sasl_password_file: Option<String>,
+    /// Connect with TLS (trusting the system's CAs unless --tls-ca-file is given)
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA certificates to trust
+    #[arg(long, requires = "tls")]
+    tls_ca_file: Option<String>,
+    /// PEM client certificate chain for mTLS
+    #[arg(long, requires = "tls", requires = "tls_key_file")]
+    tls_cert_file: Option<String>,
+    /// PEM private key of the client certificate
+    #[arg(long, requires = "tls", requires = "tls_cert_file")]
+    tls_key_file: Option<String>,
+    /// Name to verify broker certificates against instead of each broker's host
+    #[arg(long, requires = "tls")]
+    tls_server_name: Option<String>,
+    /// Accept any broker certificate (no chain or hostname check): for tests only
+    #[arg(long, requires = "tls")]
+    tls_insecure_skip_verify: bool,
 }
 
 fn config_from(cli: Cli) -> Result<Config, String> {
@@ -82,8 +101,21 @@ fn config_from(cli: Cli) -> Result<Config, String> {
         }
         _ => None,
     };
+    let tls = match cli.tls {
+        true => {
+            let raw = RawTls {
+                ca_file: cli.tls_ca_file,
+                cert_file: cli.tls_cert_file,
+                key_file: cli.tls_key_file,
+                server_name: cli.tls_server_name,
+                insecure_skip_verify: cli.tls_insecure_skip_verify,
+            };
+            Some(raw.resolve().map_err(|m| format!("--tls-*: {m}"))?)
+        }
+        false => None,
+    };
     let cluster = ClusterConfig {
-        security: Security { sasl },
+        security: Security { sasl, tls },
         name: cli.cluster_name,
         bootstrap_servers: cli.bootstrap_servers,
         granularity: Granularity::Partition,
@@ -116,6 +148,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for cluster in &config.clusters {
+        if cluster.security.tls.as_ref().is_some_and(|tls| tls.insecure_skip_verify) {
+            eprintln!(
+                "kafka-trial-exporter: WARNING: cluster `{}`: TLS certificate verification is off \
+                 (insecure_skip_verify): any server can pose as its brokers",
+                cluster.name
+            );
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(&config.listen).await {
         Ok(listener) => listener,
         Err(error) => {

@@ -1,5 +1,5 @@
 //! How the exporter authenticates to a cluster: SASL (PLAIN, SCRAM-SHA-256/512) and, in
-//! `tls`, TLS. Secrets come from an environment variable or a file, read once at start-up
+//! [`crate::tls`], TLS. Secrets come from an environment variable or a file, read once at start-up
 //! into [`Secret`]s; config errors name the variable or file, never their content.
 
 use crate::sasl::{Mechanism, SaslConfig, Secret};
@@ -9,6 +9,7 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default)]
 pub struct Security {
     pub sasl: Option<SaslConfig>,
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 /// `[clusters.sasl]` in the config file; the flags `--sasl-*` say the same.

@@ -22,3 +22,7 @@ mod prometheus;
 mod routing;
 #[path = "suite/sasl.rs"]
 mod sasl;
+#[path = "suite/tls.rs"]
+mod tls;
+#[path = "suite/tls_proxy.rs"]
+mod tls_proxy;

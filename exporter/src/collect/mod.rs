@@ -304,5 +304,6 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Unsupported { .. } => "unsupported_version",
         ClientError::Backoff { .. } => "backoff",
         ClientError::Auth { .. } => "auth",
+        ClientError::Tls { .. } => "tls",
     }
 }

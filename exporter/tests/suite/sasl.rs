@@ -25,7 +25,7 @@ fn cluster(mechanism: &'static str, echo_on_failure: bool) -> Description {
 
 fn security(mechanism: Mechanism, password: &str) -> Security {
     let sasl = SaslConfig { mechanism, username: "exporter".into(), password: Secret::new(password.into()) };
-    Security { sasl: Some(sasl) }
+    Security { sasl: Some(sasl), tls: None }
 }
 
 // Shows PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 each authenticate (SaslHandshake v1, then
