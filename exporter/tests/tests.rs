@@ -16,6 +16,8 @@ mod fake_sasl;
 mod faults;
 #[path = "suite/http.rs"]
 mod http;
+#[path = "suite/kcat.rs"]
+mod kcat;
 #[path = "suite/prometheus.rs"]
 mod prometheus;
 #[path = "suite/routing.rs"]
