@@ -140,6 +140,22 @@ impl Broker {
         }
     }
 
+    /// After `tp`'s HW rose to `hw`: only a request whose `tp` item waits for an offset at
+    /// or below `hw` can change (every other item was checked when its own HW moved).
+    fn complete_parked_produces_below(&mut self, tp: TopicPartition, hw: Offset) {
+        let mut index = 0;
+        while index < self.parked_produces.len() {
+            let newly_met = self.parked_produces[index]
+                .items
+                .iter()
+                .any(|(item_tp, required, _)| *item_tp == tp && *required > Offset(0) && *required <= hw);
+            if newly_met && self.try_complete_produce(index) {
+                continue;
+            }
+            index += 1;
+        }
+    }
+
     pub(super) fn fail_parked_produces(&mut self, tp: TopicPartition, error: ErrorCode) {
         for parked in &mut self.parked_produces {
             for (item_tp, _, result) in parked.items.iter_mut() {
@@ -212,7 +228,7 @@ impl Broker {
         if new_hw > replica.high_watermark {
             replica.high_watermark = new_hw;
             self.event(ClusterEvent::HighWatermark { broker: self.id, tp, leader: true, high_watermark: new_hw });
-            self.complete_parked_produces(tp);
+            self.complete_parked_produces_below(tp, new_hw);
         }
     }
 
