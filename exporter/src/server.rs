@@ -39,6 +39,9 @@ pub const CONNECTIONS_MAX: usize = 256;
 pub const RENDERS_MAX: usize = 2;
 /// Chunks rendered ahead of a slow reader, per scrape.
 pub const CHUNKS_AHEAD_MAX: usize = 4;
+/// A reader that takes longer than this for one chunk is dropped, so a stalled scraper
+/// cannot hold a render slot.
+pub const CHUNK_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn serve(listener: TcpListener, latest: Latest) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
@@ -82,11 +85,16 @@ async fn stream_page(scrape: Arc<Scrape>, renders: Arc<Semaphore>) -> PageBody {
     let (sender, receiver) = mpsc::channel::<Bytes>(CHUNKS_AHEAD_MAX);
     // The semaphore is never closed, so acquiring only waits.
     let permit = renders.acquire_owned().await.ok();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut gone = false;
         write_page(&scrape.snapshots, &scrape.labels, CHUNK_BYTES, &mut |chunk| {
-            // A reader that hung up gets nothing more (the render itself is bounded).
-            gone = gone || sender.blocking_send(Bytes::from(chunk)).is_err();
+            // A reader that hung up or stalled gets nothing more; the render then runs to
+            // its end without sending (tens of milliseconds) and frees its slot.
+            if !gone {
+                let send = tokio::time::timeout(CHUNK_SEND_TIMEOUT, sender.send(Bytes::from(chunk)));
+                gone = !matches!(runtime.block_on(send), Ok(Ok(())));
+            }
         });
         drop(permit);
     });
@@ -195,5 +203,53 @@ mod tests {
         let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 200") && head.contains("transfer-encoding: chunked"), "{head}");
         assert_eq!(dechunk(&response[split + 4..]), expected.as_bytes());
+    }
+
+    fn page_snapshot(groups: usize) -> Snapshot {
+        let mut snapshot = wide_snapshot();
+        let offsets = snapshot.groups[0].offsets.clone();
+        snapshot.groups = (0..groups)
+            .map(|g| GroupInfo { group: format!("group-{g}"), offsets: offsets.clone(), ..GroupInfo::default() })
+            .collect();
+        snapshot
+    }
+
+    // Shows a scraper that stops reading cannot hold a render slot for long: with
+    // RENDERS_MAX readers stalled mid-page (a page far larger than the socket buffers),
+    // another scrape still gets its whole page once the stalled sends time out
+    // (CHUNK_SEND_TIMEOUT), rather than waiting forever (TIGER_STYLE: a limit on
+    // everything).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_readers_do_not_block_scrapes() {
+        let snapshot = page_snapshot(1_000);
+        let expected = crate::render::render(std::slice::from_ref(&snapshot), &BTreeMap::new()).len();
+        assert!(expected > 16 << 20, "the page must outgrow the socket buffers: {expected} bytes");
+        let scrape = Scrape { snapshots: vec![Arc::new(snapshot)], labels: Arc::new(BTreeMap::new()), ready: true };
+        let latest: Latest = Arc::new(RwLock::new(Some(Arc::new(scrape))));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let addr = listener.local_addr().expect("bound");
+        tokio::spawn(serve(listener, latest));
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let mut stalled = Vec::new();
+        for _ in 0..RENDERS_MAX {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("server listens");
+            stream.write_all(request).await.expect("request sent");
+            // The head comes once this scrape holds a render slot; then it stops reading.
+            let mut head = [0u8; 1024];
+            stream.read_exact(&mut head).await.expect("the page starts");
+            stalled.push(stream);
+        }
+        let whole = tokio::time::timeout(CHUNK_SEND_TIMEOUT * 3, async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("server listens");
+            stream.write_all(request).await.expect("request sent");
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.expect("response read");
+            response
+        })
+        .await
+        .expect("a scrape got through while others stalled");
+        let split = whole.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+        assert_eq!(dechunk(&whole[split + 4..]).len(), expected);
+        drop(stalled);
     }
 }

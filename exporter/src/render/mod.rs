@@ -21,8 +21,12 @@ pub const CHUNK_BYTES: usize = 64 << 10;
 /// Renders the snapshots of every cluster as one Prometheus text page; `labels` are added
 /// to every series. For tests and small pages: the server streams [`write_page`] instead.
 pub fn render(snapshots: &[Snapshot], labels: &BTreeMap<String, String>) -> String {
-    let mut page = Vec::new();
-    write_page(snapshots, labels, usize::MAX, &mut |chunk| page.extend_from_slice(&chunk));
+    // Measured first, so the page is allocated once at its size (rendering twice costs less
+    // than growing a 43 MiB buffer by doubling, and peaks at one page, not two).
+    let mut size = 0;
+    write_page(snapshots, labels, CHUNK_BYTES, &mut |chunk| size += chunk.len());
+    let mut page = Vec::with_capacity(size);
+    write_page(snapshots, labels, CHUNK_BYTES, &mut |chunk| page.extend_from_slice(&chunk));
     // Every byte written comes from a `&str` or an ASCII number, so the page is UTF-8.
     String::from_utf8(page).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
