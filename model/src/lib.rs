@@ -16,6 +16,7 @@ pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod group;
 pub mod lag;
 pub mod log;
 pub mod messages;
