@@ -8,9 +8,12 @@
 //! (Kafka 3.5+, `AbstractStickyAssignor` with its constrained and general paths).
 //!
 //! How the input maps to Java's:
-//! - `members` is the JoinGroup response in order: Java's leader puts it into a `HashMap` in
-//!   that order, and the sticky assignors' choices follow that map's walk, which
-//!   the private `java_order` module reproduces. Other assignors do not depend on the order.
+//! - `members` is the JoinGroup response in order: Java's leader (`ConsumerCoordinator`)
+//!   puts it into a default-capacity `HashMap` in that order, and the sticky assignors'
+//!   choices follow that map's walk, which the private `java_order` module reproduces.
+//!   Range and round-robin do not depend on the order. (Some Kafka tests build their map
+//!   with `new HashMap<>(n)`, whose smaller table can walk differently; the ported cases
+//!   here do not depend on it.)
 //! - Topic names and member ids compare as Java `String`s (UTF-16 units), and
 //!   [`GroupPartition`] sorts by topic name, then partition, as Kafka sorts.
 //! - Only topics that some member subscribes to and that have at least one partition take
@@ -22,9 +25,10 @@
 //!
 //! Deliberate differences, on input a real group does not produce, are named where they are
 //! handled: duplicate member ids (the assignment is empty), owned partitions beyond a topic's
-//! count or listed twice (ignored), a member with an empty subscription (Java may treat it as
-//! subscribed like the others; here it gets nothing), and two guards in the general sticky
-//! path (see the private `sticky_general` module). No input panics.
+//! count or listed twice (ignored), a topic listed twice in a subscription (Java's sticky
+//! assignors would then take the general path), a member with an empty subscription (Java
+//! may treat it as subscribed like the others; here it gets nothing), and two guards in the
+//! general sticky path (see the private `sticky_general` module). No input panics.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};

@@ -494,6 +494,101 @@ fn sticky_same_generation_double_claim_is_voided() {
     expect(&coop, &[("consumer1", "topic-1"), ("consumer2", "topic-2"), ("consumer3", "")]);
 }
 
+fn is_subset(part: &[GroupPartition], whole: &str) -> bool {
+    let whole = tps(whole);
+    part.iter().all(|gp| whole.contains(gp))
+}
+
+// Shows conflicting claims from generations 1 and 2 settle for generation 2, and the result is
+// balanced with each generation-2 member keeping only what it owned, on both paths
+// (StickyAssignorTest.testAssignmentWithConflictingPreviousGenerations, both
+// isAllSubscriptionsEqual values; KIP-341).
+#[test]
+fn sticky_conflicting_previous_generations() {
+    let ppt = topics(&[("topic", 4), ("topic2", 4), ("topic3", 4)]);
+    let all = ["topic", "topic2", "topic3"];
+    let c2_owned = "topic-0, topic-1, topic2-0, topic2-1, topic2-2, topic2-3";
+    let c3_owned = "topic-2, topic-3, topic3-0, topic3-1, topic3-2, topic3-3";
+    for equal in [true, false] {
+        let (c1_topics, c2_topics): (&[&str], &[&str]) =
+            if equal { (&all, &all) } else { (&["topic"], &["topic", "topic2"]) };
+        let c1_owned = if equal {
+            "topic-0, topic-1, topic-2, topic2-2, topic2-3, topic3-0"
+        } else {
+            "topic-0, topic-1, topic-2, topic-3"
+        };
+        let ms = [
+            owning(member("consumer1", c1_topics), c1_owned, Some(1)),
+            owning(member("consumer2", c2_topics), c2_owned, Some(2)),
+            owning(member("consumer3", &all), c3_owned, Some(2)),
+        ];
+        let got = Assignor::Sticky.assign(&ppt, &ms);
+        assert!(got.values().all(|l| l.len() == 4), "{got:?}");
+        assert!(is_subset(&got[&MemberId::new("consumer2")], c2_owned), "{got:?}");
+        assert!(is_subset(&got[&MemberId::new("consumer3")], c3_owned), "{got:?}");
+    }
+}
+
+// Shows three rounds of churn across generations: three members, then one alone takes all
+// twelve partitions keeping its own, then the other two return with stale generation-1
+// claims and the group is balanced again (StickyAssignorTest
+// testAssignmentWithMultipleGenerations2, both isAllSubscriptionsEqual values).
+#[test]
+fn sticky_multiple_generations_churn() {
+    let ppt = topics(&[("topic", 4), ("topic2", 4), ("topic3", 4)]);
+    let all = ["topic", "topic2", "topic3"];
+    for equal in [true, false] {
+        let (c1_topics, c3_topics): (&[&str], &[&str]) =
+            if equal { (&all, &all) } else { (&["topic"], &["topic", "topic2"]) };
+        let ms = [member("consumer1", c1_topics), member("consumer2", &all), member("consumer3", c3_topics)];
+        let r1 = Assignor::Sticky.assign(&ppt, &ms);
+        assert!(r1.values().all(|l| l.len() == 4), "{r1:?}");
+        let r1_of = |id: &str| r1[&MemberId::new(id)].clone();
+        let alone = [Member { owned: r1_of("consumer2"), generation: Some(1), ..ms[1].clone() }];
+        let r2 = Assignor::Sticky.assign(&ppt, &alone);
+        let r2_c2 = &r2[&MemberId::new("consumer2")];
+        assert_eq!(r2_c2.len(), 12);
+        assert!(r1_of("consumer2").iter().all(|gp| r2_c2.contains(gp)));
+        let back = [
+            Member { owned: r1_of("consumer1"), generation: Some(1), ..ms[0].clone() },
+            Member { owned: r2_c2.clone(), generation: Some(2), ..ms[1].clone() },
+            Member { owned: r1_of("consumer3"), generation: Some(1), ..ms[2].clone() },
+        ];
+        let r3 = Assignor::Sticky.assign(&ppt, &back);
+        assert!(r3.values().all(|l| l.len() == 4), "{r3:?}");
+        check_sticky_balance(&r3, "r3");
+    }
+}
+
+// Shows members of old clients (no generation in their user data, or only the old schema)
+// still keep what they own next to a member that reports one
+// (StickyAssignorTest.testSchemaBackwardCompatibility, testAssignorWithOldVersionSubscriptions).
+#[test]
+fn sticky_old_clients_without_generation() {
+    let ppt = topics(&[("topic", 3)]);
+    let ms = [
+        owning(member("consumer1", &["topic"]), "topic-0, topic-2", Some(1)),
+        owning(member("consumer2", &["topic"]), "topic-1", None),
+        member("consumer3", &["topic"]),
+    ];
+    let got = Assignor::Sticky.assign(&ppt, &ms);
+    assert!(got.values().all(|l| l.len() == 1), "{got:?}");
+    assert!(is_subset(&got[&MemberId::new("consumer1")], "topic-0, topic-2"));
+    assert!(is_subset(&got[&MemberId::new("consumer2")], "topic-1"));
+    let ppt = topics(&[("topic1", 3)]);
+    let ms = [
+        owning(member("consumer1", &["topic1"]), "topic1-0", None),
+        owning(member("consumer2", &["topic1"]), "topic1-1", Some(1)),
+        owning(member("consumer3", &["topic1"]), "", Some(1)),
+    ];
+    for a in STICKIES {
+        expect(
+            &a.assign(&ppt, &ms),
+            &[("consumer1", "topic1-0"), ("consumer2", "topic1-1"), ("consumer3", "topic1-2")],
+        );
+    }
+}
+
 // ---------------------------------------------------------------- cooperative
 
 // Shows KIP-429's two rounds: a partition moving to a new member is first only revoked
