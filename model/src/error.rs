@@ -20,6 +20,18 @@ pub enum ErrorCode {
     IneligibleReplica,
     DuplicateBrokerRegistration,
     NotController,
+    // Group coordination (classic protocol, KIP-345/KIP-394).
+    CoordinatorLoadInProgress,
+    CoordinatorNotAvailable,
+    NotCoordinator,
+    IllegalGeneration,
+    InconsistentGroupProtocol,
+    UnknownMemberId,
+    InvalidSessionTimeout,
+    RebalanceInProgress,
+    MemberIdRequired,
+    FencedInstanceId,
+    GroupMaxSizeReached,
     /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
     DeliveryTimeout,
 }
@@ -39,6 +51,17 @@ impl ErrorCode {
             ErrorCode::NotEnoughReplicas => 19,
             ErrorCode::NotEnoughReplicasAfterAppend => 20,
             ErrorCode::NotController => 41,
+            ErrorCode::CoordinatorLoadInProgress => 14,
+            ErrorCode::CoordinatorNotAvailable => 15,
+            ErrorCode::NotCoordinator => 16,
+            ErrorCode::IllegalGeneration => 22,
+            ErrorCode::InconsistentGroupProtocol => 23,
+            ErrorCode::UnknownMemberId => 25,
+            ErrorCode::InvalidSessionTimeout => 26,
+            ErrorCode::RebalanceInProgress => 27,
+            ErrorCode::MemberIdRequired => 79,
+            ErrorCode::FencedInstanceId => 82,
+            ErrorCode::GroupMaxSizeReached => 81,
             ErrorCode::FencedLeaderEpoch => 74,
             ErrorCode::UnknownLeaderEpoch => 75,
             ErrorCode::StaleBrokerEpoch => 77,
@@ -55,6 +78,19 @@ impl ErrorCode {
             ErrorCode::IneligibleReplica | ErrorCode::StaleBrokerEpoch => false,
             ErrorCode::DuplicateBrokerRegistration => true,
             ErrorCode::OffsetOutOfRange => false,
+            // As in Errors.java: only the coordinator-availability errors are retriable;
+            // the membership errors make the consumer rejoin instead.
+            ErrorCode::IllegalGeneration
+            | ErrorCode::InconsistentGroupProtocol
+            | ErrorCode::UnknownMemberId
+            | ErrorCode::InvalidSessionTimeout
+            | ErrorCode::RebalanceInProgress
+            | ErrorCode::MemberIdRequired
+            | ErrorCode::FencedInstanceId
+            | ErrorCode::GroupMaxSizeReached => false,
+            ErrorCode::CoordinatorLoadInProgress | ErrorCode::CoordinatorNotAvailable | ErrorCode::NotCoordinator => {
+                true
+            }
             ErrorCode::UnknownTopicOrPartition
             | ErrorCode::LeaderNotAvailable
             | ErrorCode::NotLeaderOrFollower
@@ -99,6 +135,17 @@ impl ErrorCode {
             ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
             ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
             ErrorCode::NotController => "NOT_CONTROLLER",
+            ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
+            ErrorCode::FencedInstanceId => "FENCED_INSTANCE_ID",
+            ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
             ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",
         }
     }

@@ -175,10 +175,8 @@ impl<'a, V> Iterator for Iter<'a, V> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            for slot in self.row.by_ref() {
-                if let Some((k, v)) = slot {
-                    return Some((k, v));
-                }
+            if let Some((k, v)) = self.row.by_ref().flatten().next() {
+                return Some((k, v));
             }
             self.row = self.rows.next()?.iter();
         }

@@ -1,7 +1,12 @@
-//! Consumer groups: the pieces of Kafka's classic group protocol that are pure functions.
+//! Consumer groups: Kafka's classic group protocol as pure code.
 //!
-//! For now this is the partition assignors ([`assignor`]), which the group leader runs on
-//! the members' subscriptions. No IO, no clock, no randomness: the same members and
-//! subscriptions always give the same assignment, and the same one Kafka's Java client gives.
+//! - [`assignor`]: the partition assignors the group leader runs on the members'
+//!   subscriptions (range, round-robin, sticky, cooperative-sticky), with the same output
+//!   as Kafka's Java client.
+//! - [`coordinator`]: the group coordinator a broker runs for the groups of the
+//!   `__consumer_offsets` partitions it leads (join, sync, heartbeat, leave, commits).
+//!
+//! No IO, no clock, no randomness: the same inputs always give the same outputs.
 
 pub mod assignor;
+pub mod coordinator;

@@ -1,0 +1,415 @@
+//! The classic group coordinator, as a broker runs it for the groups whose
+//! `__consumer_offsets` partition it leads: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit and OffsetFetch; generations; session and rebalance timeouts; static
+//! membership (KIP-345); the member id handshake (KIP-394).
+//!
+//! It is sans-IO like every actor here. Requests come in through `handle_request`,
+//! timers through `handle_timeout`; answers and log appends go out through
+//! `poll_output`. Offsets and group metadata are made durable by appending
+//! [`OffsetsRecord`]s to the group's `__consumer_offsets` partition: the host appends
+//! them, waits for the high watermark (acks=all), and reports back with
+//! `handle_append_result`. Only then does a commit count and its answer go out, so a
+//! coordinator failover, an unclean election or a power loss loses or rolls back exactly
+//! what Kafka's would. A new coordinator rebuilds its state with `load`.
+//!
+//! `fencing = false` turns off the generation and member checks on commits, to show what
+//! they prevent (a zombie's commit accepted).
+
+use crate::error::ErrorCode;
+use crate::types::{Millis, NodeId, Offset, TopicPartition};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Kafka's `offsets.topic.num.partitions` default.
+pub const OFFSETS_PARTITIONS_DEFAULT: u32 = 50;
+/// Bound on members per group (`group.max.size` defaults to unbounded; a simulation
+/// needs a limit).
+pub const GROUP_MEMBERS_MAX: usize = 1_000;
+/// Bound on appends waiting for the log (commits and group metadata).
+pub const PENDING_APPENDS_MAX: usize = 10_000;
+
+/// Generation of a group with no completed rebalance, and of a commit made outside any
+/// group membership (an admin or `assign()` commit).
+pub const NO_GENERATION: i32 = -1;
+
+/// The `__consumer_offsets` partition that holds `group`: Kafka's
+/// `Utils.abs(groupId.hashCode()) % offsets.topic.num.partitions`, with Java's
+/// `String.hashCode` over UTF-16 code units.
+pub fn offsets_partition_for(group: &str, partitions: u32) -> u32 {
+    let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32));
+    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive as u32 % partitions.max(1)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group
+    /// waits for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    /// Commit fencing by generation and member id (on in Kafka).
+    pub fencing: bool,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            fencing: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinGroup {
+    pub group: String,
+    /// Empty for a member that has none yet.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    pub protocol_type: String,
+    /// (assignor name, subscription metadata), in the member's preference order.
+    pub protocols: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupRequest {
+    Join(JoinGroup),
+    Sync {
+        group: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+        /// Non-empty only from the leader: every member's assignment.
+        assignments: Vec<(String, Vec<u8>)>,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+    },
+    Leave {
+        group: String,
+        member_id: String,
+    },
+    OffsetCommit {
+        group: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    OffsetFetch {
+        group: String,
+        partitions: Vec<TopicPartition>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: ErrorCode,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Every member's (id, instance id, metadata), for the leader only.
+    pub members: Vec<(String, Option<String>, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupResponse {
+    Join(JoinResponse),
+    Sync {
+        error: ErrorCode,
+        assignment: Vec<u8>,
+    },
+    Heartbeat {
+        error: ErrorCode,
+    },
+    Leave {
+        error: ErrorCode,
+    },
+    OffsetCommit {
+        error: ErrorCode,
+        partitions: Vec<(TopicPartition, ErrorCode)>,
+    },
+    /// `None`: no committed offset for the partition.
+    OffsetFetch {
+        error: ErrorCode,
+        offsets: Vec<(TopicPartition, Option<Offset>)>,
+    },
+}
+
+/// What the coordinator writes to `__consumer_offsets`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OffsetsRecord {
+    Commit {
+        group: String,
+        tp: TopicPartition,
+        offset: Offset,
+    },
+    /// The group after a rebalance: generation, protocol, leader and members.
+    Group {
+        group: String,
+        generation: i32,
+        protocol: Option<String>,
+        leader: Option<String>,
+        members: Vec<MemberRecord>,
+    },
+}
+
+/// One member as the group metadata record keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    pub protocols: Vec<(String, Vec<u8>)>,
+    pub assignment: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoordinatorOutput {
+    Respond {
+        to: NodeId,
+        correlation: u64,
+        response: GroupResponse,
+    },
+    /// Append `records` to the group's offsets partition and report the result with
+    /// `handle_append_result(token, …)` once it is committed (or failed).
+    Append {
+        token: u64,
+        group: String,
+        records: Vec<OffsetsRecord>,
+    },
+    /// A generation completed (the report's rebalance figures read these).
+    Rebalanced {
+        group: String,
+        generation: i32,
+        members: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// A request parked until the group moves on (a join waiting for the rebalance, a sync
+/// waiting for the leader's assignment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Waiter {
+    from: NodeId,
+    correlation: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    instance_id: Option<String>,
+    session_timeout_ms: u64,
+    rebalance_timeout_ms: u64,
+    protocols: Vec<(String, Vec<u8>)>,
+    assignment: Vec<u8>,
+    /// Session deadline; heartbeats, joins and syncs push it on.
+    expires_at: Millis,
+    awaiting_join: Option<Waiter>,
+    awaiting_sync: Option<Waiter>,
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used (KIP-394).
+    pending_members: BTreeMap<String, Millis>,
+    /// Static members: instance id → member id.
+    static_members: BTreeMap<String, String>,
+    /// When the join phase of the current rebalance ends at the latest.
+    join_deadline: Option<Millis>,
+    /// The join phase waits for its deadline even when every member joined (the
+    /// initial delay of an empty group, `group.initial.rebalance.delay.ms`).
+    initial_delay: bool,
+    offsets: BTreeMap<TopicPartition, Offset>,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_members: BTreeMap::new(),
+            static_members: BTreeMap::new(),
+            join_deadline: None,
+            initial_delay: false,
+            offsets: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum PendingAppend {
+    Commit {
+        from: NodeId,
+        correlation: u64,
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    /// The group metadata written after the leader's SyncGroup; the syncs wait for it.
+    Group {
+        generation: i32,
+    },
+}
+
+pub struct GroupCoordinator {
+    config: CoordinatorConfig,
+    groups: BTreeMap<String, Group>,
+    pending_appends: BTreeMap<u64, (String, PendingAppend)>,
+    next_token: u64,
+    next_member: u64,
+    /// Makes member ids unique across coordinator lives (a broker's incarnation).
+    incarnation: u64,
+    outbox: VecDeque<CoordinatorOutput>,
+}
+
+mod membership;
+mod offsets;
+
+impl GroupCoordinator {
+    pub fn new(config: CoordinatorConfig, incarnation: u64) -> GroupCoordinator {
+        GroupCoordinator {
+            config,
+            groups: BTreeMap::new(),
+            pending_appends: BTreeMap::new(),
+            next_token: 0,
+            next_member: 0,
+            incarnation,
+            outbox: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn state(&self, group: &str) -> Option<GroupState> {
+        self.groups.get(group).map(|g| g.state)
+    }
+
+    pub fn generation(&self, group: &str) -> Option<i32> {
+        self.groups.get(group).map(|g| g.generation)
+    }
+
+    pub fn members(&self, group: &str) -> Vec<String> {
+        self.groups.get(group).map(|g| g.members.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn committed(&self, group: &str, tp: TopicPartition) -> Option<Offset> {
+        self.groups.get(group)?.offsets.get(&tp).copied()
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_output(&mut self) -> Option<CoordinatorOutput> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let mut next: Option<Millis> = None;
+        let mut consider = |at: Millis| next = Some(next.map_or(at, |n| n.min(at)));
+        for group in self.groups.values() {
+            if let Some(at) = group.join_deadline {
+                consider(at);
+            }
+            for member in group.members.values() {
+                if member.awaiting_join.is_none() {
+                    consider(member.expires_at);
+                }
+            }
+            for at in group.pending_members.values() {
+                consider(*at);
+            }
+        }
+        next
+    }
+
+    // ---- inputs ----
+
+    pub fn handle_request(&mut self, now: Millis, from: NodeId, correlation: u64, request: GroupRequest) {
+        let waiter = Waiter { from, correlation };
+        match request {
+            GroupRequest::Join(join) => self.handle_join(now, waiter, join),
+            GroupRequest::Sync { group, member_id, group_instance_id, generation, assignments } => {
+                self.handle_sync(now, waiter, &group, &member_id, group_instance_id.as_deref(), generation, assignments)
+            }
+            GroupRequest::Heartbeat { group, member_id, group_instance_id, generation } => {
+                let error = self.heartbeat(now, &group, &member_id, group_instance_id.as_deref(), generation);
+                self.respond(waiter, GroupResponse::Heartbeat { error });
+            }
+            GroupRequest::Leave { group, member_id } => self.handle_leave(now, waiter, &group, &member_id),
+            GroupRequest::OffsetCommit { group, member_id, group_instance_id, generation, offsets } => {
+                self.handle_commit(waiter, &group, &member_id, group_instance_id.as_deref(), generation, offsets)
+            }
+            GroupRequest::OffsetFetch { group, partitions } => self.handle_offset_fetch(waiter, &group, partitions),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for name in names {
+            self.expire_pending_members(now, &name);
+            self.expire_sessions(now, &name);
+            let join_due = self.groups.get(&name).and_then(|g| g.join_deadline).is_some_and(|at| now >= at);
+            if join_due {
+                self.complete_join(now, &name);
+            }
+        }
+    }
+
+    fn respond(&mut self, waiter: Waiter, response: GroupResponse) {
+        self.outbox.push_back(CoordinatorOutput::Respond {
+            to: waiter.from,
+            correlation: waiter.correlation,
+            response,
+        });
+    }
+
+    fn append(&mut self, group: &str, records: Vec<OffsetsRecord>, pending: PendingAppend) -> Option<u64> {
+        if self.pending_appends.len() >= PENDING_APPENDS_MAX {
+            return None;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.pending_appends.insert(token, (group.to_string(), pending));
+        self.outbox.push_back(CoordinatorOutput::Append { token, group: group.to_string(), records });
+        Some(token)
+    }
+}
+
+#[cfg(test)]
+mod tests;

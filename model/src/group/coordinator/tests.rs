@@ -1,0 +1,383 @@
+use super::*;
+
+const GROUP: &str = "billing";
+const SESSION_MS: u64 = 10_000;
+const REBALANCE_MS: u64 = 30_000;
+
+fn coordinator() -> GroupCoordinator {
+    GroupCoordinator::new(CoordinatorConfig::default(), 1)
+}
+
+fn join_request(member_id: &str, instance: Option<&str>) -> GroupRequest {
+    GroupRequest::Join(JoinGroup {
+        group: GROUP.into(),
+        member_id: member_id.into(),
+        group_instance_id: instance.map(str::to_string),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms: REBALANCE_MS,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), b"events".to_vec())],
+    })
+}
+
+fn drain(c: &mut GroupCoordinator) -> Vec<CoordinatorOutput> {
+    std::iter::from_fn(|| c.poll_output()).collect()
+}
+
+/// Responses to `to` among the outputs.
+fn answers(outputs: &[CoordinatorOutput], to: u32) -> Vec<GroupResponse> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            CoordinatorOutput::Respond { to: node, response, .. } if node.0 == to => Some(response.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join_of(responses: &[GroupResponse]) -> JoinResponse {
+    responses
+        .iter()
+        .find_map(|r| match r {
+            GroupResponse::Join(j) => Some(j.clone()),
+            _ => None,
+        })
+        .expect("a join response")
+}
+
+fn appends(outputs: &[CoordinatorOutput]) -> Vec<u64> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            CoordinatorOutput::Append { token, .. } => Some(*token),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Dynamic member `node` joins: the KIP-394 handshake, then a parked join. Returns its id.
+fn join_dynamic(c: &mut GroupCoordinator, now: Millis, node: u32) -> String {
+    c.handle_request(now, NodeId(node), 1, join_request("", None));
+    let first = join_of(&answers(&drain(c), node));
+    assert_eq!(first.error, ErrorCode::MemberIdRequired);
+    c.handle_request(now, NodeId(node), 2, join_request(&first.member_id, None));
+    first.member_id
+}
+
+fn sync(
+    c: &mut GroupCoordinator,
+    now: Millis,
+    node: u32,
+    member: &str,
+    generation: i32,
+    assign: Vec<(String, Vec<u8>)>,
+) {
+    let request = GroupRequest::Sync {
+        group: GROUP.into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        generation,
+        assignments: assign,
+    };
+    c.handle_request(now, NodeId(node), 3, request);
+}
+
+fn commit(c: &mut GroupCoordinator, now: Millis, node: u32, member: &str, generation: i32, offset: u64) {
+    let request = GroupRequest::OffsetCommit {
+        group: GROUP.into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        generation,
+        offsets: vec![(TopicPartition::new(0, 0), Offset(offset))],
+    };
+    c.handle_request(now, NodeId(node), 4, request);
+}
+
+fn commit_error(responses: &[GroupResponse]) -> ErrorCode {
+    responses
+        .iter()
+        .find_map(|r| match r {
+            GroupResponse::OffsetCommit { error, .. } => Some(*error),
+            _ => None,
+        })
+        .expect("a commit response")
+}
+
+/// One member joined, synced and stable at generation 1; returns its id.
+fn stable_single(c: &mut GroupCoordinator) -> String {
+    let id = join_dynamic(c, Millis(0), 7);
+    c.handle_timeout(Millis(3_000));
+    let join = join_of(&answers(&drain(c), 7));
+    assert_eq!((join.error, join.generation), (ErrorCode::None, 1));
+    sync(c, Millis(3_000), 7, &id, 1, vec![(id.clone(), b"p0".to_vec())]);
+    let tokens = appends(&drain(c));
+    c.handle_append_result(Millis(3_010), tokens[0], ErrorCode::None);
+    drain(c);
+    assert_eq!(c.state(GROUP), Some(GroupState::Stable));
+    id
+}
+
+// Shows Kafka's placement of a group's coordinator: Utils.abs(groupId.hashCode()) % 50,
+// with Java's String.hashCode (values printed by a JVM: "billing" -> -109829509).
+#[test]
+fn offsets_partition_matches_java_string_hash() {
+    assert_eq!(offsets_partition_for("billing", 50), 9);
+    assert_eq!(offsets_partition_for("group-1", 50), 49);
+    assert_eq!(offsets_partition_for("console-consumer-12345", 50), 6);
+    assert_eq!(offsets_partition_for("payments.v2", 50), 39);
+    assert_eq!(offsets_partition_for("", 50), 0);
+}
+
+// Shows the classic protocol end to end (KIP-394 member id handshake, the initial
+// rebalance delay, JoinGroup answers with the member list for the leader only, SyncGroup
+// answered only once the group metadata is durable).
+#[test]
+fn first_member_joins_syncs_and_is_stable_after_the_store() {
+    let mut c = coordinator();
+    let id = join_dynamic(&mut c, Millis(0), 7);
+    // group.initial.rebalance.delay.ms: nothing before 3 s even though everyone joined.
+    c.handle_timeout(Millis(2_999));
+    assert!(answers(&drain(&mut c), 7).is_empty());
+    c.handle_timeout(Millis(3_000));
+    let join = join_of(&answers(&drain(&mut c), 7));
+    assert_eq!(join.generation, 1);
+    assert_eq!(join.leader, id);
+    assert_eq!(join.members.len(), 1);
+    assert_eq!(join.protocol.as_deref(), Some("range"));
+    sync(&mut c, Millis(3_000), 7, &id, 1, vec![(id.clone(), b"p0".to_vec())]);
+    let outputs = drain(&mut c);
+    assert!(answers(&outputs, 7).is_empty(), "the sync waits for the group record");
+    let tokens = appends(&outputs);
+    assert_eq!(tokens.len(), 1);
+    c.handle_append_result(Millis(3_005), tokens[0], ErrorCode::None);
+    let answered = answers(&drain(&mut c), 7);
+    assert_eq!(answered, vec![GroupResponse::Sync { error: ErrorCode::None, assignment: b"p0".to_vec() }]);
+    assert_eq!(c.state(GROUP), Some(GroupState::Stable));
+}
+
+// Shows that a new member triggers a rebalance: the old member's heartbeat says
+// REBALANCE_IN_PROGRESS, and the join completes as soon as every member rejoined, with a
+// new generation (GroupCoordinator's PreparingRebalance rules).
+#[test]
+fn a_second_member_triggers_a_rebalance() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    let second = join_dynamic(&mut c, Millis(4_000), 8);
+    assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance));
+    let hb = GroupRequest::Heartbeat {
+        group: GROUP.into(),
+        member_id: first.clone(),
+        group_instance_id: None,
+        generation: 1,
+    };
+    c.handle_request(Millis(4_100), NodeId(7), 5, hb);
+    assert_eq!(answers(&drain(&mut c), 7), vec![GroupResponse::Heartbeat { error: ErrorCode::RebalanceInProgress }]);
+    c.handle_request(Millis(4_200), NodeId(7), 6, join_request(&first, None));
+    let outputs = drain(&mut c);
+    let (a, b) = (join_of(&answers(&outputs, 7)), join_of(&answers(&outputs, 8)));
+    assert_eq!((a.generation, b.generation), (2, 2));
+    assert_eq!(a.leader, first, "the leader stays the leader");
+    assert_eq!((a.members.len(), b.members.len()), (2, 0), "only the leader gets the member list");
+    assert_eq!(b.member_id, second);
+}
+
+// Shows the zombie fencing the issue asks for: a member that stops heartbeating is
+// removed after session.timeout.ms, and its late commit is refused UNKNOWN_MEMBER_ID
+// (KIP-62's split of session and poll timeouts; Kafka's handleCommitOffsets checks). With
+// fencing switched off the same commit is accepted, which is what the switch is for.
+#[test]
+fn a_member_past_its_session_is_fenced_unless_fencing_is_off() {
+    for fencing in [true, false] {
+        let mut c = GroupCoordinator::new(CoordinatorConfig { fencing, ..CoordinatorConfig::default() }, 1);
+        let id = stable_single(&mut c);
+        c.handle_timeout(Millis(3_010 + SESSION_MS));
+        drain(&mut c);
+        assert!(c.members(GROUP).is_empty(), "expired");
+        commit(&mut c, Millis(20_000), 7, &id, 1, 42);
+        let outputs = drain(&mut c);
+        if fencing {
+            assert_eq!(commit_error(&answers(&outputs, 7)), ErrorCode::UnknownMemberId);
+            assert!(appends(&outputs).is_empty());
+        } else {
+            assert_eq!(appends(&outputs).len(), 1, "the zombie's commit goes to the log");
+        }
+    }
+}
+
+// Shows the generation check on commits (ILLEGAL_GENERATION) and the refusal during
+// CompletingRebalance (REBALANCE_IN_PROGRESS), as handleCommitOffsets orders them.
+#[test]
+fn commits_from_a_stale_generation_or_mid_sync_are_refused() {
+    let mut c = coordinator();
+    let id = stable_single(&mut c);
+    commit(&mut c, Millis(4_000), 7, &id, 0, 5);
+    assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::IllegalGeneration);
+    // Rejoin with changed metadata: a rebalance; it completes at once (one member).
+    let mut changed = join_request(&id, None);
+    if let GroupRequest::Join(j) = &mut changed {
+        j.protocols = vec![("range".into(), b"events,audit".to_vec())];
+    }
+    c.handle_request(Millis(4_100), NodeId(7), 9, changed);
+    drain(&mut c);
+    assert_eq!(c.state(GROUP), Some(GroupState::CompletingRebalance));
+    commit(&mut c, Millis(4_200), 7, &id, 2, 5);
+    assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::RebalanceInProgress);
+}
+
+// Shows that a commit counts only once its record is committed in __consumer_offsets
+// (GroupMetadataManager.storeOffsets): before the append result nothing is visible, and a
+// failed append (NOT_ENOUGH_REPLICAS) is answered COORDINATOR_NOT_AVAILABLE and stores nothing.
+#[test]
+fn commits_count_only_when_durable() {
+    let mut c = coordinator();
+    let id = stable_single(&mut c);
+    let tp = TopicPartition::new(0, 0);
+    commit(&mut c, Millis(4_000), 7, &id, 1, 10);
+    let token = appends(&drain(&mut c))[0];
+    assert_eq!(c.committed(GROUP, tp), None);
+    c.handle_append_result(Millis(4_010), token, ErrorCode::None);
+    assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::None);
+    assert_eq!(c.committed(GROUP, tp), Some(Offset(10)));
+    commit(&mut c, Millis(5_000), 7, &id, 1, 20);
+    let token = appends(&drain(&mut c))[0];
+    c.handle_append_result(Millis(5_010), token, ErrorCode::NotEnoughReplicas);
+    assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::CoordinatorNotAvailable);
+    assert_eq!(c.committed(GROUP, tp), Some(Offset(10)));
+}
+
+// Shows KIP-345 static membership: a static member that restarts (new process, no member
+// id) within its session takes its old place without a rebalance, and the old incarnation
+// is fenced with FENCED_INSTANCE_ID.
+#[test]
+fn a_static_member_restart_causes_no_rebalance_and_fences_the_old_instance() {
+    let mut c = coordinator();
+    c.handle_request(Millis(0), NodeId(7), 1, join_request("", Some("billing-0")));
+    c.handle_timeout(Millis(3_000));
+    let join = join_of(&answers(&drain(&mut c), 7));
+    assert_eq!(join.generation, 1, "a static member needs no member-id handshake");
+    let old_id = join.member_id.clone();
+    let request = GroupRequest::Sync {
+        group: GROUP.into(),
+        member_id: old_id.clone(),
+        group_instance_id: Some("billing-0".into()),
+        generation: 1,
+        assignments: vec![(old_id.clone(), b"p0".to_vec())],
+    };
+    c.handle_request(Millis(3_000), NodeId(7), 2, request);
+    let token = appends(&drain(&mut c))[0];
+    c.handle_append_result(Millis(3_001), token, ErrorCode::None);
+    drain(&mut c);
+    // The restarted process on another node joins with the same instance id.
+    c.handle_request(Millis(5_000), NodeId(9), 3, join_request("", Some("billing-0")));
+    let rejoin = join_of(&answers(&drain(&mut c), 9));
+    assert_eq!(rejoin.error, ErrorCode::None);
+    assert_eq!(rejoin.generation, 1, "no rebalance");
+    assert_ne!(rejoin.member_id, old_id);
+    assert_eq!(c.state(GROUP), Some(GroupState::Stable));
+    let zombie = GroupRequest::OffsetCommit {
+        group: GROUP.into(),
+        member_id: old_id,
+        group_instance_id: Some("billing-0".into()),
+        generation: 1,
+        offsets: vec![(TopicPartition::new(0, 0), Offset(3))],
+    };
+    c.handle_request(Millis(5_100), NodeId(7), 4, zombie);
+    assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::FencedInstanceId);
+}
+
+// Shows coordinator failover: a new coordinator rebuilds committed offsets and the group's
+// generation from the __consumer_offsets records (loadGroupsAndOffsets), and the old one
+// answers what it had parked with NOT_COORDINATOR when it unloads the partition.
+#[test]
+fn failover_loads_offsets_and_generation_and_unload_answers_not_coordinator() {
+    let mut old = coordinator();
+    let id = stable_single(&mut old);
+    commit(&mut old, Millis(4_000), 7, &id, 1, 10);
+    let token = appends(&drain(&mut old))[0];
+    old.handle_append_result(Millis(4_010), token, ErrorCode::None);
+    drain(&mut old);
+    commit(&mut old, Millis(5_000), 7, &id, 1, 20);
+    drain(&mut old);
+    old.unload(offsets_partition_for(GROUP, 50), 50);
+    assert_eq!(commit_error(&answers(&drain(&mut old), 7)), ErrorCode::NotCoordinator);
+    assert_eq!(old.state(GROUP), None);
+
+    let records = vec![
+        OffsetsRecord::Group {
+            group: GROUP.into(),
+            generation: 1,
+            protocol: Some("range".into()),
+            leader: Some(id.clone()),
+            members: vec![MemberRecord {
+                member_id: id.clone(),
+                group_instance_id: None,
+                session_timeout_ms: SESSION_MS,
+                rebalance_timeout_ms: REBALANCE_MS,
+                protocols: vec![("range".into(), b"events".to_vec())],
+                assignment: b"p0".to_vec(),
+            }],
+        },
+        OffsetsRecord::Commit { group: GROUP.into(), tp: TopicPartition::new(0, 0), offset: Offset(10) },
+    ];
+    let mut new = GroupCoordinator::new(CoordinatorConfig::default(), 2);
+    new.load(Millis(6_000), offsets_partition_for(GROUP, 50), 50, &records);
+    assert_eq!(new.committed(GROUP, TopicPartition::new(0, 0)), Some(Offset(10)));
+    assert_eq!(new.generation(GROUP), Some(1));
+    assert_eq!(new.state(GROUP), Some(GroupState::Stable));
+    // The member carries on with its generation against the new coordinator.
+    let hb = GroupRequest::Heartbeat { group: GROUP.into(), member_id: id, group_instance_id: None, generation: 1 };
+    new.handle_request(Millis(6_100), NodeId(7), 1, hb);
+    assert_eq!(answers(&drain(&mut new), 7), vec![GroupResponse::Heartbeat { error: ErrorCode::None }]);
+}
+
+// Shows LeaveGroup: the member goes at once (no session wait) and the rest rebalance;
+// an unknown member id and a session timeout outside the broker's bounds are refused.
+#[test]
+fn leave_rebalances_and_bad_requests_are_refused() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    let second = join_dynamic(&mut c, Millis(4_000), 8);
+    c.handle_request(Millis(4_100), NodeId(7), 6, join_request(&first, None));
+    drain(&mut c);
+    c.handle_request(Millis(4_200), NodeId(8), 7, GroupRequest::Leave { group: GROUP.into(), member_id: second });
+    assert_eq!(answers(&drain(&mut c), 8), vec![GroupResponse::Leave { error: ErrorCode::None }]);
+    assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance));
+    assert_eq!(c.members(GROUP), vec![first]);
+    c.handle_request(
+        Millis(4_300),
+        NodeId(9),
+        8,
+        GroupRequest::Leave { group: GROUP.into(), member_id: "nobody".into() },
+    );
+    assert_eq!(answers(&drain(&mut c), 9), vec![GroupResponse::Leave { error: ErrorCode::UnknownMemberId }]);
+    let mut short = join_request("", None);
+    if let GroupRequest::Join(j) = &mut short {
+        j.session_timeout_ms = 1_000;
+    }
+    c.handle_request(Millis(4_400), NodeId(9), 9, short);
+    assert_eq!(join_of(&answers(&drain(&mut c), 9)).error, ErrorCode::InvalidSessionTimeout);
+}
+
+// Shows the rebalance timeout: a member that does not rejoin within the largest
+// rebalance.timeout.ms is dropped and the others go on without it (onCompleteJoin).
+#[test]
+fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    let second = join_dynamic(&mut c, Millis(4_000), 8);
+    // The first member keeps heartbeating but never rejoins.
+    for t in (5_000..34_000).step_by(3_000) {
+        let hb = GroupRequest::Heartbeat {
+            group: GROUP.into(),
+            member_id: first.clone(),
+            group_instance_id: None,
+            generation: 1,
+        };
+        c.handle_request(Millis(t), NodeId(7), 1, hb);
+    }
+    drain(&mut c);
+    c.handle_timeout(Millis(4_000 + REBALANCE_MS));
+    let join = join_of(&answers(&drain(&mut c), 8));
+    assert_eq!((join.error, join.generation), (ErrorCode::None, 2));
+    assert_eq!(c.members(GROUP), vec![second]);
+}
