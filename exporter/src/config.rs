@@ -280,4 +280,21 @@ topics_allow = ["^orders"]
         let sasl = config.clusters[0].security.sasl.as_ref().expect("sasl configured");
         assert_eq!((sasl.mechanism, sasl.username.as_str()), (crate::sasl::Mechanism::ScramSha256, "u"));
     }
+
+    // Shows `[clusters.tls]` is resolved at load time: a CA file that does not exist is
+    // refused naming the line, key and path; `insecure_skip_verify` needs no files and is
+    // kept so the binary can warn about it.
+    #[test]
+    fn tls_table() {
+        let base = "[[clusters]]\nname = \"a\"\nbootstrap_servers = [\"k:1\"]\n[clusters.tls]\n";
+        let error =
+            Config::parse(&format!("{base}ca_file = \"/nonexistent/ca.pem\"\n"), "x.toml").expect_err("no file");
+        assert_eq!((error.line, error.key.as_str()), (Some(4), "clusters.tls"), "{error}");
+        assert!(error.message.contains("/nonexistent/ca.pem"), "{error}");
+        let config = Config::parse(&format!("{base}insecure_skip_verify = true\n"), "x.toml").expect("valid");
+        let tls = config.clusters[0].security.tls.as_ref().expect("tls configured");
+        assert!(tls.insecure_skip_verify);
+        let error = Config::parse(&format!("{base}cert_file = \"c.pem\"\n"), "x.toml").expect_err("no key");
+        assert!(error.message.contains("go together"), "{error}");
+    }
 }

@@ -54,6 +54,9 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl RawTls {
     pub fn resolve(&self) -> Result<TlsClient, String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err("cert_file and key_file go together".into());
+        }
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -71,8 +74,7 @@ impl RawTls {
                     PrivateKeyDer::from_pem_file(key).map_err(|_| format!("key_file `{key}`: no PEM private key"))?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| format!("cert_file/key_file: {e}"))?
             }
-            (None, None) => builder.with_no_client_auth(),
-            _ => return Err("cert_file and key_file go together".into()),
+            _ => builder.with_no_client_auth(),
         };
         if let Some(name) = &self.server_name {
             ServerName::try_from(name.clone()).map_err(|_| format!("server_name `{name}` is not a DNS name or IP"))?;
