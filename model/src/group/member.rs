@@ -1,0 +1,420 @@
+//! The client side of the classic group protocol: what the Java client's
+//! `ConsumerCoordinator` / `AbstractCoordinator` do for one consumer. It joins and syncs,
+//! runs the leader's assignor, heartbeats, reacts to the coordinator's errors, leaves
+//! when `max.poll.interval.ms` passes without a poll, and sends offset commits with its
+//! generation and member id.
+//!
+//! Sans-IO: the host feeds `subscribe`, `poll`, `commit`, `handle_response` and
+//! `handle_timeout`, and carries out `poll_output`: requests for the coordinator, and
+//! the rebalance callbacks (`Revoked`, `Assigned`, `Lost`) for the application. Fetching
+//! records is not here; it belongs to the consumer that owns this member.
+//!
+//! Rebalance protocol as in Kafka: with an eager assignor every owned partition is
+//! revoked before joining; with a cooperative one (KIP-429) members keep what they own,
+//! revoke only what the assignment takes away, and rejoin at once after revoking.
+
+use super::assignor::{
+    Assignor, GroupPartition, Member as AssignorMember, MemberId, PartitionsPerTopic, RebalanceProtocol,
+};
+use super::coordinator::{GroupRequest, GroupResponse, JoinGroup, JoinResponse, NO_GENERATION};
+use crate::error::ErrorCode;
+use crate::types::{Millis, Offset, TopicPartition};
+use std::collections::{BTreeSet, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberConfig {
+    pub group: String,
+    /// `group.instance.id`: a static member (KIP-345).
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` (45 s since Kafka 3.0, KIP-735).
+    pub session_timeout_ms: u64,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
+    /// `max.poll.interval.ms`, also sent as the rebalance timeout.
+    pub max_poll_interval_ms: u64,
+    /// `partition.assignment.strategy`, in preference order.
+    pub assignors: Vec<Assignor>,
+    /// `retry.backoff.ms` before a join is retried after a coordinator error.
+    pub retry_backoff_ms: u64,
+    /// `request.timeout.ms` for joins, syncs and heartbeats.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for MemberConfig {
+    fn default() -> Self {
+        MemberConfig {
+            group: "group".into(),
+            group_instance_id: None,
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            max_poll_interval_ms: 300_000,
+            // Kafka 3.x's default list.
+            assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            retry_backoff_ms: 100,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberOutput {
+    /// A request for the group coordinator; its answer comes back with `correlation`.
+    Send { correlation: u64, request: GroupRequest },
+    /// `onPartitionsRevoked`: stop processing these, commit what was processed.
+    Revoked(Vec<GroupPartition>),
+    /// `onPartitionsAssigned`.
+    Assigned(Vec<GroupPartition>),
+    /// `onPartitionsLost`: the membership is gone; another member may own these already.
+    Lost(Vec<GroupPartition>),
+    /// The answer to `commit(…)` with that correlation id.
+    CommitDone { correlation: u64, error: ErrorCode },
+    /// FENCED_INSTANCE_ID and the like: the consumer cannot go on.
+    Fatal(ErrorCode),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    Unjoined,
+    Joining,
+    Syncing,
+    Stable,
+    Fatal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InFlight {
+    Join(u64),
+    Sync(u64),
+}
+
+pub struct GroupMember {
+    config: MemberConfig,
+    topics: Vec<String>,
+    partitions: PartitionsPerTopic,
+    member_id: String,
+    generation: i32,
+    state: MemberState,
+    in_flight: Option<(InFlight, Millis)>,
+    heartbeat_in_flight: Option<(u64, Millis)>,
+    /// Partitions owned now (what the application may process).
+    owned: BTreeSet<GroupPartition>,
+    /// A rebalance was asked for; the join goes out at the next `poll` (as the Java
+    /// client joins only from inside `poll`).
+    rejoin_needed: bool,
+    join_not_before: Millis,
+    next_heartbeat: Millis,
+    last_poll: Millis,
+    next_correlation: u64,
+    outbox: VecDeque<MemberOutput>,
+}
+
+mod join;
+
+impl GroupMember {
+    pub fn new(config: MemberConfig, now: Millis) -> GroupMember {
+        GroupMember {
+            config,
+            topics: Vec::new(),
+            partitions: PartitionsPerTopic::new(),
+            member_id: String::new(),
+            generation: NO_GENERATION,
+            state: MemberState::Unjoined,
+            in_flight: None,
+            heartbeat_in_flight: None,
+            owned: BTreeSet::new(),
+            rejoin_needed: false,
+            join_not_before: now,
+            next_heartbeat: Millis::MAX,
+            last_poll: now,
+            next_correlation: 0,
+            outbox: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+
+    pub fn owned(&self) -> Vec<GroupPartition> {
+        self.owned.iter().cloned().collect()
+    }
+
+    fn protocol(&self) -> RebalanceProtocol {
+        // Cooperative only when every configured assignor supports it (as the Java client).
+        let all_cooperative =
+            self.config.assignors.iter().all(|a| a.supported_protocols().contains(&RebalanceProtocol::Cooperative));
+        if all_cooperative {
+            RebalanceProtocol::Cooperative
+        } else {
+            RebalanceProtocol::Eager
+        }
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_output(&mut self) -> Option<MemberOutput> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let mut next = self.next_heartbeat.min(self.last_poll.plus(self.config.max_poll_interval_ms));
+        if let Some((_, sent)) = self.in_flight {
+            next = next.min(sent.plus(self.config.request_timeout_ms));
+        }
+        (next < Millis::MAX).then_some(next)
+    }
+
+    // ---- inputs ----
+
+    pub fn subscribe(&mut self, topics: Vec<String>) {
+        self.topics = topics;
+        self.rejoin_needed = true;
+    }
+
+    /// Partition counts of the subscribed topics. The leader rebalances when they change.
+    pub fn update_metadata(&mut self, partitions: PartitionsPerTopic) {
+        if partitions != self.partitions && self.state == MemberState::Stable {
+            self.rejoin_needed = true;
+        }
+        self.partitions = partitions;
+    }
+
+    /// The application's `poll()`: resets the poll timer and, when a rebalance is due,
+    /// starts the join from here.
+    pub fn poll(&mut self, now: Millis) {
+        self.last_poll = now;
+        let idle = self.in_flight.is_none() && self.state != MemberState::Fatal;
+        if idle && (self.rejoin_needed || self.state == MemberState::Unjoined) && now >= self.join_not_before {
+            if self.topics.is_empty() {
+                return;
+            }
+            self.start_join(now);
+        }
+    }
+
+    /// Sends an OffsetCommit for `offsets` under the current generation; the answer comes
+    /// as `CommitDone` with the returned correlation id.
+    pub fn commit(&mut self, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
+        let correlation = self.next_id();
+        let request = GroupRequest::OffsetCommit {
+            group: self.config.group.clone(),
+            member_id: self.member_id.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+            generation: self.generation,
+            offsets,
+        };
+        self.outbox.push_back(MemberOutput::Send { correlation, request });
+        correlation
+    }
+
+    /// `close()`: a dynamic member leaves the group at once; a static one just stops
+    /// (its session expires, or its restart takes its place — KIP-345).
+    pub fn close(&mut self) {
+        if self.state != MemberState::Fatal && self.config.group_instance_id.is_none() && !self.member_id.is_empty() {
+            let correlation = self.next_id();
+            let request = GroupRequest::Leave { group: self.config.group.clone(), member_id: self.member_id.clone() };
+            self.outbox.push_back(MemberOutput::Send { correlation, request });
+        }
+        self.revoke_all();
+        self.state = MemberState::Unjoined;
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if self.state == MemberState::Fatal {
+            return;
+        }
+        if let Some((_, sent)) = self.in_flight {
+            if now.since(sent) >= self.config.request_timeout_ms {
+                self.in_flight = None;
+                self.back_off_and_rejoin(now);
+            }
+        }
+        if self.state == MemberState::Stable && now.since(self.last_poll) > self.config.max_poll_interval_ms {
+            self.poll_interval_exceeded(now);
+        }
+        if now >= self.next_heartbeat && self.heartbeat_in_flight.is_none() && self.member_id_known() {
+            self.send_heartbeat(now);
+        }
+    }
+
+    pub fn handle_response(&mut self, now: Millis, correlation: u64, response: GroupResponse) {
+        match response {
+            GroupResponse::Join(join) => self.handle_join_response(now, correlation, join),
+            GroupResponse::Sync { error, assignment } => self.handle_sync_response(now, correlation, error, assignment),
+            GroupResponse::Heartbeat { error } => self.handle_heartbeat_response(now, correlation, error),
+            GroupResponse::OffsetCommit { error, .. } => self.handle_commit_response(now, correlation, error),
+            GroupResponse::Leave { .. } | GroupResponse::OffsetFetch { .. } => {}
+        }
+    }
+
+    // ---- helpers ----
+
+    fn next_id(&mut self) -> u64 {
+        self.next_correlation += 1;
+        self.next_correlation
+    }
+
+    fn member_id_known(&self) -> bool {
+        !self.member_id.is_empty() && matches!(self.state, MemberState::Stable | MemberState::Syncing)
+    }
+
+    fn send_heartbeat(&mut self, now: Millis) {
+        let correlation = self.next_id();
+        let request = GroupRequest::Heartbeat {
+            group: self.config.group.clone(),
+            member_id: self.member_id.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+            generation: self.generation,
+        };
+        self.heartbeat_in_flight = Some((correlation, now));
+        self.next_heartbeat = now.plus(self.config.heartbeat_interval_ms);
+        self.outbox.push_back(MemberOutput::Send { correlation, request });
+    }
+
+    fn handle_heartbeat_response(&mut self, now: Millis, correlation: u64, error: ErrorCode) {
+        if self.heartbeat_in_flight.map(|(c, _)| c) != Some(correlation) {
+            return;
+        }
+        self.heartbeat_in_flight = None;
+        match error {
+            ErrorCode::None => {}
+            // The join waits for the application's next poll.
+            ErrorCode::RebalanceInProgress => self.rejoin_needed = true,
+            ErrorCode::IllegalGeneration => self.lose_generation(false),
+            ErrorCode::UnknownMemberId => self.lose_generation(true),
+            ErrorCode::FencedInstanceId => self.fatal(error),
+            _ => self.back_off_and_rejoin(now),
+        }
+    }
+
+    fn handle_commit_response(&mut self, _now: Millis, correlation: u64, error: ErrorCode) {
+        self.outbox.push_back(MemberOutput::CommitDone { correlation, error });
+        match error {
+            // CommitFailedException: the member is out of the group and must rejoin.
+            ErrorCode::IllegalGeneration => self.lose_generation(false),
+            ErrorCode::UnknownMemberId => self.lose_generation(true),
+            ErrorCode::RebalanceInProgress => self.rejoin_needed = true,
+            ErrorCode::FencedInstanceId => self.fatal(error),
+            _ => {}
+        }
+    }
+
+    /// `max.poll.interval.ms` passed without a poll: the member leaves (a dynamic one
+    /// tells the coordinator), and its partitions are lost.
+    fn poll_interval_exceeded(&mut self, now: Millis) {
+        if self.config.group_instance_id.is_none() {
+            let correlation = self.next_id();
+            let request = GroupRequest::Leave { group: self.config.group.clone(), member_id: self.member_id.clone() };
+            self.outbox.push_back(MemberOutput::Send { correlation, request });
+        }
+        self.lose_generation(self.config.group_instance_id.is_none());
+        self.join_not_before = now;
+    }
+
+    /// The generation is gone: the owned partitions are lost, and (for an unknown
+    /// member) the member id too.
+    fn lose_generation(&mut self, forget_member_id: bool) {
+        if !self.owned.is_empty() {
+            let lost: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            self.outbox.push_back(MemberOutput::Lost(lost));
+        }
+        self.generation = NO_GENERATION;
+        if forget_member_id {
+            self.member_id.clear();
+        }
+        self.state = MemberState::Unjoined;
+        self.in_flight = None;
+        self.next_heartbeat = Millis::MAX;
+        self.rejoin_needed = true;
+    }
+
+    fn back_off_and_rejoin(&mut self, now: Millis) {
+        if self.state != MemberState::Stable {
+            self.state = MemberState::Unjoined;
+        }
+        self.rejoin_needed = true;
+        self.join_not_before = now.plus(self.config.retry_backoff_ms);
+    }
+
+    fn fatal(&mut self, error: ErrorCode) {
+        self.revoke_all();
+        self.state = MemberState::Fatal;
+        self.in_flight = None;
+        self.next_heartbeat = Millis::MAX;
+        self.outbox.push_back(MemberOutput::Fatal(error));
+    }
+
+    fn revoke_all(&mut self) {
+        if !self.owned.is_empty() {
+            let revoked: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            self.outbox.push_back(MemberOutput::Revoked(revoked));
+        }
+    }
+
+    fn join_request(&self) -> GroupRequest {
+        let owned: Vec<GroupPartition> = self.owned.iter().cloned().collect();
+        let metadata = encode_subscription(&self.topics, &owned, self.generation);
+        GroupRequest::Join(JoinGroup {
+            group: self.config.group.clone(),
+            member_id: self.member_id.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+            session_timeout_ms: self.config.session_timeout_ms,
+            rebalance_timeout_ms: self.config.max_poll_interval_ms,
+            protocol_type: "consumer".into(),
+            protocols: self.config.assignors.iter().map(|a| (a.name().to_string(), metadata.clone())).collect(),
+        })
+    }
+
+    fn handle_join_response(&mut self, now: Millis, correlation: u64, join: JoinResponse) {
+        if self.in_flight.map(|(f, _)| f) != Some(InFlight::Join(correlation)) {
+            return;
+        }
+        self.in_flight = None;
+        self.on_join(now, join);
+    }
+}
+
+/// Subscription metadata as this simulator's members send it (Kafka's
+/// `ConsumerProtocolSubscription` carries the same three things): topics, owned
+/// partitions and their generation. Topic names never hold `,` `:` or `|`.
+pub fn encode_subscription(topics: &[String], owned: &[GroupPartition], generation: i32) -> Vec<u8> {
+    let owned: Vec<String> = owned.iter().map(|p| format!("{}:{}", p.topic, p.partition)).collect();
+    format!("{}|{}|{}", topics.join(","), owned.join(","), generation).into_bytes()
+}
+
+/// The inverse of [`encode_subscription`]; anything unreadable reads as empty.
+pub fn decode_subscription(member_id: &str, instance: Option<String>, metadata: &[u8]) -> AssignorMember {
+    let text = String::from_utf8_lossy(metadata);
+    let mut parts = text.split('|');
+    let topics = parts.next().unwrap_or("").split(',').filter(|t| !t.is_empty()).map(str::to_string).collect();
+    let owned = decode_partitions(parts.next().unwrap_or(""));
+    let generation = parts.next().and_then(|g| g.parse::<i32>().ok()).filter(|g| *g >= 0);
+    AssignorMember { member_id: MemberId::new(member_id), group_instance_id: instance, topics, owned, generation }
+}
+
+pub fn encode_assignment(partitions: &[GroupPartition]) -> Vec<u8> {
+    let items: Vec<String> = partitions.iter().map(|p| format!("{}:{}", p.topic, p.partition)).collect();
+    items.join(",").into_bytes()
+}
+
+pub fn decode_partitions(text: &str) -> Vec<GroupPartition> {
+    text.split(',')
+        .filter_map(|item| {
+            let (topic, partition) = item.rsplit_once(':')?;
+            Some(GroupPartition::new(topic, partition.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

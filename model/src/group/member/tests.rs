@@ -1,0 +1,257 @@
+use super::*;
+use crate::group::coordinator::{CoordinatorConfig, CoordinatorOutput, GroupCoordinator};
+use crate::types::NodeId;
+use std::collections::BTreeMap;
+
+const TOPIC: &str = "events";
+
+/// Members and a coordinator wired back to back: every request is delivered at once,
+/// every log append succeeds. Records the rebalance callbacks per member.
+struct Harness {
+    now: Millis,
+    coordinator: GroupCoordinator,
+    members: Vec<GroupMember>,
+    revoked: Vec<Vec<GroupPartition>>,
+    lost: Vec<Vec<GroupPartition>>,
+    commits: BTreeMap<(usize, u64), ErrorCode>,
+    /// (member, partition) pairs that two members owned at the same time.
+    double_owned: Vec<GroupPartition>,
+}
+
+impl Harness {
+    fn new(coordinator: CoordinatorConfig) -> Harness {
+        let coordinator = GroupCoordinator::new(CoordinatorConfig { initial_rebalance_delay_ms: 0, ..coordinator }, 1);
+        Harness {
+            now: Millis(0),
+            coordinator,
+            members: Vec::new(),
+            revoked: Vec::new(),
+            lost: Vec::new(),
+            commits: BTreeMap::new(),
+            double_owned: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, assignor: Assignor, instance: Option<&str>) -> usize {
+        let config = MemberConfig {
+            group: "billing".into(),
+            group_instance_id: instance.map(str::to_string),
+            session_timeout_ms: 10_000,
+            assignors: vec![assignor],
+            ..MemberConfig::default()
+        };
+        let mut member = GroupMember::new(config, self.now);
+        member.subscribe(vec![TOPIC.into()]);
+        member.update_metadata([(TOPIC.to_string(), 6)].into_iter().collect());
+        self.members.push(member);
+        self.revoked.push(Vec::new());
+        self.lost.push(Vec::new());
+        self.members.len() - 1
+    }
+
+    /// Runs `ms` of time in 100 ms steps; members in `polling` poll every step.
+    fn run(&mut self, ms: u64, polling: &[usize]) {
+        let end = self.now.plus(ms);
+        while self.now < end {
+            self.now = self.now.plus(100);
+            for index in polling {
+                self.members[*index].poll(self.now);
+            }
+            for member in &mut self.members {
+                member.handle_timeout(self.now);
+            }
+            self.coordinator.handle_timeout(self.now);
+            self.pump();
+            self.check_exclusive_ownership();
+        }
+    }
+
+    /// Moves messages until everyone is quiet (bounded: a protocol loop would show here).
+    fn pump(&mut self) {
+        for _ in 0..1_000 {
+            let mut moved = false;
+            for index in 0..self.members.len() {
+                while let Some(output) = self.members[index].poll_output() {
+                    moved = true;
+                    match output {
+                        MemberOutput::Send { correlation, request } => {
+                            self.coordinator.handle_request(self.now, NodeId(index as u32), correlation, request)
+                        }
+                        MemberOutput::Revoked(p) => self.revoked[index].extend(p),
+                        MemberOutput::Lost(p) => self.lost[index].extend(p),
+                        MemberOutput::CommitDone { correlation, error } => {
+                            self.commits.insert((index, correlation), error);
+                        }
+                        MemberOutput::Assigned(_) | MemberOutput::Fatal(_) => {}
+                    }
+                }
+            }
+            while let Some(output) = self.coordinator.poll_output() {
+                moved = true;
+                match output {
+                    CoordinatorOutput::Respond { to, correlation, response } => {
+                        if let Some(member) = self.members.get_mut(to.0 as usize) {
+                            member.handle_response(self.now, correlation, response);
+                        }
+                    }
+                    CoordinatorOutput::Append { token, .. } => {
+                        self.coordinator.handle_append_result(self.now, token, ErrorCode::None)
+                    }
+                    CoordinatorOutput::Rebalanced { .. } => {}
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the group protocol did not go quiet");
+    }
+
+    fn check_exclusive_ownership(&mut self) {
+        let mut seen = BTreeSet::new();
+        for member in &self.members {
+            if member.state() == MemberState::Fatal {
+                continue;
+            }
+            for p in member.owned() {
+                if !seen.insert(p.clone()) {
+                    self.double_owned.push(p);
+                }
+            }
+        }
+    }
+
+    fn owned(&self, index: usize) -> usize {
+        self.members[index].owned().len()
+    }
+}
+
+// Shows two consumers with the range assignor joining through a real coordinator: one
+// generation, 3 + 3 of 6 partitions (RangeAssignor's split), both stable.
+#[test]
+fn two_members_split_a_topic() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    let b = h.add(Assignor::Range, None);
+    h.run(2_000, &[a, b]);
+    assert_eq!(h.members[a].state(), MemberState::Stable);
+    assert_eq!(h.members[b].state(), MemberState::Stable);
+    assert_eq!(h.members[a].generation(), h.members[b].generation());
+    assert_eq!((h.owned(a), h.owned(b)), (3, 3));
+    assert!(h.double_owned.is_empty());
+}
+
+// Shows eager rebalancing: when a third member joins, the others revoke everything before
+// rejoining (the Java client's onJoinPrepare with an eager assignor), and the result is 2+2+2.
+#[test]
+fn eager_members_revoke_everything_on_a_rebalance() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    let b = h.add(Assignor::Range, None);
+    h.run(2_000, &[a, b]);
+    let c = h.add(Assignor::Range, None);
+    h.run(10_000, &[a, b, c]);
+    assert_eq!((h.owned(a), h.owned(b), h.owned(c)), (2, 2, 2));
+    assert_eq!(h.revoked[a].len(), 3, "a gave up all three of its partitions");
+    assert!(h.double_owned.is_empty());
+}
+
+// Shows KIP-429 cooperative rebalancing: a joining member costs the others only the
+// partitions that move, which are revoked first and handed over in a second rebalance,
+// so no partition is ever owned by two members at once.
+#[test]
+fn cooperative_members_revoke_only_what_moves() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::CooperativeSticky, None);
+    let b = h.add(Assignor::CooperativeSticky, None);
+    h.run(2_000, &[a, b]);
+    let c = h.add(Assignor::CooperativeSticky, None);
+    h.run(10_000, &[a, b, c]);
+    assert_eq!((h.owned(a), h.owned(b), h.owned(c)), (2, 2, 2));
+    assert_eq!(h.revoked[a].len() + h.revoked[b].len(), 2, "only the two partitions that moved");
+    assert!(h.double_owned.is_empty(), "owned twice: {:?}", h.double_owned);
+    assert!(h.coordinator.generation("billing").is_some_and(|g| g >= 3), "two rebalances after the join");
+}
+
+// Shows max.poll.interval.ms (KIP-62): a member that stops polling leaves the group and
+// its partitions are lost; its later commit is refused (UNKNOWN_MEMBER_ID), and the other
+// member takes everything over.
+#[test]
+fn a_member_that_stops_polling_leaves_and_its_commit_is_refused() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    let b = h.add(Assignor::Range, None);
+    for member in &mut h.members {
+        member.config.max_poll_interval_ms = 5_000;
+    }
+    h.run(2_000, &[a, b]);
+    assert_eq!(h.owned(a), 3);
+    let generation = h.members[a].generation();
+    let member_id = h.members[a].member_id().to_string();
+    // a is stuck in processing: only b polls.
+    h.run(8_000, &[b]);
+    assert_eq!(h.lost[a].len(), 3);
+    assert_eq!(h.owned(b), 6);
+    // The stuck consumer's late commit, as its old self would send it.
+    let zombie = GroupRequest::OffsetCommit {
+        group: "billing".into(),
+        member_id,
+        group_instance_id: None,
+        generation,
+        offsets: vec![(TopicPartition::new(0, 0), Offset(7))],
+    };
+    h.coordinator.handle_request(h.now, NodeId(a as u32), 999, zombie);
+    let answer = std::iter::from_fn(|| h.coordinator.poll_output()).find_map(|o| match o {
+        CoordinatorOutput::Respond { response: GroupResponse::OffsetCommit { error, .. }, .. } => Some(error),
+        _ => None,
+    });
+    assert_eq!(answer, Some(ErrorCode::UnknownMemberId));
+}
+
+// Shows that a rebalance announced by the heartbeat (REBALANCE_IN_PROGRESS) is joined
+// only at the member's next poll, as the Java client joins from poll(): a member busy
+// processing holds the rebalance up until it polls or its poll interval runs out.
+#[test]
+fn a_rebalance_is_joined_at_the_next_poll() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    let b = h.add(Assignor::Range, None);
+    h.run(2_000, &[a, b]);
+    let generation = h.members[a].generation();
+    let c = h.add(Assignor::Range, None);
+    // a keeps heartbeating (handle_timeout) but does not poll for 6 s.
+    h.run(6_000, &[b, c]);
+    assert_eq!(h.members[a].generation(), generation, "no join without a poll");
+    assert_eq!(h.owned(a), 3, "still owns its partitions while processing");
+    h.run(3_000, &[a, b, c]);
+    assert!(h.members[a].generation() > generation);
+    assert_eq!((h.owned(a), h.owned(b), h.owned(c)), (2, 2, 2));
+}
+
+// Shows commits through the member carry its generation: accepted while stable, and the
+// member's own commit after it was fenced is refused and makes it rejoin.
+#[test]
+fn commits_carry_the_generation() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    h.run(2_000, &[a]);
+    let ok = h.members[a].commit(vec![(TopicPartition::new(0, 0), Offset(5))]);
+    h.pump();
+    assert_eq!(h.commits.get(&(a, ok)), Some(&ErrorCode::None));
+    assert_eq!(h.coordinator.committed("billing", TopicPartition::new(0, 0)), Some(Offset(5)));
+}
+
+// Shows subscription metadata round-tripping (topics, owned partitions, generation), and
+// that garbage reads as an empty subscription rather than a panic.
+#[test]
+fn subscription_metadata_round_trips() {
+    let owned = vec![GroupPartition::new("a", 0), GroupPartition::new("b.x", 3)];
+    let bytes = encode_subscription(&["a".into(), "b.x".into()], &owned, 4);
+    let member = decode_subscription("m1", None, &bytes);
+    assert_eq!(member.topics, vec!["a".to_string(), "b.x".to_string()]);
+    assert_eq!(member.owned, owned);
+    assert_eq!(member.generation, Some(4));
+    let garbage = decode_subscription("m2", None, b"\xff|:x,|zz");
+    assert!(garbage.owned.is_empty());
+    assert_eq!(garbage.generation, None);
+}
