@@ -5,9 +5,9 @@
 //! is down. A process kill keeps everything here (the page cache survives); a power loss
 //! keeps only the flushed prefix (`BrokerDisk::lose_unflushed`).
 
+use crate::tpmap::TpMap;
 use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, WriteId};
 use serde::{Deserialize, Serialize};
-use crate::tpmap::TpMap;
 
 /// One record as the producer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,11 +10,11 @@ use crate::action::{Action, ClusterEvent, TruncationReason};
 use crate::config::{BrokerConfig, Truncation};
 use crate::error::ErrorCode;
 use crate::log::{BrokerDisk, PartitionLog};
-use crate::tpmap::TpMap;
 use crate::messages::{
     AlterPartitionItem, FetchPartition, Message, MetadataDelta, PartitionLeader, PartitionState,
     ProducePartitionResponse, TopicMeta,
 };
+use crate::tpmap::TpMap;
 use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, VecDeque};
 
