@@ -473,7 +473,7 @@ impl<'a> Engine<'a> {
         let Some(load) = node.checked_sub(self.controller_index + 1).and_then(|i| self.producers.get(i)) else {
             return false;
         };
-        self.producing && at.0 >= 1 && at.0 < self.scenario.duration_ms && (at.0 - 1) % load.interval_ms == 0
+        self.producing && at.0 >= 1 && at.0 < self.scenario.duration_ms && (at.0 - 1).is_multiple_of(load.interval_ms)
     }
 
     /// Runs a producer's timeout that was left to this tick (see `reschedule`).
