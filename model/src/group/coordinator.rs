@@ -286,6 +286,16 @@ enum PendingAppend {
     Group {
         generation: i32,
     },
+    /// A static member's replacement in a stable group (KIP-345): the new member id is
+    /// answered only once the group record naming it is durable, and undone if it fails
+    /// (GroupCoordinator's `updateStaticMemberAndRebalance`).
+    StaticReplacement {
+        waiter: Waiter,
+        generation: i32,
+        new_id: String,
+        old_id: String,
+        instance: String,
+    },
 }
 
 pub struct GroupCoordinator {
@@ -388,6 +398,18 @@ impl GroupCoordinator {
             if join_due {
                 self.complete_join(now, &name);
             }
+            self.forget_if_unused(&name);
+        }
+    }
+
+    /// A group with no members, no offsets and nothing in flight is dropped, so that
+    /// failed joins under ever new names cannot grow the table.
+    fn forget_if_unused(&mut self, name: &str) {
+        let unused = self.groups.get(name).is_some_and(|g| {
+            g.state == GroupState::Empty && g.members.is_empty() && g.pending_members.is_empty() && g.offsets.is_empty()
+        });
+        if unused && !self.pending_appends.values().any(|(g, _)| g == name) {
+            self.groups.remove(name);
         }
     }
 

@@ -21,6 +21,9 @@ use crate::error::ErrorCode;
 use crate::types::{Millis, Offset, TopicPartition};
 use std::collections::{BTreeSet, VecDeque};
 
+/// Bound on commits in flight; beyond it a commit fails at once.
+pub const COMMITS_IN_FLIGHT_MAX: usize = 1_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberConfig {
     pub group: String,
@@ -96,6 +99,12 @@ pub struct GroupMember {
     state: MemberState,
     in_flight: Option<(InFlight, Millis)>,
     heartbeat_in_flight: Option<(u64, Millis)>,
+    /// Commits sent and not answered: (correlation, sent at). A join waits for them, as
+    /// `onJoinPrepare` waits for pending commits.
+    commits_in_flight: Vec<(u64, Millis)>,
+    /// `close()` was called: the LeaveGroup goes once the revoke-time commits are answered.
+    closing: bool,
+    is_leader: bool,
     /// Partitions owned now (what the application may process).
     owned: BTreeSet<GroupPartition>,
     /// A rebalance was asked for; the join goes out at the next `poll` (as the Java
@@ -121,6 +130,9 @@ impl GroupMember {
             state: MemberState::Unjoined,
             in_flight: None,
             heartbeat_in_flight: None,
+            commits_in_flight: Vec::new(),
+            closing: false,
+            is_leader: false,
             owned: BTreeSet::new(),
             rejoin_needed: false,
             join_not_before: now,
@@ -168,7 +180,9 @@ impl GroupMember {
 
     pub fn poll_timeout(&self) -> Option<Millis> {
         let mut next = self.next_heartbeat.min(self.last_poll.plus(self.config.max_poll_interval_ms));
-        if let Some((_, sent)) = self.in_flight {
+        let sent_times = self.in_flight.map(|(_, sent)| sent).into_iter();
+        let sent_times = sent_times.chain(self.heartbeat_in_flight.map(|(_, sent)| sent));
+        for sent in sent_times.chain(self.commits_in_flight.iter().map(|(_, sent)| *sent)) {
             next = next.min(sent.plus(self.config.request_timeout_ms));
         }
         (next < Millis::MAX).then_some(next)
@@ -181,31 +195,58 @@ impl GroupMember {
         self.rejoin_needed = true;
     }
 
-    /// Partition counts of the subscribed topics. The leader rebalances when they change.
+    /// Partition counts of every topic the group subscribes to (the leader assigns them
+    /// all). The leader rebalances when they change, as the Java client's leader does.
     pub fn update_metadata(&mut self, partitions: PartitionsPerTopic) {
-        if partitions != self.partitions && self.state == MemberState::Stable {
+        if partitions != self.partitions && self.is_leader && self.state != MemberState::Unjoined {
             self.rejoin_needed = true;
         }
         self.partitions = partitions;
     }
 
     /// The application's `poll()`: resets the poll timer and, when a rebalance is due,
-    /// starts the join from here.
+    /// prepares it from here. Under the eager protocol the first such poll revokes
+    /// everything (the host commits in its `Revoked` handler, as `onPartitionsRevoked`
+    /// does); the join goes out at a later poll, once no commit is in flight.
     pub fn poll(&mut self, now: Millis) {
         self.last_poll = now;
-        let idle = self.in_flight.is_none() && self.state != MemberState::Fatal;
-        if idle && (self.rejoin_needed || self.state == MemberState::Unjoined) && now >= self.join_not_before {
-            if self.topics.is_empty() {
-                return;
-            }
+        if self.state == MemberState::Fatal {
+            return;
+        }
+        if self.closing {
+            return self.maybe_leave();
+        }
+        let due = self.in_flight.is_none()
+            && (self.rejoin_needed || self.state == MemberState::Unjoined)
+            && now >= self.join_not_before
+            && !self.topics.is_empty();
+        if !due {
+            return;
+        }
+        if self.protocol() == RebalanceProtocol::Eager && !self.owned.is_empty() {
+            return self.revoke_all();
+        }
+        if self.commits_in_flight.is_empty() {
             self.start_join(now);
         }
     }
 
     /// Sends an OffsetCommit for `offsets` under the current generation; the answer comes
-    /// as `CommitDone` with the returned correlation id.
-    pub fn commit(&mut self, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
+    /// as `CommitDone` with the returned correlation id. Like the Java client, a member
+    /// that is not stable does not send: the commit fails at once (REBALANCE_IN_PROGRESS
+    /// while it rejoins, ILLEGAL_GENERATION when it is out of the group).
+    pub fn commit(&mut self, now: Millis, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
         let correlation = self.next_id();
+        let local_error = match self.state {
+            MemberState::Stable if self.commits_in_flight.len() < COMMITS_IN_FLIGHT_MAX => None,
+            MemberState::Stable => Some(ErrorCode::RequestTimedOut),
+            MemberState::Joining | MemberState::Syncing => Some(ErrorCode::RebalanceInProgress),
+            MemberState::Unjoined | MemberState::Fatal => Some(ErrorCode::IllegalGeneration),
+        };
+        if let Some(error) = local_error {
+            self.outbox.push_back(MemberOutput::CommitDone { correlation, error });
+            return correlation;
+        }
         let request = GroupRequest::OffsetCommit {
             group: self.config.group.clone(),
             member_id: self.member_id.clone(),
@@ -213,20 +254,33 @@ impl GroupMember {
             generation: self.generation,
             offsets,
         };
+        self.commits_in_flight.push((correlation, now));
         self.outbox.push_back(MemberOutput::Send { correlation, request });
         correlation
     }
 
-    /// `close()`: a dynamic member leaves the group at once; a static one just stops
-    /// (its session expires, or its restart takes its place — KIP-345).
+    /// `close()`: revokes everything first (`onLeavePrepare`, where the host commits),
+    /// then — at the next `poll` or timeout, once those commits are answered — a dynamic
+    /// member leaves the group; a static one just stops (its session expires, or its
+    /// restart takes its place — KIP-345).
     pub fn close(&mut self) {
+        self.revoke_all();
+        self.closing = true;
+        self.rejoin_needed = false;
+    }
+
+    fn maybe_leave(&mut self) {
+        if !self.commits_in_flight.is_empty() || self.state == MemberState::Unjoined {
+            return;
+        }
         if self.state != MemberState::Fatal && self.config.group_instance_id.is_none() && !self.member_id.is_empty() {
             let correlation = self.next_id();
             let request = GroupRequest::Leave { group: self.config.group.clone(), member_id: self.member_id.clone() };
             self.outbox.push_back(MemberOutput::Send { correlation, request });
         }
-        self.revoke_all();
         self.state = MemberState::Unjoined;
+        self.in_flight = None;
+        self.next_heartbeat = Millis::MAX;
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
@@ -239,8 +293,18 @@ impl GroupMember {
                 self.back_off_and_rejoin(now);
             }
         }
-        if self.state == MemberState::Stable && now.since(self.last_poll) > self.config.max_poll_interval_ms {
+        self.expire_commits(now);
+        if self.closing {
+            self.maybe_leave();
+        }
+        let in_group = matches!(self.state, MemberState::Stable | MemberState::Syncing);
+        if in_group && !self.closing && now.since(self.last_poll) > self.config.max_poll_interval_ms {
             self.poll_interval_exceeded(now);
+        }
+        // A heartbeat (or its answer) lost on the way is given up after the request
+        // timeout, so the next one goes; otherwise the session would quietly expire.
+        if self.heartbeat_in_flight.is_some_and(|(_, sent)| now.since(sent) >= self.config.request_timeout_ms) {
+            self.heartbeat_in_flight = None;
         }
         if now >= self.next_heartbeat && self.heartbeat_in_flight.is_none() && self.member_id_known() {
             self.send_heartbeat(now);
@@ -288,16 +352,34 @@ impl GroupMember {
         self.heartbeat_in_flight = None;
         match error {
             ErrorCode::None => {}
-            // The join waits for the application's next poll.
-            ErrorCode::RebalanceInProgress => self.rejoin_needed = true,
+            // The join waits for the application's next poll; only a stable member acts
+            // on it (a joining one is rebalancing already).
+            ErrorCode::RebalanceInProgress if self.state == MemberState::Stable => self.rejoin_needed = true,
+            ErrorCode::RebalanceInProgress => {}
             ErrorCode::IllegalGeneration => self.lose_generation(false),
             ErrorCode::UnknownMemberId => self.lose_generation(true),
-            ErrorCode::FencedInstanceId => self.fatal(error),
-            _ => self.back_off_and_rejoin(now),
+            ErrorCode::FencedInstanceId | ErrorCode::GroupMaxSizeReached => self.fatal(error),
+            // NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, timeouts: the coordinator moved
+            // or is away; keep the generation and heartbeat again after a backoff (a
+            // coordinator failover costs no rebalance).
+            _ => self.next_heartbeat = now.plus(self.config.retry_backoff_ms),
+        }
+    }
+
+    fn expire_commits(&mut self, now: Millis) {
+        let timeout = self.config.request_timeout_ms;
+        while let Some(index) = self.commits_in_flight.iter().position(|(_, sent)| now.since(*sent) >= timeout) {
+            let (correlation, _) = self.commits_in_flight.remove(index);
+            self.outbox.push_back(MemberOutput::CommitDone { correlation, error: ErrorCode::RequestTimedOut });
         }
     }
 
     fn handle_commit_response(&mut self, _now: Millis, correlation: u64, error: ErrorCode) {
+        let Some(index) = self.commits_in_flight.iter().position(|(c, _)| *c == correlation) else {
+            // Answered already (timed out locally).
+            return;
+        };
+        self.commits_in_flight.remove(index);
         self.outbox.push_back(MemberOutput::CommitDone { correlation, error });
         match error {
             // CommitFailedException: the member is out of the group and must rejoin.
@@ -317,7 +399,9 @@ impl GroupMember {
             let request = GroupRequest::Leave { group: self.config.group.clone(), member_id: self.member_id.clone() };
             self.outbox.push_back(MemberOutput::Send { correlation, request });
         }
-        self.lose_generation(self.config.group_instance_id.is_none());
+        // resetGenerationOnLeaveGroup: a static member too comes back without a member id
+        // and takes its own place as a replacement.
+        self.lose_generation(true);
         self.join_not_before = now;
     }
 
@@ -329,6 +413,7 @@ impl GroupMember {
             self.outbox.push_back(MemberOutput::Lost(lost));
         }
         self.generation = NO_GENERATION;
+        self.is_leader = false;
         if forget_member_id {
             self.member_id.clear();
         }
@@ -347,7 +432,11 @@ impl GroupMember {
     }
 
     fn fatal(&mut self, error: ErrorCode) {
-        self.revoke_all();
+        // onLeavePrepare on a fatal error reports the partitions lost, not revoked.
+        if !self.owned.is_empty() {
+            let lost: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            self.outbox.push_back(MemberOutput::Lost(lost));
+        }
         self.state = MemberState::Fatal;
         self.in_flight = None;
         self.next_heartbeat = Millis::MAX;

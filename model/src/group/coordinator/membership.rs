@@ -87,26 +87,55 @@ impl GroupCoordinator {
         let Some(mut member) = group.members.remove(&old_id) else { return };
         if let Some(stale) = member.awaiting_join.take() {
             // The old instance's parked join is answered as fenced, as Kafka does.
-            self.outbox.push_back(fenced_join(stale, &old_id));
+            self.outbox.push_back(parked_join_error(stale, &old_id, ErrorCode::FencedInstanceId));
         }
-        let unchanged = member.protocols == join.protocols;
         member.protocols = join.protocols.clone();
         member.session_timeout_ms = join.session_timeout_ms;
         member.rebalance_timeout_ms = join.rebalance_timeout_ms;
         member.expires_at = now.plus(join.session_timeout_ms);
         let Some(group) = self.groups.get_mut(&join.group) else { return };
         group.members.insert(member_id.clone(), member);
-        group.static_members.insert(instance, member_id.clone());
+        group.static_members.insert(instance.clone(), member_id.clone());
         if group.leader.as_deref() == Some(old_id.as_str()) {
             group.leader = Some(member_id.clone());
         }
-        if group.state == GroupState::Stable && unchanged {
-            let response = current_join_response(group, &member_id, false);
-            return self.respond(waiter, GroupResponse::Join(response));
+        // No rebalance when the group is stable and would pick the same protocol.
+        if group.state == GroupState::Stable && select_protocol(group) == group.protocol {
+            let record = group_record(&join.group, group);
+            let generation = group.generation;
+            let pending = PendingAppend::StaticReplacement { waiter, generation, new_id: member_id, old_id, instance };
+            if self.append(&join.group, vec![record], pending.clone()).is_none() {
+                self.static_replacement_stored(&join.group, pending, ErrorCode::CoordinatorNotAvailable);
+            }
+            return;
         }
         self.park_join(now, &join.group, &member_id, waiter);
         self.prepare_rebalance(now, &join.group);
         self.maybe_complete_join(now, &join.group);
+    }
+
+    /// The group record after a static replacement is durable: answer the new instance;
+    /// or it failed: undo the replacement (the old member id is valid again).
+    pub(super) fn static_replacement_stored(&mut self, name: &str, pending: PendingAppend, error: ErrorCode) {
+        let PendingAppend::StaticReplacement { waiter, generation, new_id, old_id, instance } = pending else {
+            return;
+        };
+        let Some(group) = self.groups.get_mut(name) else {
+            return self.join_error(waiter, &new_id, ErrorCode::NotCoordinator);
+        };
+        if error == ErrorCode::None && group.generation == generation {
+            let response = current_join_response(group, &new_id, false);
+            return self.respond(waiter, GroupResponse::Join(response));
+        }
+        if let Some(member) = group.members.remove(&new_id) {
+            group.members.insert(old_id.clone(), member);
+            group.static_members.insert(instance, old_id.clone());
+            if group.leader.as_deref() == Some(new_id.as_str()) {
+                group.leader = Some(old_id);
+            }
+        }
+        let error = if error == ErrorCode::None { ErrorCode::RebalanceInProgress } else { error };
+        self.join_error(waiter, &new_id, error);
     }
 
     fn add_member_and_rebalance(&mut self, now: Millis, waiter: Waiter, member_id: String, join: &JoinGroup) {
@@ -138,6 +167,8 @@ impl GroupCoordinator {
         let Some(member) = group.members.get_mut(&join.member_id) else { return };
         let unchanged = member.protocols == join.protocols;
         member.protocols = join.protocols.clone();
+        member.session_timeout_ms = join.session_timeout_ms;
+        member.rebalance_timeout_ms = join.rebalance_timeout_ms;
         member.expires_at = now.plus(join.session_timeout_ms);
         let is_leader = group.leader.as_deref() == Some(join.member_id.as_str());
         let settled = match group.state {
@@ -162,7 +193,7 @@ impl GroupCoordinator {
         member.expires_at = now.plus(member.session_timeout_ms);
         if let Some(previous) = member.awaiting_join.replace(waiter) {
             // A second join from the same member replaces the first (its connection moved on).
-            self.outbox.push_back(fenced_join(previous, member_id));
+            self.outbox.push_back(parked_join_error(previous, member_id, ErrorCode::UnknownMemberId));
         }
     }
 
@@ -190,7 +221,8 @@ impl GroupCoordinator {
 
     pub(super) fn maybe_complete_join(&mut self, now: Millis, name: &str) {
         let Some(group) = self.groups.get(name) else { return };
-        let all_joined = group.members.values().all(|m| m.awaiting_join.is_some());
+        // hasAllMembersJoined: every member rejoined and no handed-out id is still unused.
+        let all_joined = group.members.values().all(|m| m.awaiting_join.is_some()) && group.pending_members.is_empty();
         if group.state == GroupState::PreparingRebalance && !group.initial_delay && all_joined {
             self.complete_join(now, name);
         }
@@ -204,8 +236,14 @@ impl GroupCoordinator {
             group.join_deadline = None;
             return;
         }
-        let gone: Vec<String> =
-            group.members.iter().filter(|(_, m)| m.awaiting_join.is_none()).map(|(id, _)| id.clone()).collect();
+        // onCompleteJoin drops the dynamic members that did not rejoin; a static member
+        // keeps its place until its session expires (KIP-345).
+        let gone: Vec<String> = group
+            .members
+            .iter()
+            .filter(|(_, m)| m.awaiting_join.is_none() && m.instance_id.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &gone {
             group.members.remove(id);
         }
@@ -236,8 +274,9 @@ impl GroupCoordinator {
                 })
                 .collect();
             for member in group.members.values_mut() {
-                member.awaiting_join = None;
-                member.expires_at = now.plus(member.session_timeout_ms);
+                if member.awaiting_join.take().is_some() {
+                    member.expires_at = now.plus(member.session_timeout_ms);
+                }
             }
             for (waiter, response) in answers {
                 self.respond(waiter, GroupResponse::Join(response));
@@ -388,7 +427,8 @@ impl GroupCoordinator {
             }
         }
         if let Some(waiter) = member.awaiting_join {
-            self.outbox.push_back(fenced_join(waiter, member_id));
+            // removeMemberAndUpdateGroup answers a removed member's parked join so.
+            self.outbox.push_back(parked_join_error(waiter, member_id, ErrorCode::UnknownMemberId));
         }
         match self.groups.get(name).map(|g| g.state) {
             Some(GroupState::Stable | GroupState::CompletingRebalance) => self.prepare_rebalance(now, name),
@@ -418,9 +458,9 @@ impl GroupCoordinator {
     }
 }
 
-fn fenced_join(waiter: Waiter, member_id: &str) -> CoordinatorOutput {
+fn parked_join_error(waiter: Waiter, member_id: &str, error: ErrorCode) -> CoordinatorOutput {
     let response = JoinResponse {
-        error: ErrorCode::FencedInstanceId,
+        error,
         generation: NO_GENERATION,
         protocol: None,
         leader: String::new(),

@@ -39,7 +39,7 @@ impl GroupCoordinator {
         }
     }
 
-    /// Kafka's checks in `handleCommitOffsets`, in its order. With fencing off every
+    /// Kafka's checks in `handleCommitOffsets` / `validateOffsetCommit`, in their order. With fencing off every
     /// commit is taken, whoever sends it.
     fn commit_error(&self, name: &str, member_id: &str, instance: Option<&str>, generation: i32) -> ErrorCode {
         if !self.config.fencing {
@@ -51,10 +51,16 @@ impl GroupCoordinator {
         if generation < 0 && group.state == GroupState::Empty {
             return ErrorCode::None;
         }
+        // validateOffsetCommit (member, instance, generation) before the state check of
+        // doCommitOffsets: a zombie mid-sync learns it is out, not that a rebalance runs.
+        let member_error = self.check_member(name, member_id, instance, generation);
+        if member_error != ErrorCode::None {
+            return member_error;
+        }
         if group.state == GroupState::CompletingRebalance {
             return ErrorCode::RebalanceInProgress;
         }
-        self.check_member(name, member_id, instance, generation)
+        ErrorCode::None
     }
 
     fn handle_offset_fetch_inner(
@@ -91,6 +97,9 @@ impl GroupCoordinator {
                 self.respond(Waiter { from, correlation }, GroupResponse::OffsetCommit { error, partitions });
             }
             PendingAppend::Group { generation } => self.group_stored(now, &name, generation, error),
+            replacement @ PendingAppend::StaticReplacement { .. } => {
+                self.static_replacement_stored(&name, replacement, error)
+            }
         }
     }
 

@@ -246,8 +246,8 @@ fn commits_count_only_when_durable() {
 }
 
 // Shows KIP-345 static membership: a static member that restarts (new process, no member
-// id) within its session takes its old place without a rebalance, and the old incarnation
-// is fenced with FENCED_INSTANCE_ID.
+// id) within its session takes its old place without a rebalance once the replacement is
+// stored, and the old incarnation is fenced with FENCED_INSTANCE_ID.
 #[test]
 fn a_static_member_restart_causes_no_rebalance_and_fences_the_old_instance() {
     let mut c = coordinator();
@@ -267,8 +267,20 @@ fn a_static_member_restart_causes_no_rebalance_and_fences_the_old_instance() {
     let token = appends(&drain(&mut c))[0];
     c.handle_append_result(Millis(3_001), token, ErrorCode::None);
     drain(&mut c);
-    // The restarted process on another node joins with the same instance id.
+    // The restarted process on another node joins with the same instance id. Its answer
+    // waits for the group record naming its new member id (updateStaticMemberAndRebalance),
+    // so a failover cannot bring the old id back.
     c.handle_request(Millis(5_000), NodeId(9), 3, join_request("", Some("billing-0")));
+    let outputs = drain(&mut c);
+    assert!(answers(&outputs, 9).is_empty());
+    let stored = outputs.iter().find_map(|o| match o {
+        CoordinatorOutput::Append { token, records, .. } => Some((*token, records.clone())),
+        _ => None,
+    });
+    let (token, records) = stored.expect("the replacement is stored first");
+    let named = matches!(&records[0], OffsetsRecord::Group { members, .. } if members[0].member_id != old_id);
+    assert!(named, "the stored record names the new member id");
+    c.handle_append_result(Millis(5_001), token, ErrorCode::None);
     let rejoin = join_of(&answers(&drain(&mut c), 9));
     assert_eq!(rejoin.error, ErrorCode::None);
     assert_eq!(rejoin.generation, 1, "no rebalance");
@@ -380,4 +392,57 @@ fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
     let join = join_of(&answers(&drain(&mut c), 8));
     assert_eq!((join.error, join.generation), (ErrorCode::None, 2));
     assert_eq!(c.members(GROUP), vec![second]);
+}
+
+// Shows that a failed store of a static replacement is undone (updateStaticMemberAndRebalance
+// reverts to the old member id): the new instance gets the error, the old id stays valid.
+#[test]
+fn a_static_replacement_that_cannot_be_stored_is_undone() {
+    let mut c = coordinator();
+    c.handle_request(Millis(0), NodeId(7), 1, join_request("", Some("billing-0")));
+    c.handle_timeout(Millis(3_000));
+    let old_id = join_of(&answers(&drain(&mut c), 7)).member_id;
+    let request = GroupRequest::Sync {
+        group: GROUP.into(),
+        member_id: old_id.clone(),
+        group_instance_id: Some("billing-0".into()),
+        generation: 1,
+        assignments: vec![(old_id.clone(), b"p0".to_vec())],
+    };
+    c.handle_request(Millis(3_000), NodeId(7), 2, request);
+    let token = appends(&drain(&mut c))[0];
+    c.handle_append_result(Millis(3_001), token, ErrorCode::None);
+    drain(&mut c);
+    c.handle_request(Millis(5_000), NodeId(9), 3, join_request("", Some("billing-0")));
+    let token = appends(&drain(&mut c))[0];
+    c.handle_append_result(Millis(5_001), token, ErrorCode::NotLeaderOrFollower);
+    assert_eq!(join_of(&answers(&drain(&mut c), 9)).error, ErrorCode::NotCoordinator);
+    assert_eq!(c.members(GROUP), vec![old_id.clone()]);
+    let hb = GroupRequest::Heartbeat {
+        group: GROUP.into(),
+        member_id: old_id,
+        group_instance_id: Some("billing-0".into()),
+        generation: 1,
+    };
+    c.handle_request(Millis(5_100), NodeId(7), 4, hb);
+    assert_eq!(answers(&drain(&mut c), 7), vec![GroupResponse::Heartbeat { error: ErrorCode::None }]);
+}
+
+// Shows the order of Kafka's commit checks: a member that was removed commits while the
+// group is in CompletingRebalance, and is told UNKNOWN_MEMBER_ID (validateOffsetCommit
+// runs before doCommitOffsets' state check), so the client drops its partitions instead
+// of keeping them through the rebalance.
+#[test]
+fn a_removed_member_committing_mid_sync_is_told_it_is_unknown() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    let second = join_dynamic(&mut c, Millis(4_000), 8);
+    // The first member never rejoins: at the rebalance timeout it is dropped and the
+    // group moves to CompletingRebalance with the second member only.
+    c.handle_timeout(Millis(4_000 + REBALANCE_MS));
+    drain(&mut c);
+    assert_eq!(c.state(GROUP), Some(GroupState::CompletingRebalance));
+    assert_eq!(c.members(GROUP), vec![second]);
+    commit(&mut c, Millis(34_500), 7, &first, 1, 9);
+    assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::UnknownMemberId);
 }

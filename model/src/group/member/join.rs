@@ -11,11 +11,8 @@ use crate::types::Millis;
 use std::collections::BTreeSet;
 
 impl GroupMember {
+    /// Sends the JoinGroup (an eager member has revoked everything by now; see `poll`).
     pub(super) fn start_join(&mut self, now: Millis) {
-        if self.protocol() == RebalanceProtocol::Eager {
-            // Eager rebalancing: give everything up before joining.
-            self.revoke_all();
-        }
         self.rejoin_needed = false;
         let correlation = self.next_id();
         let request = self.join_request();
@@ -33,16 +30,22 @@ impl GroupMember {
                 return self.start_join(now);
             }
             ErrorCode::UnknownMemberId => {
-                self.member_id.clear();
-                return self.back_off_and_rejoin(now);
+                // resetGenerationOnResponseError: the generation and what it owned are gone.
+                self.lose_generation(true);
+                self.join_not_before = now.plus(self.config.retry_backoff_ms);
+                return;
             }
-            ErrorCode::FencedInstanceId | ErrorCode::InconsistentGroupProtocol | ErrorCode::InvalidSessionTimeout => {
+            ErrorCode::FencedInstanceId
+            | ErrorCode::InconsistentGroupProtocol
+            | ErrorCode::InvalidSessionTimeout
+            | ErrorCode::GroupMaxSizeReached => {
                 return self.fatal(join.error);
             }
             _ => return self.back_off_and_rejoin(now),
         }
         self.member_id = join.member_id.clone();
         self.generation = join.generation;
+        self.is_leader = join.leader == join.member_id;
         let assignments = if join.leader == join.member_id { self.assign_as_leader(&join) } else { Vec::new() };
         let correlation = self.next_id();
         let request = GroupRequest::Sync {

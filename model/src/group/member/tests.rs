@@ -16,6 +16,10 @@ struct Harness {
     commits: BTreeMap<(usize, u64), ErrorCode>,
     /// (member, partition) pairs that two members owned at the same time.
     double_owned: Vec<GroupPartition>,
+    /// Commit every revoked partition from the `Revoked` callback, as applications do.
+    commit_on_revoke: bool,
+    /// Drop the coordinator's heartbeat answers until this time (a lossy link).
+    drop_heartbeats_until: Millis,
 }
 
 impl Harness {
@@ -29,6 +33,8 @@ impl Harness {
             lost: Vec::new(),
             commits: BTreeMap::new(),
             double_owned: Vec::new(),
+            commit_on_revoke: false,
+            drop_heartbeats_until: Millis(0),
         }
     }
 
@@ -77,7 +83,14 @@ impl Harness {
                         MemberOutput::Send { correlation, request } => {
                             self.coordinator.handle_request(self.now, NodeId(index as u32), correlation, request)
                         }
-                        MemberOutput::Revoked(p) => self.revoked[index].extend(p),
+                        MemberOutput::Revoked(p) => {
+                            if self.commit_on_revoke {
+                                let offsets =
+                                    p.iter().map(|gp| (TopicPartition::new(0, gp.partition), Offset(1))).collect();
+                                self.members[index].commit(self.now, offsets);
+                            }
+                            self.revoked[index].extend(p)
+                        }
                         MemberOutput::Lost(p) => self.lost[index].extend(p),
                         MemberOutput::CommitDone { correlation, error } => {
                             self.commits.insert((index, correlation), error);
@@ -89,6 +102,8 @@ impl Harness {
             while let Some(output) = self.coordinator.poll_output() {
                 moved = true;
                 match output {
+                    CoordinatorOutput::Respond { response: GroupResponse::Heartbeat { .. }, .. }
+                        if self.now < self.drop_heartbeats_until => {}
                     CoordinatorOutput::Respond { to, correlation, response } => {
                         if let Some(member) = self.members.get_mut(to.0 as usize) {
                             member.handle_response(self.now, correlation, response);
@@ -192,7 +207,7 @@ fn a_member_that_stops_polling_leaves_and_its_commit_is_refused() {
     h.run(8_000, &[b]);
     assert_eq!(h.lost[a].len(), 3);
     assert_eq!(h.owned(b), 6);
-    // The stuck consumer's late commit, as its old self would send it.
+    // The stuck consumer's commit, sent as its old self would have sent it.
     let zombie = GroupRequest::OffsetCommit {
         group: "billing".into(),
         member_id,
@@ -228,17 +243,98 @@ fn a_rebalance_is_joined_at_the_next_poll() {
     assert_eq!((h.owned(a), h.owned(b), h.owned(c)), (2, 2, 2));
 }
 
-// Shows commits through the member carry its generation: accepted while stable, and the
-// member's own commit after it was fenced is refused and makes it rejoin.
+// Shows commits through the member carry its generation: accepted while stable; once the
+// member is out of the group (its poll interval ran out) it does not even send one — the
+// commit fails at once, as the Java client's CommitFailedException does, and the
+// committed offset stays.
 #[test]
 fn commits_carry_the_generation() {
     let mut h = Harness::new(CoordinatorConfig::default());
     let a = h.add(Assignor::Range, None);
+    h.members[a].config.max_poll_interval_ms = 5_000;
     h.run(2_000, &[a]);
-    let ok = h.members[a].commit(vec![(TopicPartition::new(0, 0), Offset(5))]);
+    let ok = h.members[a].commit(h.now, vec![(TopicPartition::new(0, 0), Offset(5))]);
     h.pump();
     assert_eq!(h.commits.get(&(a, ok)), Some(&ErrorCode::None));
     assert_eq!(h.coordinator.committed("billing", TopicPartition::new(0, 0)), Some(Offset(5)));
+    h.run(6_000, &[]);
+    assert_eq!(h.lost[a].len(), 6);
+    let late = h.members[a].commit(h.now, vec![(TopicPartition::new(0, 0), Offset(9))]);
+    h.pump();
+    assert_eq!(h.commits.get(&(a, late)), Some(&ErrorCode::IllegalGeneration));
+    assert_eq!(h.coordinator.committed("billing", TopicPartition::new(0, 0)), Some(Offset(5)));
+}
+
+// Shows the eager revoke-commit-join order (ConsumerCoordinator.onJoinPrepare): members
+// that commit in their Revoked callback get those commits accepted, because the join
+// waits for them, and one member joining costs one rebalance, not a storm.
+#[test]
+fn eager_revoke_commits_land_before_the_join() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    h.commit_on_revoke = true;
+    let a = h.add(Assignor::Range, None);
+    let b = h.add(Assignor::Range, None);
+    h.run(2_000, &[a, b]);
+    let before = h.coordinator.generation("billing").unwrap_or(0);
+    let c = h.add(Assignor::Range, None);
+    h.run(20_000, &[a, b, c]);
+    assert_eq!((h.owned(a), h.owned(b), h.owned(c)), (2, 2, 2));
+    assert!(!h.commits.is_empty());
+    assert!(h.commits.values().all(|e| *e == ErrorCode::None), "revoke commits: {:?}", h.commits);
+    assert_eq!(h.coordinator.generation("billing"), Some(before + 1), "one rebalance");
+}
+
+// Shows a graceful close (AbstractCoordinator.close: onLeavePrepare, then LeaveGroup): the
+// commit made in the Revoked callback is accepted, then the member leaves and the other
+// member takes over at once.
+#[test]
+fn close_commits_before_leaving() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    h.commit_on_revoke = true;
+    let a = h.add(Assignor::Range, None);
+    let b = h.add(Assignor::Range, None);
+    h.run(2_000, &[a, b]);
+    h.members[a].close();
+    h.pump();
+    h.run(3_000, &[a, b]);
+    let a_commits: Vec<ErrorCode> = h.commits.iter().filter(|((m, _), _)| *m == a).map(|(_, e)| *e).collect();
+    assert_eq!(a_commits, vec![ErrorCode::None], "the closing member's revoke commit");
+    assert!(h.commits.values().all(|e| *e == ErrorCode::None));
+    assert_eq!(h.members[a].state(), MemberState::Unjoined);
+    assert_eq!(h.owned(b), 6);
+}
+
+// Shows that a commit made while the member rejoins fails at once with
+// REBALANCE_IN_PROGRESS and is never sent (generationIfStable in the Java client).
+#[test]
+fn a_commit_while_rejoining_fails_locally() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    h.members[a].poll(h.now);
+    assert_eq!(h.members[a].state(), MemberState::Joining);
+    let c = h.members[a].commit(h.now, vec![(TopicPartition::new(0, 0), Offset(3))]);
+    h.pump();
+    assert_eq!(h.commits.get(&(a, c)), Some(&ErrorCode::RebalanceInProgress));
+    assert_eq!(h.coordinator.committed("billing", TopicPartition::new(0, 0)), None);
+}
+
+// Shows that lost heartbeat answers do not silence a member: the heartbeat in flight is
+// given up after request.timeout.ms and the next one goes, so the session never lapses
+// (without that, the coordinator would expire a member that thinks it is stable).
+#[test]
+fn lost_heartbeats_are_given_up_and_sent_again() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    for member in &mut h.members {
+        member.config.request_timeout_ms = 2_000;
+    }
+    h.run(2_000, &[a]);
+    let generation = h.members[a].generation();
+    h.drop_heartbeats_until = h.now.plus(4_000);
+    h.run(30_000, &[a]);
+    assert_eq!(h.coordinator.members("billing"), vec![h.members[a].member_id().to_string()]);
+    assert_eq!(h.members[a].generation(), generation);
+    assert!(h.lost[a].is_empty());
 }
 
 // Shows subscription metadata round-tripping (topics, owned partitions, generation), and
