@@ -117,6 +117,28 @@ fn stable_single(c: &mut GroupCoordinator) -> String {
     id
 }
 
+/// Static member "billing-0" on node 7 joined (no member-id handshake), synced and stable
+/// at generation 1; returns its member id.
+fn stable_static(c: &mut GroupCoordinator) -> String {
+    c.handle_request(Millis(0), NodeId(7), 1, join_request("", Some("billing-0")));
+    c.handle_timeout(Millis(3_000));
+    let join = join_of(&answers(&drain(c), 7));
+    assert_eq!(join.generation, 1, "a static member needs no member-id handshake");
+    let id = join.member_id;
+    let request = GroupRequest::Sync {
+        group: GROUP.into(),
+        member_id: id.clone(),
+        group_instance_id: Some("billing-0".into()),
+        generation: 1,
+        assignments: vec![(id.clone(), b"p0".to_vec())],
+    };
+    c.handle_request(Millis(3_000), NodeId(7), 2, request);
+    let token = appends(&drain(c))[0];
+    c.handle_append_result(Millis(3_001), token, ErrorCode::None);
+    drain(c);
+    id
+}
+
 // Shows Kafka's placement of a group's coordinator: Utils.abs(groupId.hashCode()) % 50,
 // with Java's String.hashCode (values printed by a JVM: "billing" -> -109829509).
 #[test]
@@ -251,22 +273,7 @@ fn commits_count_only_when_durable() {
 #[test]
 fn a_static_member_restart_causes_no_rebalance_and_fences_the_old_instance() {
     let mut c = coordinator();
-    c.handle_request(Millis(0), NodeId(7), 1, join_request("", Some("billing-0")));
-    c.handle_timeout(Millis(3_000));
-    let join = join_of(&answers(&drain(&mut c), 7));
-    assert_eq!(join.generation, 1, "a static member needs no member-id handshake");
-    let old_id = join.member_id.clone();
-    let request = GroupRequest::Sync {
-        group: GROUP.into(),
-        member_id: old_id.clone(),
-        group_instance_id: Some("billing-0".into()),
-        generation: 1,
-        assignments: vec![(old_id.clone(), b"p0".to_vec())],
-    };
-    c.handle_request(Millis(3_000), NodeId(7), 2, request);
-    let token = appends(&drain(&mut c))[0];
-    c.handle_append_result(Millis(3_001), token, ErrorCode::None);
-    drain(&mut c);
+    let old_id = stable_static(&mut c);
     // The restarted process on another node joins with the same instance id. Its answer
     // waits for the group record naming its new member id (updateStaticMemberAndRebalance),
     // so a failover cannot bring the old id back.
@@ -399,20 +406,7 @@ fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
 #[test]
 fn a_static_replacement_that_cannot_be_stored_is_undone() {
     let mut c = coordinator();
-    c.handle_request(Millis(0), NodeId(7), 1, join_request("", Some("billing-0")));
-    c.handle_timeout(Millis(3_000));
-    let old_id = join_of(&answers(&drain(&mut c), 7)).member_id;
-    let request = GroupRequest::Sync {
-        group: GROUP.into(),
-        member_id: old_id.clone(),
-        group_instance_id: Some("billing-0".into()),
-        generation: 1,
-        assignments: vec![(old_id.clone(), b"p0".to_vec())],
-    };
-    c.handle_request(Millis(3_000), NodeId(7), 2, request);
-    let token = appends(&drain(&mut c))[0];
-    c.handle_append_result(Millis(3_001), token, ErrorCode::None);
-    drain(&mut c);
+    let old_id = stable_static(&mut c);
     c.handle_request(Millis(5_000), NodeId(9), 3, join_request("", Some("billing-0")));
     let token = appends(&drain(&mut c))[0];
     c.handle_append_result(Millis(5_001), token, ErrorCode::NotLeaderOrFollower);
