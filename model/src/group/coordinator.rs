@@ -122,6 +122,20 @@ pub struct JoinResponse {
     pub members: Vec<(String, Option<String>, Vec<u8>)>,
 }
 
+impl JoinResponse {
+    /// A JoinGroup answered with `error` only (no generation, protocol or members).
+    pub fn failed(member_id: &str, error: ErrorCode) -> JoinResponse {
+        JoinResponse {
+            error,
+            generation: NO_GENERATION,
+            protocol: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupResponse {
     Join(JoinResponse),

@@ -316,7 +316,7 @@ impl GroupMember {
             GroupResponse::Join(join) => self.handle_join_response(now, correlation, join),
             GroupResponse::Sync { error, assignment } => self.handle_sync_response(now, correlation, error, assignment),
             GroupResponse::Heartbeat { error } => self.handle_heartbeat_response(now, correlation, error),
-            GroupResponse::OffsetCommit { error, .. } => self.handle_commit_response(now, correlation, error),
+            GroupResponse::OffsetCommit { error, .. } => self.handle_commit_response(correlation, error),
             GroupResponse::Leave { .. } | GroupResponse::OffsetFetch { .. } => {}
         }
     }
@@ -374,7 +374,7 @@ impl GroupMember {
         }
     }
 
-    fn handle_commit_response(&mut self, _now: Millis, correlation: u64, error: ErrorCode) {
+    fn handle_commit_response(&mut self, correlation: u64, error: ErrorCode) {
         let Some(index) = self.commits_in_flight.iter().position(|(c, _)| *c == correlation) else {
             // Answered already (timed out locally).
             return;

@@ -3,7 +3,7 @@
 
 use super::{
     CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, JoinGroup, JoinResponse, Member,
-    MemberRecord, OffsetsRecord, PendingAppend, Waiter, GROUP_MEMBERS_MAX, NO_GENERATION,
+    MemberRecord, OffsetsRecord, PendingAppend, Waiter, GROUP_MEMBERS_MAX,
 };
 use crate::error::ErrorCode;
 use crate::types::Millis;
@@ -44,15 +44,7 @@ impl GroupCoordinator {
     }
 
     fn join_error(&mut self, waiter: Waiter, member_id: &str, error: ErrorCode) {
-        let response = JoinResponse {
-            error,
-            generation: NO_GENERATION,
-            protocol: None,
-            leader: String::new(),
-            member_id: member_id.to_string(),
-            members: Vec::new(),
-        };
-        self.respond(waiter, GroupResponse::Join(response));
+        self.respond(waiter, GroupResponse::Join(JoinResponse::failed(member_id, error)));
     }
 
     fn new_member_id(&mut self) -> String {
@@ -459,19 +451,8 @@ impl GroupCoordinator {
 }
 
 fn parked_join_error(waiter: Waiter, member_id: &str, error: ErrorCode) -> CoordinatorOutput {
-    let response = JoinResponse {
-        error,
-        generation: NO_GENERATION,
-        protocol: None,
-        leader: String::new(),
-        member_id: member_id.to_string(),
-        members: Vec::new(),
-    };
-    CoordinatorOutput::Respond {
-        to: waiter.from,
-        correlation: waiter.correlation,
-        response: GroupResponse::Join(response),
-    }
+    let response = GroupResponse::Join(JoinResponse::failed(member_id, error));
+    CoordinatorOutput::Respond { to: waiter.from, correlation: waiter.correlation, response }
 }
 
 /// A joining member must speak the group's protocol type and share a protocol with it.

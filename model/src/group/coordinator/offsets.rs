@@ -3,8 +3,8 @@
 //! coordinator failover (GroupMetadataManager's `storeOffsets` / `loadGroupsAndOffsets`).
 
 use super::{
-    offsets_partition_for, Group, GroupCoordinator, GroupResponse, GroupState, Member, OffsetsRecord, PendingAppend,
-    Waiter, NO_GENERATION,
+    offsets_partition_for, Group, GroupCoordinator, GroupResponse, GroupState, JoinResponse, Member, OffsetsRecord,
+    PendingAppend, Waiter,
 };
 use crate::error::ErrorCode;
 use crate::types::{Millis, Offset, TopicPartition};
@@ -151,7 +151,7 @@ impl GroupCoordinator {
             let Some(group) = self.groups.remove(&name) else { continue };
             for member in group.members.values() {
                 if let Some(waiter) = member.awaiting_join {
-                    self.respond(waiter, GroupResponse::Join(not_coordinator_join(&name)));
+                    self.respond(waiter, GroupResponse::Join(JoinResponse::failed("", ErrorCode::NotCoordinator)));
                 }
                 if let Some(waiter) = member.awaiting_sync {
                     let response = GroupResponse::Sync { error: ErrorCode::NotCoordinator, assignment: Vec::new() };
@@ -170,17 +170,6 @@ impl GroupCoordinator {
                 }
             }
         }
-    }
-}
-
-fn not_coordinator_join(_group: &str) -> super::JoinResponse {
-    super::JoinResponse {
-        error: ErrorCode::NotCoordinator,
-        generation: NO_GENERATION,
-        protocol: None,
-        leader: String::new(),
-        member_id: String::new(),
-        members: Vec::new(),
     }
 }
 
