@@ -8,6 +8,8 @@ mod binary;
 mod broker;
 #[path = "suite/collect.rs"]
 mod collect;
+#[path = "suite/debian.rs"]
+mod debian;
 #[path = "suite/fake.rs"]
 mod fake;
 #[path = "suite/fake_sasl.rs"]

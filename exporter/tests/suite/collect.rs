@@ -2,22 +2,8 @@
 //! test wrote; a broker that is down gives `up` 0 and error counts, never a panic.
 
 use crate::broker::{admin, commit, create_topic, produce, Broker};
+use crate::faults::collector;
 use std::time::Duration;
-use trial_exporter::collect::Collector;
-use trial_exporter::config::{ClusterConfig, Filter, Granularity, LagFrom};
-
-fn collector(addr: &str, timeout: Duration) -> Collector {
-    let config = ClusterConfig {
-        name: "test".into(),
-        bootstrap_servers: vec![addr.to_string()],
-        granularity: Granularity::Partition,
-        lag_from: LagFrom::HighWatermark,
-        groups: Filter::default(),
-        topics: Filter::default(),
-        security: Default::default(),
-    };
-    Collector::new(config, timeout)
-}
 use trial_exporter::render::render;
 
 // Shows the exporter's offsets and lag equal what the test client wrote to a real

@@ -4,31 +4,15 @@
 //! `kcat -L -J` metadata, the records its group consumer printed).
 
 use crate::broker::{admin, create_topic, Broker};
+use crate::debian::ensure_package;
 use crate::faults::collector;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 use trial_exporter::render::render;
 
-static INSTALL: Mutex<()> = Mutex::new(());
-
 fn ensure_kcat() {
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let present = Command::new("kcat").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if present.is_ok_and(|s| s.success()) {
-        return;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(apt(&["update", "-qq"]), "apt-get update failed: the kcat test needs Debian's kcat package (run as root)");
-    assert!(apt(&["install", "-y", "-qq", "--no-install-recommends", "kcat"]), "apt-get install kcat failed");
+    ensure_package("kcat", &["kcat"], "-V");
 }
 
 fn kcat(args: &[&str], input: Option<&str>) -> String {

@@ -4,45 +4,16 @@
 //! through Prometheus's HTTP API (issue 2, "Tests against real parts").
 
 use crate::broker::{admin, commit, create_topic, produce, Broker};
+use crate::debian::ensure_package;
 use crate::http::get_ok;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
-
-static INSTALL: Mutex<()> = Mutex::new(());
 
 /// Makes sure `prometheus` and `promtool` are on the PATH, installing Debian's package.
 fn ensure_prometheus() {
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let present = |tool: &str| {
-        Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present("promtool") && present("prometheus") {
-        return;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(
-        apt(&["update", "-qq"]),
-        "apt-get update failed: the Prometheus tests need Debian's prometheus package (run as root)"
-    );
-    assert!(
-        apt(&["install", "-y", "-qq", "--no-install-recommends", "prometheus"]),
-        "apt-get install prometheus failed"
-    );
+    ensure_package("prometheus", &["promtool", "prometheus"], "--version");
 }
 
 fn free_addr() -> String {
