@@ -44,7 +44,8 @@ pub fn offsets_partition_for(group: &str, partitions: u32) -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoordinatorConfig {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group
-    /// waits for more members.
+    /// waits for more members; each new member in that wait extends it by as much again,
+    /// up to the group's rebalance timeout (Kafka's InitialDelayedJoin).
     pub initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
     pub min_session_timeout_ms: u64,
@@ -265,9 +266,9 @@ struct Group {
     static_members: BTreeMap<String, String>,
     /// When the join phase of the current rebalance ends at the latest.
     join_deadline: Option<Millis>,
-    /// The join phase waits for its deadline even when every member joined (the
-    /// initial delay of an empty group, `group.initial.rebalance.delay.ms`).
-    initial_delay: bool,
+    /// Set while the first rebalance of an empty group waits (`group.initial.rebalance.delay.ms`):
+    /// the join phase then waits for its deadline even when every member joined.
+    initial_join: Option<InitialJoin>,
     offsets: BTreeMap<TopicPartition, Offset>,
 }
 
@@ -283,10 +284,20 @@ impl Group {
             pending_members: BTreeMap::new(),
             static_members: BTreeMap::new(),
             join_deadline: None,
-            initial_delay: false,
+            initial_join: None,
             offsets: BTreeMap::new(),
         }
     }
+}
+
+/// Kafka's InitialDelayedJoin: the wait now running and what is left of the rebalance
+/// timeout after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InitialJoin {
+    delay_ms: u64,
+    remaining_ms: u64,
+    /// A member was added during this wait: wait once more (if time is left).
+    new_member_added: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -409,7 +420,7 @@ impl GroupCoordinator {
             self.expire_pending_members(now, &name);
             self.expire_sessions(now, &name);
             let join_due = self.groups.get(&name).and_then(|g| g.join_deadline).is_some_and(|at| now >= at);
-            if join_due {
+            if join_due && !self.extend_initial_join(now, &name) {
                 self.complete_join(now, &name);
             }
             self.forget_if_unused(&name);

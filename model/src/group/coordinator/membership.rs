@@ -2,8 +2,8 @@
 //! itself (GroupCoordinator.scala's classic protocol).
 
 use super::{
-    CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, JoinGroup, JoinResponse, Member,
-    MemberRecord, OffsetsRecord, PendingAppend, Waiter, GROUP_MEMBERS_MAX,
+    CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, InitialJoin, JoinGroup, JoinResponse,
+    Member, MemberRecord, OffsetsRecord, PendingAppend, Waiter, GROUP_MEMBERS_MAX,
 };
 use crate::error::ErrorCode;
 use crate::types::Millis;
@@ -148,6 +148,11 @@ impl GroupCoordinator {
         if let Some(instance) = &join.group_instance_id {
             group.static_members.insert(instance.clone(), member_id.clone());
         }
+        if group.state == GroupState::PreparingRebalance {
+            if let Some(initial) = group.initial_join.as_mut() {
+                initial.new_member_added = true;
+            }
+        }
         group.members.insert(member_id.clone(), member);
         self.park_join(now, &join.group, &member_id, waiter);
         self.prepare_rebalance(now, &join.group);
@@ -196,15 +201,18 @@ impl GroupCoordinator {
             return;
         }
         let waiting_syncs: Vec<Waiter> = group.members.values_mut().filter_map(|m| m.awaiting_sync.take()).collect();
-        let rebalance_timeout = group.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
+        let rebalance_timeout = rebalance_timeout_ms(group);
         let from_empty = group.state == GroupState::Empty;
         group.state = GroupState::PreparingRebalance;
-        group.initial_delay = from_empty && self.config.initial_rebalance_delay_ms > 0;
-        let wait = if group.initial_delay {
-            self.config.initial_rebalance_delay_ms.min(rebalance_timeout.max(1))
-        } else {
-            rebalance_timeout
-        };
+        let delay_ms = self.config.initial_rebalance_delay_ms;
+        // InitialDelayedJoin: the first wait is the whole delay even when the rebalance
+        // timeout is shorter; extensions then fill the rest of the rebalance timeout.
+        group.initial_join = (from_empty && delay_ms > 0).then(|| InitialJoin {
+            delay_ms,
+            remaining_ms: rebalance_timeout.saturating_sub(delay_ms),
+            new_member_added: false,
+        });
+        let wait = if group.initial_join.is_some() { delay_ms } else { rebalance_timeout };
         group.join_deadline = Some(now.plus(wait));
         for waiter in waiting_syncs {
             self.respond(waiter, GroupResponse::Sync { error: ErrorCode::RebalanceInProgress, assignment: Vec::new() });
@@ -215,9 +223,33 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get(name) else { return };
         // hasAllMembersJoined: every member rejoined and no handed-out id is still unused.
         let all_joined = group.members.values().all(|m| m.awaiting_join.is_some()) && group.pending_members.is_empty();
-        if group.state == GroupState::PreparingRebalance && !group.initial_delay && all_joined {
+        if group.state == GroupState::PreparingRebalance && group.initial_join.is_none() && all_joined {
             self.complete_join(now, name);
         }
+    }
+
+    /// The initial delay ran out (`tryCompleteInitialRebalanceElseSchedule`): if a member
+    /// was added during it and rebalance time is left, wait once more and say so; else the
+    /// join phase is to complete now.
+    pub(super) fn extend_initial_join(&mut self, now: Millis, name: &str) -> bool {
+        let configured_ms = self.config.initial_rebalance_delay_ms;
+        let Some(group) = self.groups.get_mut(name).filter(|g| g.state == GroupState::PreparingRebalance) else {
+            return false;
+        };
+        let Some(initial) = group.initial_join.as_mut() else { return false };
+        if !initial.new_member_added || initial.remaining_ms == 0 {
+            return false;
+        }
+        let delay_ms = configured_ms.min(initial.remaining_ms);
+        // As Kafka: what is left shrinks by the wait that just ended (not the next one), so
+        // the waits add up to the rebalance timeout exactly.
+        *initial = InitialJoin {
+            delay_ms,
+            remaining_ms: initial.remaining_ms.saturating_sub(initial.delay_ms),
+            new_member_added: false,
+        };
+        group.join_deadline = Some(now.plus(delay_ms));
+        true
     }
 
     /// Ends the join phase: members that did not rejoin are dropped, the generation moves
@@ -242,7 +274,7 @@ impl GroupCoordinator {
         group.static_members.retain(|_, id| !gone.contains(id));
         group.generation += 1;
         group.join_deadline = None;
-        group.initial_delay = false;
+        group.initial_join = None;
         if group.members.is_empty() {
             group.state = GroupState::Empty;
             group.protocol = None;
@@ -448,6 +480,11 @@ impl GroupCoordinator {
             group.pending_members.retain(|_, deadline| *deadline > now);
         }
     }
+}
+
+/// The group's rebalance timeout: the largest of its members'.
+fn rebalance_timeout_ms(group: &Group) -> u64 {
+    group.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0)
 }
 
 fn parked_join_error(waiter: Waiter, member_id: &str, error: ErrorCode) -> CoordinatorOutput {

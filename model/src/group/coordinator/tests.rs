@@ -93,6 +93,14 @@ fn commit(c: &mut GroupCoordinator, now: Millis, node: u32, member: &str, genera
     c.handle_request(now, NodeId(node), 4, request);
 }
 
+/// `request` (a JoinGroup) with its rebalance timeout set to `ms`.
+fn with_rebalance_timeout(mut request: GroupRequest, ms: u64) -> GroupRequest {
+    if let GroupRequest::Join(j) = &mut request {
+        j.rebalance_timeout_ms = ms;
+    }
+    request
+}
+
 fn commit_error(responses: &[GroupResponse]) -> ErrorCode {
     responses
         .iter()
@@ -439,4 +447,69 @@ fn a_removed_member_committing_mid_sync_is_told_it_is_unknown() {
     assert_eq!(c.members(GROUP), vec![second]);
     commit(&mut c, Millis(34_500), 7, &first, 1, 9);
     assert_eq!(commit_error(&answers(&drain(&mut c), 7)), ErrorCode::UnknownMemberId);
+}
+
+// Shows group.initial.rebalance.delay.ms as Kafka's InitialDelayedJoin runs it
+// (GroupMetadataManager.prepareRebalance / tryCompleteInitialRebalanceElseSchedule): a
+// member that joins during the first delay extends it by another delay, so the first
+// generation forms at 6 s, not 3 s, and holds both members.
+#[test]
+fn a_member_joining_during_the_initial_delay_extends_it() {
+    let mut c = coordinator();
+    let first = join_dynamic(&mut c, Millis(0), 7);
+    let second = join_dynamic(&mut c, Millis(2_000), 8);
+    c.handle_timeout(Millis(3_000));
+    let outputs = drain(&mut c);
+    assert!(answers(&outputs, 7).is_empty() && answers(&outputs, 8).is_empty(), "the delay was extended");
+    assert_eq!(c.poll_timeout(), Some(Millis(6_000)));
+    c.handle_timeout(Millis(6_000));
+    let outputs = drain(&mut c);
+    let (a, b) = (join_of(&answers(&outputs, 7)), join_of(&answers(&outputs, 8)));
+    assert_eq!((a.generation, b.generation), (1, 1));
+    assert_eq!(c.members(GROUP), vec![first, second]);
+}
+
+// Shows the cap on InitialDelayedJoin's extensions (tryCompleteInitialRebalanceElseSchedule's
+// remainingMs): members arriving every 2 s keep extending the first rebalance, but the waits
+// (3 + 3 + 3 + 1 s) stop at the 10 s rebalance timeout, and a member arriving in the last
+// wait no longer extends it.
+#[test]
+fn the_initial_delay_extensions_stop_at_the_rebalance_timeout() {
+    let mut c = coordinator();
+    let arrivals = [0, 2_000, 4_000, 6_000, 8_000, 9_500];
+    let mut answered_at = None;
+    for t in (0..=12_000).step_by(500) {
+        if let Some(index) = arrivals.iter().position(|a| *a == t) {
+            let node = 10 + index as u32;
+            c.handle_request(Millis(t), NodeId(node), 1, with_rebalance_timeout(join_request("", None), 10_000));
+            let id = join_of(&answers(&drain(&mut c), node)).member_id;
+            c.handle_request(Millis(t), NodeId(node), 2, with_rebalance_timeout(join_request(&id, None), 10_000));
+        }
+        c.handle_timeout(Millis(t));
+        let outputs = drain(&mut c);
+        if !answers(&outputs, 10).is_empty() {
+            assert!(answered_at.is_none());
+            answered_at = Some(t);
+            for node in 10..16 {
+                assert_eq!(join_of(&answers(&outputs, node)).generation, 1, "node {node} is in the first generation");
+            }
+        }
+    }
+    assert_eq!(answered_at, Some(10_000));
+}
+
+// Shows that the first wait of InitialDelayedJoin is the whole initial delay even when the
+// rebalance timeout is shorter (GroupMetadataManager.prepareRebalance schedules delayMs =
+// the configured delay, remainingMs = max(rebalanceTimeout - delay, 0)); this model used to
+// cap it at the rebalance timeout.
+#[test]
+fn a_rebalance_timeout_shorter_than_the_initial_delay_still_waits_the_delay() {
+    let mut c = coordinator();
+    c.handle_request(Millis(0), NodeId(7), 1, with_rebalance_timeout(join_request("", None), 1_000));
+    let id = join_of(&answers(&drain(&mut c), 7)).member_id;
+    c.handle_request(Millis(0), NodeId(7), 2, with_rebalance_timeout(join_request(&id, None), 1_000));
+    c.handle_timeout(Millis(1_000));
+    assert!(answers(&drain(&mut c), 7).is_empty());
+    c.handle_timeout(Millis(3_000));
+    assert_eq!(join_of(&answers(&drain(&mut c), 7)).generation, 1);
 }
