@@ -1,7 +1,7 @@
 //! The classic group coordinator, as a broker runs it for the groups whose
 //! `__consumer_offsets` partition it leads: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit and OffsetFetch; generations; session and rebalance timeouts; static
-//! membership (KIP-345); the member id handshake (KIP-394).
+//! OffsetCommit and OffsetFetch; generations; session, rebalance and pending-sync timeouts;
+//! static membership (KIP-345); the member id handshake (KIP-394).
 //!
 //! It is sans-IO like every actor here. Requests come in through `handle_request`,
 //! timers through `handle_timeout`; answers and log appends go out through
@@ -17,7 +17,7 @@
 
 use crate::error::ErrorCode;
 use crate::types::{Millis, NodeId, Offset, TopicPartition};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const OFFSETS_PARTITIONS_DEFAULT: u32 = 50;
@@ -269,6 +269,10 @@ struct Group {
     /// Set while the first rebalance of an empty group waits (`group.initial.rebalance.delay.ms`):
     /// the join phase then waits for its deadline even when every member joined.
     initial_join: Option<InitialJoin>,
+    /// Members that got their JoinGroup answer and have not sent SyncGroup yet; those still
+    /// here at `sync_deadline` are removed and the group rebalances (Kafka's pending sync).
+    pending_sync: BTreeSet<String>,
+    sync_deadline: Option<Millis>,
     offsets: BTreeMap<TopicPartition, Offset>,
 }
 
@@ -285,6 +289,8 @@ impl Group {
             static_members: BTreeMap::new(),
             join_deadline: None,
             initial_join: None,
+            pending_sync: BTreeSet::new(),
+            sync_deadline: None,
             offsets: BTreeMap::new(),
         }
     }
@@ -378,7 +384,7 @@ impl GroupCoordinator {
         let mut next: Option<Millis> = None;
         let mut consider = |at: Millis| next = Some(next.map_or(at, |n| n.min(at)));
         for group in self.groups.values() {
-            if let Some(at) = group.join_deadline {
+            for at in group.join_deadline.into_iter().chain(group.sync_deadline) {
                 consider(at);
             }
             for member in group.members.values() {
@@ -419,6 +425,10 @@ impl GroupCoordinator {
         for name in names {
             self.expire_pending_members(now, &name);
             self.expire_sessions(now, &name);
+            let sync_due = self.groups.get(&name).and_then(|g| g.sync_deadline).is_some_and(|at| now >= at);
+            if sync_due {
+                self.expire_pending_sync(now, &name);
+            }
             let join_due = self.groups.get(&name).and_then(|g| g.join_deadline).is_some_and(|at| now >= at);
             if join_due && !self.extend_initial_join(now, &name) {
                 self.complete_join(now, &name);

@@ -91,6 +91,10 @@ impl GroupCoordinator {
         if group.leader.as_deref() == Some(old_id.as_str()) {
             group.leader = Some(member_id.clone());
         }
+        // The new instance owes the SyncGroup the old one owed.
+        if group.pending_sync.remove(&old_id) {
+            group.pending_sync.insert(member_id.clone());
+        }
         // No rebalance when the group is stable and would pick the same protocol.
         if group.state == GroupState::Stable && select_protocol(group) == group.protocol {
             let record = group_record(&join.group, group);
@@ -122,6 +126,9 @@ impl GroupCoordinator {
         if let Some(member) = group.members.remove(&new_id) {
             group.members.insert(old_id.clone(), member);
             group.static_members.insert(instance, old_id.clone());
+            if group.pending_sync.remove(&new_id) {
+                group.pending_sync.insert(old_id.clone());
+            }
             if group.leader.as_deref() == Some(new_id.as_str()) {
                 group.leader = Some(old_id);
             }
@@ -204,6 +211,9 @@ impl GroupCoordinator {
         let rebalance_timeout = rebalance_timeout_ms(group);
         let from_empty = group.state == GroupState::Empty;
         group.state = GroupState::PreparingRebalance;
+        // removeSyncExpiration: a new rebalance owes no SyncGroup of the old one.
+        group.pending_sync.clear();
+        group.sync_deadline = None;
         let delay_ms = self.config.initial_rebalance_delay_ms;
         // InitialDelayedJoin: the first wait is the whole delay even when the rebalance
         // timeout is shorter; extensions then fill the rest of the rebalance timeout.
@@ -288,6 +298,10 @@ impl GroupCoordinator {
                 group.leader = group.members.keys().next().cloned();
             }
             group.state = GroupState::CompletingRebalance;
+            // schedulePendingSync: every member, joined or a static one that missed the
+            // join, owes a SyncGroup within the rebalance timeout.
+            group.pending_sync = group.members.keys().cloned().collect();
+            group.sync_deadline = Some(now.plus(rebalance_timeout_ms(group)));
             let answers: Vec<(Waiter, JoinResponse)> = group
                 .members
                 .iter()
@@ -353,6 +367,9 @@ impl GroupCoordinator {
         let is_leader = group.leader.as_deref() == Some(member_id);
         let Some(member) = group.members.get_mut(member_id) else { return };
         member.expires_at = now.plus(member.session_timeout_ms);
+        if group.pending_sync.remove(member_id) && group.pending_sync.is_empty() {
+            group.sync_deadline = None;
+        }
         match group.state {
             GroupState::PreparingRebalance | GroupState::Empty => {
                 let error = ErrorCode::RebalanceInProgress;
@@ -443,22 +460,56 @@ impl GroupCoordinator {
     }
 
     pub(super) fn remove_member(&mut self, now: Millis, name: &str, member_id: &str) {
-        let Some(group) = self.groups.get_mut(name) else { return };
-        let Some(member) = group.members.remove(member_id) else { return };
+        if self.detach_member(name, member_id) {
+            self.rebalance_after_removal(now, name);
+        }
+    }
+
+    /// Takes a member out of the group without moving the group on; false if it was not there.
+    fn detach_member(&mut self, name: &str, member_id: &str) -> bool {
+        let Some(group) = self.groups.get_mut(name) else { return false };
+        let Some(member) = group.members.remove(member_id) else { return false };
         if let Some(instance) = &member.instance_id {
             if group.static_members.get(instance).is_some_and(|id| id == member_id) {
                 group.static_members.remove(instance);
             }
         }
+        group.pending_sync.remove(member_id);
         if let Some(waiter) = member.awaiting_join {
             // removeMemberAndUpdateGroup answers a removed member's parked join so.
             self.outbox.push_back(parked_join_error(waiter, member_id, ErrorCode::UnknownMemberId));
         }
+        true
+    }
+
+    /// After members were removed: a settled group rebalances, and a join phase that now
+    /// has everyone completes (with nobody left, the group goes Empty at once, as
+    /// `maybePrepareRebalanceOrCompleteJoin` does).
+    fn rebalance_after_removal(&mut self, now: Millis, name: &str) {
         match self.groups.get(name).map(|g| g.state) {
-            Some(GroupState::Stable | GroupState::CompletingRebalance) => self.prepare_rebalance(now, name),
+            Some(GroupState::Stable | GroupState::CompletingRebalance) => {
+                self.prepare_rebalance(now, name);
+                self.maybe_complete_join(now, name);
+            }
             Some(GroupState::PreparingRebalance) => self.maybe_complete_join(now, name),
             _ => {}
         }
+    }
+
+    /// The pending-sync timer fired (`expirePendingSync`, KIP-814 era): members that got
+    /// their JoinGroup answer but sent no SyncGroup within the rebalance timeout are
+    /// removed, static ones too, and the group rebalances without them.
+    pub(super) fn expire_pending_sync(&mut self, now: Millis, name: &str) {
+        let Some(group) = self.groups.get_mut(name) else { return };
+        group.sync_deadline = None;
+        let pending = std::mem::take(&mut group.pending_sync);
+        if !matches!(group.state, GroupState::CompletingRebalance | GroupState::Stable) || pending.is_empty() {
+            return;
+        }
+        for member_id in &pending {
+            self.detach_member(name, member_id);
+        }
+        self.rebalance_after_removal(now, name);
     }
 
     pub(super) fn expire_sessions(&mut self, now: Millis, name: &str) {

@@ -101,6 +101,12 @@ fn with_rebalance_timeout(mut request: GroupRequest, ms: u64) -> GroupRequest {
     request
 }
 
+fn heartbeat(c: &mut GroupCoordinator, now: Millis, node: u32, member: &str, generation: i32) {
+    let request =
+        GroupRequest::Heartbeat { group: GROUP.into(), member_id: member.into(), group_instance_id: None, generation };
+    c.handle_request(now, NodeId(node), 5, request);
+}
+
 fn commit_error(responses: &[GroupResponse]) -> ErrorCode {
     responses
         .iter()
@@ -512,4 +518,63 @@ fn a_rebalance_timeout_shorter_than_the_initial_delay_still_waits_the_delay() {
     assert!(answers(&drain(&mut c), 7).is_empty());
     c.handle_timeout(Millis(3_000));
     assert_eq!(join_of(&answers(&drain(&mut c), 7)).generation, 1);
+}
+
+// Shows the pending-sync timeout (GroupMetadataManager.schedulePendingSync /
+// expirePendingSync, the KIP-814-era classic coordinator): a leader that got its JoinGroup
+// answer and keeps heartbeating but never sends SyncGroup is removed at the rebalance
+// timeout; the follower's parked SyncGroup is answered REBALANCE_IN_PROGRESS and the group
+// rebalances without the leader, instead of waiting for an assignment forever.
+#[test]
+fn a_leader_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    let second = join_dynamic(&mut c, Millis(4_000), 8);
+    c.handle_request(Millis(4_100), NodeId(7), 6, join_request(&first, None));
+    drain(&mut c);
+    assert_eq!(c.state(GROUP), Some(GroupState::CompletingRebalance));
+    sync(&mut c, Millis(4_200), 8, &second, 2, Vec::new());
+    for t in (5_000..4_100 + REBALANCE_MS).step_by(3_000) {
+        heartbeat(&mut c, Millis(t), 7, &first, 2);
+        heartbeat(&mut c, Millis(t), 8, &second, 2);
+    }
+    drain(&mut c);
+    c.handle_timeout(Millis(4_100 + REBALANCE_MS - 1));
+    assert!(drain(&mut c).is_empty(), "nothing before the rebalance timeout");
+    assert_eq!(c.members(GROUP).len(), 2);
+    c.handle_timeout(Millis(4_100 + REBALANCE_MS));
+    let outputs = drain(&mut c);
+    let parked = GroupResponse::Sync { error: ErrorCode::RebalanceInProgress, assignment: Vec::new() };
+    assert_eq!(answers(&outputs, 8), vec![parked]);
+    assert_eq!(c.members(GROUP), vec![second]);
+    assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance));
+}
+
+// Shows the pending-sync timeout in a Stable group (expirePendingSync covers Stable too):
+// the leader's assignment is stored and the group is stable, but a follower that never
+// sends SyncGroup is removed at the rebalance timeout and the leader is told to rejoin;
+// the member that did sync is kept.
+#[test]
+fn a_follower_that_never_syncs_is_removed_from_a_stable_group() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    let second = join_dynamic(&mut c, Millis(4_000), 8);
+    c.handle_request(Millis(4_100), NodeId(7), 6, join_request(&first, None));
+    drain(&mut c);
+    let assignments = vec![(first.clone(), b"p0".to_vec()), (second.clone(), b"p1".to_vec())];
+    sync(&mut c, Millis(4_200), 7, &first, 2, assignments);
+    let token = appends(&drain(&mut c))[0];
+    c.handle_append_result(Millis(4_210), token, ErrorCode::None);
+    drain(&mut c);
+    assert_eq!(c.state(GROUP), Some(GroupState::Stable));
+    for t in (5_000..4_100 + REBALANCE_MS).step_by(3_000) {
+        heartbeat(&mut c, Millis(t), 7, &first, 2);
+        heartbeat(&mut c, Millis(t), 8, &second, 2);
+    }
+    drain(&mut c);
+    c.handle_timeout(Millis(4_100 + REBALANCE_MS));
+    drain(&mut c);
+    assert_eq!(c.members(GROUP), vec![first.clone()]);
+    heartbeat(&mut c, Millis(34_200), 7, &first, 2);
+    assert_eq!(answers(&drain(&mut c), 7), vec![GroupResponse::Heartbeat { error: ErrorCode::RebalanceInProgress }]);
 }
