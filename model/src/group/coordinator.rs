@@ -95,9 +95,10 @@ pub enum GroupRequest {
         group_instance_id: Option<String>,
         generation: i32,
     },
+    /// LeaveGroup v3+: a batch of member identities (KIP-345).
     Leave {
         group: String,
-        member_id: String,
+        members: Vec<LeavingMember>,
     },
     OffsetCommit {
         group: String,
@@ -110,6 +111,15 @@ pub enum GroupRequest {
         group: String,
         partitions: Vec<TopicPartition>,
     },
+}
+
+/// One member a LeaveGroup names (`MemberIdentity`). A static member gives its instance id,
+/// which must map to its member id. An empty member id with an instance id removes that
+/// static member whatever its member id (the admin client's `removeMembersFromConsumerGroup`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeavingMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,8 +157,11 @@ pub enum GroupResponse {
     Heartbeat {
         error: ErrorCode,
     },
+    /// `error` is for the whole request (UNKNOWN_MEMBER_ID for a group that does not
+    /// exist); each named member gets its own error.
     Leave {
         error: ErrorCode,
+        members: Vec<(LeavingMember, ErrorCode)>,
     },
     OffsetCommit {
         error: ErrorCode,
@@ -412,7 +425,7 @@ impl GroupCoordinator {
                 let error = self.heartbeat(now, &group, &member_id, group_instance_id.as_deref(), generation);
                 self.respond(waiter, GroupResponse::Heartbeat { error });
             }
-            GroupRequest::Leave { group, member_id } => self.handle_leave(now, waiter, &group, &member_id),
+            GroupRequest::Leave { group, members } => self.handle_leave(now, waiter, &group, members),
             GroupRequest::OffsetCommit { group, member_id, group_instance_id, generation, offsets } => {
                 self.handle_commit(waiter, &group, &member_id, group_instance_id.as_deref(), generation, offsets)
             }

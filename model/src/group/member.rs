@@ -16,7 +16,7 @@
 use super::assignor::{
     Assignor, GroupPartition, Member as AssignorMember, MemberId, PartitionsPerTopic, RebalanceProtocol,
 };
-use super::coordinator::{GroupRequest, GroupResponse, JoinGroup, JoinResponse, NO_GENERATION};
+use super::coordinator::{GroupRequest, GroupResponse, JoinGroup, JoinResponse, LeavingMember, NO_GENERATION};
 use crate::error::ErrorCode;
 use crate::types::{Millis, Offset, TopicPartition};
 use std::collections::{BTreeSet, VecDeque};
@@ -274,9 +274,7 @@ impl GroupMember {
             return;
         }
         if self.state != MemberState::Fatal && self.config.group_instance_id.is_none() && !self.member_id.is_empty() {
-            let correlation = self.next_id();
-            let request = GroupRequest::Leave { group: self.config.group.clone(), member_id: self.member_id.clone() };
-            self.outbox.push_back(MemberOutput::Send { correlation, request });
+            self.send_leave();
         }
         self.state = MemberState::Unjoined;
         self.in_flight = None;
@@ -330,6 +328,17 @@ impl GroupMember {
 
     fn member_id_known(&self) -> bool {
         !self.member_id.is_empty() && matches!(self.state, MemberState::Stable | MemberState::Syncing)
+    }
+
+    /// LeaveGroup v3+ names the member by member id and instance id (`maybeLeaveGroup`).
+    fn send_leave(&mut self) {
+        let correlation = self.next_id();
+        let leaving = LeavingMember {
+            member_id: self.member_id.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+        };
+        let request = GroupRequest::Leave { group: self.config.group.clone(), members: vec![leaving] };
+        self.outbox.push_back(MemberOutput::Send { correlation, request });
     }
 
     fn send_heartbeat(&mut self, now: Millis) {
@@ -395,9 +404,7 @@ impl GroupMember {
     /// tells the coordinator), and its partitions are lost.
     fn poll_interval_exceeded(&mut self, now: Millis) {
         if self.config.group_instance_id.is_none() {
-            let correlation = self.next_id();
-            let request = GroupRequest::Leave { group: self.config.group.clone(), member_id: self.member_id.clone() };
-            self.outbox.push_back(MemberOutput::Send { correlation, request });
+            self.send_leave();
         }
         // resetGenerationOnLeaveGroup: a static member too comes back without a member id
         // and takes its own place as a replacement.

@@ -3,7 +3,7 @@
 
 use super::{
     CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, InitialJoin, JoinGroup, JoinResponse,
-    Member, MemberRecord, OffsetsRecord, PendingAppend, Waiter, GROUP_MEMBERS_MAX,
+    LeavingMember, Member, MemberRecord, OffsetsRecord, PendingAppend, Waiter, GROUP_MEMBERS_MAX,
 };
 use crate::error::ErrorCode;
 use crate::types::Millis;
@@ -324,7 +324,7 @@ impl GroupCoordinator {
         self.outbox.push_back(CoordinatorOutput::Rebalanced { group: name.to_string(), generation, members });
     }
 
-    /// Checks a request's member identity: the error to answer, if any.
+    /// Checks a request's member identity and generation: the error to answer, if any.
     pub(super) fn check_member(
         &self,
         name: &str,
@@ -335,13 +335,9 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get(name) else {
             return ErrorCode::UnknownMemberId;
         };
-        if let Some(instance) = instance {
-            if group.static_members.get(instance).is_some_and(|known| known != member_id) {
-                return ErrorCode::FencedInstanceId;
-            }
-        }
-        if !group.members.contains_key(member_id) {
-            return ErrorCode::UnknownMemberId;
+        let error = validate_member(group, member_id, instance);
+        if error != ErrorCode::None {
+            return error;
         }
         if generation != group.generation {
             return ErrorCode::IllegalGeneration;
@@ -450,13 +446,45 @@ impl GroupCoordinator {
         }
     }
 
-    pub(super) fn handle_leave(&mut self, now: Millis, waiter: Waiter, name: &str, member_id: &str) {
-        let known = self.groups.get(name).is_some_and(|g| g.members.contains_key(member_id));
-        if !known {
-            return self.respond(waiter, GroupResponse::Leave { error: ErrorCode::UnknownMemberId });
+    /// LeaveGroup v3+ (`classicGroupLeaveToClassicGroup`): each named member is checked
+    /// and removed on its own; the group rebalances once for all of them.
+    pub(super) fn handle_leave(&mut self, now: Millis, waiter: Waiter, name: &str, leaving: Vec<LeavingMember>) {
+        if !self.groups.contains_key(name) {
+            let response = GroupResponse::Leave { error: ErrorCode::UnknownMemberId, members: Vec::new() };
+            return self.respond(waiter, response);
         }
-        self.remove_member(now, name, member_id);
-        self.respond(waiter, GroupResponse::Leave { error: ErrorCode::None });
+        let mut answers = Vec::with_capacity(leaving.len());
+        for member in leaving {
+            let error = self.leave_one(name, &member);
+            answers.push((member, error));
+        }
+        if answers.iter().any(|(_, error)| *error == ErrorCode::None) {
+            self.rebalance_after_removal(now, name);
+        }
+        self.respond(waiter, GroupResponse::Leave { error: ErrorCode::None, members: answers });
+    }
+
+    fn leave_one(&mut self, name: &str, leaving: &LeavingMember) -> ErrorCode {
+        let Some(group) = self.groups.get_mut(name) else {
+            return ErrorCode::UnknownMemberId;
+        };
+        if leaving.member_id.is_empty() {
+            // Removal by instance id alone (an admin, or a static member that lost its id).
+            let known = leaving.group_instance_id.as_ref().and_then(|i| group.static_members.get(i)).cloned();
+            let Some(member_id) = known else {
+                return ErrorCode::UnknownMemberId;
+            };
+            self.detach_member(name, &member_id);
+            return ErrorCode::None;
+        }
+        if group.pending_members.remove(&leaving.member_id).is_some() {
+            return ErrorCode::None;
+        }
+        let error = validate_member(group, &leaving.member_id, leaving.group_instance_id.as_deref());
+        if error == ErrorCode::None {
+            self.detach_member(name, &leaving.member_id);
+        }
+        error
     }
 
     pub(super) fn remove_member(&mut self, now: Millis, name: &str, member_id: &str) {
@@ -530,6 +558,23 @@ impl GroupCoordinator {
         if let Some(group) = self.groups.get_mut(name) {
             group.pending_members.retain(|_, deadline| *deadline > now);
         }
+    }
+}
+
+/// `ClassicGroup.validateMember`: an instance id must be known and map to this member id;
+/// the member id must be in the group.
+fn validate_member(group: &Group, member_id: &str, instance: Option<&str>) -> ErrorCode {
+    if let Some(instance) = instance {
+        match group.static_members.get(instance) {
+            None => return ErrorCode::UnknownMemberId,
+            Some(known) if known != member_id => return ErrorCode::FencedInstanceId,
+            Some(_) => {}
+        }
+    }
+    if group.members.contains_key(member_id) {
+        ErrorCode::None
+    } else {
+        ErrorCode::UnknownMemberId
     }
 }
 

@@ -107,6 +107,23 @@ fn heartbeat(c: &mut GroupCoordinator, now: Millis, node: u32, member: &str, gen
     c.handle_request(now, NodeId(node), 5, request);
 }
 
+/// A LeaveGroup v3+ naming one member.
+fn leave(member_id: &str, instance: Option<&str>) -> GroupRequest {
+    let leaving = LeavingMember { member_id: member_id.into(), group_instance_id: instance.map(str::to_string) };
+    GroupRequest::Leave { group: GROUP.into(), members: vec![leaving] }
+}
+
+/// The whole-request error and each named member's error of a LeaveGroup answer.
+fn leave_errors(responses: &[GroupResponse]) -> (ErrorCode, Vec<ErrorCode>) {
+    responses
+        .iter()
+        .find_map(|r| match r {
+            GroupResponse::Leave { error, members } => Some((*error, members.iter().map(|(_, e)| *e).collect())),
+            _ => None,
+        })
+        .expect("a leave response")
+}
+
 fn commit_error(responses: &[GroupResponse]) -> ErrorCode {
     responses
         .iter()
@@ -372,17 +389,12 @@ fn leave_rebalances_and_bad_requests_are_refused() {
     let second = join_dynamic(&mut c, Millis(4_000), 8);
     c.handle_request(Millis(4_100), NodeId(7), 6, join_request(&first, None));
     drain(&mut c);
-    c.handle_request(Millis(4_200), NodeId(8), 7, GroupRequest::Leave { group: GROUP.into(), member_id: second });
-    assert_eq!(answers(&drain(&mut c), 8), vec![GroupResponse::Leave { error: ErrorCode::None }]);
+    c.handle_request(Millis(4_200), NodeId(8), 7, leave(&second, None));
+    assert_eq!(leave_errors(&answers(&drain(&mut c), 8)), (ErrorCode::None, vec![ErrorCode::None]));
     assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance));
     assert_eq!(c.members(GROUP), vec![first]);
-    c.handle_request(
-        Millis(4_300),
-        NodeId(9),
-        8,
-        GroupRequest::Leave { group: GROUP.into(), member_id: "nobody".into() },
-    );
-    assert_eq!(answers(&drain(&mut c), 9), vec![GroupResponse::Leave { error: ErrorCode::UnknownMemberId }]);
+    c.handle_request(Millis(4_300), NodeId(9), 8, leave("nobody", None));
+    assert_eq!(leave_errors(&answers(&drain(&mut c), 9)), (ErrorCode::None, vec![ErrorCode::UnknownMemberId]));
     let mut short = join_request("", None);
     if let GroupRequest::Join(j) = &mut short {
         j.session_timeout_ms = 1_000;
@@ -577,4 +589,60 @@ fn a_follower_that_never_syncs_is_removed_from_a_stable_group() {
     assert_eq!(c.members(GROUP), vec![first.clone()]);
     heartbeat(&mut c, Millis(34_200), 7, &first, 2);
     assert_eq!(answers(&drain(&mut c), 7), vec![GroupResponse::Heartbeat { error: ErrorCode::RebalanceInProgress }]);
+}
+
+// Shows LeaveGroup v3+ from a static member (KIP-345; classicGroupLeaveToClassicGroup runs
+// ClassicGroup.validateMember on each member identity): a stale member id under a known
+// instance id is FENCED_INSTANCE_ID, an unknown instance id is UNKNOWN_MEMBER_ID, and the
+// matching pair removes the static member at once (no wait for its session), which
+// empties the group and frees the instance id.
+#[test]
+fn a_static_member_leaves_by_instance_id_and_a_stale_member_id_is_fenced() {
+    let mut c = coordinator();
+    let id = stable_static(&mut c);
+    c.handle_request(Millis(4_000), NodeId(9), 5, leave("member-stale", Some("billing-0")));
+    assert_eq!(leave_errors(&answers(&drain(&mut c), 9)), (ErrorCode::None, vec![ErrorCode::FencedInstanceId]));
+    c.handle_request(Millis(4_000), NodeId(7), 6, leave(&id, Some("billing-9")));
+    assert_eq!(leave_errors(&answers(&drain(&mut c), 7)), (ErrorCode::None, vec![ErrorCode::UnknownMemberId]));
+    assert_eq!(c.members(GROUP), vec![id.clone()], "a refused leave removes nobody");
+    c.handle_request(Millis(4_100), NodeId(7), 7, leave(&id, Some("billing-0")));
+    assert_eq!(leave_errors(&answers(&drain(&mut c), 7)), (ErrorCode::None, vec![ErrorCode::None]));
+    assert!(c.members(GROUP).is_empty());
+    assert_eq!(c.state(GROUP), Some(GroupState::Empty));
+    let hb = GroupRequest::Heartbeat {
+        group: GROUP.into(),
+        member_id: id,
+        group_instance_id: Some("billing-0".into()),
+        generation: 1,
+    };
+    c.handle_request(Millis(4_200), NodeId(7), 8, hb);
+    assert_eq!(answers(&drain(&mut c), 7), vec![GroupResponse::Heartbeat { error: ErrorCode::UnknownMemberId }]);
+}
+
+// Shows the batch form of LeaveGroup v3+ and removal by instance id alone (the admin
+// client's removeMembersFromConsumerGroup sends an empty member id): one request removes a
+// static and a dynamic member, each named member gets its own answer, the dynamic one's
+// parked join is answered UNKNOWN_MEMBER_ID, and a leave to a group that does not exist is
+// refused as a whole.
+#[test]
+fn one_leave_removes_several_members_each_answered_on_its_own() {
+    let mut c = coordinator();
+    stable_static(&mut c);
+    let dynamic = join_dynamic(&mut c, Millis(4_000), 8);
+    assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance));
+    let members = vec![
+        LeavingMember { member_id: String::new(), group_instance_id: Some("billing-0".into()) },
+        LeavingMember { member_id: dynamic.clone(), group_instance_id: None },
+        LeavingMember { member_id: "ghost".into(), group_instance_id: None },
+    ];
+    c.handle_request(Millis(4_100), NodeId(9), 5, GroupRequest::Leave { group: GROUP.into(), members });
+    let outputs = drain(&mut c);
+    let errors = leave_errors(&answers(&outputs, 9));
+    assert_eq!(errors, (ErrorCode::None, vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownMemberId]));
+    assert_eq!(join_of(&answers(&outputs, 8)).error, ErrorCode::UnknownMemberId);
+    assert!(c.members(GROUP).is_empty());
+    assert_eq!(c.state(GROUP), Some(GroupState::Empty));
+    let elsewhere = GroupRequest::Leave { group: "other".into(), members: Vec::new() };
+    c.handle_request(Millis(4_200), NodeId(9), 6, elsewhere);
+    assert_eq!(leave_errors(&answers(&drain(&mut c), 9)), (ErrorCode::UnknownMemberId, Vec::new()));
 }
