@@ -23,6 +23,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 /// Bound on commits in flight; beyond it a commit fails at once.
 pub const COMMITS_IN_FLIGHT_MAX: usize = 1_000;
+/// `AbstractCoordinator.JOIN_GROUP_TIMEOUT_LAPSE`: a JoinGroup may be parked for the whole
+/// rebalance timeout, so the client waits that long plus this before giving up on it.
+pub const JOIN_GROUP_TIMEOUT_LAPSE_MS: u64 = 5_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberConfig {
@@ -39,7 +42,8 @@ pub struct MemberConfig {
     pub assignors: Vec<Assignor>,
     /// `retry.backoff.ms` before a join is retried after a coordinator error.
     pub retry_backoff_ms: u64,
-    /// `request.timeout.ms` for joins, syncs and heartbeats.
+    /// `request.timeout.ms` for syncs, heartbeats and commits; a JoinGroup waits at least
+    /// this long (see [`GroupMember::join_timeout_ms`]).
     pub request_timeout_ms: u64,
 }
 
@@ -161,6 +165,22 @@ impl GroupMember {
         self.owned.iter().cloned().collect()
     }
 
+    /// How long a JoinGroup may go unanswered: `max(request.timeout.ms, rebalance timeout +
+    /// JOIN_GROUP_TIMEOUT_LAPSE)`, as `sendJoinGroupRequest` sets it, because the coordinator
+    /// may hold the join for the whole rebalance timeout.
+    pub fn join_timeout_ms(&self) -> u64 {
+        let rebalance_timeout_ms = self.config.max_poll_interval_ms;
+        self.config.request_timeout_ms.max(rebalance_timeout_ms.saturating_add(JOIN_GROUP_TIMEOUT_LAPSE_MS))
+    }
+
+    /// The request timeout of what is in flight: a join's is longer than the rest.
+    fn in_flight_timeout_ms(&self, in_flight: InFlight) -> u64 {
+        match in_flight {
+            InFlight::Join(_) => self.join_timeout_ms(),
+            InFlight::Sync(_) => self.config.request_timeout_ms,
+        }
+    }
+
     fn protocol(&self) -> RebalanceProtocol {
         // Cooperative only when every configured assignor supports it (as the Java client).
         let all_cooperative =
@@ -180,8 +200,10 @@ impl GroupMember {
 
     pub fn poll_timeout(&self) -> Option<Millis> {
         let mut next = self.next_heartbeat.min(self.last_poll.plus(self.config.max_poll_interval_ms));
-        let sent_times = self.in_flight.map(|(_, sent)| sent).into_iter();
-        let sent_times = sent_times.chain(self.heartbeat_in_flight.map(|(_, sent)| sent));
+        if let Some((in_flight, sent)) = self.in_flight {
+            next = next.min(sent.plus(self.in_flight_timeout_ms(in_flight)));
+        }
+        let sent_times = self.heartbeat_in_flight.map(|(_, sent)| sent).into_iter();
         for sent in sent_times.chain(self.commits_in_flight.iter().map(|(_, sent)| *sent)) {
             next = next.min(sent.plus(self.config.request_timeout_ms));
         }
@@ -285,8 +307,11 @@ impl GroupMember {
         if self.state == MemberState::Fatal {
             return;
         }
-        if let Some((_, sent)) = self.in_flight {
-            if now.since(sent) >= self.config.request_timeout_ms {
+        if let Some((in_flight, sent)) = self.in_flight {
+            // No answer in time (a JoinGroup only after join_timeout_ms): the request is
+            // given up as a disconnect and the member rejoins after retry.backoff.ms, keeping
+            // its member id and generation (joinGroupIfNeeded's retriable-failure path).
+            if now.since(sent) >= self.in_flight_timeout_ms(in_flight) {
                 self.in_flight = None;
                 self.back_off_and_rejoin(now);
             }

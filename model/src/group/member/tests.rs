@@ -351,3 +351,44 @@ fn subscription_metadata_round_trips() {
     assert!(garbage.owned.is_empty());
     assert_eq!(garbage.generation, None);
 }
+
+/// The JoinGroup requests among a member's outputs: (correlation, member id sent).
+fn joins_sent(member: &mut GroupMember) -> Vec<(u64, String)> {
+    std::iter::from_fn(|| member.poll_output())
+        .filter_map(|o| match o {
+            MemberOutput::Send { correlation, request: GroupRequest::Join(j) } => Some((correlation, j.member_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+// Shows the JoinGroup request timeout of AbstractCoordinator.sendJoinGroupRequest,
+// max(request.timeout.ms, rebalance timeout + JOIN_GROUP_TIMEOUT_LAPSE): a join parked
+// longer than request.timeout.ms is not given up, one that gets no answer at all is given
+// up after the rebalance timeout + 5 s, and joinGroupIfNeeded sends it again after
+// retry.backoff.ms with the same member id.
+#[test]
+fn an_unanswered_join_is_given_up_after_the_rebalance_timeout_and_sent_again() {
+    let config = MemberConfig { request_timeout_ms: 30_000, max_poll_interval_ms: 60_000, ..MemberConfig::default() };
+    let short = MemberConfig { max_poll_interval_ms: 1_000, ..config.clone() };
+    assert_eq!(GroupMember::new(short, Millis(0)).join_timeout_ms(), 30_000, "never below request.timeout.ms");
+    let mut m = GroupMember::new(config, Millis(0));
+    assert_eq!(m.join_timeout_ms(), 65_000);
+    m.subscribe(vec![TOPIC.into()]);
+    m.poll(Millis(0));
+    let (first, _) = joins_sent(&mut m)[0].clone();
+    m.handle_response(Millis(0), first, GroupResponse::Join(JoinResponse::failed("m-1", ErrorCode::MemberIdRequired)));
+    assert_eq!(joins_sent(&mut m).len(), 1, "the KIP-394 second join");
+    // The coordinator holds the join (another member is slow) and then goes silent.
+    for t in (1_000..65_000).step_by(1_000) {
+        m.handle_timeout(Millis(t));
+        m.poll(Millis(t));
+    }
+    assert!(joins_sent(&mut m).is_empty(), "still waiting past request.timeout.ms");
+    assert_eq!(m.state(), MemberState::Joining);
+    m.handle_timeout(Millis(65_000));
+    m.poll(Millis(65_000));
+    assert!(joins_sent(&mut m).is_empty(), "retry.backoff.ms first");
+    m.poll(Millis(65_100));
+    assert_eq!(joins_sent(&mut m).into_iter().map(|(_, id)| id).collect::<Vec<_>>(), vec!["m-1".to_string()]);
+}
