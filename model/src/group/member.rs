@@ -227,9 +227,11 @@ impl GroupMember {
     }
 
     /// The application's `poll()`: resets the poll timer and, when a rebalance is due,
-    /// prepares it from here. Under the eager protocol the first such poll revokes
-    /// everything (the host commits in its `Revoked` handler, as `onPartitionsRevoked`
-    /// does); the join goes out at a later poll, once no commit is in flight.
+    /// prepares it from here (`onJoinPrepare`). Under the eager protocol the first such poll
+    /// revokes everything; under the cooperative one it revokes the partitions of topics no
+    /// longer subscribed to. The host commits in its `Revoked` handler, as
+    /// `onPartitionsRevoked` does, and the join goes out at a later poll, once no commit is
+    /// in flight.
     pub fn poll(&mut self, now: Millis) {
         self.last_poll = now;
         if self.state == MemberState::Fatal {
@@ -247,6 +249,9 @@ impl GroupMember {
         }
         if self.protocol() == RebalanceProtocol::Eager && !self.owned.is_empty() {
             return self.revoke_all();
+        }
+        if self.protocol() == RebalanceProtocol::Cooperative && self.revoke_unsubscribed() {
+            return;
         }
         if self.commits_in_flight.is_empty() {
             self.start_join(now);
@@ -480,6 +485,22 @@ impl GroupMember {
             let revoked: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
             self.outbox.push_back(MemberOutput::Revoked(revoked));
         }
+    }
+
+    /// Cooperative `onJoinPrepare`: partitions of topics the member no longer subscribes to
+    /// are revoked before it rejoins, so the join does not claim them and another member can
+    /// be given them in this rebalance. True if something was revoked.
+    fn revoke_unsubscribed(&mut self) -> bool {
+        let gone: Vec<GroupPartition> =
+            self.owned.iter().filter(|p| !self.topics.contains(&p.topic)).cloned().collect();
+        if gone.is_empty() {
+            return false;
+        }
+        for partition in &gone {
+            self.owned.remove(partition);
+        }
+        self.outbox.push_back(MemberOutput::Revoked(gone));
+        true
     }
 
     fn join_request(&self) -> GroupRequest {

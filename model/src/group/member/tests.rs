@@ -392,3 +392,30 @@ fn an_unanswered_join_is_given_up_after_the_rebalance_timeout_and_sent_again() {
     m.poll(Millis(65_100));
     assert_eq!(joins_sent(&mut m).into_iter().map(|(_, id)| id).collect::<Vec<_>>(), vec!["m-1".to_string()]);
 }
+
+// Shows cooperative onJoinPrepare (ConsumerCoordinator, COOPERATIVE case): when a member's
+// subscription drops a topic, it revokes that topic's partitions before it rejoins, so its
+// JoinGroup does not claim them and the member still subscribed gets them in the same
+// rebalance — one rebalance, where claiming them would make the assignor withhold them
+// for a second one (KIP-429).
+#[test]
+fn cooperative_subscription_change_revokes_dropped_topics_before_the_join() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::CooperativeSticky, None);
+    let b = h.add(Assignor::CooperativeSticky, None);
+    for member in &mut h.members {
+        member.update_metadata([(TOPIC.to_string(), 6), ("audit".to_string(), 2)].into_iter().collect());
+    }
+    h.run(2_000, &[a, b]);
+    assert_eq!((h.owned(a), h.owned(b)), (3, 3));
+    let before = h.coordinator.generation("billing").unwrap_or(0);
+    h.members[a].subscribe(vec!["audit".into()]);
+    h.members[a].poll(h.now);
+    let outputs: Vec<MemberOutput> = std::iter::from_fn(|| h.members[a].poll_output()).collect();
+    assert!(matches!(outputs.as_slice(), [MemberOutput::Revoked(p)] if p.len() == 3), "revoked first: {outputs:?}");
+    h.run(20_000, &[a, b]);
+    assert_eq!(h.members[a].owned(), vec![GroupPartition::new("audit", 0), GroupPartition::new("audit", 1)]);
+    assert_eq!(h.owned(b), 6);
+    assert_eq!(h.coordinator.generation("billing"), Some(before + 1), "one rebalance");
+    assert!(h.double_owned.is_empty(), "owned twice: {:?}", h.double_owned);
+}
