@@ -79,6 +79,13 @@ pub struct Producer {
     /// called after every input, so it must be cheap).
     deadline: Option<Millis>,
     outbox: VecDeque<Action>,
+    /// No head batch can turn ready by time before this (set by the last full scan,
+    /// lowered by every new batch): until then, and unless `rescan` is set, a drain
+    /// that finds nothing to send can skip the scans (most drains follow a response).
+    ready_not_before: Millis,
+    /// Something other than the clock may have made a batch sendable (a full batch, a
+    /// retry, new metadata, a freed connection): the next drain scans.
+    rescan: bool,
     drain_ready: Vec<NodeId>,
     drain_requests: Vec<(NodeId, Vec<Batch>)>,
 }
@@ -107,6 +114,8 @@ impl Producer {
             buffered: 0,
             deadline: Some(Millis::ZERO),
             outbox: VecDeque::new(),
+            ready_not_before: Millis::ZERO,
+            rescan: true,
             drain_ready: Vec::new(),
             drain_requests: Vec::new(),
         }
@@ -147,6 +156,7 @@ impl Producer {
             Appended::Full => self.drain(now),
             _ if self.config.linger_ms == 0 => self.drain(now),
             Appended::NewBatch(tp) => {
+                self.ready_not_before = self.ready_not_before.min(now.plus(self.config.linger_ms));
                 let mut next = now.plus(self.config.delivery_timeout_ms);
                 if self.can_send_to(tp) {
                     next = next.min(now.plus(self.config.linger_ms));
@@ -165,18 +175,31 @@ impl Producer {
         self.deadline
     }
 
-    fn compute_deadline(&self) -> Option<Millis> {
+    /// The next deadline, and (into `ready_not_before`) the earliest time any head batch
+    /// turns ready, sendable or not.
+    fn compute_deadline(&mut self) -> Option<Millis> {
         let mut next = Millis::MAX;
+        let mut ready_not_before = Millis::MAX;
         let linger = self.config.linger_ms;
+        let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         for (tp, queue) in &self.batches {
             let Some(head) = queue.front() else { continue };
             next = next.min(head.created.plus(self.config.delivery_timeout_ms));
+            let ready_at = if head.attempts > 0 {
+                head.retry_at
+            } else if queue.len() > 1 || head.records.len() >= per_batch {
+                Millis::ZERO
+            } else {
+                head.created.plus(linger)
+            };
+            ready_not_before = ready_not_before.min(ready_at);
             // A batch with no usable leader waits for metadata, not for a timer.
             if self.can_send_to(*tp) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
             }
         }
+        self.ready_not_before = ready_not_before;
         for (_, request) in &self.in_flight {
             next = next.min(request.sent_at.plus(self.config.request_timeout_ms));
         }
@@ -215,6 +238,7 @@ impl Producer {
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.rescan = true;
         self.broker_backoff.retain(|_, until| *until > now);
         self.expire_requests(now);
         self.expire_batches(now);
@@ -254,6 +278,7 @@ impl Producer {
         }
         self.metadata_in_flight = None;
         self.metadata_fetched_at = now;
+        self.rescan = true;
         if topics.is_empty() {
             // A broker that has no metadata yet: ask another one soon.
             self.metadata_needed = true;
@@ -304,6 +329,7 @@ impl Producer {
     }
 
     fn handle_connection_closed(&mut self, now: Millis, broker: NodeId) {
+        self.rescan = true;
         self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
         if self.metadata_in_flight.is_some_and(|(_, to, _)| to == broker) {
             self.metadata_in_flight = None;
@@ -339,6 +365,7 @@ impl Producer {
         if error.retriable() && batch.attempts <= self.config.retries && !expired {
             batch.retry_at = now.plus(self.config.retry_backoff_ms);
             let tp = batch.tp;
+            self.rescan = true;
             // Kafka re-enqueues at the head of the partition's deque; with several batches
             // in flight this is where reordering comes from.
             self.batches.get_or_default(tp).push_front(batch);
@@ -393,6 +420,7 @@ impl Producer {
             Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => {
                 Arc::make_mut(&mut batch.records).push(record);
                 if batch.records.len() >= per_batch {
+                    self.rescan = true;
                     Appended::Full
                 } else {
                     Appended::Joined
@@ -403,6 +431,8 @@ impl Producer {
                 let mut records = Vec::with_capacity(per_batch.min(4));
                 records.push(record);
                 let records = Arc::new(records);
+                // A second batch makes the partition ready at once (the head is full).
+                self.rescan |= !queue.is_empty() || per_batch == 1;
                 queue.push_back(Batch { tp, records, created: pending.at, attempts: 0, retry_at: pending.at });
                 if per_batch == 1 {
                     Appended::Full
@@ -481,6 +511,13 @@ impl Producer {
         if self.metadata_needed {
             self.request_metadata(now);
         }
+        if !self.rescan && now < self.ready_not_before {
+            // Nothing turned ready: what the last scan found still holds, and so does
+            // its deadline (a completed request only makes the true deadline later, and
+            // an early timer is harmless).
+            return;
+        }
+        self.rescan = false;
         let linger = self.config.linger_ms;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         // Scratch buffers kept between drains: a drain runs after every input.

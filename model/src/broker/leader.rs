@@ -215,7 +215,7 @@ impl Broker {
             return;
         }
         let mut new_hw = log_end;
-        for (follower, progress) in followers {
+        for (follower, progress) in followers.iter() {
             let in_maximal_isr = replica.state.isr.contains(follower)
                 || pending_isr.as_ref().is_some_and(|(isr, _)| isr.contains(follower));
             // KIP-841: a fenced replica cannot join the ISR, so it does not hold the HW.

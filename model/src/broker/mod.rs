@@ -35,10 +35,38 @@ struct FollowerProgress {
     last_fetch_leader_log_end: Offset,
 }
 
+/// A leader's followers of one partition, ascending by broker id (a replica set is a
+/// handful of brokers: a sorted Vec beats a tree on the fetch path).
+#[derive(Clone, Debug, Default)]
+struct Followers(Vec<(NodeId, FollowerProgress)>);
+
+impl Followers {
+    fn get(&self, broker: &NodeId) -> Option<&FollowerProgress> {
+        self.0.iter().find(|(id, _)| id == broker).map(|(_, progress)| progress)
+    }
+
+    fn get_mut(&mut self, broker: &NodeId) -> Option<&mut FollowerProgress> {
+        self.0.iter_mut().find(|(id, _)| id == broker).map(|(_, progress)| progress)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&NodeId, &FollowerProgress)> {
+        self.0.iter().map(|(id, progress)| (id, progress))
+    }
+}
+
+impl FromIterator<(NodeId, FollowerProgress)> for Followers {
+    fn from_iter<I: IntoIterator<Item = (NodeId, FollowerProgress)>>(iter: I) -> Self {
+        let mut followers: Vec<_> = iter.into_iter().collect();
+        followers.sort_by_key(|(id, _)| *id);
+        followers.dedup_by_key(|(id, _)| *id);
+        Followers(followers)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Role {
     Leader {
-        followers: BTreeMap<NodeId, FollowerProgress>,
+        followers: Followers,
         /// ISR requested from the controller and not yet answered (KIP-497 maximal ISR).
         pending_isr: Option<(Vec<NodeId>, Millis)>,
         epoch_start_offset: Offset,
