@@ -13,6 +13,8 @@ pub enum Action {
     Ack { write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome },
     /// Something the history should record (not needed to drive the cluster).
     Event(ClusterEvent),
+    /// A consumer-group happening for the history (coordinator or consumer side).
+    Group(Box<crate::group::GroupEvent>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

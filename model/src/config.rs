@@ -62,6 +62,20 @@ pub struct BrokerConfig {
     /// Kafka's own flushes make data durable).
     pub os_dirty_expire_ms: Option<u64>,
     pub protocol: Protocol,
+    /// Group coordination, when the cluster has an offsets topic.
+    pub groups: Option<GroupsConfig>,
+}
+
+/// The broker side of consumer groups: which topic is `__consumer_offsets`, and the
+/// coordinator's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsConfig {
+    pub offsets_topic: crate::types::TopicId,
+    /// `offsets.topic.num.partitions` (50 in Kafka).
+    pub offsets_partitions: u32,
+    /// `offsets.commit.timeout.ms`: a commit not replicated this long fails.
+    pub commit_timeout_ms: u64,
+    pub coordinator: crate::group::coordinator::CoordinatorConfig,
 }
 
 impl Default for BrokerConfig {
@@ -78,6 +92,7 @@ impl Default for BrokerConfig {
             hw_checkpoint_interval_ms: 5_000,
             os_dirty_expire_ms: Some(30_000),
             protocol: Protocol::default(),
+            groups: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod action;
 pub mod broker;
 pub mod config;
+pub mod consumer;
 pub mod controller;
 pub mod error;
 pub mod group;
@@ -29,9 +30,10 @@ pub mod types;
 pub use action::{Action, ClusterEvent, TruncationReason, WriteOutcome};
 pub use broker::Broker;
 pub use config::{
-    Acks, BrokerConfig, ControllerConfig, NullKeyPartitioner, ProducerConfig, Protocol, Registration, TopicConfig,
-    Truncation,
+    Acks, BrokerConfig, ControllerConfig, GroupsConfig, NullKeyPartitioner, ProducerConfig, Protocol, Registration,
+    TopicConfig, Truncation,
 };
+pub use consumer::{CommitMode, Consumer, ConsumerConfig, OffsetReset};
 pub use controller::{Controller, ControllerDisk};
 pub use error::ErrorCode;
 pub use log::{BrokerDisk, LogEntry, PartitionLog, Record};

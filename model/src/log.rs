@@ -5,9 +5,11 @@
 //! is down. A process kill keeps everything here (the page cache survives); a power loss
 //! keeps only the flushed prefix (`BrokerDisk::lose_unflushed`).
 
+use crate::group::coordinator::OffsetsRecord;
 use crate::tpmap::TpMap;
 use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, WriteId};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One record as the producer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,11 @@ pub struct PartitionLog {
     epochs: Vec<(LeaderEpoch, Offset)>,
     /// Last HW written to the checkpoint file (synced, as Kafka's `CheckpointFile` does).
     hw_checkpoint: Offset,
+    /// Contents of internal-topic records (`__consumer_offsets`), ascending by offset.
+    /// A `LogEntry` stays a small `Copy` value; the few records that carry more than a
+    /// write id keep it here, and truncation and power loss drop it with the entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    payloads: Vec<(Offset, Arc<OffsetsRecord>)>,
 }
 
 impl PartitionLog {
@@ -100,18 +107,40 @@ impl PartitionLog {
         base
     }
 
-    /// Appends entries fetched from the leader, keeping their epochs.
-    pub fn append_as_follower(&mut self, entries: &[LogEntry]) {
+    /// Appends entries fetched from the leader, keeping their epochs, with the contents
+    /// of the internal records among them.
+    pub fn append_as_follower(&mut self, entries: &[LogEntry], payloads: &[(Offset, Arc<OffsetsRecord>)]) {
+        let base = self.log_end_offset();
         for entry in entries {
             self.assign_epoch(entry.leader_epoch);
             self.entries.push(*entry);
         }
+        let end = self.log_end_offset();
+        self.payloads.extend(payloads.iter().filter(|(offset, _)| *offset >= base && *offset < end).cloned());
+    }
+
+    /// Appends one internal record with its contents, as leader.
+    pub fn append_internal(&mut self, epoch: LeaderEpoch, record: Record, payload: Arc<OffsetsRecord>) -> Offset {
+        let offset = self.append_as_leader(epoch, &[record]);
+        self.payloads.push((offset, payload));
+        offset
+    }
+
+    /// Contents of the internal records in `[from, to)`.
+    pub fn payloads_in(&self, from: Offset, to: Offset) -> Vec<(Offset, Arc<OffsetsRecord>)> {
+        if self.payloads.is_empty() {
+            return Vec::new();
+        }
+        let start = self.payloads.partition_point(|(offset, _)| *offset < from);
+        self.payloads[start..].iter().take_while(|(offset, _)| *offset < to).cloned().collect()
     }
 
     /// Removes every record at or above `offset` (and the epochs that start there).
     pub fn truncate_to(&mut self, offset: Offset) {
         let end = (offset.0 as usize).min(self.entries.len());
         self.entries.truncate(end);
+        let keep = self.payloads.partition_point(|(o, _)| o.0 < end as u64);
+        self.payloads.truncate(keep);
         self.flushed = self.flushed.min(end as u64);
         self.epochs.retain(|(_, start)| start.0 < end as u64);
         if let Some(last) = self.entries.last() {

@@ -3,9 +3,11 @@
 
 use crate::config::Acks;
 use crate::error::ErrorCode;
+use crate::group::coordinator::{GroupRequest, GroupResponse, OffsetsRecord};
 use crate::log::{LogEntry, Record};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The controller's view of one partition (KRaft `PartitionRecord`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +66,26 @@ pub struct FetchPartitionResponse {
     pub log_end_offset: Offset,
     /// KIP-320: where the follower's log diverges (epoch, end offset of that epoch).
     pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
+    pub records: Vec<LogEntry>,
+    /// Contents of the internal-topic records among `records` (`__consumer_offsets`),
+    /// by offset; empty for every other topic.
+    pub payloads: Vec<(Offset, Arc<OffsetsRecord>)>,
+}
+
+/// One partition of a consumer's fetch (Fetch with replica id -1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerFetchPartition {
+    pub tp: TopicPartition,
+    pub fetch_offset: Offset,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerFetchPartitionResponse {
+    pub tp: TopicPartition,
+    pub fetch_offset: Offset,
+    pub error: ErrorCode,
+    pub high_watermark: Offset,
+    /// Records from the fetch offset, below the high watermark only.
     pub records: Vec<LogEntry>,
 }
 
@@ -148,6 +170,45 @@ pub enum Message {
         correlation: u64,
         partitions: Vec<ProducePartitionResponse>,
     },
+    // consumer ↔ broker
+    /// FindCoordinator (key type GROUP): any broker answers with the leader of the
+    /// group's `__consumer_offsets` partition.
+    FindCoordinator {
+        correlation: u64,
+        group: String,
+    },
+    FindCoordinatorResponse {
+        correlation: u64,
+        error: ErrorCode,
+        coordinator: Option<NodeId>,
+    },
+    /// A request of the classic group protocol, for the group coordinator.
+    Group {
+        correlation: u64,
+        request: Box<GroupRequest>,
+    },
+    GroupResponse {
+        correlation: u64,
+        response: Box<GroupResponse>,
+    },
+    ConsumerFetch {
+        correlation: u64,
+        max_wait_ms: u64,
+        partitions: Vec<ConsumerFetchPartition>,
+    },
+    ConsumerFetchResponse {
+        correlation: u64,
+        partitions: Vec<ConsumerFetchPartitionResponse>,
+    },
+    /// ListOffsets: the earliest offset (`latest == false`) or the high watermark.
+    ListOffsets {
+        correlation: u64,
+        partitions: Vec<(TopicPartition, bool)>,
+    },
+    ListOffsetsResponse {
+        correlation: u64,
+        partitions: Vec<(TopicPartition, ErrorCode, Offset)>,
+    },
     /// From the host: the connection to `from` was refused or reset (its process is gone
     /// but its machine answers). A host down by power loss or a partition sends nothing.
     ConnectionClosed,
@@ -170,6 +231,14 @@ impl Message {
             Message::MetadataResponse { .. } => MessageKind::MetadataResponse,
             Message::Produce { .. } => MessageKind::Produce,
             Message::ProduceResponse { .. } => MessageKind::ProduceResponse,
+            Message::FindCoordinator { .. } => MessageKind::FindCoordinator,
+            Message::FindCoordinatorResponse { .. } => MessageKind::FindCoordinatorResponse,
+            Message::Group { .. } => MessageKind::Group,
+            Message::GroupResponse { .. } => MessageKind::GroupResponse,
+            Message::ConsumerFetch { .. } => MessageKind::ConsumerFetch,
+            Message::ConsumerFetchResponse { .. } => MessageKind::ConsumerFetchResponse,
+            Message::ListOffsets { .. } => MessageKind::ListOffsets,
+            Message::ListOffsetsResponse { .. } => MessageKind::ListOffsetsResponse,
             Message::ConnectionClosed => MessageKind::ConnectionClosed,
         }
     }
@@ -192,10 +261,18 @@ pub enum MessageKind {
     Produce,
     ProduceResponse,
     ConnectionClosed,
+    FindCoordinator,
+    FindCoordinatorResponse,
+    Group,
+    GroupResponse,
+    ConsumerFetch,
+    ConsumerFetchResponse,
+    ListOffsets,
+    ListOffsetsResponse,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 14] = [
+    pub const ALL: [MessageKind; 22] = [
         MessageKind::BrokerRegistration,
         MessageKind::BrokerHeartbeat,
         MessageKind::AlterPartition,
@@ -210,6 +287,14 @@ impl MessageKind {
         MessageKind::Produce,
         MessageKind::ProduceResponse,
         MessageKind::ConnectionClosed,
+        MessageKind::FindCoordinator,
+        MessageKind::FindCoordinatorResponse,
+        MessageKind::Group,
+        MessageKind::GroupResponse,
+        MessageKind::ConsumerFetch,
+        MessageKind::ConsumerFetchResponse,
+        MessageKind::ListOffsets,
+        MessageKind::ListOffsetsResponse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -228,6 +313,14 @@ impl MessageKind {
             MessageKind::Produce => "produce",
             MessageKind::ProduceResponse => "produce-response",
             MessageKind::ConnectionClosed => "connection-closed",
+            MessageKind::FindCoordinator => "find-coordinator",
+            MessageKind::FindCoordinatorResponse => "find-coordinator-response",
+            MessageKind::Group => "group",
+            MessageKind::GroupResponse => "group-response",
+            MessageKind::ConsumerFetch => "consumer-fetch",
+            MessageKind::ConsumerFetchResponse => "consumer-fetch-response",
+            MessageKind::ListOffsets => "list-offsets",
+            MessageKind::ListOffsetsResponse => "list-offsets-response",
         }
     }
 

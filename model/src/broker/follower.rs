@@ -165,7 +165,7 @@ impl Broker {
             }
             _ => return true,
         }
-        log.append_as_follower(&response.records);
+        log.append_as_follower(&response.records, &response.payloads);
         let end = log.log_end_offset();
         if let Some(every) = self.config.flush_messages {
             if log.unflushed_records() >= every {

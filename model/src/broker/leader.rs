@@ -229,6 +229,10 @@ impl Broker {
             replica.high_watermark = new_hw;
             self.event(ClusterEvent::HighWatermark { broker: self.id, tp, leader: true, high_watermark: new_hw });
             self.complete_parked_produces_below(tp, new_hw);
+            if self.config.groups.is_some() {
+                self.complete_consumer_fetches(tp);
+                self.complete_group_appends(now, tp, new_hw);
+            }
         }
     }
 
@@ -282,6 +286,7 @@ impl Broker {
             log_end_offset: Offset(0),
             diverging_epoch: None,
             records: Vec::new(),
+            payloads: Vec::new(),
         };
         // One lookup each for the replica and its log: this runs for every partition of
         // every follower fetch, the hottest path of a run.
@@ -322,6 +327,10 @@ impl Broker {
             return response;
         }
         response.records = log.read(request.fetch_offset, max_records).to_vec();
+        if !response.records.is_empty() {
+            let end = Offset(request.fetch_offset.0 + response.records.len() as u64);
+            response.payloads = log.payloads_in(request.fetch_offset, end);
+        }
         let leader_end = log.log_end_offset();
         let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end);
         if let Some(new_isr) = progress.new_isr {

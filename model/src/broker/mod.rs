@@ -9,6 +9,7 @@
 use crate::action::{Action, ClusterEvent, TruncationReason};
 use crate::config::{BrokerConfig, Truncation};
 use crate::error::ErrorCode;
+use crate::group::coordinator::GroupCoordinator;
 use crate::log::{BrokerDisk, PartitionLog};
 use crate::messages::{
     AlterPartitionItem, FetchPartition, Message, MetadataDelta, PartitionLeader, PartitionState,
@@ -16,9 +17,10 @@ use crate::messages::{
 };
 use crate::tpmap::TpMap;
 use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod follower;
+pub mod groups;
 mod leader;
 #[cfg(test)]
 mod tests;
@@ -134,6 +136,11 @@ pub struct Broker {
     next_writeback: Option<Millis>,
     /// Log end of each partition at the previous writeback: what is now old enough.
     writeback_marks: TpMap<Offset>,
+    /// The group coordinator for the offsets partitions in `coordinated`.
+    coordinator: GroupCoordinator,
+    coordinated: BTreeSet<u32>,
+    group_appends: Vec<groups::GroupAppend>,
+    parked_consumer_fetches: Vec<groups::ParkedConsumerFetch>,
     outbox: VecDeque<Action>,
 }
 
@@ -153,6 +160,10 @@ impl Broker {
         let next_hw_checkpoint = now.plus(config.hw_checkpoint_interval_ms);
         let next_isr_check = now.plus(config.replica_lag_time_max_ms / 2);
         let next_writeback = config.os_dirty_expire_ms.map(|ms| now.plus(ms));
+        let coordinator = GroupCoordinator::new(
+            config.groups.as_ref().map(|g| g.coordinator.clone()).unwrap_or_default(),
+            incarnation,
+        );
         Broker {
             id,
             controller,
@@ -177,6 +188,10 @@ impl Broker {
             next_hw_checkpoint,
             next_writeback,
             writeback_marks: TpMap::new(),
+            coordinator,
+            coordinated: BTreeSet::new(),
+            group_appends: Vec::new(),
+            parked_consumer_fetches: Vec::new(),
             outbox: VecDeque::new(),
         }
     }
@@ -235,6 +250,11 @@ impl Broker {
         for parked in &self.parked_fetches {
             next = next.min(parked.deadline);
         }
+        if self.config.groups.is_some() {
+            if let Some(at) = self.group_deadline() {
+                next = next.min(at);
+            }
+        }
         for fetcher in self.fetchers.values() {
             match fetcher.in_flight_since {
                 Some(since) => next = next.min(since.plus(self.config.replica_socket_timeout_ms)),
@@ -275,6 +295,7 @@ impl Broker {
         }
         self.expire_parked_produces(now);
         self.expire_parked_fetches(now);
+        self.group_timeouts(now);
         self.run_fetchers(now);
     }
 
@@ -320,6 +341,12 @@ impl Broker {
                 self.handle_produce(now, from, correlation, acks, timeout_ms, batches)
             }
             Message::Metadata { correlation } => self.handle_client_metadata(from, correlation),
+            Message::FindCoordinator { correlation, group } => self.handle_find_coordinator(from, correlation, &group),
+            Message::Group { correlation, request } => self.handle_group_request(now, from, correlation, *request),
+            Message::ConsumerFetch { correlation, max_wait_ms, partitions } => {
+                self.handle_consumer_fetch(now, from, correlation, max_wait_ms, partitions)
+            }
+            Message::ListOffsets { correlation, partitions } => self.handle_list_offsets(from, correlation, partitions),
             Message::ConnectionClosed => self.handle_connection_closed(now, from),
             _ => {}
         }
@@ -442,9 +469,12 @@ impl Broker {
         self.replicas.insert(tp, Replica { state, high_watermark: hw, role });
         self.event(ClusterEvent::BecameLeader { broker: self.id, tp, leader_epoch });
         self.maybe_increment_high_watermark(now, tp);
+        if self.is_offsets_topic(tp) {
+            self.offsets_leadership_changed(now, tp, true);
+        }
     }
 
-    fn become_follower(&mut self, _now: Millis, state: PartitionState) {
+    fn become_follower(&mut self, now: Millis, state: PartitionState) {
         let tp = state.tp;
         let log = self.disk.logs.get_or_default(tp);
         let mut hw = self.replicas.get(&tp).map_or_else(|| log.hw_checkpoint(), |replica| replica.high_watermark);
@@ -467,6 +497,10 @@ impl Broker {
         let leader_epoch = state.leader_epoch;
         self.replicas.insert(tp, Replica { state, high_watermark: hw, role: Role::Follower { leader } });
         self.fail_parked_produces(tp, ErrorCode::NotLeaderOrFollower);
+        self.complete_consumer_fetches(tp);
+        if self.is_offsets_topic(tp) {
+            self.offsets_leadership_changed(now, tp, false);
+        }
         self.event(ClusterEvent::BecameFollower { broker: self.id, tp, leader, leader_epoch });
         if let Some(leader) = leader {
             self.fetchers.entry(leader).or_default();

@@ -366,6 +366,7 @@ fn stale_fetch_response_is_ignored() {
             high_watermark: Offset(2),
             log_end_offset: Offset(2),
             diverging_epoch: None,
+            payloads: Vec::new(),
             records: [1, 2]
                 .into_iter()
                 .map(|write| crate::log::LogEntry { leader_epoch: LeaderEpoch(0), record: record(write) })

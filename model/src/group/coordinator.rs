@@ -17,6 +17,7 @@
 
 use crate::error::ErrorCode;
 use crate::types::{Millis, NodeId, Offset, TopicPartition};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Kafka's `offsets.topic.num.partitions` default.
@@ -41,7 +42,7 @@ pub fn offsets_partition_for(group: &str, partitions: u32) -> u32 {
     positive as u32 % partitions.max(1)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoordinatorConfig {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group
     /// waits for more members; each new member in that wait extends it by as much again,
@@ -65,7 +66,7 @@ impl Default for CoordinatorConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinGroup {
     pub group: String,
     /// Empty for a member that has none yet.
@@ -78,7 +79,7 @@ pub struct JoinGroup {
     pub protocols: Vec<(String, Vec<u8>)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupRequest {
     Join(JoinGroup),
     Sync {
@@ -116,13 +117,13 @@ pub enum GroupRequest {
 /// One member a LeaveGroup names (`MemberIdentity`). A static member gives its instance id,
 /// which must map to its member id. An empty member id with an instance id removes that
 /// static member whatever its member id (the admin client's `removeMembersFromConsumerGroup`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeavingMember {
     pub member_id: String,
     pub group_instance_id: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinResponse {
     pub error: ErrorCode,
     pub generation: i32,
@@ -147,7 +148,7 @@ impl JoinResponse {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupResponse {
     Join(JoinResponse),
     Sync {
@@ -175,7 +176,7 @@ pub enum GroupResponse {
 }
 
 /// What the coordinator writes to `__consumer_offsets`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OffsetsRecord {
     Commit {
         group: String,
@@ -193,7 +194,7 @@ pub enum OffsetsRecord {
 }
 
 /// One member as the group metadata record keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
     pub member_id: String,
     pub group_instance_id: Option<String>,
@@ -216,6 +217,15 @@ pub enum CoordinatorOutput {
         token: u64,
         group: String,
         records: Vec<OffsetsRecord>,
+    },
+    /// A commit is durable and applied (what the checkers of fencing and of committed
+    /// offsets read): who sent it under which generation, and the group's generation then.
+    OffsetsStored {
+        group: String,
+        member_id: String,
+        generation: i32,
+        group_generation: i32,
+        offsets: Vec<(TopicPartition, Offset)>,
     },
     /// A generation completed (the report's rebalance figures read these).
     Rebalanced {
@@ -325,21 +335,15 @@ enum PendingAppend {
         from: NodeId,
         correlation: u64,
         offsets: Vec<(TopicPartition, Offset)>,
-    },
-    /// The group metadata written after the leader's SyncGroup; the syncs wait for it.
-    Group {
+        member_id: String,
         generation: i32,
     },
+    /// The group metadata written after the leader's SyncGroup; the syncs wait for it.
+    Group { generation: i32 },
     /// A static member's replacement in a stable group (KIP-345): the new member id is
     /// answered only once the group record naming it is durable, and undone if it fails
     /// (GroupCoordinator's `updateStaticMemberAndRebalance`).
-    StaticReplacement {
-        waiter: Waiter,
-        generation: i32,
-        new_id: String,
-        old_id: String,
-        instance: String,
-    },
+    StaticReplacement { waiter: Waiter, generation: i32, new_id: String, old_id: String, instance: String },
 }
 
 pub struct GroupCoordinator {

@@ -14,3 +14,89 @@
 pub mod assignor;
 pub mod coordinator;
 pub mod member;
+
+use crate::error::ErrorCode;
+use crate::types::{Offset, TopicPartition, WriteId};
+use serde::{Deserialize, Serialize};
+
+/// What a coordinator or a consumer did, for the history (never needed to drive the
+/// cluster). Partitions are named by topic id, as the rest of the history names them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum GroupEvent {
+    // ---- the coordinator (a broker) ----
+    /// A generation completed its join phase.
+    Rebalanced {
+        group: String,
+        generation: i32,
+        members: usize,
+    },
+    /// A commit is durable and applied.
+    OffsetsStored {
+        group: String,
+        member_id: String,
+        generation: i32,
+        group_generation: i32,
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    /// This broker took over (or gave up) the groups of an offsets partition.
+    CoordinatorLoaded {
+        partition: u32,
+        records: usize,
+    },
+    CoordinatorUnloaded {
+        partition: u32,
+    },
+    // ---- a consumer ----
+    /// The application wrote this record to its sink.
+    Processed {
+        group: String,
+        tp: TopicPartition,
+        offset: Offset,
+        write: WriteId,
+    },
+    /// The consumer sent a rejoin (a rebalance starts for it).
+    Joining {
+        group: String,
+        member_id: String,
+    },
+    Assigned {
+        group: String,
+        member_id: String,
+        generation: i32,
+        partitions: Vec<TopicPartition>,
+    },
+    Revoked {
+        group: String,
+        member_id: String,
+        partitions: Vec<TopicPartition>,
+    },
+    Lost {
+        group: String,
+        member_id: String,
+        partitions: Vec<TopicPartition>,
+    },
+    CommitSent {
+        group: String,
+        member_id: String,
+        generation: i32,
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    CommitDone {
+        group: String,
+        member_id: String,
+        generation: i32,
+        error: ErrorCode,
+    },
+    /// The position moved by `auto.offset.reset` (no committed offset, or out of range).
+    PositionReset {
+        group: String,
+        tp: TopicPartition,
+        from: Option<Offset>,
+        to: Offset,
+    },
+    Fatal {
+        group: String,
+        error: ErrorCode,
+    },
+}

@@ -3,8 +3,8 @@
 //! coordinator failover (GroupMetadataManager's `storeOffsets` / `loadGroupsAndOffsets`).
 
 use super::{
-    offsets_partition_for, Group, GroupCoordinator, GroupResponse, GroupState, JoinResponse, Member, OffsetsRecord,
-    PendingAppend, Waiter,
+    offsets_partition_for, CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, JoinResponse, Member,
+    OffsetsRecord, PendingAppend, Waiter,
 };
 use crate::error::ErrorCode;
 use crate::types::{Millis, Offset, TopicPartition};
@@ -30,8 +30,13 @@ impl GroupCoordinator {
             .iter()
             .map(|(tp, offset)| OffsetsRecord::Commit { group: name.to_string(), tp: *tp, offset: *offset })
             .collect();
-        let pending =
-            PendingAppend::Commit { from: waiter.from, correlation: waiter.correlation, offsets: offsets.clone() };
+        let pending = PendingAppend::Commit {
+            from: waiter.from,
+            correlation: waiter.correlation,
+            offsets: offsets.clone(),
+            member_id: member_id.to_string(),
+            generation,
+        };
         if self.append(name, records, pending).is_none() {
             let error = ErrorCode::CoordinatorNotAvailable;
             let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
@@ -85,12 +90,20 @@ impl GroupCoordinator {
         };
         let error = store_error(error);
         match pending {
-            PendingAppend::Commit { from, correlation, offsets } => {
+            PendingAppend::Commit { from, correlation, offsets, member_id, generation } => {
                 if error == ErrorCode::None {
                     if let Some(group) = self.groups.get_mut(&name) {
                         for (tp, offset) in &offsets {
                             group.offsets.insert(*tp, *offset);
                         }
+                        let group_generation = group.generation;
+                        self.outbox.push_back(CoordinatorOutput::OffsetsStored {
+                            group: name.clone(),
+                            member_id,
+                            generation,
+                            group_generation,
+                            offsets: offsets.clone(),
+                        });
                     }
                 }
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
@@ -161,7 +174,7 @@ impl GroupCoordinator {
             let tokens: Vec<u64> =
                 self.pending_appends.iter().filter(|(_, (g, _))| *g == name).map(|(token, _)| *token).collect();
             for token in tokens {
-                if let Some((_, PendingAppend::Commit { from, correlation, offsets })) =
+                if let Some((_, PendingAppend::Commit { from, correlation, offsets, .. })) =
                     self.pending_appends.remove(&token)
                 {
                     let error = ErrorCode::NotCoordinator;

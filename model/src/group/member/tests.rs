@@ -112,7 +112,7 @@ impl Harness {
                     CoordinatorOutput::Append { token, .. } => {
                         self.coordinator.handle_append_result(self.now, token, ErrorCode::None)
                     }
-                    CoordinatorOutput::Rebalanced { .. } => {}
+                    CoordinatorOutput::Rebalanced { .. } | CoordinatorOutput::OffsetsStored { .. } => {}
                 }
             }
             if !moved {

@@ -1,0 +1,346 @@
+//! The broker side of consumer groups: FindCoordinator, the group coordinator for the
+//! `__consumer_offsets` partitions this broker leads (its records appended with acks=all
+//! semantics and answered once below the high watermark), consumer fetches up to the high
+//! watermark with long polling, and ListOffsets.
+//!
+//! A broker that becomes leader of an offsets partition loads that partition's groups
+//! from its own log (GroupMetadataManager's `loadGroupsAndOffsets`, which reads to the
+//! log end); one that stops leading it unloads them. Requests for a group whose partition
+//! this broker does not coordinate are answered NOT_COORDINATOR.
+
+use super::{Broker, Role, PARKED_REQUESTS_MAX};
+use crate::action::Action;
+use crate::error::ErrorCode;
+use crate::group::coordinator::{
+    offsets_partition_for, CoordinatorOutput, GroupRequest, GroupResponse, JoinResponse, OffsetsRecord,
+};
+use crate::group::GroupEvent;
+use crate::log::Record;
+use crate::messages::{ConsumerFetchPartition, ConsumerFetchPartitionResponse, Message};
+use crate::types::{Millis, NodeId, Offset, ProducerId, TopicPartition, WriteId};
+use std::sync::Arc;
+
+/// Producer id of the coordinator's own records (never a client's).
+pub const COORDINATOR_PRODUCER: ProducerId = ProducerId(u32::MAX);
+/// Write ids of internal records start here (client writes count up from 0).
+pub const INTERNAL_WRITE_BASE: u64 = 1 << 62;
+/// Most records one consumer fetch returns per partition (`max.partition.fetch.bytes`).
+pub const CONSUMER_FETCH_MAX_RECORDS: usize = 500;
+
+/// An append of the coordinator waiting for the offsets partition's high watermark.
+#[derive(Clone, Debug)]
+pub(super) struct GroupAppend {
+    token: u64,
+    tp: TopicPartition,
+    required: Offset,
+    deadline: Millis,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct ParkedConsumerFetch {
+    from: NodeId,
+    correlation: u64,
+    deadline: Millis,
+    partitions: Vec<ConsumerFetchPartition>,
+}
+
+impl Broker {
+    fn offsets_tp(&self, group: &str) -> Option<(TopicPartition, u32)> {
+        let groups = self.config.groups.as_ref()?;
+        let partition = offsets_partition_for(group, groups.offsets_partitions);
+        Some((TopicPartition { topic: groups.offsets_topic, partition }, groups.offsets_partitions))
+    }
+
+    pub(super) fn is_offsets_topic(&self, tp: TopicPartition) -> bool {
+        self.config.groups.as_ref().is_some_and(|g| g.offsets_topic == tp.topic)
+    }
+
+    pub(super) fn handle_find_coordinator(&mut self, from: NodeId, correlation: u64, group: &str) {
+        let coordinator = self.offsets_tp(group).and_then(|(tp, _)| self.leaders.get(&tp).and_then(|(l, _)| *l));
+        let error = if coordinator.is_some() { ErrorCode::None } else { ErrorCode::CoordinatorNotAvailable };
+        self.send(from, Message::FindCoordinatorResponse { correlation, error, coordinator });
+    }
+
+    pub(super) fn handle_group_request(&mut self, now: Millis, from: NodeId, correlation: u64, request: GroupRequest) {
+        let group = group_of(&request).to_string();
+        let coordinates = self.offsets_tp(&group).is_some_and(|(tp, _)| self.coordinated.contains(&tp.partition));
+        if !coordinates {
+            let response = error_response(&request, ErrorCode::NotCoordinator);
+            self.send(from, Message::GroupResponse { correlation, response: Box::new(response) });
+            return;
+        }
+        self.coordinator.handle_request(now, from, correlation, request);
+        self.drain_coordinator(now);
+    }
+
+    /// Moves the coordinator's outputs: answers to the network, appends to the log.
+    pub(super) fn drain_coordinator(&mut self, now: Millis) {
+        while let Some(output) = self.coordinator.poll_output() {
+            match output {
+                CoordinatorOutput::Respond { to, correlation, response } => {
+                    self.send(to, Message::GroupResponse { correlation, response: Box::new(response) })
+                }
+                CoordinatorOutput::Append { token, group, records } => {
+                    self.append_group_records(now, token, &group, records)
+                }
+                CoordinatorOutput::OffsetsStored { group, member_id, generation, group_generation, offsets } => self
+                    .group_event(GroupEvent::OffsetsStored { group, member_id, generation, group_generation, offsets }),
+                CoordinatorOutput::Rebalanced { group, generation, members } => {
+                    self.group_event(GroupEvent::Rebalanced { group, generation, members })
+                }
+            }
+        }
+    }
+
+    fn append_group_records(&mut self, now: Millis, token: u64, group: &str, records: Vec<OffsetsRecord>) {
+        let Some((tp, _)) = self.offsets_tp(group) else {
+            return self.coordinator.handle_append_result(now, token, ErrorCode::NotCoordinator);
+        };
+        let Some(replica) = self.replicas.get(&tp) else {
+            return self.coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
+        };
+        if !matches!(replica.role, Role::Leader { .. }) {
+            return self.coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
+        }
+        // The coordinator appends with acks=all (`offsets.commit.required.acks` = -1).
+        if replica.state.isr.len() < self.effective_min_isr(tp) {
+            return self.coordinator.handle_append_result(now, token, ErrorCode::NotEnoughReplicas);
+        }
+        if self.group_appends.len() >= PARKED_REQUESTS_MAX {
+            return self.coordinator.handle_append_result(now, token, ErrorCode::RequestTimedOut);
+        }
+        let epoch = replica.state.leader_epoch;
+        let log = self.disk.logs.get_or_default(tp);
+        for payload in records {
+            let offset = log.log_end_offset();
+            let record = Record {
+                write: WriteId(INTERNAL_WRITE_BASE + offset.0),
+                key: None,
+                producer: COORDINATOR_PRODUCER,
+                sequence: offset.0 as u32,
+                timestamp: now,
+            };
+            log.append_internal(epoch, record, Arc::new(payload));
+        }
+        let required = log.log_end_offset();
+        let deadline = now.plus(self.config.groups.as_ref().map_or(5_000, |g| g.commit_timeout_ms));
+        self.group_appends.push(GroupAppend { token, tp, required, deadline });
+        self.complete_parked_fetches(now, tp);
+        self.maybe_increment_high_watermark(now, tp);
+    }
+
+    /// After `tp`'s HW moved: coordinator appends now below it are durable.
+    pub(super) fn complete_group_appends(&mut self, now: Millis, tp: TopicPartition, hw: Offset) {
+        if self.group_appends.is_empty() {
+            return;
+        }
+        let mut index = 0;
+        let mut any = false;
+        while index < self.group_appends.len() {
+            let append = &self.group_appends[index];
+            if append.tp == tp && append.required <= hw {
+                let token = self.group_appends.remove(index).token;
+                self.coordinator.handle_append_result(now, token, ErrorCode::None);
+                any = true;
+            } else {
+                index += 1;
+            }
+        }
+        if any {
+            self.drain_coordinator(now);
+        }
+    }
+
+    fn fail_group_appends(&mut self, now: Millis, tp: Option<TopicPartition>, error: ErrorCode) {
+        let mut index = 0;
+        while index < self.group_appends.len() {
+            let append = &self.group_appends[index];
+            let expired = append.deadline <= now;
+            if tp.is_some_and(|tp| append.tp == tp) || expired {
+                let token = self.group_appends.remove(index).token;
+                let error = if expired && tp.is_none() { ErrorCode::RequestTimedOut } else { error };
+                self.coordinator.handle_append_result(now, token, error);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Leadership of an offsets partition changed: load or unload its groups.
+    pub(super) fn offsets_leadership_changed(&mut self, now: Millis, tp: TopicPartition, leader: bool) {
+        let Some(partitions) = self.config.groups.as_ref().map(|g| g.offsets_partitions) else {
+            return;
+        };
+        if leader {
+            let records: Vec<OffsetsRecord> = self.disk.logs.get(&tp).map_or_else(Vec::new, |log| {
+                log.payloads_in(Offset(0), log.log_end_offset()).into_iter().map(|(_, p)| (*p).clone()).collect()
+            });
+            self.coordinator.load(now, tp.partition, partitions, &records);
+            self.coordinated.insert(tp.partition);
+            self.group_event(GroupEvent::CoordinatorLoaded { partition: tp.partition, records: records.len() });
+        } else if self.coordinated.remove(&tp.partition) {
+            self.fail_group_appends(now, Some(tp), ErrorCode::NotLeaderOrFollower);
+            self.coordinator.unload(tp.partition, partitions);
+            self.group_event(GroupEvent::CoordinatorUnloaded { partition: tp.partition });
+        }
+        self.drain_coordinator(now);
+    }
+
+    pub(super) fn group_timeouts(&mut self, now: Millis) {
+        if self.config.groups.is_none() {
+            return;
+        }
+        if self.group_appends.iter().any(|a| a.deadline <= now) {
+            self.fail_group_appends(now, None, ErrorCode::RequestTimedOut);
+        }
+        if self.coordinator.poll_timeout().is_some_and(|at| at <= now) {
+            self.coordinator.handle_timeout(now);
+        }
+        self.drain_coordinator(now);
+        self.expire_consumer_fetches(now);
+    }
+
+    pub(super) fn group_deadline(&self) -> Option<Millis> {
+        let mut next = self.coordinator.poll_timeout();
+        let mut consider = |at: Millis| next = Some(next.map_or(at, |n: Millis| n.min(at)));
+        for append in &self.group_appends {
+            consider(append.deadline);
+        }
+        for parked in &self.parked_consumer_fetches {
+            consider(parked.deadline);
+        }
+        next
+    }
+
+    // ---- consumer fetch and list offsets ----
+
+    fn read_for_consumer(&self, request: &ConsumerFetchPartition) -> ConsumerFetchPartitionResponse {
+        let tp = request.tp;
+        let mut response = ConsumerFetchPartitionResponse {
+            tp,
+            fetch_offset: request.fetch_offset,
+            error: ErrorCode::None,
+            high_watermark: Offset(0),
+            records: Vec::new(),
+        };
+        let Some(replica) = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. })) else {
+            response.error = ErrorCode::NotLeaderOrFollower;
+            return response;
+        };
+        let Some(log) = self.disk.logs.get(&tp) else {
+            response.error = ErrorCode::NotLeaderOrFollower;
+            return response;
+        };
+        response.high_watermark = replica.high_watermark;
+        // Kafka's read: past the log end is out of range; between the HW and the log end a
+        // consumer (isolation by high watermark) gets nothing yet.
+        if request.fetch_offset > log.log_end_offset() {
+            response.error = ErrorCode::OffsetOutOfRange;
+            return response;
+        }
+        let visible = replica.high_watermark.0.saturating_sub(request.fetch_offset.0) as usize;
+        response.records = log.read(request.fetch_offset, visible.min(CONSUMER_FETCH_MAX_RECORDS)).to_vec();
+        response
+    }
+
+    pub(super) fn handle_consumer_fetch(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation: u64,
+        max_wait_ms: u64,
+        partitions: Vec<ConsumerFetchPartition>,
+    ) {
+        let responses: Vec<_> = partitions.iter().map(|p| self.read_for_consumer(p)).collect();
+        let any = responses.iter().any(|r| !r.records.is_empty() || r.error != ErrorCode::None);
+        if !any && max_wait_ms > 0 && self.parked_consumer_fetches.len() < PARKED_REQUESTS_MAX {
+            let deadline = now.plus(max_wait_ms);
+            self.parked_consumer_fetches.push(ParkedConsumerFetch { from, correlation, deadline, partitions });
+            return;
+        }
+        self.send(from, Message::ConsumerFetchResponse { correlation, partitions: responses });
+    }
+
+    /// After `tp`'s HW moved (new records visible to consumers) or its leadership went.
+    pub(super) fn complete_consumer_fetches(&mut self, tp: TopicPartition) {
+        if self.parked_consumer_fetches.is_empty() {
+            return;
+        }
+        let mut index = 0;
+        while index < self.parked_consumer_fetches.len() {
+            if self.parked_consumer_fetches[index].partitions.iter().any(|p| p.tp == tp) {
+                let parked = self.parked_consumer_fetches.swap_remove(index);
+                self.answer_consumer_fetch(parked);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn expire_consumer_fetches(&mut self, now: Millis) {
+        let mut index = 0;
+        while index < self.parked_consumer_fetches.len() {
+            if self.parked_consumer_fetches[index].deadline <= now {
+                let parked = self.parked_consumer_fetches.swap_remove(index);
+                self.answer_consumer_fetch(parked);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn answer_consumer_fetch(&mut self, parked: ParkedConsumerFetch) {
+        let partitions = parked.partitions.iter().map(|p| self.read_for_consumer(p)).collect();
+        self.send(parked.from, Message::ConsumerFetchResponse { correlation: parked.correlation, partitions });
+    }
+
+    pub(super) fn handle_list_offsets(
+        &mut self,
+        from: NodeId,
+        correlation: u64,
+        partitions: Vec<(TopicPartition, bool)>,
+    ) {
+        let answers = partitions
+            .into_iter()
+            .map(|(tp, latest)| match self.replicas.get(&tp) {
+                Some(replica) if matches!(replica.role, Role::Leader { .. }) => {
+                    let start = self.disk.logs.get(&tp).map_or(Offset(0), |log| log.log_start_offset());
+                    (tp, ErrorCode::None, if latest { replica.high_watermark } else { start })
+                }
+                _ => (tp, ErrorCode::NotLeaderOrFollower, Offset(0)),
+            })
+            .collect();
+        self.send(from, Message::ListOffsetsResponse { correlation, partitions: answers });
+    }
+
+    fn group_event(&mut self, event: GroupEvent) {
+        self.outbox.push_back(Action::Group(Box::new(event)));
+    }
+}
+
+fn group_of(request: &GroupRequest) -> &str {
+    match request {
+        GroupRequest::Join(join) => &join.group,
+        GroupRequest::Sync { group, .. }
+        | GroupRequest::Heartbeat { group, .. }
+        | GroupRequest::Leave { group, .. }
+        | GroupRequest::OffsetCommit { group, .. }
+        | GroupRequest::OffsetFetch { group, .. } => group,
+    }
+}
+
+/// The answer to `request` that carries only `error`.
+pub fn error_response(request: &GroupRequest, error: ErrorCode) -> GroupResponse {
+    match request {
+        GroupRequest::Join(join) => GroupResponse::Join(JoinResponse::failed(&join.member_id, error)),
+        GroupRequest::Sync { .. } => GroupResponse::Sync { error, assignment: Vec::new() },
+        GroupRequest::Heartbeat { .. } => GroupResponse::Heartbeat { error },
+        GroupRequest::Leave { members, .. } => {
+            GroupResponse::Leave { error, members: members.iter().map(|m| (m.clone(), error)).collect() }
+        }
+        GroupRequest::OffsetCommit { offsets, .. } => {
+            GroupResponse::OffsetCommit { error, partitions: offsets.iter().map(|(tp, _)| (*tp, error)).collect() }
+        }
+        GroupRequest::OffsetFetch { .. } => GroupResponse::OffsetFetch { error, offsets: Vec::new() },
+    }
+}

@@ -1,0 +1,864 @@
+//! The consumer client and the application loop around it: subscribe, the poll loop
+//! with `max.poll.records` and a processing time per record, the commit modes users
+//! really use, `auto.offset.reset`, fetching up to the high watermark, and a sink that
+//! records what the application processed.
+//!
+//! Group membership is the [`GroupMember`] state machine (the Java client's
+//! `ConsumerCoordinator`); this actor finds the coordinator, moves the member's requests,
+//! keeps fetch positions and runs the application: poll, process each record, commit as
+//! the configured mode says. Call order as for every actor: `handle_*`, then drain
+//! `poll_action`, then arm a timer for `poll_timeout`.
+
+use crate::action::Action;
+use crate::broker::groups::error_response;
+use crate::error::ErrorCode;
+use crate::group::assignor::{GroupPartition, PartitionsPerTopic};
+use crate::group::coordinator::{GroupRequest, GroupResponse};
+use crate::group::member::{GroupMember, MemberConfig, MemberOutput, MemberState};
+use crate::group::GroupEvent;
+use crate::log::LogEntry;
+use crate::messages::{ConsumerFetchPartition, ConsumerFetchPartitionResponse, Message, PartitionLeader, TopicMeta};
+use crate::types::{Millis, NodeId, Offset, TopicId, TopicPartition};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Correlation ids of the consumer's own requests carry this bit; the member's do not.
+const OWN: u64 = 1 << 48;
+/// Bound on member requests held while no coordinator is known.
+const HELD_MAX: usize = 64;
+/// Records buffered per partition at most (`fetch.max.bytes` stands behind it).
+const BUFFER_MAX: usize = 2_000;
+
+/// When the application commits, and what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum CommitMode {
+    /// `enable.auto.commit` as librdkafka-based clients do it: a background timer commits
+    /// the consumed position (records handed to the application, processed or not).
+    Auto { interval_ms: u64 },
+    /// `enable.auto.commit` as the Java client does it: each `poll()` commits, once the
+    /// interval passed, the position of the records earlier polls returned.
+    AutoInPoll { interval_ms: u64 },
+    /// `commitSync()` after processing each batch.
+    SyncAfter,
+    /// `commitSync()` of the batch's end before processing it.
+    SyncBefore,
+    /// `commitAsync()` after processing each batch.
+    AsyncAfter,
+}
+
+/// `auto.offset.reset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetReset {
+    Earliest,
+    #[default]
+    Latest,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    pub member: MemberConfig,
+    /// Subscribed topics by name and id.
+    pub topics: Vec<(String, TopicId)>,
+    pub commit: CommitMode,
+    /// `max.poll.records`.
+    pub max_poll_records: usize,
+    /// Time the application spends on each record.
+    pub processing_ms: u64,
+    pub auto_offset_reset: OffsetReset,
+    /// `fetch.max.wait.ms`.
+    pub fetch_max_wait_ms: u64,
+    pub request_timeout_ms: u64,
+    pub retry_backoff_ms: u64,
+    /// The application's `poll(timeout)`: how long one poll waits for records.
+    pub poll_timeout_ms: u64,
+    /// `metadata.max.age.ms`.
+    pub metadata_max_age_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            member: MemberConfig::default(),
+            topics: Vec::new(),
+            commit: CommitMode::AutoInPoll { interval_ms: 5_000 },
+            max_poll_records: 500,
+            processing_ms: 1,
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_max_wait_ms: 500,
+            request_timeout_ms: 30_000,
+            retry_backoff_ms: 100,
+            poll_timeout_ms: 100,
+            metadata_max_age_ms: 300_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct PartitionState {
+    /// Next offset to hand to the application; `None` until known.
+    position: Option<Offset>,
+    /// Next offset after the last record the application processed.
+    processed: Option<Offset>,
+    buffer: VecDeque<LogEntry>,
+    /// A position lookup is in flight (OffsetFetch or ListOffsets).
+    looking_up: bool,
+}
+
+#[derive(Clone, Debug)]
+enum App {
+    /// Ready to call `poll()` at this time.
+    Idle {
+        at: Millis,
+    },
+    /// In `poll()`, waiting for records until `until`.
+    Polling {
+        until: Millis,
+    },
+    /// Processing a batch: record `index` completes at `done_at`.
+    Processing {
+        batch: Vec<(TopicPartition, Offset, LogEntry)>,
+        index: usize,
+        done_at: Millis,
+    },
+    /// Waiting for a `commitSync` to be answered; then process `batch` (or poll).
+    Committing {
+        correlation: u64,
+        batch: Option<Vec<(TopicPartition, Offset, LogEntry)>>,
+    },
+    Stopped,
+}
+
+#[derive(Clone, Debug)]
+enum Own {
+    Metadata,
+    FindCoordinator,
+    OffsetFetch,
+    ListOffsets,
+    Fetch { broker: NodeId },
+}
+
+pub struct Consumer {
+    id: NodeId,
+    config: ConsumerConfig,
+    bootstrap: Vec<NodeId>,
+    next_bootstrap: usize,
+    member: GroupMember,
+    coordinator: Option<NodeId>,
+    /// Member requests waiting for a coordinator, and those in flight to it.
+    held: VecDeque<(u64, GroupRequest)>,
+    member_in_flight: BTreeMap<u64, GroupRequest>,
+    own_in_flight: BTreeMap<u64, (Own, Millis)>,
+    next_own: u64,
+    partition_counts: BTreeMap<TopicId, u32>,
+    leaders: BTreeMap<TopicPartition, NodeId>,
+    metadata_fetched_at: Option<Millis>,
+    retry_at: Millis,
+    parts: BTreeMap<TopicPartition, PartitionState>,
+    app: App,
+    next_auto_commit: Millis,
+    outbox: VecDeque<Action>,
+}
+
+impl Consumer {
+    pub fn new(id: NodeId, config: ConsumerConfig, bootstrap: Vec<NodeId>, now: Millis) -> Consumer {
+        let mut member = GroupMember::new(config.member.clone(), now);
+        member.subscribe(config.topics.iter().map(|(name, _)| name.clone()).collect());
+        let interval = match config.commit {
+            CommitMode::Auto { interval_ms } | CommitMode::AutoInPoll { interval_ms } => interval_ms,
+            _ => u64::MAX / 4,
+        };
+        Consumer {
+            id,
+            bootstrap,
+            next_bootstrap: 0,
+            member,
+            coordinator: None,
+            held: VecDeque::new(),
+            member_in_flight: BTreeMap::new(),
+            own_in_flight: BTreeMap::new(),
+            next_own: 0,
+            partition_counts: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            metadata_fetched_at: None,
+            retry_at: now,
+            parts: BTreeMap::new(),
+            app: App::Idle { at: now },
+            next_auto_commit: now.plus(interval),
+            outbox: VecDeque::new(),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn group(&self) -> &str {
+        &self.config.member.group
+    }
+
+    pub fn member_id(&self) -> &str {
+        self.member.member_id()
+    }
+
+    pub fn generation(&self) -> i32 {
+        self.member.generation()
+    }
+
+    /// Positions of the owned partitions (for lag figures).
+    pub fn positions(&self) -> Vec<(TopicPartition, Option<Offset>)> {
+        self.parts.iter().map(|(tp, p)| (*tp, p.processed.or(p.position))).collect()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let mut next = self.member.poll_timeout().unwrap_or(Millis::MAX);
+        match &self.app {
+            App::Idle { at } => next = next.min(*at),
+            App::Polling { until } => next = next.min(*until),
+            App::Processing { done_at, .. } => next = next.min(*done_at),
+            App::Committing { .. } | App::Stopped => {}
+        }
+        if matches!(self.config.commit, CommitMode::Auto { .. }) {
+            next = next.min(self.next_auto_commit);
+        }
+        for (_, sent) in self.own_in_flight.values() {
+            next = next.min(sent.plus(self.config.request_timeout_ms + self.config.fetch_max_wait_ms));
+        }
+        if self.needs_lookup() {
+            next = next.min(self.retry_at);
+        }
+        if let Some(at) = self.metadata_fetched_at {
+            next = next.min(at.plus(self.config.metadata_max_age_ms));
+        }
+        (next < Millis::MAX).then_some(next)
+    }
+
+    /// `close()`: commit what the mode commits, then leave the group.
+    pub fn close(&mut self, now: Millis) {
+        self.member.close();
+        self.drain_member(now);
+        self.app = App::Stopped;
+        self.drain_member(now);
+    }
+
+    // ---- inputs ----
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.expire_own(now);
+        self.member.handle_timeout(now);
+        self.drain_member(now);
+        if matches!(self.config.commit, CommitMode::Auto { .. }) && now >= self.next_auto_commit {
+            self.next_auto_commit = now.plus(self.auto_interval());
+            let consumed = self.consumed_offsets();
+            if !consumed.is_empty() {
+                self.commit(now, consumed);
+            }
+        }
+        if self.metadata_fetched_at.is_some_and(|at| now.since(at) >= self.config.metadata_max_age_ms) {
+            self.metadata_fetched_at = None;
+        }
+        self.run(now);
+    }
+
+    pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        match msg {
+            Message::MetadataResponse { correlation, topics, partitions } => {
+                if self.take_own(correlation).is_some() {
+                    self.apply_metadata(now, topics, partitions);
+                }
+            }
+            Message::FindCoordinatorResponse { correlation, error, coordinator } => {
+                if self.take_own(correlation).is_some() {
+                    if error == ErrorCode::None && coordinator.is_some() {
+                        self.coordinator = coordinator;
+                        self.send_held(now);
+                    } else {
+                        self.retry_at = now.plus(self.config.retry_backoff_ms);
+                    }
+                }
+            }
+            Message::GroupResponse { correlation, response } => self.handle_group_response(now, correlation, *response),
+            Message::ConsumerFetchResponse { correlation, partitions } => {
+                if self.take_own(correlation).is_some() {
+                    self.handle_fetch_response(now, partitions);
+                }
+            }
+            Message::ListOffsetsResponse { correlation, partitions } => {
+                if self.take_own(correlation).is_some() {
+                    self.handle_list_offsets(now, partitions);
+                }
+            }
+            Message::ConnectionClosed => self.handle_connection_closed(now, from),
+            _ => {}
+        }
+        self.run(now);
+    }
+
+    fn handle_connection_closed(&mut self, now: Millis, peer: NodeId) {
+        let lost: Vec<u64> = self
+            .own_in_flight
+            .iter()
+            .filter(|(_, (own, _))| {
+                matches!(own, Own::Fetch { broker } if *broker == peer) || !matches!(own, Own::Fetch { .. })
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for correlation in lost {
+            self.fail_own(now, correlation);
+        }
+        if self.coordinator == Some(peer) {
+            // The member's requests to it end as a disconnect: NOT_COORDINATOR makes the
+            // member retry and this consumer look the coordinator up again.
+            self.coordinator = None;
+            let in_flight = std::mem::take(&mut self.member_in_flight);
+            for (correlation, request) in in_flight {
+                let response = error_response(&request, ErrorCode::NotCoordinator);
+                self.member.handle_response(now, correlation, response);
+            }
+            self.drain_member(now);
+        }
+    }
+
+    fn handle_group_response(&mut self, now: Millis, correlation: u64, response: GroupResponse) {
+        if correlation & OWN != 0 {
+            if let Some(Own::OffsetFetch) = self.take_own(correlation) {
+                self.handle_offset_fetch(now, response);
+            }
+            return;
+        }
+        if self.member_in_flight.remove(&correlation).is_none() {
+            return;
+        }
+        if coordinator_moved(&response) {
+            self.coordinator = None;
+        }
+        self.member.handle_response(now, correlation, response);
+        self.drain_member(now);
+    }
+
+    // ---- the application loop ----
+
+    fn run(&mut self, now: Millis) {
+        self.ensure_metadata(now);
+        self.ensure_coordinator(now);
+        self.lookup_positions(now);
+        // Bounded: each pass either ends or moves the application one step on.
+        for _ in 0..4 {
+            match self.app.clone() {
+                App::Idle { at } if now >= at => self.poll(now),
+                App::Polling { until } => {
+                    if !self.deliver(now) && now >= until {
+                        self.app = App::Idle { at: now };
+                    }
+                    if matches!(self.app, App::Polling { .. }) {
+                        break;
+                    }
+                }
+                App::Processing { batch, index, done_at } if now >= done_at => self.process(now, batch, index),
+                _ => break,
+            }
+        }
+        self.ensure_fetches(now);
+    }
+
+    /// The application calls `poll()`.
+    fn poll(&mut self, now: Millis) {
+        self.member.poll(now);
+        self.drain_member(now);
+        if let CommitMode::AutoInPoll { interval_ms } = self.config.commit {
+            if now >= self.next_auto_commit {
+                self.next_auto_commit = now.plus(interval_ms);
+                let consumed = self.consumed_offsets();
+                if !consumed.is_empty() && self.member.state() == MemberState::Stable {
+                    self.commit(now, consumed);
+                }
+            }
+        }
+        self.app = App::Polling { until: now.plus(self.config.poll_timeout_ms) };
+        self.deliver(now);
+    }
+
+    /// Hands buffered records to the application, if any; returns whether it did.
+    fn deliver(&mut self, now: Millis) -> bool {
+        if self.member.state() != MemberState::Stable {
+            return false;
+        }
+        let mut batch = Vec::new();
+        let owned = self.owned_tps();
+        for tp in owned {
+            let Some(part) = self.parts.get_mut(&tp) else { continue };
+            while batch.len() < self.config.max_poll_records {
+                let Some(position) = part.position else { break };
+                let Some(entry) = part.buffer.pop_front() else { break };
+                part.position = Some(Offset(position.0 + 1));
+                batch.push((tp, position, entry));
+            }
+        }
+        if batch.is_empty() {
+            return false;
+        }
+        if self.config.commit == CommitMode::SyncBefore {
+            let offsets = self.consumed_offsets();
+            let correlation = self.commit(now, offsets);
+            self.app = App::Committing { correlation, batch: Some(batch) };
+        } else {
+            let done_at = now.plus(self.config.processing_ms);
+            self.app = App::Processing { batch, index: 0, done_at };
+        }
+        true
+    }
+
+    fn process(&mut self, now: Millis, batch: Vec<(TopicPartition, Offset, LogEntry)>, index: usize) {
+        let (tp, offset, entry) = batch[index];
+        self.parts.entry(tp).or_default().processed = Some(Offset(offset.0 + 1));
+        let group = self.group().to_string();
+        self.event(GroupEvent::Processed { group, tp, offset, write: entry.record.write });
+        if index + 1 < batch.len() {
+            self.app = App::Processing { batch, index: index + 1, done_at: now.plus(self.config.processing_ms) };
+            return;
+        }
+        match self.config.commit {
+            CommitMode::SyncAfter => {
+                let offsets = self.processed_offsets();
+                let correlation = self.commit(now, offsets);
+                self.app = App::Committing { correlation, batch: None };
+            }
+            CommitMode::AsyncAfter => {
+                let offsets = self.processed_offsets();
+                self.commit(now, offsets);
+                self.app = App::Idle { at: now };
+            }
+            _ => self.app = App::Idle { at: now },
+        }
+    }
+
+    fn commit(&mut self, now: Millis, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
+        let group = self.group().to_string();
+        let member_id = self.member.member_id().to_string();
+        let generation = self.member.generation();
+        if self.member.state() == MemberState::Stable {
+            self.event(GroupEvent::CommitSent { group, member_id, generation, offsets: offsets.clone() });
+        }
+        let correlation = self.member.commit(now, offsets);
+        self.drain_member(now);
+        correlation
+    }
+
+    fn consumed_offsets(&self) -> Vec<(TopicPartition, Offset)> {
+        self.parts.iter().filter_map(|(tp, p)| p.position.map(|o| (*tp, o))).collect()
+    }
+
+    fn processed_offsets(&self) -> Vec<(TopicPartition, Offset)> {
+        self.parts.iter().filter_map(|(tp, p)| p.processed.map(|o| (*tp, o))).collect()
+    }
+
+    fn auto_interval(&self) -> u64 {
+        match self.config.commit {
+            CommitMode::Auto { interval_ms } | CommitMode::AutoInPoll { interval_ms } => interval_ms,
+            _ => u64::MAX / 4,
+        }
+    }
+
+    // ---- the member ----
+
+    fn drain_member(&mut self, now: Millis) {
+        // Bounded by the member's own outbox; each output is handled once.
+        while let Some(output) = self.member.poll_output() {
+            match output {
+                MemberOutput::Send { correlation, request } => {
+                    if matches!(request, GroupRequest::Join(_)) {
+                        let group = self.group().to_string();
+                        let member_id = self.member.member_id().to_string();
+                        self.event(GroupEvent::Joining { group, member_id });
+                    }
+                    self.send_member(correlation, request);
+                }
+                MemberOutput::Revoked(partitions) => self.on_revoked(now, partitions),
+                MemberOutput::Assigned(partitions) => self.on_assigned(now, partitions),
+                MemberOutput::Lost(partitions) => {
+                    let tps = self.tps(&partitions);
+                    for tp in &tps {
+                        self.parts.remove(tp);
+                    }
+                    let group = self.group().to_string();
+                    let member_id = self.member.member_id().to_string();
+                    self.event(GroupEvent::Lost { group, member_id, partitions: tps });
+                }
+                MemberOutput::CommitDone { correlation, error } => {
+                    let group = self.group().to_string();
+                    let member_id = self.member.member_id().to_string();
+                    let generation = self.member.generation();
+                    self.event(GroupEvent::CommitDone { group, member_id, generation, error });
+                    if let App::Committing { correlation: waiting, batch } = self.app.clone() {
+                        if waiting == correlation {
+                            // A failed commitSync throws; the application logs it and
+                            // goes on (with the batch, for commit-before-processing).
+                            self.app = match batch {
+                                Some(batch) => {
+                                    App::Processing { batch, index: 0, done_at: now.plus(self.config.processing_ms) }
+                                }
+                                None => App::Idle { at: now },
+                            };
+                        }
+                    }
+                }
+                MemberOutput::Fatal(error) => {
+                    let group = self.group().to_string();
+                    self.event(GroupEvent::Fatal { group, error });
+                    self.app = App::Stopped;
+                }
+            }
+        }
+    }
+
+    /// `onPartitionsRevoked`: commit what was processed (modes that commit at all).
+    fn on_revoked(&mut self, now: Millis, partitions: Vec<GroupPartition>) {
+        let tps = self.tps(&partitions);
+        let offsets: Vec<(TopicPartition, Offset)> = match self.config.commit {
+            CommitMode::SyncAfter | CommitMode::AsyncAfter => {
+                tps.iter().filter_map(|tp| self.parts.get(tp).and_then(|p| p.processed).map(|o| (*tp, o))).collect()
+            }
+            // onJoinPrepare's auto-commit of the consumed position.
+            CommitMode::Auto { .. } | CommitMode::AutoInPoll { .. } => {
+                tps.iter().filter_map(|tp| self.parts.get(tp).and_then(|p| p.position).map(|o| (*tp, o))).collect()
+            }
+            CommitMode::SyncBefore => Vec::new(),
+        };
+        if !offsets.is_empty() {
+            self.commit(now, offsets);
+        }
+        for tp in &tps {
+            self.parts.remove(tp);
+        }
+        let group = self.group().to_string();
+        let member_id = self.member.member_id().to_string();
+        self.event(GroupEvent::Revoked { group, member_id, partitions: tps });
+    }
+
+    fn on_assigned(&mut self, now: Millis, partitions: Vec<GroupPartition>) {
+        let tps = self.tps(&partitions);
+        for tp in &tps {
+            self.parts.entry(*tp).or_default();
+        }
+        let group = self.group().to_string();
+        let member_id = self.member.member_id().to_string();
+        let generation = self.member.generation();
+        self.event(GroupEvent::Assigned { group, member_id, generation, partitions: tps });
+        self.lookup_positions(now);
+    }
+
+    fn send_member(&mut self, correlation: u64, request: GroupRequest) {
+        match self.coordinator {
+            Some(coordinator) => {
+                self.member_in_flight.insert(correlation, request.clone());
+                self.send(coordinator, Message::Group { correlation, request: Box::new(request) });
+            }
+            None if self.held.len() < HELD_MAX => self.held.push_back((correlation, request)),
+            // Dropped: the member times the request out and sends it again.
+            None => {}
+        }
+    }
+
+    fn send_held(&mut self, _now: Millis) {
+        while let Some((correlation, request)) = self.held.pop_front() {
+            self.send_member(correlation, request);
+        }
+    }
+
+    // ---- metadata, coordinator, positions, fetches ----
+
+    fn ensure_metadata(&mut self, now: Millis) {
+        if self.metadata_fetched_at.is_some() || self.in_flight(|o| matches!(o, Own::Metadata)) || now < self.retry_at {
+            return;
+        }
+        let Some(broker) = self.next_broker() else { return };
+        let correlation = self.own(Own::Metadata, now);
+        self.send(broker, Message::Metadata { correlation });
+    }
+
+    fn ensure_coordinator(&mut self, now: Millis) {
+        if self.coordinator.is_some() || self.in_flight(|o| matches!(o, Own::FindCoordinator)) || now < self.retry_at {
+            return;
+        }
+        let Some(broker) = self.next_broker() else { return };
+        let correlation = self.own(Own::FindCoordinator, now);
+        let group = self.group().to_string();
+        self.send(broker, Message::FindCoordinator { correlation, group });
+    }
+
+    fn needs_lookup(&self) -> bool {
+        self.parts.values().any(|p| p.position.is_none())
+            || self.coordinator.is_none()
+            || self.metadata_fetched_at.is_none()
+    }
+
+    fn lookup_positions(&mut self, now: Millis) {
+        if self.member.state() != MemberState::Stable || now < self.retry_at {
+            return;
+        }
+        let Some(coordinator) = self.coordinator else { return };
+        let missing: Vec<TopicPartition> =
+            self.parts.iter().filter(|(_, p)| p.position.is_none() && !p.looking_up).map(|(tp, _)| *tp).collect();
+        if missing.is_empty() {
+            return;
+        }
+        for tp in &missing {
+            if let Some(part) = self.parts.get_mut(tp) {
+                part.looking_up = true;
+            }
+        }
+        let correlation = self.own(Own::OffsetFetch, now);
+        let request = GroupRequest::OffsetFetch { group: self.group().to_string(), partitions: missing };
+        self.send(coordinator, Message::Group { correlation, request: Box::new(request) });
+    }
+
+    fn handle_offset_fetch(&mut self, now: Millis, response: GroupResponse) {
+        let GroupResponse::OffsetFetch { error, offsets } = response else { return };
+        if error != ErrorCode::None {
+            if coordinator_error(error) {
+                self.coordinator = None;
+            }
+            self.retry_at = now.plus(self.config.retry_backoff_ms);
+            for part in self.parts.values_mut() {
+                part.looking_up = false;
+            }
+            return;
+        }
+        let mut reset = Vec::new();
+        for (tp, offset) in offsets {
+            let Some(part) = self.parts.get_mut(&tp) else { continue };
+            match offset {
+                Some(offset) => {
+                    part.position = Some(offset);
+                    part.looking_up = false;
+                }
+                None => reset.push(tp),
+            }
+        }
+        self.reset_positions(now, reset);
+    }
+
+    /// `auto.offset.reset` for partitions with no usable position.
+    fn reset_positions(&mut self, now: Millis, tps: Vec<TopicPartition>) {
+        let latest = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => false,
+            OffsetReset::Latest => true,
+            OffsetReset::None => {
+                if !tps.is_empty() {
+                    let group = self.group().to_string();
+                    self.event(GroupEvent::Fatal { group, error: ErrorCode::OffsetOutOfRange });
+                    self.app = App::Stopped;
+                }
+                return;
+            }
+        };
+        let mut per_leader: BTreeMap<NodeId, Vec<(TopicPartition, bool)>> = BTreeMap::new();
+        for tp in tps {
+            match self.leaders.get(&tp) {
+                Some(leader) => per_leader.entry(*leader).or_default().push((tp, latest)),
+                None => {
+                    if let Some(part) = self.parts.get_mut(&tp) {
+                        part.looking_up = false;
+                    }
+                    self.metadata_fetched_at = None;
+                }
+            }
+        }
+        for (leader, partitions) in per_leader {
+            for (tp, _) in &partitions {
+                if let Some(part) = self.parts.get_mut(tp) {
+                    part.position = None;
+                    part.looking_up = true;
+                }
+            }
+            let correlation = self.own(Own::ListOffsets, now);
+            self.send(leader, Message::ListOffsets { correlation, partitions });
+        }
+    }
+
+    fn handle_list_offsets(&mut self, now: Millis, partitions: Vec<(TopicPartition, ErrorCode, Offset)>) {
+        for (tp, error, offset) in partitions {
+            let group = self.group().to_string();
+            let Some(part) = self.parts.get_mut(&tp) else { continue };
+            part.looking_up = false;
+            if error != ErrorCode::None {
+                self.metadata_fetched_at = None;
+                self.retry_at = now.plus(self.config.retry_backoff_ms);
+                continue;
+            }
+            let from = part.processed.or(part.position);
+            part.position = Some(offset);
+            part.buffer.clear();
+            self.event(GroupEvent::PositionReset { group, tp, from, to: offset });
+        }
+    }
+
+    fn ensure_fetches(&mut self, now: Millis) {
+        if self.member.state() != MemberState::Stable || matches!(self.app, App::Stopped) {
+            return;
+        }
+        let mut per_leader: BTreeMap<NodeId, Vec<ConsumerFetchPartition>> = BTreeMap::new();
+        for (tp, part) in &self.parts {
+            let Some(position) = part.position else { continue };
+            if part.buffer.len() >= BUFFER_MAX {
+                continue;
+            }
+            let Some(leader) = self.leaders.get(tp) else { continue };
+            let fetch_offset = Offset(position.0 + part.buffer.len() as u64);
+            per_leader.entry(*leader).or_default().push(ConsumerFetchPartition { tp: *tp, fetch_offset });
+        }
+        for (leader, partitions) in per_leader {
+            if self.in_flight(|o| matches!(o, Own::Fetch { broker } if *broker == leader)) {
+                continue;
+            }
+            let correlation = self.own(Own::Fetch { broker: leader }, now);
+            let max_wait_ms = self.config.fetch_max_wait_ms;
+            self.send(leader, Message::ConsumerFetch { correlation, max_wait_ms, partitions });
+        }
+    }
+
+    fn handle_fetch_response(&mut self, now: Millis, partitions: Vec<ConsumerFetchPartitionResponse>) {
+        let mut reset = Vec::new();
+        for response in partitions {
+            let Some(part) = self.parts.get_mut(&response.tp) else { continue };
+            let Some(position) = part.position else { continue };
+            match response.error {
+                ErrorCode::None => {
+                    // An answer to an older position (a reset or a revoke since) is dropped.
+                    if response.fetch_offset == Offset(position.0 + part.buffer.len() as u64) {
+                        part.buffer.extend(response.records);
+                    }
+                }
+                ErrorCode::OffsetOutOfRange => reset.push(response.tp),
+                _ => {
+                    self.metadata_fetched_at = None;
+                    self.retry_at = now.plus(self.config.retry_backoff_ms);
+                }
+            }
+        }
+        if !reset.is_empty() {
+            self.reset_positions(now, reset);
+        }
+    }
+
+    fn apply_metadata(&mut self, now: Millis, topics: Vec<TopicMeta>, partitions: Vec<PartitionLeader>) {
+        if topics.is_empty() {
+            self.retry_at = now.plus(self.config.retry_backoff_ms);
+            return;
+        }
+        self.metadata_fetched_at = Some(now);
+        for topic in topics {
+            self.partition_counts.insert(topic.id, topic.partitions);
+        }
+        self.leaders.clear();
+        for partition in partitions {
+            if let Some(leader) = partition.leader {
+                self.leaders.insert(partition.tp, leader);
+            }
+        }
+        let counts: PartitionsPerTopic = self
+            .config
+            .topics
+            .iter()
+            .filter_map(|(name, id)| self.partition_counts.get(id).map(|n| (name.clone(), *n)))
+            .collect();
+        self.member.update_metadata(counts);
+    }
+
+    fn expire_own(&mut self, now: Millis) {
+        let timeout = self.config.request_timeout_ms + self.config.fetch_max_wait_ms;
+        let expired: Vec<u64> =
+            self.own_in_flight.iter().filter(|(_, (_, sent))| now.since(*sent) >= timeout).map(|(c, _)| *c).collect();
+        for correlation in expired {
+            self.fail_own(now, correlation);
+        }
+    }
+
+    fn fail_own(&mut self, now: Millis, correlation: u64) {
+        let Some((own, _)) = self.own_in_flight.remove(&correlation) else { return };
+        self.retry_at = now.plus(self.config.retry_backoff_ms);
+        match own {
+            Own::OffsetFetch | Own::ListOffsets => {
+                for part in self.parts.values_mut() {
+                    part.looking_up = false;
+                }
+            }
+            Own::FindCoordinator => self.coordinator = None,
+            Own::Metadata | Own::Fetch { .. } => self.metadata_fetched_at = None,
+        }
+    }
+
+    // ---- helpers ----
+
+    fn owned_tps(&self) -> Vec<TopicPartition> {
+        self.tps(&self.member.owned())
+    }
+
+    fn tps(&self, partitions: &[GroupPartition]) -> Vec<TopicPartition> {
+        let mut tps: Vec<TopicPartition> = partitions
+            .iter()
+            .filter_map(|p| {
+                let id = self.config.topics.iter().find(|(name, _)| *name == p.topic)?.1;
+                Some(TopicPartition { topic: id, partition: p.partition })
+            })
+            .collect();
+        tps.sort();
+        tps
+    }
+
+    fn next_broker(&mut self) -> Option<NodeId> {
+        if self.bootstrap.is_empty() {
+            return None;
+        }
+        let broker = self.bootstrap[self.next_bootstrap % self.bootstrap.len()];
+        self.next_bootstrap += 1;
+        Some(broker)
+    }
+
+    fn own(&mut self, kind: Own, now: Millis) -> u64 {
+        self.next_own += 1;
+        let correlation = OWN | self.next_own;
+        self.own_in_flight.insert(correlation, (kind, now));
+        correlation
+    }
+
+    fn take_own(&mut self, correlation: u64) -> Option<Own> {
+        self.own_in_flight.remove(&correlation).map(|(own, _)| own)
+    }
+
+    fn in_flight(&self, matches: impl Fn(&Own) -> bool) -> bool {
+        self.own_in_flight.values().any(|(own, _)| matches(own))
+    }
+
+    fn event(&mut self, event: GroupEvent) {
+        self.outbox.push_back(Action::Group(Box::new(event)));
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.outbox.push_back(Action::Send { to, msg });
+    }
+}
+
+fn coordinator_error(error: ErrorCode) -> bool {
+    matches!(error, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)
+}
+
+/// Whether a group answer says the coordinator moved (`markCoordinatorUnknown`).
+fn coordinator_moved(response: &GroupResponse) -> bool {
+    let error = match response {
+        GroupResponse::Join(join) => join.error,
+        GroupResponse::Sync { error, .. }
+        | GroupResponse::Heartbeat { error }
+        | GroupResponse::Leave { error, .. }
+        | GroupResponse::OffsetCommit { error, .. }
+        | GroupResponse::OffsetFetch { error, .. } => *error,
+    };
+    coordinator_error(error)
+}
