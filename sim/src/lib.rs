@@ -12,6 +12,7 @@
 pub mod checkers;
 pub mod engine;
 pub mod faults;
+pub mod groups;
 pub mod history;
 pub mod queue;
 pub mod report;

@@ -6,6 +6,8 @@ mod checkers;
 mod cli;
 #[path = "suite/determinism.rs"]
 mod determinism;
+#[path = "suite/group_checkers.rs"]
+mod group_checkers;
 #[path = "suite/properties.rs"]
 mod properties;
 #[path = "suite/scenarios.rs"]
