@@ -159,6 +159,8 @@ pub struct Consumer {
     parts: BTreeMap<TopicPartition, PartitionState>,
     app: App,
     next_auto_commit: Millis,
+    /// What each commit in flight carries, for the history.
+    commits: BTreeMap<u64, Vec<(TopicPartition, Offset)>>,
     outbox: VecDeque<Action>,
 }
 
@@ -187,6 +189,7 @@ impl Consumer {
             parts: BTreeMap::new(),
             app: App::Idle { at: now },
             next_auto_commit: now.plus(interval),
+            commits: BTreeMap::new(),
             outbox: VecDeque::new(),
             config,
         }
@@ -268,35 +271,30 @@ impl Consumer {
     }
 
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
-        match msg {
-            Message::MetadataResponse { correlation, topics, partitions } => {
-                if self.take_own(correlation).is_some() {
-                    self.apply_metadata(now, topics, partitions);
+        // An answer to a request of this consumer's own counts only if it is still awaited.
+        let awaited = match &msg {
+            Message::MetadataResponse { correlation, .. }
+            | Message::FindCoordinatorResponse { correlation, .. }
+            | Message::ConsumerFetchResponse { correlation, .. }
+            | Message::ListOffsetsResponse { correlation, .. } => self.take_own(*correlation).is_some(),
+            _ => true,
+        };
+        if awaited {
+            match msg {
+                Message::MetadataResponse { topics, partitions, .. } => self.apply_metadata(now, topics, partitions),
+                Message::FindCoordinatorResponse { error: ErrorCode::None, coordinator: Some(coordinator), .. } => {
+                    self.coordinator = Some(coordinator);
+                    self.send_held(now);
                 }
-            }
-            Message::FindCoordinatorResponse { correlation, error, coordinator } => {
-                if self.take_own(correlation).is_some() {
-                    if error == ErrorCode::None && coordinator.is_some() {
-                        self.coordinator = coordinator;
-                        self.send_held(now);
-                    } else {
-                        self.retry_at = now.plus(self.config.retry_backoff_ms);
-                    }
+                Message::FindCoordinatorResponse { .. } => self.retry_at = now.plus(self.config.retry_backoff_ms),
+                Message::GroupResponse { correlation, response } => {
+                    self.handle_group_response(now, correlation, *response)
                 }
+                Message::ConsumerFetchResponse { partitions, .. } => self.handle_fetch_response(now, partitions),
+                Message::ListOffsetsResponse { partitions, .. } => self.handle_list_offsets(now, partitions),
+                Message::ConnectionClosed => self.handle_connection_closed(now, from),
+                _ => {}
             }
-            Message::GroupResponse { correlation, response } => self.handle_group_response(now, correlation, *response),
-            Message::ConsumerFetchResponse { correlation, partitions } => {
-                if self.take_own(correlation).is_some() {
-                    self.handle_fetch_response(now, partitions);
-                }
-            }
-            Message::ListOffsetsResponse { correlation, partitions } => {
-                if self.take_own(correlation).is_some() {
-                    self.handle_list_offsets(now, partitions);
-                }
-            }
-            Message::ConnectionClosed => self.handle_connection_closed(now, from),
-            _ => {}
         }
         self.run(now);
     }
@@ -446,7 +444,10 @@ impl Consumer {
         if self.member.state() == MemberState::Stable {
             self.event(GroupEvent::CommitSent { group, member_id, generation, offsets: offsets.clone() });
         }
-        let correlation = self.member.commit(now, offsets);
+        let correlation = self.member.commit(now, offsets.clone());
+        if self.commits.len() < crate::group::member::COMMITS_IN_FLIGHT_MAX {
+            self.commits.insert(correlation, offsets);
+        }
         self.drain_member(now);
         correlation
     }
@@ -495,7 +496,8 @@ impl Consumer {
                     let group = self.group().to_string();
                     let member_id = self.member.member_id().to_string();
                     let generation = self.member.generation();
-                    self.event(GroupEvent::CommitDone { group, member_id, generation, error });
+                    let offsets = self.commits.remove(&correlation).unwrap_or_default();
+                    self.event(GroupEvent::CommitDone { group, member_id, generation, offsets, error });
                     if let App::Committing { correlation: waiting, batch } = self.app.clone() {
                         if waiting == correlation {
                             // A failed commitSync throws; the application logs it and

@@ -14,12 +14,20 @@ pub enum Target {
     Broker(u32),
     Controller,
     Producer(u32),
+    /// A consumer, counted over every group in declaration order.
+    Consumer(u32),
     /// Whichever broker leads this partition when the fault fires.
     LeaderOf(TopicPartition),
 }
 
 impl Target {
-    pub fn parse(text: &str, brokers: u32, producers: usize, topics: &[TopicConfig]) -> Result<Target, String> {
+    pub fn parse(
+        text: &str,
+        brokers: u32,
+        producers: usize,
+        consumers: usize,
+        topics: &[TopicConfig],
+    ) -> Result<Target, String> {
         let text = text.trim();
         if text == "controller" {
             return Ok(Target::Controller);
@@ -38,6 +46,13 @@ impl Target {
             }
             return Ok(Target::Producer(id));
         }
+        if let Some(id) = text.strip_prefix("consumer:") {
+            let id: u32 = id.parse().map_err(|_| format!("`{text}`: consumer index must be a number"))?;
+            if id as usize >= consumers {
+                return Err(format!("`{text}`: the scenario has {consumers} consumer(s)"));
+            }
+            return Ok(Target::Consumer(id));
+        }
         if let Some(rest) = text.strip_prefix("leader:") {
             let (topic, partition) =
                 rest.rsplit_once('/').ok_or_else(|| format!("`{text}`: write leader:TOPIC/PARTITION"))?;
@@ -51,7 +66,7 @@ impl Target {
             }
             return Ok(Target::LeaderOf(TopicPartition { topic: TopicId(index as u32), partition }));
         }
-        Err(format!("`{text}` is not a node: write \"broker:N\", \"controller\", \"producer:N\" or \"leader:TOPIC/P\""))
+        Err(format!("`{text}` is not a node: write \"broker:N\", \"controller\", \"producer:N\", \"consumer:N\" or \"leader:TOPIC/P\""))
     }
 }
 
@@ -61,6 +76,7 @@ impl fmt::Display for Target {
             Target::Broker(id) => write!(f, "broker:{id}"),
             Target::Controller => write!(f, "controller"),
             Target::Producer(id) => write!(f, "producer:{id}"),
+            Target::Consumer(id) => write!(f, "consumer:{id}"),
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
         }
     }
@@ -75,6 +91,8 @@ pub enum Fault {
     PowerLoss(Target),
     Pause(Target),
     Resume(Target),
+    /// A consumer's graceful `close()`: commit, leave the group, stop (restart rejoins).
+    Close(Target),
     /// Cut the node off from every other node, both ways.
     Isolate(Target),
     /// No traffic between nodes of different groups.
@@ -104,6 +122,7 @@ impl fmt::Display for Fault {
             Fault::PowerLoss(t) => write!(f, "power-loss {t}"),
             Fault::Pause(t) => write!(f, "pause {t}"),
             Fault::Resume(t) => write!(f, "resume {t}"),
+            Fault::Close(t) => write!(f, "close {t}"),
             Fault::Isolate(t) => write!(f, "isolate {t}"),
             Fault::Partition { groups } => {
                 let groups: Vec<String> = groups.iter().map(|g| format!("[{}]", list(g))).collect();

@@ -3,6 +3,7 @@
 
 use crate::checkers::{check, Property, Verdicts};
 use crate::engine::{RunOutput, Stop};
+use crate::groups::{check_groups, GroupVerdicts};
 use crate::history::Happening;
 use crate::scenario::Scenario;
 use serde_json::json;
@@ -24,6 +25,8 @@ pub struct Outcome {
     pub seed: u64,
     pub run: RunOutput,
     pub verdicts: Verdicts,
+    /// One per consumer group, in declaration order.
+    pub groups: Vec<GroupVerdicts>,
     /// Whether every expectation of the scenario was met.
     pub pass: bool,
     /// Why it failed, one line each.
@@ -53,6 +56,29 @@ impl Outcome {
         if run.stop == Stop::EventLimit {
             failures.push("the run hit the event limit (a livelock?)".into());
         }
+        let groups = check_groups(&run.groups, &run.history);
+        for group in &groups {
+            for property in &scenario.expect.group_hold {
+                let result = group.result(*property);
+                if !result.held() {
+                    failures.push(format!(
+                        "group {}: {} was expected to hold but has {} violation(s)",
+                        group.group,
+                        property.name(),
+                        result.violations
+                    ));
+                }
+            }
+            for property in &scenario.expect.group_violate {
+                if group.result(*property).held() {
+                    failures.push(format!(
+                        "group {}: {} was expected to be violated but held",
+                        group.group,
+                        property.name()
+                    ));
+                }
+            }
+        }
         Outcome {
             scenario_name: scenario.name.clone(),
             seed,
@@ -61,6 +87,7 @@ impl Outcome {
             replay: scenario.replay_command(seed),
             run,
             verdicts,
+            groups,
         }
     }
 
@@ -139,6 +166,10 @@ impl Outcome {
                 let _ = writeln!(out, "             {example}");
             }
         }
+        for group in &self.groups {
+            let _ = writeln!(out);
+            let _ = write!(out, "{}", group.text());
+        }
         let _ = writeln!(out);
         let _ = writeln!(out, "{}", self.verdict_line());
         out
@@ -191,9 +222,41 @@ impl Outcome {
             "sim_time_ms": self.run.stats.sim_time_ms,
             "events": self.run.stats.events,
             "messages": self.run.stats.messages,
+            "groups": self.groups.iter().map(group_json).collect::<Vec<_>>(),
             "replay": self.replay,
         })
     }
+}
+
+fn group_json(group: &GroupVerdicts) -> serde_json::Value {
+    let properties: serde_json::Map<String, serde_json::Value> = group
+        .results
+        .iter()
+        .map(|r| {
+            let value =
+                json!({"held": r.held(), "checked": r.checked, "violations": r.violations, "examples": r.examples});
+            (r.property.name().to_string(), value)
+        })
+        .collect();
+    let f = &group.rebalances;
+    json!({
+        "group": group.group,
+        "protocol": group.protocol.name(),
+        "semantics": group.semantics.name(),
+        "expected": group.counts.expected,
+        "processed": group.counts.processed,
+        "lost": group.counts.lost,
+        "duplicates": group.counts.duplicates,
+        "properties": properties,
+        "rebalances": {
+            "count": f.rebalances,
+            "stabilized": f.stabilized,
+            "trigger_to_stable_ms_mean": f.trigger_to_stable_ms_mean,
+            "trigger_to_stable_ms_max": f.trigger_to_stable_ms_max,
+            "unowned_partition_ms": f.unowned_partition_ms,
+            "unowned_ms_max": f.unowned_ms_max,
+        },
+    })
 }
 
 fn describe_setup(out: &mut String, scenario: &Scenario) {

@@ -226,6 +226,11 @@ impl Broker {
         self.replicas.get(&tp).map(|replica| &replica.state)
     }
 
+    /// The committed offset of `group` for `tp`, as this broker's coordinator has it.
+    pub fn group_committed(&self, group: &str, tp: TopicPartition) -> Option<Offset> {
+        self.coordinator.committed(group, tp)
+    }
+
     pub fn is_registered(&self) -> bool {
         self.broker_epoch.is_some()
     }

@@ -86,6 +86,7 @@ pub enum GroupEvent {
         group: String,
         member_id: String,
         generation: i32,
+        offsets: Vec<(TopicPartition, Offset)>,
         error: ErrorCode,
     },
     /// The position moved by `auto.offset.reset` (no committed offset, or out of range).

@@ -1,7 +1,7 @@
 //! Faults applied to nodes: kill, power loss, restart, pause/resume, partitions and
 //! clock offsets, with targets resolved when the fault fires.
 
-use super::{Actor, Durable, Engine, Life, CONTROLLER_ID};
+use super::{groups, Actor, Durable, Engine, Life, CONTROLLER_ID};
 use crate::faults::{Fault, Target};
 use crate::history::Happening;
 use trial_model::{Broker, ClusterEvent, Controller, ControllerDisk, Message, NodeId, TopicPartition};
@@ -12,6 +12,7 @@ impl Engine<'_> {
             Target::Broker(id) => Some(id as usize),
             Target::Controller => Some(self.controller_index),
             Target::Producer(index) => self.producers.get(index as usize).map(|p| p.node),
+            Target::Consumer(index) => self.consumers.slots.get(index as usize).map(|c| c.node),
             Target::LeaderOf(tp) => {
                 let Life::Up(Actor::Controller(c)) = &self.nodes[self.controller_index].life else {
                     return self.last_known_leader(tp);
@@ -38,6 +39,7 @@ impl Engine<'_> {
             | Fault::PowerLoss(target)
             | Fault::Restart(target)
             | Fault::Pause(target)
+            | Fault::Close(target)
             | Fault::Resume(target) => {
                 let Some(node) = self.resolve(target) else {
                     self.note_fault(format!("{description} (no such node now: skipped)"), None);
@@ -48,7 +50,11 @@ impl Engine<'_> {
                     Fault::Kill(_) => self.crash(node, false),
                     Fault::PowerLoss(_) => self.crash(node, true),
                     Fault::Restart(_) => self.restart(node),
-                    Fault::Pause(_) => self.nodes[node].paused = true,
+                    Fault::Pause(_) => {
+                        self.nodes[node].paused = true;
+                        self.consumer_happening(node, groups::Happened::Paused);
+                    }
+                    Fault::Close(_) => self.close_consumer(node),
                     _ => self.resume(node),
                 }
             }
@@ -134,8 +140,13 @@ impl Engine<'_> {
                 slot.life = Life::Up(Actor::Producer(p));
                 return;
             }
+            Life::Up(Actor::Consumer(_)) => Durable::Consumer,
             Life::Down { durable, .. } => durable,
         };
+        if matches!(durable, Durable::Consumer) {
+            self.consumer_happening(node, groups::Happened::Crashed);
+        }
+        let slot = &mut self.nodes[node];
         if power_loss {
             // KRaft syncs its metadata log, so only a broker's page cache is lost.
             if let Durable::Broker(disk) = &mut durable {
@@ -157,6 +168,10 @@ impl Engine<'_> {
 
     pub(super) fn restart(&mut self, node: usize) {
         let now = self.local_now(node);
+        if matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
+            // A closed (or running) consumer restarts as a new process.
+            self.nodes[node].life = Life::Down { durable: Durable::Consumer, machine_up: true };
+        }
         let slot = &mut self.nodes[node];
         let Life::Down { .. } = slot.life else { return };
         let life = std::mem::replace(
@@ -178,7 +193,11 @@ impl Engine<'_> {
                 let controller = Controller::new(id, self.scenario.controller.clone(), disk, now);
                 Life::Up(Actor::Controller(Box::new(controller)))
             }
+            Durable::Consumer => Life::Up(Actor::Consumer(Box::new(self.consumers.new_consumer(id, now)))),
         };
+        if matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
+            self.consumer_happening(node, groups::Happened::Restarted);
+        }
         self.monitor.forget_node(id);
         self.reschedule(node);
     }
@@ -195,6 +214,7 @@ impl Engine<'_> {
                 Life::Up(Actor::Broker(b)) => b.handle_message(now, from, msg),
                 Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
                 Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
+                Life::Up(Actor::Consumer(c)) => c.handle_message(now, from, msg),
                 Life::Down { .. } => break,
             }
         }
@@ -206,8 +226,10 @@ impl Engine<'_> {
             Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
             Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
             Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
+            Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
             Life::Down { .. } => {}
         }
+        self.consumer_happening(node, groups::Happened::Resumed);
         self.after_input(node);
     }
 }

@@ -54,6 +54,14 @@ impl Engine<'_> {
 
     pub(super) fn output(mut self, stop: Stop, partitions: Vec<PartitionFinal>) -> RunOutput {
         self.history.partitions = partitions;
-        RunOutput { history: self.history, trace_hash: self.hash.0, stats: self.stats, faults: Vec::new(), stop }
+        let groups = self.consumers.finish(self.now);
+        RunOutput {
+            history: self.history,
+            trace_hash: self.hash.0,
+            stats: self.stats,
+            faults: Vec::new(),
+            stop,
+            groups,
+        }
     }
 }

@@ -13,19 +13,21 @@ use crate::queue::CalendarQueue;
 
 mod faults;
 mod finish;
+mod groups;
 mod network;
 use crate::scenario::Scenario;
 use crate::trace::TraceSink;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use trial_model::{
-    Action, Broker, BrokerDisk, ClusterEvent, Controller, ControllerDisk, Message, MessageKind, Millis, NodeId, Offset,
-    Producer, TopicPartition, WriteId,
+    Action, Broker, BrokerDisk, ClusterEvent, Consumer, Controller, ControllerDisk, Message, MessageKind, Millis,
+    NodeId, Offset, Producer, TopicPartition, WriteId,
 };
 
 /// Node id of the controller; brokers are 0..brokers, producers from `PRODUCER_BASE`.
 pub const CONTROLLER_ID: NodeId = NodeId(1_000);
 pub const PRODUCER_BASE: u32 = 2_000;
+pub const CONSUMER_BASE: u32 = 3_000;
 /// Bound on events in one run: a run that needs more is reported as stuck.
 pub const EVENTS_MAX: u64 = 2_000_000_000;
 /// Bound on messages parked for a paused node.
@@ -80,11 +82,14 @@ enum Actor {
     Broker(Box<Broker>),
     Controller(Box<Controller>),
     Producer(Box<Producer>),
+    Consumer(Box<Consumer>),
 }
 
 enum Durable {
     Broker(BrokerDisk),
     Controller(ControllerDisk),
+    /// A consumer keeps nothing: its progress is the group's committed offsets.
+    Consumer,
 }
 
 enum Life {
@@ -141,6 +146,8 @@ pub struct RunOutput {
     pub stats: RunStats,
     pub faults: Vec<ScheduledFault>,
     pub stop: Stop,
+    /// One history per consumer group, in declaration order.
+    pub groups: Vec<crate::groups::GroupHistory>,
 }
 
 /// A multiply-xorshift hash over the run's events, one 64-bit word at a time: equal for
@@ -162,6 +169,7 @@ pub struct Engine<'a> {
     free_slots: Vec<u32>,
     nodes: Vec<Node>,
     producers: Vec<ProducerLoad>,
+    consumers: groups::Consumers,
     /// Producers grouped by send interval (indices into `producers`).
     tick_groups: Vec<Vec<usize>>,
     brokers: usize,
@@ -221,6 +229,7 @@ impl<'a> Engine<'a> {
             let per_tick = spec.rate * interval_ms as f64 / 1_000.0;
             producers.push(ProducerLoad { node: nodes.len() - 1, spec: index, interval_ms, per_tick, carry: 0.0 });
         }
+        let consumers = groups::Consumers::start(scenario, &broker_ids, &mut nodes);
         let count = nodes.len();
         let mut fault_rng = ChaCha8Rng::seed_from_u64(seeds.faults);
         let mut faults = scenario.faults.clone();
@@ -236,6 +245,7 @@ impl<'a> Engine<'a> {
             free_slots: Vec::new(),
             nodes,
             producers,
+            consumers,
             tick_groups: Vec::new(),
             brokers: n,
             controller_index,
@@ -309,6 +319,9 @@ impl<'a> Engine<'a> {
         if id == CONTROLLER_ID {
             return Some(self.controller_index);
         }
+        if let Some(consumer) = id.0.checked_sub(CONSUMER_BASE) {
+            return self.consumers.slots.get(consumer as usize).map(|slot| slot.node);
+        }
         let producer = id.0.checked_sub(PRODUCER_BASE)? as usize;
         (producer < self.producers.len()).then(|| self.controller_index + 1 + producer)
     }
@@ -359,6 +372,7 @@ impl<'a> Engine<'a> {
                     Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
                     Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
                     Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
+                    Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
                     Life::Down { .. } => return,
                 }
                 self.after_input(node);
@@ -400,6 +414,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Broker(b)) => b.handle_message(now, from, msg),
             Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
             Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
+            Life::Up(Actor::Consumer(c)) => c.handle_message(now, from, msg),
             Life::Down { .. } => return,
         }
         self.after_input(to);
@@ -416,6 +431,7 @@ impl<'a> Engine<'a> {
                 Life::Up(Actor::Broker(b)) => b.poll_action(),
                 Life::Up(Actor::Controller(c)) => c.poll_action(),
                 Life::Up(Actor::Producer(p)) => p.poll_action(),
+                Life::Up(Actor::Consumer(c)) => c.poll_action(),
                 Life::Down { .. } => None,
             };
             let Some(action) = action else { break };
@@ -427,6 +443,7 @@ impl<'a> Engine<'a> {
                 }
                 Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
                 Action::Event(event) => self.record_event(node, event),
+                Action::Group(event) => self.record_group_event(node, *event),
             }
         }
         self.reschedule(node);
@@ -438,6 +455,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Broker(b)) => b.poll_timeout(),
             Life::Up(Actor::Controller(c)) => c.poll_timeout(),
             Life::Up(Actor::Producer(p)) => p.poll_timeout(),
+            Life::Up(Actor::Consumer(c)) => c.poll_timeout(),
             Life::Down { .. } => None,
         };
         // Local deadline to global time; a deadline already due fires one tick later so a
@@ -607,6 +625,9 @@ impl<'a> Engine<'a> {
             }
         }
         self.heal_network();
+        for node in self.closed_consumers() {
+            self.restart(node);
+        }
         for node in 0..self.nodes.len() {
             self.nodes[node].clock_offset_ms = 0;
             if self.nodes[node].paused {
@@ -653,7 +674,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        true
+        self.groups_caught_up()
     }
 
     fn broker(&self, id: NodeId) -> Option<&Broker> {

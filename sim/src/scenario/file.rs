@@ -21,6 +21,8 @@ pub(super) struct RawScenario {
     #[serde(default)]
     producers: Vec<Spanned<RawProducer>>,
     #[serde(default)]
+    groups: Vec<Spanned<RawGroup>>,
+    #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     nemesis: Option<Spanned<RawNemesis>>,
     expect: Option<RawExpect>,
@@ -40,6 +42,10 @@ struct RawCluster {
     replica_high_watermark_checkpoint_interval_ms: Option<u64>,
     /// 0 turns OS writeback off.
     os_dirty_expire_ms: Option<u64>,
+    offsets_partitions: Option<Spanned<u32>>,
+    offsets_replication_factor: Option<Spanned<u32>>,
+    offsets_min_insync_replicas: Option<Spanned<u32>>,
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -48,6 +54,8 @@ struct RawProtocol {
     truncation: Option<Truncation>,
     eligible_leader_replicas: Option<bool>,
     registration: Option<trial_model::Registration>,
+    /// Commits fenced by generation and member id (on in Kafka).
+    commit_fencing: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -87,6 +95,24 @@ struct RawProducer {
     record_bytes: Option<Spanned<u64>>,
     null_key_partitioner: Option<NullKeyPartitioner>,
     count: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    topics: Spanned<Vec<String>>,
+    consumers: Spanned<u32>,
+    commit: Option<Spanned<String>>,
+    auto_commit_interval_ms: Option<Spanned<u64>>,
+    max_poll_records: Option<Spanned<u32>>,
+    processing_ms: Option<u64>,
+    auto_offset_reset: Option<trial_model::OffsetReset>,
+    assignors: Option<Spanned<Vec<String>>>,
+    session_timeout_ms: Option<Spanned<u64>>,
+    heartbeat_interval_ms: Option<Spanned<u64>>,
+    max_poll_interval_ms: Option<Spanned<u64>>,
+    static_membership: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +195,14 @@ impl Validator<'_> {
         let network = self.network(&raw.network)?;
         let topics = self.topics(&raw.topics, brokers, raw.cluster.span())?;
         let producers = self.producers(&raw.producers, &topics)?;
-        let faults = self.faults(&raw.faults, brokers, producers.len(), &topics, duration_ms)?;
+        let mut topics = topics;
+        let groups = self.groups(&raw.groups, &topics)?;
+        if !groups.is_empty() {
+            let fencing = raw.protocol.commit_fencing.unwrap_or(true);
+            broker.groups = Some(self.offsets_topic(&raw.cluster, brokers, fencing, &mut topics)?);
+        }
+        let consumers = groups.iter().map(|g| g.consumers as usize).sum::<usize>();
+        let faults = self.faults(&raw.faults, brokers, producers.len(), consumers, &topics, duration_ms)?;
         let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
         let expect = self.expect(raw.expect.as_ref())?;
         Ok(Scenario {
@@ -183,6 +216,7 @@ impl Validator<'_> {
             controller,
             topics,
             producers,
+            groups,
             network,
             duration_ms,
             liveness_ms,
@@ -480,6 +514,186 @@ impl Validator<'_> {
         Ok(producers)
     }
 
+    fn groups(&self, raw: &[Spanned<RawGroup>], topics: &[TopicConfig]) -> Result<Vec<GroupSpec>, ScenarioError> {
+        let mut groups: Vec<GroupSpec> = Vec::new();
+        let mut consumers = 0usize;
+        for spanned in raw {
+            let g = spanned.get_ref();
+            let name = g.name.get_ref().trim().to_string();
+            if name.is_empty() {
+                return self.error(g.name.span(), "groups.name", "a group needs a name");
+            }
+            if groups.iter().any(|other| other.name == name) {
+                return self.error(g.name.span(), "groups.name", format!("group `{name}` is declared twice"));
+            }
+            let mut subscribed = Vec::new();
+            for topic in g.topics.get_ref() {
+                let Some(index) = topics.iter().position(|t| t.name == *topic) else {
+                    return self.error(
+                        g.topics.span(),
+                        "groups.topics",
+                        format!("no topic named `{topic}` is declared"),
+                    );
+                };
+                subscribed.push((topic.clone(), TopicId(index as u32)));
+            }
+            if subscribed.is_empty() {
+                return self.error(g.topics.span(), "groups.topics", "a group subscribes to at least one topic");
+            }
+            let count = self.positive(&g.consumers, "groups.consumers")?;
+            consumers += count as usize;
+            if consumers > CONSUMERS_MAX {
+                return self.error(
+                    g.consumers.span(),
+                    "groups.consumers",
+                    format!("at most {CONSUMERS_MAX} consumers"),
+                );
+            }
+            let mut config = ConsumerConfig { topics: subscribed.clone(), ..ConsumerConfig::default() };
+            config.member.group = name.clone();
+            let interval = match &g.auto_commit_interval_ms {
+                Some(v) => self.positive(v, "groups.auto_commit_interval_ms")?,
+                None => 5_000,
+            };
+            if let Some(mode) = &g.commit {
+                config.commit = match mode.get_ref().as_str() {
+                    "auto" => CommitMode::Auto { interval_ms: interval },
+                    "auto-in-poll" => CommitMode::AutoInPoll { interval_ms: interval },
+                    "sync-after" => CommitMode::SyncAfter,
+                    "sync-before" => CommitMode::SyncBefore,
+                    "async-after" => CommitMode::AsyncAfter,
+                    other => {
+                        return self.error(
+                            mode.span(),
+                            "groups.commit",
+                            format!(
+                                "`{other}` is not one of \"auto\", \"auto-in-poll\", \"sync-after\", \"sync-before\", \"async-after\""
+                            ),
+                        )
+                    }
+                };
+            } else {
+                config.commit = CommitMode::AutoInPoll { interval_ms: interval };
+            }
+            if let Some(v) = &g.max_poll_records {
+                config.max_poll_records = self.positive(v, "groups.max_poll_records")? as usize;
+            }
+            if let Some(v) = g.processing_ms {
+                config.processing_ms = v;
+            }
+            if let Some(v) = g.auto_offset_reset {
+                config.auto_offset_reset = v;
+            }
+            if let Some(list) = &g.assignors {
+                let mut assignors = Vec::new();
+                for name in list.get_ref() {
+                    match trial_model::group::assignor::Assignor::from_name(name) {
+                        Some(a) => assignors.push(a),
+                        None => {
+                            return self.error(
+                                list.span(),
+                                "groups.assignors",
+                                format!(
+                                    "unknown assignor `{name}`; one of: range, roundrobin, sticky, cooperative-sticky"
+                                ),
+                            )
+                        }
+                    }
+                }
+                if assignors.is_empty() {
+                    return self.error(list.span(), "groups.assignors", "name at least one assignor");
+                }
+                config.member.assignors = assignors;
+            }
+            if let Some(v) = &g.session_timeout_ms {
+                let ms = *v.get_ref();
+                if !(6_000..=1_800_000).contains(&ms) {
+                    return self.error(
+                        v.span(),
+                        "groups.session_timeout_ms",
+                        "must be within group.min.session.timeout.ms (6000) and group.max.session.timeout.ms (1800000)",
+                    );
+                }
+                config.member.session_timeout_ms = ms;
+            }
+            if let Some(v) = &g.heartbeat_interval_ms {
+                config.member.heartbeat_interval_ms = self.positive(v, "groups.heartbeat_interval_ms")?;
+            }
+            if config.member.heartbeat_interval_ms >= config.member.session_timeout_ms {
+                let span = g.heartbeat_interval_ms.as_ref().map_or(spanned.span(), |v| v.span());
+                return self.error(span, "groups.heartbeat_interval_ms", "must be below session_timeout_ms");
+            }
+            if let Some(v) = &g.max_poll_interval_ms {
+                config.member.max_poll_interval_ms = self.positive(v, "groups.max_poll_interval_ms")?;
+            }
+            groups.push(GroupSpec {
+                name,
+                topics: subscribed,
+                consumers: count,
+                static_membership: g.static_membership.unwrap_or(false),
+                config,
+            });
+        }
+        Ok(groups)
+    }
+
+    /// `__consumer_offsets`, appended after the declared topics, and the brokers' group settings.
+    fn offsets_topic(
+        &self,
+        raw: &Spanned<RawCluster>,
+        brokers: u32,
+        fencing: bool,
+        topics: &mut Vec<TopicConfig>,
+    ) -> Result<GroupsConfig, ScenarioError> {
+        let cluster = raw.get_ref();
+        let partitions = match &cluster.offsets_partitions {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > PARTITIONS_MAX => {
+                return self.error(v.span(), "cluster.offsets_partitions", format!("must be 1..={PARTITIONS_MAX}"))
+            }
+            Some(v) => *v.get_ref(),
+            None => trial_model::group::coordinator::OFFSETS_PARTITIONS_DEFAULT,
+        };
+        let replication_factor = match &cluster.offsets_replication_factor {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > brokers => {
+                return self.error(
+                    v.span(),
+                    "cluster.offsets_replication_factor",
+                    format!("must be 1..={brokers} (the broker count)"),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            None => brokers.min(3),
+        };
+        let min_insync_replicas = match &cluster.offsets_min_insync_replicas {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > replication_factor => {
+                return self.error(
+                    v.span(),
+                    "cluster.offsets_min_insync_replicas",
+                    format!("must be 1..={replication_factor} (the offsets topic's replication factor)"),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            None => 1,
+        };
+        if topics.iter().any(|t| t.name == OFFSETS_TOPIC) {
+            return self.error(raw.span(), "topics", format!("`{OFFSETS_TOPIC}` is internal and cannot be declared"));
+        }
+        let offsets_topic = TopicId(topics.len() as u32);
+        topics.push(TopicConfig {
+            name: OFFSETS_TOPIC.into(),
+            partitions,
+            replication_factor,
+            min_insync_replicas,
+            unclean_leader_election: false,
+            replica_assignment: None,
+        });
+        let mut coordinator = trial_model::group::coordinator::CoordinatorConfig { fencing, ..Default::default() };
+        if let Some(v) = cluster.group_initial_rebalance_delay_ms {
+            coordinator.initial_rebalance_delay_ms = v;
+        }
+        Ok(GroupsConfig { offsets_topic, offsets_partitions: partitions, commit_timeout_ms: 5_000, coordinator })
+    }
+
     fn positive<T: Copy + PartialOrd + Default + fmt::Display>(
         &self,
         value: &Spanned<T>,
@@ -497,9 +711,10 @@ impl Validator<'_> {
         key: &str,
         brokers: u32,
         producers: usize,
+        consumers: usize,
         topics: &[TopicConfig],
     ) -> Result<Target, ScenarioError> {
-        match Target::parse(value.get_ref(), brokers, producers, topics) {
+        match Target::parse(value.get_ref(), brokers, producers, consumers, topics) {
             Ok(target) => Ok(target),
             Err(message) => self.error(value.span(), key, message),
         }
@@ -511,11 +726,12 @@ impl Validator<'_> {
         key: &str,
         brokers: u32,
         producers: usize,
+        consumers: usize,
         topics: &[TopicConfig],
     ) -> Result<Vec<Target>, ScenarioError> {
         let mut targets = Vec::new();
         for name in value.get_ref() {
-            match Target::parse(name, brokers, producers, topics) {
+            match Target::parse(name, brokers, producers, consumers, topics) {
                 Ok(target) => targets.push(target),
                 Err(message) => return self.error(value.span(), key, message),
             }
@@ -531,6 +747,7 @@ impl Validator<'_> {
         raw: &[Spanned<RawFault>],
         brokers: u32,
         producers: usize,
+        consumers: usize,
         topics: &[TopicConfig],
         duration_ms: u64,
     ) -> Result<Vec<ScheduledFault>, ScenarioError> {
@@ -550,7 +767,7 @@ impl Validator<'_> {
                     ),
                 );
             }
-            let fault = self.fault(spanned, brokers, producers, topics)?;
+            let fault = self.fault(spanned, brokers, producers, consumers, topics)?;
             faults.push(ScheduledFault { at_ms, fault });
         }
         faults.sort_by_key(|f| f.at_ms);
@@ -562,13 +779,14 @@ impl Validator<'_> {
         spanned: &Spanned<RawFault>,
         brokers: u32,
         producers: usize,
+        consumers: usize,
         topics: &[TopicConfig],
     ) -> Result<Fault, ScenarioError> {
         let f = spanned.get_ref();
         let kind = f.kind.get_ref().as_str();
         let need_target = |this: &Self| -> Result<Target, ScenarioError> {
             match &f.target {
-                Some(target) => this.target(target, "faults.target", brokers, producers, topics),
+                Some(target) => this.target(target, "faults.target", brokers, producers, consumers, topics),
                 None => this.error(
                     spanned.span(),
                     "faults.target",
@@ -588,6 +806,13 @@ impl Validator<'_> {
             "kill" => Fault::Kill(self.process_target(need_target(self)?, f)?),
             "restart" => Fault::Restart(self.process_target(need_target(self)?, f)?),
             "power-loss" => Fault::PowerLoss(self.process_target(need_target(self)?, f)?),
+            "close" => match need_target(self)? {
+                target @ Target::Consumer(_) => Fault::Close(target),
+                _ => {
+                    let span = f.target.as_ref().map_or(f.kind.span(), |t| t.span());
+                    return self.error(span, "faults.target", "`close` (a graceful leave) applies to consumers");
+                }
+            },
             "pause" => Fault::Pause(need_target(self)?),
             "resume" => Fault::Resume(need_target(self)?),
             "isolate" => Fault::Isolate(need_target(self)?),
@@ -601,7 +826,7 @@ impl Validator<'_> {
                 let mut resolved = Vec::new();
                 for group in groups.get_ref() {
                     let group = Spanned::new(groups.span(), group.clone());
-                    resolved.push(self.targets(&group, "faults.groups", brokers, producers, topics)?);
+                    resolved.push(self.targets(&group, "faults.groups", brokers, producers, consumers, topics)?);
                 }
                 Fault::Partition { groups: resolved }
             }
@@ -609,8 +834,8 @@ impl Validator<'_> {
                 let (Some(from), Some(to)) = (&f.from, &f.to) else {
                     return self.error(spanned.span(), "faults.from", "a `partition-one-way` fault needs `from` and `to` node lists");
                 };
-                let from = self.targets(from, "faults.from", brokers, producers, topics)?;
-                let to = self.targets(to, "faults.to", brokers, producers, topics)?;
+                let from = self.targets(from, "faults.from", brokers, producers, consumers, topics)?;
+                let to = self.targets(to, "faults.to", brokers, producers, consumers, topics)?;
                 Fault::OneWay { from, to }
             }
             "heal" => Fault::Heal,
@@ -647,7 +872,7 @@ impl Validator<'_> {
                 return self.error(
                     f.kind.span(),
                     "faults.kind",
-                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, clock-offset"),
+                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, close, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, clock-offset"),
                 )
             }
         };
@@ -709,33 +934,43 @@ impl Validator<'_> {
     }
 
     fn expect(&self, raw: Option<&RawExpect>) -> Result<Expect, ScenarioError> {
+        use crate::groups::GroupProperty;
         let Some(raw) = raw else {
-            return Ok(Expect { hold: Property::ALL.to_vec(), violate: Vec::new() });
+            return Ok(Expect { hold: Property::ALL.to_vec(), ..Expect::default() });
         };
-        let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Vec<Property>, ScenarioError> {
-            let mut out = Vec::new();
-            let Some(list) = list else { return Ok(out) };
+        type Parsed = (Vec<Property>, Vec<GroupProperty>);
+        let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Parsed, ScenarioError> {
+            let (mut cluster, mut group) = (Vec::new(), Vec::new());
+            let Some(list) = list else { return Ok((cluster, group)) };
             for name in list.get_ref() {
-                match Property::parse(name) {
-                    Some(p) => out.push(p),
-                    None => {
-                        let names: Vec<&str> = Property::ALL.iter().map(|p| p.name()).collect();
-                        return self.error(
-                            list.span(),
-                            key,
-                            format!("unknown property `{name}`; one of: {}", names.join(", ")),
-                        );
-                    }
+                if let Some(p) = Property::parse(name) {
+                    cluster.push(p);
+                } else if let Some(p) = GroupProperty::parse(name) {
+                    group.push(p);
+                } else {
+                    let names: Vec<&str> = Property::ALL
+                        .iter()
+                        .map(|p| p.name())
+                        .chain(GroupProperty::ALL.iter().map(|p| p.name()))
+                        .collect();
+                    return self.error(
+                        list.span(),
+                        key,
+                        format!("unknown property `{name}`; one of: {}", names.join(", ")),
+                    );
                 }
             }
-            Ok(out)
+            Ok((cluster, group))
         };
-        let hold = parse(&raw.hold, "expect.hold")?;
-        let violate = parse(&raw.violate, "expect.violate")?;
+        let (hold, group_hold) = parse(&raw.hold, "expect.hold")?;
+        let (violate, group_violate) = parse(&raw.violate, "expect.violate")?;
+        let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
         if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
-            let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
             return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
         }
-        Ok(Expect { hold, violate })
+        if let Some(both) = group_hold.iter().find(|p| group_violate.contains(p)) {
+            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
+        }
+        Ok(Expect { hold, violate, group_hold, group_violate })
     }
 }

@@ -10,14 +10,17 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use trial_model::{
-    Acks, BrokerConfig, ControllerConfig, MessageKind, NullKeyPartitioner, ProducerConfig, Protocol, TopicConfig,
-    TopicId, Truncation,
+    Acks, BrokerConfig, CommitMode, ConsumerConfig, ControllerConfig, GroupsConfig, MessageKind, NullKeyPartitioner,
+    ProducerConfig, Protocol, TopicConfig, TopicId, Truncation,
 };
 
 /// Bound on a run's simulated length, so that a typo cannot make a run that never ends.
 pub const SIM_TIME_MAX_MS: u64 = 24 * 3_600 * 1_000;
 pub const BROKERS_MAX: u32 = 64;
 pub const PRODUCERS_MAX: usize = 64;
+pub const CONSUMERS_MAX: usize = 256;
+/// Name of the internal topic of committed offsets (created when a scenario has groups).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const PARTITIONS_MAX: u32 = 4_096;
 pub const FAULTS_MAX: usize = 10_000;
 pub const RATE_MAX: f64 = 1_000_000.0;
@@ -52,6 +55,18 @@ pub struct ProducerSpec {
     /// Size of the key space; 0 sends null keys.
     pub keys: u32,
     pub config: ProducerConfig,
+}
+
+/// A consumer group: `consumers` members running the same application loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub topics: Vec<(String, TopicId)>,
+    pub consumers: u32,
+    /// Each consumer gets `group.instance.id` = `<group>-<index>` (KIP-345).
+    pub static_membership: bool,
+    /// The template every member starts from.
+    pub config: ConsumerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +147,9 @@ pub struct NemesisSpec {
 pub struct Expect {
     pub hold: Vec<Property>,
     pub violate: Vec<Property>,
+    /// Consumer-group properties, judged for every group of the scenario.
+    pub group_hold: Vec<crate::groups::GroupProperty>,
+    pub group_violate: Vec<crate::groups::GroupProperty>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +162,7 @@ pub struct Scenario {
     pub controller: ControllerConfig,
     pub topics: Vec<TopicConfig>,
     pub producers: Vec<ProducerSpec>,
+    pub groups: Vec<GroupSpec>,
     pub network: NetworkSpec,
     pub duration_ms: u64,
     pub liveness_ms: u64,
@@ -179,6 +198,7 @@ impl Scenario {
             controller: ControllerConfig::default(),
             topics: vec![topic],
             producers: vec![producer],
+            groups: Vec::new(),
             network: NetworkSpec::default(),
             duration_ms: 60_000,
             liveness_ms: 180_000,

@@ -146,6 +146,7 @@ impl Scenario {
             Fault::PowerLoss(t) => target("power-loss", t),
             Fault::Pause(t) => target("pause", t),
             Fault::Resume(t) => target("resume", t),
+            Fault::Close(t) => target("close", t),
             Fault::Isolate(t) => target("isolate", t),
             Fault::Partition { groups } => {
                 let groups = list(groups.iter().map(|g| self.targets_text(g)));
