@@ -300,6 +300,31 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
             producer.rate
         );
     }
+    for group in &scenario.groups {
+        let topics: Vec<&str> = group.topics.iter().map(|(name, _)| name.as_str()).collect();
+        let assignors: Vec<&str> = group.config.member.assignors.iter().map(|a| a.name()).collect();
+        let commit = match group.config.commit {
+            trial_model::CommitMode::Auto { interval_ms } => format!("auto-commit every {interval_ms} ms (background)"),
+            trial_model::CommitMode::AutoInPoll { interval_ms } => {
+                format!("auto-commit every {interval_ms} ms (in poll)")
+            }
+            trial_model::CommitMode::SyncAfter => "commitSync after processing".into(),
+            trial_model::CommitMode::SyncBefore => "commitSync before processing".into(),
+            trial_model::CommitMode::AsyncAfter => "commitAsync after processing".into(),
+        };
+        let membership = if group.static_membership { " · static membership" } else { "" };
+        let _ = writeln!(
+            out,
+            "  group {}: {} consumer(s) on {} · {commit} · max.poll.records={} · {} ms/record · session {} ms · {}{membership}",
+            group.name,
+            group.consumers,
+            topics.join(","),
+            group.config.max_poll_records,
+            group.config.processing_ms,
+            group.config.member.session_timeout_ms,
+            assignors.join(",")
+        );
+    }
 }
 
 /// Shown partitions in the final-state table before it is cut.

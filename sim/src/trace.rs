@@ -11,6 +11,8 @@ pub trait TraceSink {
     fn complete(&mut self, at: Millis, write: WriteId, tp: Option<TopicPartition>, outcome: WriteOutcome);
     fn event(&mut self, at: Millis, event: &ClusterEvent);
     fn happening(&mut self, at: Millis, happening: &Happening);
+    /// A consumer-group event, filed under `group`.
+    fn group(&mut self, at: Millis, group: &str, event: &crate::groups::GroupEvent);
 }
 
 /// Writes one JSON object per line. The first write error is kept and reported at the end.
@@ -71,5 +73,9 @@ impl<W: Write> TraceSink for JsonLines<W> {
 
     fn happening(&mut self, at: Millis, happening: &Happening) {
         self.line(json!({"t": at.0, "type": "happening", "happening": happening}));
+    }
+
+    fn group(&mut self, at: Millis, group: &str, event: &crate::groups::GroupEvent) {
+        self.line(json!({"t": at.0, "type": "group", "group": group, "event": event}));
     }
 }

@@ -104,6 +104,16 @@ impl Consumers {
 }
 
 impl Engine<'_> {
+    /// Files `event` in group `group`'s history (and the trace).
+    fn file(&mut self, group: usize, event: Recorded) {
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.group(self.now, &self.consumers.histories[group].group, &event);
+        }
+        self.consumers.histories[group].push(self.now, event);
+    }
+}
+
+impl Engine<'_> {
     /// Files what a consumer or a coordinator reported under its group.
     pub(super) fn record_group_event(&mut self, node: usize, event: GroupEvent) {
         if let Some(consumer) = self.consumers.slot_of(node) {
@@ -147,7 +157,7 @@ impl Engine<'_> {
             GroupEvent::Fatal { error, .. } => Recorded::Fenced { consumer, error },
             _ => return,
         };
-        self.consumers.histories[group].push(self.now, recorded);
+        self.file(group, recorded);
     }
 
     fn record_coordinator_event(&mut self, node: usize, event: GroupEvent) {
@@ -157,7 +167,7 @@ impl Engine<'_> {
                 self.consumers.stable[index] = Some(generation);
                 self.consumers.rebalancing[index] = false;
                 let stable = Recorded::Stable { generation, members: members as u32 };
-                self.consumers.histories[index].push(self.now, stable);
+                self.file(index, stable);
             }
             GroupEvent::OffsetsStored { group, member_id, generation, group_generation, offsets } => {
                 let Some(index) = self.consumers.group_named(&group) else { return };
@@ -165,7 +175,7 @@ impl Engine<'_> {
                 for (tp, offset) in offsets {
                     let by = Committer::Member { consumer, member_id: member_id.clone(), generation };
                     let stored = Recorded::OffsetStored { tp, offset, by, group_generation };
-                    self.consumers.histories[index].push(self.now, stored);
+                    self.file(index, stored);
                 }
             }
             GroupEvent::CoordinatorLoaded { partition, .. } => {
@@ -187,7 +197,7 @@ impl Engine<'_> {
                 }
                 for (index, tp, offset) in loaded {
                     let event = Recorded::OffsetLoaded { tp, offset, coordinator };
-                    self.consumers.histories[index].push(self.now, event);
+                    self.file(index, event);
                 }
             }
             _ => {}
@@ -203,7 +213,7 @@ impl Engine<'_> {
             Happened::Paused => Recorded::ConsumerPaused { consumer },
             Happened::Resumed => Recorded::ConsumerResumed { consumer },
         };
-        self.consumers.histories[group].push(self.now, event);
+        self.file(group, event);
     }
 
     /// A `close` fault: the consumer commits, leaves its group and stops.
