@@ -159,6 +159,8 @@ pub struct Consumer {
     parts: BTreeMap<TopicPartition, PartitionState>,
     app: App,
     next_auto_commit: Millis,
+    /// Where the next `poll()` starts taking records (round-robin over partitions).
+    next_partition: usize,
     /// What each commit in flight carries, for the history.
     commits: BTreeMap<u64, Vec<(TopicPartition, Offset)>>,
     outbox: VecDeque<Action>,
@@ -189,6 +191,7 @@ impl Consumer {
             parts: BTreeMap::new(),
             app: App::Idle { at: now },
             next_auto_commit: now.plus(interval),
+            next_partition: 0,
             commits: BTreeMap::new(),
             outbox: VecDeque::new(),
             config,
@@ -389,7 +392,14 @@ impl Consumer {
             return false;
         }
         let mut batch = Vec::new();
-        let owned = self.owned_tps();
+        let mut owned = self.owned_tps();
+        // Round-robin over the partitions, as the Java fetcher drains completed fetches
+        // in turn: a partition with a deep backlog must not starve the others.
+        if !owned.is_empty() {
+            let start = self.next_partition % owned.len();
+            owned.rotate_left(start);
+            self.next_partition = self.next_partition.wrapping_add(1);
+        }
         for tp in owned {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             while batch.len() < self.config.max_poll_records {

@@ -395,6 +395,9 @@ impl GroupMember {
             // on it (a joining one is rebalancing already).
             ErrorCode::RebalanceInProgress if self.state == MemberState::Stable => self.rejoin_needed = true,
             ErrorCode::RebalanceInProgress => {}
+            // `generationUnchanged()`: an answer about a membership already given up (a
+            // rejoin is under way) must not undo the new join.
+            ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId if !self.member_id_known() => {}
             ErrorCode::IllegalGeneration => self.lose_generation(false),
             ErrorCode::UnknownMemberId => self.lose_generation(true),
             ErrorCode::FencedInstanceId | ErrorCode::GroupMaxSizeReached => self.fatal(error),
@@ -421,7 +424,9 @@ impl GroupMember {
         self.commits_in_flight.remove(index);
         self.outbox.push_back(MemberOutput::CommitDone { correlation, error });
         match error {
-            // CommitFailedException: the member is out of the group and must rejoin.
+            // CommitFailedException: the member is out of the group and must rejoin — unless
+            // it already knows and rejoins (generationUnchanged()).
+            ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId if !self.member_id_known() => {}
             ErrorCode::IllegalGeneration => self.lose_generation(false),
             ErrorCode::UnknownMemberId => self.lose_generation(true),
             ErrorCode::RebalanceInProgress => self.rejoin_needed = true,
@@ -456,6 +461,8 @@ impl GroupMember {
         }
         self.state = MemberState::Unjoined;
         self.in_flight = None;
+        // A heartbeat still on the way is about the old membership.
+        self.heartbeat_in_flight = None;
         self.next_heartbeat = Millis::MAX;
         self.rejoin_needed = true;
     }

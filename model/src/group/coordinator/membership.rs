@@ -555,8 +555,12 @@ impl GroupCoordinator {
     }
 
     pub(super) fn expire_pending_members(&mut self, now: Millis, name: &str) {
-        if let Some(group) = self.groups.get_mut(name) {
-            group.pending_members.retain(|_, deadline| *deadline > now);
+        let Some(group) = self.groups.get_mut(name) else { return };
+        let before = group.pending_members.len();
+        group.pending_members.retain(|_, deadline| *deadline > now);
+        // removePendingMember: a join that only waited for this id completes now.
+        if group.pending_members.len() < before {
+            self.maybe_complete_join(now, name);
         }
     }
 }

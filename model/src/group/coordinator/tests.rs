@@ -646,3 +646,27 @@ fn one_leave_removes_several_members_each_answered_on_its_own() {
     c.handle_request(Millis(4_200), NodeId(9), 6, elsewhere);
     assert_eq!(leave_errors(&answers(&drain(&mut c), 9)), (ErrorCode::UnknownMemberId, Vec::new()));
 }
+
+// Shows removePendingMember completing a join (ClassicGroup / GroupCoordinator,
+// KIP-394): a member id handed out with MEMBER_ID_REQUIRED that is never used holds the
+// join phase only until its session timeout, then the join completes with the members
+// that did rejoin — not only at the rebalance timeout. (The simulator found a group that
+// stood still for the whole rebalance timeout after a consumer abandoned such an id.)
+#[test]
+fn an_unused_pending_member_id_holds_the_join_only_for_a_session() {
+    let mut c = coordinator();
+    let first = stable_single(&mut c);
+    // A second consumer gets an id and never comes back with it.
+    c.handle_request(Millis(4_000), NodeId(8), 1, join_request("", None));
+    assert_eq!(join_of(&answers(&drain(&mut c), 8)).error, ErrorCode::MemberIdRequired);
+    // A third joins for real and starts a rebalance; the first rejoins.
+    join_dynamic(&mut c, Millis(4_000), 9);
+    c.handle_request(Millis(4_100), NodeId(7), 6, join_request(&first, None));
+    drain(&mut c);
+    assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance), "the pending id holds the join");
+    // The pending id's session (10 s) runs out well before the rebalance timeout (30 s).
+    c.handle_timeout(Millis(4_000 + SESSION_MS));
+    let outputs = drain(&mut c);
+    assert_eq!(join_of(&answers(&outputs, 7)).generation, 2, "the join completed when the pending id expired");
+    assert_eq!(c.state(GROUP), Some(GroupState::CompletingRebalance));
+}

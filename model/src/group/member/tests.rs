@@ -419,3 +419,39 @@ fn cooperative_subscription_change_revokes_dropped_topics_before_the_join() {
     assert_eq!(h.coordinator.generation("billing"), Some(before + 1), "one rebalance");
     assert!(h.double_owned.is_empty(), "owned twice: {:?}", h.double_owned);
 }
+
+// Shows AbstractCoordinator's generationUnchanged() guard in the commit and heartbeat
+// handlers: once a member learned it is out (a commit answered UNKNOWN_MEMBER_ID) and
+// sent its rejoin, a second late UNKNOWN_MEMBER_ID about the old membership must not
+// reset it again — else the MEMBER_ID_REQUIRED answer to the rejoin is dropped and the id
+// it hands out dangles, holding the group's join. (Found by the zombie scenarios.)
+#[test]
+fn a_late_answer_about_the_old_membership_does_not_undo_the_rejoin() {
+    let mut h = Harness::new(CoordinatorConfig::default());
+    let a = h.add(Assignor::Range, None);
+    h.run(2_000, &[a]);
+    assert_eq!(h.members[a].state(), MemberState::Stable);
+    let now = h.now.plus(3_000);
+    let member = &mut h.members[a];
+    member.handle_timeout(now);
+    let heartbeat = std::iter::from_fn(|| member.poll_output())
+        .find_map(|o| match o {
+            MemberOutput::Send { correlation, request: GroupRequest::Heartbeat { .. } } => Some(correlation),
+            _ => None,
+        })
+        .expect("a heartbeat goes out");
+    let tp = TopicPartition::new(0, 0);
+    let commit = member.commit(now, vec![(tp, Offset(1))]);
+    std::iter::from_fn(|| member.poll_output()).for_each(drop);
+    let error = ErrorCode::UnknownMemberId;
+    member.handle_response(now, commit, GroupResponse::OffsetCommit { error, partitions: vec![(tp, error)] });
+    member.poll(now);
+    let joins = joins_sent(member);
+    assert_eq!(joins.len(), 1, "the rejoin goes out");
+    member.handle_response(now, heartbeat, GroupResponse::Heartbeat { error });
+    assert_eq!(member.state(), MemberState::Joining, "the late answer leaves the rejoin alone");
+    let required = JoinResponse::failed("member-9", ErrorCode::MemberIdRequired);
+    member.handle_response(now, joins[0].0, GroupResponse::Join(required));
+    let rejoin: Vec<String> = joins_sent(member).into_iter().map(|(_, id)| id).collect();
+    assert_eq!(rejoin, vec!["member-9".to_string()], "the rejoin uses the id the coordinator handed out");
+}
