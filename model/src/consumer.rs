@@ -28,6 +28,8 @@ const OWN: u64 = 1 << 48;
 const HELD_MAX: usize = 64;
 /// Records buffered per partition at most (`fetch.max.bytes` stands behind it).
 const BUFFER_MAX: usize = 2_000;
+/// `reconnect.backoff.ms`.
+const RECONNECT_BACKOFF_MS: u64 = 50;
 
 /// When the application commits, and what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +152,10 @@ pub struct Consumer {
     /// Member requests waiting for a coordinator, and those in flight to it.
     held: VecDeque<(u64, GroupRequest)>,
     member_in_flight: BTreeMap<u64, GroupRequest>,
-    own_in_flight: BTreeMap<u64, (Own, Millis)>,
+    /// The consumer's own requests: what, to whom, when.
+    own_in_flight: BTreeMap<u64, (Own, NodeId, Millis)>,
+    /// `reconnect.backoff.ms`: a broker whose connection was refused is left alone until then.
+    backoff: BTreeMap<NodeId, Millis>,
     next_own: u64,
     partition_counts: BTreeMap<TopicId, u32>,
     leaders: BTreeMap<TopicPartition, NodeId>,
@@ -183,6 +188,7 @@ impl Consumer {
             held: VecDeque::new(),
             member_in_flight: BTreeMap::new(),
             own_in_flight: BTreeMap::new(),
+            backoff: BTreeMap::new(),
             next_own: 0,
             partition_counts: BTreeMap::new(),
             leaders: BTreeMap::new(),
@@ -234,11 +240,17 @@ impl Consumer {
         if matches!(self.config.commit, CommitMode::Auto { .. }) {
             next = next.min(self.next_auto_commit);
         }
-        for (_, sent) in self.own_in_flight.values() {
+        for (_, _, sent) in self.own_in_flight.values() {
             next = next.min(sent.plus(self.config.request_timeout_ms + self.config.fetch_max_wait_ms));
         }
         if self.needs_lookup() {
             next = next.min(self.retry_at);
+        }
+        // A fetch held back by a reconnect backoff goes when it ends.
+        for until in self.backoff.values() {
+            if *until > self.retry_at {
+                next = next.min(*until);
+            }
         }
         if let Some(at) = self.metadata_fetched_at {
             next = next.min(at.plus(self.config.metadata_max_age_ms));
@@ -303,14 +315,10 @@ impl Consumer {
     }
 
     fn handle_connection_closed(&mut self, now: Millis, peer: NodeId) {
-        let lost: Vec<u64> = self
-            .own_in_flight
-            .iter()
-            .filter(|(_, (own, _))| {
-                matches!(own, Own::Fetch { broker } if *broker == peer) || !matches!(own, Own::Fetch { .. })
-            })
-            .map(|(c, _)| *c)
-            .collect();
+        let lost: Vec<u64> = self.own_in_flight.iter().filter(|(_, (_, to, _))| *to == peer).map(|(c, _)| *c).collect();
+        if self.backoff.len() < self.bootstrap.len().max(1) * 4 || self.backoff.contains_key(&peer) {
+            self.backoff.insert(peer, now.plus(RECONNECT_BACKOFF_MS));
+        }
         for correlation in lost {
             self.fail_own(now, correlation);
         }
@@ -590,8 +598,8 @@ impl Consumer {
         if self.metadata_fetched_at.is_some() || self.in_flight(|o| matches!(o, Own::Metadata)) || now < self.retry_at {
             return;
         }
-        let Some(broker) = self.next_broker() else { return };
-        let correlation = self.own(Own::Metadata, now);
+        let Some(broker) = self.next_broker(now) else { return };
+        let correlation = self.own(Own::Metadata, broker, now);
         self.send(broker, Message::Metadata { correlation });
     }
 
@@ -599,8 +607,8 @@ impl Consumer {
         if self.coordinator.is_some() || self.in_flight(|o| matches!(o, Own::FindCoordinator)) || now < self.retry_at {
             return;
         }
-        let Some(broker) = self.next_broker() else { return };
-        let correlation = self.own(Own::FindCoordinator, now);
+        let Some(broker) = self.next_broker(now) else { return };
+        let correlation = self.own(Own::FindCoordinator, broker, now);
         let group = self.group().to_string();
         self.send(broker, Message::FindCoordinator { correlation, group });
     }
@@ -626,7 +634,7 @@ impl Consumer {
                 part.looking_up = true;
             }
         }
-        let correlation = self.own(Own::OffsetFetch, now);
+        let correlation = self.own(Own::OffsetFetch, coordinator, now);
         let request = GroupRequest::OffsetFetch { group: self.group().to_string(), partitions: missing };
         self.send(coordinator, Message::Group { correlation, request: Box::new(request) });
     }
@@ -690,7 +698,7 @@ impl Consumer {
                     part.looking_up = true;
                 }
             }
-            let correlation = self.own(Own::ListOffsets, now);
+            let correlation = self.own(Own::ListOffsets, leader, now);
             self.send(leader, Message::ListOffsets { correlation, partitions });
         }
     }
@@ -727,10 +735,12 @@ impl Consumer {
             per_leader.entry(*leader).or_default().push(ConsumerFetchPartition { tp: *tp, fetch_offset });
         }
         for (leader, partitions) in per_leader {
-            if self.in_flight(|o| matches!(o, Own::Fetch { broker } if *broker == leader)) {
+            if self.in_flight(|o| matches!(o, Own::Fetch { broker } if *broker == leader))
+                || self.backed_off(leader, now)
+            {
                 continue;
             }
-            let correlation = self.own(Own::Fetch { broker: leader }, now);
+            let correlation = self.own(Own::Fetch { broker: leader }, leader, now);
             let max_wait_ms = self.config.fetch_max_wait_ms;
             self.send(leader, Message::ConsumerFetch { correlation, max_wait_ms, partitions });
         }
@@ -786,15 +796,19 @@ impl Consumer {
 
     fn expire_own(&mut self, now: Millis) {
         let timeout = self.config.request_timeout_ms + self.config.fetch_max_wait_ms;
-        let expired: Vec<u64> =
-            self.own_in_flight.iter().filter(|(_, (_, sent))| now.since(*sent) >= timeout).map(|(c, _)| *c).collect();
+        let expired: Vec<u64> = self
+            .own_in_flight
+            .iter()
+            .filter(|(_, (_, _, sent))| now.since(*sent) >= timeout)
+            .map(|(c, _)| *c)
+            .collect();
         for correlation in expired {
             self.fail_own(now, correlation);
         }
     }
 
     fn fail_own(&mut self, now: Millis, correlation: u64) {
-        let Some((own, _)) = self.own_in_flight.remove(&correlation) else { return };
+        let Some((own, _, _)) = self.own_in_flight.remove(&correlation) else { return };
         self.retry_at = now.plus(self.config.retry_backoff_ms);
         match own {
             Own::OffsetFetch | Own::ListOffsets => {
@@ -825,28 +839,35 @@ impl Consumer {
         tps
     }
 
-    fn next_broker(&mut self) -> Option<NodeId> {
-        if self.bootstrap.is_empty() {
-            return None;
+    /// The next bootstrap broker not in reconnect backoff (`leastLoadedNode`, roughly).
+    fn next_broker(&mut self, now: Millis) -> Option<NodeId> {
+        for _ in 0..self.bootstrap.len() {
+            let broker = self.bootstrap[self.next_bootstrap % self.bootstrap.len()];
+            self.next_bootstrap += 1;
+            if !self.backed_off(broker, now) {
+                return Some(broker);
+            }
         }
-        let broker = self.bootstrap[self.next_bootstrap % self.bootstrap.len()];
-        self.next_bootstrap += 1;
-        Some(broker)
+        None
     }
 
-    fn own(&mut self, kind: Own, now: Millis) -> u64 {
+    fn backed_off(&self, broker: NodeId, now: Millis) -> bool {
+        self.backoff.get(&broker).is_some_and(|until| now < *until)
+    }
+
+    fn own(&mut self, kind: Own, to: NodeId, now: Millis) -> u64 {
         self.next_own += 1;
         let correlation = OWN | self.next_own;
-        self.own_in_flight.insert(correlation, (kind, now));
+        self.own_in_flight.insert(correlation, (kind, to, now));
         correlation
     }
 
     fn take_own(&mut self, correlation: u64) -> Option<Own> {
-        self.own_in_flight.remove(&correlation).map(|(own, _)| own)
+        self.own_in_flight.remove(&correlation).map(|(own, _, _)| own)
     }
 
     fn in_flight(&self, matches: impl Fn(&Own) -> bool) -> bool {
-        self.own_in_flight.values().any(|(own, _)| matches(own))
+        self.own_in_flight.values().any(|(own, _, _)| matches(own))
     }
 
     fn event(&mut self, event: GroupEvent) {

@@ -4,7 +4,7 @@
 use super::Scenario;
 use crate::faults::{Fault, Target};
 use std::fmt::Write as _;
-use trial_model::{Acks, NullKeyPartitioner, Registration, Truncation};
+use trial_model::{Acks, CommitMode, NullKeyPartitioner, OffsetReset, Registration, Truncation};
 
 fn quote(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
@@ -50,6 +50,13 @@ impl Scenario {
         if let Some(v) = b.flush_ms {
             let _ = writeln!(out, "flush_ms = {v}");
         }
+        if let Some(g) = &b.groups {
+            let offsets = &self.topics[g.offsets_topic.0 as usize];
+            let _ = writeln!(out, "offsets_partitions = {}", g.offsets_partitions);
+            let _ = writeln!(out, "offsets_replication_factor = {}", offsets.replication_factor);
+            let _ = writeln!(out, "offsets_min_insync_replicas = {}", offsets.min_insync_replicas);
+            let _ = writeln!(out, "group_initial_rebalance_delay_ms = {}", g.coordinator.initial_rebalance_delay_ms);
+        }
         let p = &b.protocol;
         let truncation = match p.truncation {
             Truncation::LeaderEpoch => "leader-epoch",
@@ -64,13 +71,21 @@ impl Scenario {
             "\n[protocol]\ntruncation = \"{truncation}\"\neligible_leader_replicas = {}\nregistration = \"{registration}\"",
             p.eligible_leader_replicas
         );
+        if let Some(g) = &b.groups {
+            let _ = writeln!(out, "commit_fencing = {}", g.coordinator.fencing);
+        }
         let n = &self.network;
         let _ = writeln!(
             out,
             "\n[network]\nlatency_ms = [{}, {}]\nloss = {:?}\nduplicate = {:?}",
             n.latency_ms.0, n.latency_ms.1, n.loss, n.duplicate
         );
-        for t in &self.topics {
+        let internal = b.groups.as_ref().map(|g| g.offsets_topic.0 as usize);
+        for (index, t) in self.topics.iter().enumerate() {
+            if Some(index) == internal {
+                // Created from the [cluster] settings above.
+                continue;
+            }
             let _ = writeln!(out, "\n[[topics]]\nname = {}\npartitions = {}", quote(&t.name), t.partitions);
             let _ = writeln!(
                 out,
@@ -118,6 +133,39 @@ impl Scenario {
             let _ = writeln!(out, "batch_size = {}\nrecord_bytes = {}", c.batch_size, c.record_bytes);
             let _ = writeln!(out, "null_key_partitioner = \"{partitioner}\"");
         }
+        for g in &self.groups {
+            let c = &g.config;
+            let topics = list(g.topics.iter().map(|(name, _)| quote(name)));
+            let _ = writeln!(
+                out,
+                "\n[[groups]]\nname = {}\ntopics = {topics}\nconsumers = {}",
+                quote(&g.name),
+                g.consumers
+            );
+            let (commit, interval) = match c.commit {
+                CommitMode::Auto { interval_ms } => ("auto", interval_ms),
+                CommitMode::AutoInPoll { interval_ms } => ("auto-in-poll", interval_ms),
+                CommitMode::SyncAfter => ("sync-after", 5_000),
+                CommitMode::SyncBefore => ("sync-before", 5_000),
+                CommitMode::AsyncAfter => ("async-after", 5_000),
+            };
+            let reset = match c.auto_offset_reset {
+                OffsetReset::Earliest => "earliest",
+                OffsetReset::Latest => "latest",
+                OffsetReset::None => "none",
+            };
+            let _ = writeln!(out, "commit = \"{commit}\"\nauto_commit_interval_ms = {interval}");
+            let _ = writeln!(out, "max_poll_records = {}\nprocessing_ms = {}", c.max_poll_records, c.processing_ms);
+            let _ = writeln!(out, "auto_offset_reset = \"{reset}\"");
+            let _ = writeln!(out, "assignors = {}", list(c.member.assignors.iter().map(|a| quote(a.name()))));
+            let m = &c.member;
+            let _ = writeln!(
+                out,
+                "session_timeout_ms = {}\nheartbeat_interval_ms = {}\nmax_poll_interval_ms = {}",
+                m.session_timeout_ms, m.heartbeat_interval_ms, m.max_poll_interval_ms
+            );
+            let _ = writeln!(out, "static_membership = {}", g.static_membership);
+        }
         for f in &self.faults {
             let _ = writeln!(out, "\n[[faults]]\nat_ms = {}", f.at_ms);
             let _ = writeln!(out, "{}", self.fault_fields(&f.fault));
@@ -132,8 +180,10 @@ impl Scenario {
             );
             let _ = writeln!(out, "swarm = {}\nmax_down = {}\ncontroller = {}", n.swarm, n.max_down, n.controller);
         }
-        let hold = list(self.expect.hold.iter().map(|p| quote(p.name())));
-        let violate = list(self.expect.violate.iter().map(|p| quote(p.name())));
+        let e = &self.expect;
+        let hold = list(e.hold.iter().map(|p| quote(p.name())).chain(e.group_hold.iter().map(|p| quote(p.name()))));
+        let violate =
+            list(e.violate.iter().map(|p| quote(p.name())).chain(e.group_violate.iter().map(|p| quote(p.name()))));
         let _ = writeln!(out, "\n[expect]\nhold = {hold}\nviolate = {violate}");
         out
     }

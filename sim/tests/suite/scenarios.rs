@@ -97,3 +97,47 @@ fn scenarios_round_trip_through_their_file_format() {
     let again = Scenario::parse(&built.to_toml(), "built.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again, built);
 }
+
+// Shows the consumer-group scenario pairs differ as their descriptions say: fencing by
+// generation keeps a zombie's commit out (KIP-447 / ClassicGroup.validateOffsetCommit)
+// and switching it off lets it in; cooperative-sticky (KIP-429) leaves partitions unowned
+// for less time than eager range under the same churn and never gives one two owners; a
+// coordinator failover with __consumer_offsets at RF 3 keeps every commit, a power loss at
+// RF 1 rolls them back (Kafka's durability docs: no fsync by default).
+#[test]
+fn group_scenario_pairs_differ_as_documented() {
+    use trial_sim::groups::GroupProperty;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let load = |name: &str| Scenario::load(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
+    let pairs = [
+        ("group-zombie-unfenced", "group-zombie-fenced", GroupProperty::NoFencedCommitAccepted),
+        (
+            "group-coordinator-power-loss-rf1",
+            "group-coordinator-failover",
+            GroupProperty::CommittedOffsetNeverBackwards,
+        ),
+        ("group-crash-sync-before", "group-crash-sync-after", GroupProperty::AtLeastOnce),
+        ("group-crash-sync-after", "group-crash-sync-before", GroupProperty::AtMostOnce),
+    ];
+    for (old, fixed, property) in pairs {
+        let (old, fixed) = (load(old), load(fixed));
+        for seed in SEEDS {
+            let (a, b) = (simulate(&old, seed), simulate(&fixed, seed));
+            assert!(!a.groups[0].result(property).held(), "{} seed {seed}: {} held", old.name, property.name());
+            assert!(b.groups[0].result(property).held(), "{} seed {seed}: {} violated", fixed.name, property.name());
+        }
+    }
+    let (eager, cooperative) = (load("group-storm-eager"), load("group-storm-cooperative"));
+    for seed in SEEDS {
+        let (e, c) = (simulate(&eager, seed), simulate(&cooperative, seed));
+        let (e, c) = (&e.groups[0], &c.groups[0]);
+        assert!(c.result(GroupProperty::NeverTwoOwnersAtOnce).checked, "cooperative groups are checked");
+        assert!(c.result(GroupProperty::NeverTwoOwnersAtOnce).held(), "seed {seed}");
+        assert!(
+            c.rebalances.unowned_partition_ms < e.rebalances.unowned_partition_ms,
+            "seed {seed}: cooperative {} partition-ms unowned vs eager {}",
+            c.rebalances.unowned_partition_ms,
+            e.rebalances.unowned_partition_ms
+        );
+    }
+}
