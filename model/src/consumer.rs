@@ -160,7 +160,11 @@ pub struct Consumer {
     partition_counts: BTreeMap<TopicId, u32>,
     leaders: BTreeMap<TopicPartition, NodeId>,
     metadata_fetched_at: Option<Millis>,
-    retry_at: Millis,
+    /// Earliest next metadata request, FindCoordinator, and position lookup: each backs
+    /// off on its own (`retry.backoff.ms`), so one failing kind cannot starve the others.
+    metadata_retry_at: Millis,
+    coordinator_retry_at: Millis,
+    lookup_retry_at: Millis,
     parts: BTreeMap<TopicPartition, PartitionState>,
     app: App,
     next_auto_commit: Millis,
@@ -193,7 +197,9 @@ impl Consumer {
             partition_counts: BTreeMap::new(),
             leaders: BTreeMap::new(),
             metadata_fetched_at: None,
-            retry_at: now,
+            metadata_retry_at: now,
+            coordinator_retry_at: now,
+            lookup_retry_at: now,
             parts: BTreeMap::new(),
             app: App::Idle { at: now },
             next_auto_commit: now.plus(interval),
@@ -243,14 +249,22 @@ impl Consumer {
         for (_, _, sent) in self.own_in_flight.values() {
             next = next.min(sent.plus(self.config.request_timeout_ms + self.config.fetch_max_wait_ms));
         }
-        if self.needs_lookup() {
-            next = next.min(self.retry_at);
+        // Retries wait for their backoff, but only while nothing of their kind is in flight
+        // (an answer, or the request timeout above, moves them on otherwise).
+        if self.metadata_fetched_at.is_none() && !self.in_flight(|o| matches!(o, Own::Metadata)) {
+            next = next.min(self.metadata_retry_at);
         }
-        // A fetch held back by a reconnect backoff goes when it ends.
+        if self.coordinator.is_none() && !self.in_flight(|o| matches!(o, Own::FindCoordinator)) {
+            next = next.min(self.coordinator_retry_at);
+        }
+        let lookup_due = self.parts.values().any(|p| p.position.is_none() && !p.looking_up);
+        if lookup_due && self.member.state() == MemberState::Stable && self.coordinator.is_some() {
+            next = next.min(self.lookup_retry_at);
+        }
+        // A fetch held back by a reconnect backoff goes when it ends (expired entries are
+        // dropped on every input).
         for until in self.backoff.values() {
-            if *until > self.retry_at {
-                next = next.min(*until);
-            }
+            next = next.min(*until);
         }
         if let Some(at) = self.metadata_fetched_at {
             next = next.min(at.plus(self.config.metadata_max_age_ms));
@@ -301,7 +315,9 @@ impl Consumer {
                     self.coordinator = Some(coordinator);
                     self.send_held(now);
                 }
-                Message::FindCoordinatorResponse { .. } => self.retry_at = now.plus(self.config.retry_backoff_ms),
+                Message::FindCoordinatorResponse { .. } => {
+                    self.coordinator_retry_at = now.plus(self.config.retry_backoff_ms)
+                }
                 Message::GroupResponse { correlation, response } => {
                     self.handle_group_response(now, correlation, *response)
                 }
@@ -355,6 +371,7 @@ impl Consumer {
     // ---- the application loop ----
 
     fn run(&mut self, now: Millis) {
+        self.backoff.retain(|_, until| *until > now);
         self.ensure_metadata(now);
         self.ensure_coordinator(now);
         self.lookup_positions(now);
@@ -595,7 +612,10 @@ impl Consumer {
     // ---- metadata, coordinator, positions, fetches ----
 
     fn ensure_metadata(&mut self, now: Millis) {
-        if self.metadata_fetched_at.is_some() || self.in_flight(|o| matches!(o, Own::Metadata)) || now < self.retry_at {
+        if self.metadata_fetched_at.is_some()
+            || self.in_flight(|o| matches!(o, Own::Metadata))
+            || now < self.metadata_retry_at
+        {
             return;
         }
         let Some(broker) = self.next_broker(now) else { return };
@@ -604,7 +624,10 @@ impl Consumer {
     }
 
     fn ensure_coordinator(&mut self, now: Millis) {
-        if self.coordinator.is_some() || self.in_flight(|o| matches!(o, Own::FindCoordinator)) || now < self.retry_at {
+        if self.coordinator.is_some()
+            || self.in_flight(|o| matches!(o, Own::FindCoordinator))
+            || now < self.coordinator_retry_at
+        {
             return;
         }
         let Some(broker) = self.next_broker(now) else { return };
@@ -613,14 +636,8 @@ impl Consumer {
         self.send(broker, Message::FindCoordinator { correlation, group });
     }
 
-    fn needs_lookup(&self) -> bool {
-        self.parts.values().any(|p| p.position.is_none())
-            || self.coordinator.is_none()
-            || self.metadata_fetched_at.is_none()
-    }
-
     fn lookup_positions(&mut self, now: Millis) {
-        if self.member.state() != MemberState::Stable || now < self.retry_at {
+        if self.member.state() != MemberState::Stable || now < self.lookup_retry_at {
             return;
         }
         let Some(coordinator) = self.coordinator else { return };
@@ -645,7 +662,7 @@ impl Consumer {
             if coordinator_error(error) {
                 self.coordinator = None;
             }
-            self.retry_at = now.plus(self.config.retry_backoff_ms);
+            self.lookup_retry_at = now.plus(self.config.retry_backoff_ms);
             for part in self.parts.values_mut() {
                 part.looking_up = false;
             }
@@ -710,7 +727,7 @@ impl Consumer {
             part.looking_up = false;
             if error != ErrorCode::None {
                 self.metadata_fetched_at = None;
-                self.retry_at = now.plus(self.config.retry_backoff_ms);
+                self.lookup_retry_at = now.plus(self.config.retry_backoff_ms);
                 continue;
             }
             let from = part.processed.or(part.position);
@@ -759,10 +776,8 @@ impl Consumer {
                     }
                 }
                 ErrorCode::OffsetOutOfRange => reset.push(response.tp),
-                _ => {
-                    self.metadata_fetched_at = None;
-                    self.retry_at = now.plus(self.config.retry_backoff_ms);
-                }
+                // NOT_LEADER_OR_FOLLOWER and the like: the leader moved; refresh metadata.
+                _ => self.metadata_fetched_at = None,
             }
         }
         if !reset.is_empty() {
@@ -771,8 +786,9 @@ impl Consumer {
     }
 
     fn apply_metadata(&mut self, now: Millis, topics: Vec<TopicMeta>, partitions: Vec<PartitionLeader>) {
+        // Metadata is asked for at most once per backoff, whatever keeps invalidating it.
+        self.metadata_retry_at = now.plus(self.config.retry_backoff_ms);
         if topics.is_empty() {
-            self.retry_at = now.plus(self.config.retry_backoff_ms);
             return;
         }
         self.metadata_fetched_at = Some(now);
@@ -809,15 +825,23 @@ impl Consumer {
 
     fn fail_own(&mut self, now: Millis, correlation: u64) {
         let Some((own, _, _)) = self.own_in_flight.remove(&correlation) else { return };
-        self.retry_at = now.plus(self.config.retry_backoff_ms);
+        let retry_at = now.plus(self.config.retry_backoff_ms);
         match own {
             Own::OffsetFetch | Own::ListOffsets => {
+                self.lookup_retry_at = retry_at;
                 for part in self.parts.values_mut() {
                     part.looking_up = false;
                 }
             }
-            Own::FindCoordinator => self.coordinator = None,
-            Own::Metadata | Own::Fetch { .. } => self.metadata_fetched_at = None,
+            Own::FindCoordinator => {
+                self.coordinator_retry_at = retry_at;
+                self.coordinator = None;
+            }
+            Own::Metadata => {
+                self.metadata_retry_at = retry_at;
+                self.metadata_fetched_at = None;
+            }
+            Own::Fetch { .. } => self.metadata_fetched_at = None,
         }
     }
 

@@ -166,9 +166,12 @@ impl Outcome {
                 let _ = writeln!(out, "             {example}");
             }
         }
-        for group in &self.groups {
+        for (index, group) in self.groups.iter().enumerate() {
             let _ = writeln!(out);
             let _ = write!(out, "{}", group.text());
+            if let Some(series) = self.run.lag.get(index) {
+                describe_lag(&mut out, series);
+            }
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "{}", self.verdict_line());
@@ -223,8 +226,40 @@ impl Outcome {
             "events": self.run.stats.events,
             "messages": self.run.stats.messages,
             "groups": self.groups.iter().map(group_json).collect::<Vec<_>>(),
+            "lag": self.run.lag,
             "replay": self.replay,
         })
+    }
+}
+
+/// Rows of the lag table in a text report (the JSON report has every sample).
+const LAG_ROWS_MAX: usize = 16;
+/// Partitions shown one by one in the lag table.
+const LAG_COLUMNS_MAX: usize = 12;
+
+fn describe_lag(out: &mut String, series: &crate::engine::groups::LagSeries) {
+    if series.samples.is_empty() {
+        return;
+    }
+    let shown = series.partitions.len().min(LAG_COLUMNS_MAX);
+    let names: Vec<String> = series.partitions.iter().take(shown).map(|tp| format!("{:>7}", tp.to_string())).collect();
+    let _ = writeln!(
+        out,
+        "  lag over time (records behind the committed offset, sampled every {} ms; worst lag in seconds):",
+        crate::engine::groups::LAG_SAMPLE_MS
+    );
+    let _ = writeln!(out, "    {:>9} {:>8} {:>8} {}", "t", "total", "seconds", names.join(""));
+    let step = series.samples.len().div_ceil(LAG_ROWS_MAX).max(1);
+    let mut rows: Vec<usize> = (0..series.samples.len()).step_by(step).collect();
+    if rows.last() != Some(&(series.samples.len() - 1)) {
+        rows.push(series.samples.len() - 1);
+    }
+    for row in rows {
+        let (at, lags, seconds) = &series.samples[row];
+        let total: u64 = lags.iter().sum();
+        let seconds = seconds.map_or("-".to_string(), |s| format!("{s:.1}"));
+        let cells: Vec<String> = lags.iter().take(shown).map(|l| format!("{l:>7}")).collect();
+        let _ = writeln!(out, "    {:>7}ms {total:>8} {seconds:>8} {}", at.0, cells.join(""));
     }
 }
 

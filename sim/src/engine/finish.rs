@@ -55,6 +55,7 @@ impl Engine<'_> {
     pub(super) fn output(mut self, stop: Stop, partitions: Vec<PartitionFinal>) -> RunOutput {
         self.history.partitions = partitions;
         let groups = self.consumers.finish(self.now);
+        let lag = self.consumers.take_lag();
         RunOutput {
             history: self.history,
             trace_hash: self.hash.0,
@@ -62,6 +63,7 @@ impl Engine<'_> {
             faults: Vec::new(),
             stop,
             groups,
+            lag,
         }
     }
 }

@@ -4,11 +4,28 @@
 use super::{Actor, Engine, Life, Node, CONSUMER_BASE};
 use crate::groups::{Committer, GroupEvent as Recorded, GroupHistory, GroupProtocol};
 use crate::scenario::Scenario;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use trial_model::group::assignor::RebalanceProtocol;
 use trial_model::group::coordinator::offsets_partition_for;
 use trial_model::group::GroupEvent;
+use trial_model::lag::{lag_records, OffsetTimeline};
 use trial_model::{Consumer, ConsumerConfig, Millis, NodeId, Offset, TopicPartition};
+
+/// How often the engine samples each group's lag.
+pub const LAG_SAMPLE_MS: u64 = 1_000;
+/// Samples kept per group (a day at one a second would be 86,400).
+pub const LAG_SAMPLES_MAX: usize = 10_000;
+
+/// A group's lag over the run, sampled from the coordinator's committed offsets and the
+/// leaders' high watermarks with the exporter's arithmetic (`trial_model::lag`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LagSeries {
+    pub group: String,
+    pub partitions: Vec<TopicPartition>,
+    /// (time, lag in records per partition in `partitions` order, worst lag in seconds).
+    pub samples: Vec<(Millis, Vec<u64>, Option<f64>)>,
+}
 
 pub(super) struct ConsumerSlot {
     pub(super) node: usize,
@@ -28,6 +45,8 @@ pub(super) struct Consumers {
     /// Per group: the last generation that reached Stable, and whether a rebalance runs.
     stable: Vec<Option<i32>>,
     rebalancing: Vec<bool>,
+    pub(super) lag: Vec<LagSeries>,
+    timelines: BTreeMap<(usize, TopicPartition), OffsetTimeline>,
 }
 
 /// A process-level happening of a consumer node.
@@ -59,12 +78,23 @@ impl Consumers {
             member_of: BTreeMap::new(),
             stable: Vec::new(),
             rebalancing: Vec::new(),
+            lag: Vec::new(),
+            timelines: BTreeMap::new(),
         };
         for (group_index, group) in scenario.groups.iter().enumerate() {
             let topics = group.topics.iter().map(|(_, id)| *id).collect();
             consumers.histories.push(GroupHistory::new(group.name.clone(), protocol_of(&group.config), topics));
             consumers.stable.push(None);
             consumers.rebalancing.push(false);
+            let partitions = group
+                .topics
+                .iter()
+                .flat_map(|(_, topic)| {
+                    let count = scenario.topics[topic.0 as usize].partitions;
+                    (0..count).map(move |partition| TopicPartition { topic: *topic, partition })
+                })
+                .collect();
+            consumers.lag.push(LagSeries { group: group.name.clone(), partitions, samples: Vec::new() });
             for member in 0..group.consumers {
                 let index = consumers.slots.len() as u32;
                 let mut config = group.config.clone();
@@ -84,6 +114,10 @@ impl Consumers {
         let index = (id.0 - CONSUMER_BASE) as usize;
         self.slots[index].closed = false;
         Consumer::new(id, self.slots[index].config.clone(), self.bootstrap.clone(), now)
+    }
+
+    pub(super) fn take_lag(&mut self) -> Vec<LagSeries> {
+        std::mem::take(&mut self.lag)
     }
 
     pub(super) fn finish(&mut self, end: Millis) -> Vec<GroupHistory> {
@@ -260,6 +294,47 @@ impl Engine<'_> {
             }
         }
         true
+    }
+
+    /// One lag sample per group: the coordinator's committed offset against the leader's
+    /// high watermark, in records and (from the HW timeline) in seconds.
+    pub(super) fn sample_lag(&mut self) {
+        let Some(settings) = self.scenario.broker.groups.as_ref() else { return };
+        for index in 0..self.consumers.lag.len() {
+            if self.consumers.lag[index].samples.len() >= LAG_SAMPLES_MAX {
+                continue;
+            }
+            let name = self.scenario.groups[index].name.clone();
+            let offsets_tp = TopicPartition {
+                topic: settings.offsets_topic,
+                partition: offsets_partition_for(&name, settings.offsets_partitions),
+            };
+            // No coordinator (its partition offline): the committed offsets are unknown,
+            // so there is no sample — a gap, not a made-up lag.
+            let Some(coordinator) = self.leader_of(offsets_tp).filter(|c| self.broker(*c).is_some()) else {
+                continue;
+            };
+            let mut lags = Vec::new();
+            let mut worst: Option<f64> = None;
+            for tp in self.consumers.lag[index].partitions.clone() {
+                let end = self.leader_end(tp).unwrap_or_default();
+                let committed = self.broker(coordinator).and_then(|b| b.group_committed(&name, tp)).unwrap_or_default();
+                let timeline = self.consumers.timelines.entry((index, tp)).or_insert_with(|| OffsetTimeline::new(120));
+                timeline.observe(self.now, end);
+                if let Some(seconds) = timeline.lag_seconds(committed, self.now) {
+                    worst = Some(worst.map_or(seconds, |w| w.max(seconds)));
+                }
+                lags.push(lag_records(end, Offset(0), committed));
+            }
+            self.consumers.lag[index].samples.push((self.now, lags, worst));
+        }
+    }
+
+    fn leader_of(&self, tp: TopicPartition) -> Option<NodeId> {
+        let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else {
+            return None;
+        };
+        controller.partition(tp)?.leader
     }
 
     fn leader_end(&self, tp: TopicPartition) -> Option<Offset> {

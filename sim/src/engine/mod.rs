@@ -13,7 +13,7 @@ use crate::queue::CalendarQueue;
 
 mod faults;
 mod finish;
-mod groups;
+pub mod groups;
 mod network;
 use crate::scenario::Scenario;
 use crate::trace::TraceSink;
@@ -76,6 +76,7 @@ enum EventKind {
     Fault(Fault),
     EndSafety,
     CheckConvergence,
+    SampleLag,
 }
 
 enum Actor {
@@ -148,6 +149,8 @@ pub struct RunOutput {
     pub stop: Stop,
     /// One history per consumer group, in declaration order.
     pub groups: Vec<crate::groups::GroupHistory>,
+    /// Each group's lag over time.
+    pub lag: Vec<groups::LagSeries>,
 }
 
 /// A multiply-xorshift hash over the run's events, one 64-bit word at a time: equal for
@@ -270,6 +273,9 @@ impl<'a> Engine<'a> {
             engine.push(Millis(fault.at_ms), EventKind::Fault(fault.fault.clone()));
         }
         engine.push(Millis(scenario.duration_ms), EventKind::EndSafety);
+        if !scenario.groups.is_empty() {
+            engine.push(Millis(groups::LAG_SAMPLE_MS), EventKind::SampleLag);
+        }
         for index in 0..engine.producers.len() {
             let interval = engine.producers[index].interval_ms;
             match engine.tick_groups.iter().position(|g| engine.producers[g[0]].interval_ms == interval) {
@@ -383,6 +389,10 @@ impl<'a> Engine<'a> {
                 self.apply_fault(fault);
             }
             EventKind::EndSafety => self.end_safety(),
+            EventKind::SampleLag => {
+                self.sample_lag();
+                self.push(self.now.plus(groups::LAG_SAMPLE_MS), EventKind::SampleLag);
+            }
             EventKind::CheckConvergence => {
                 if self.converged() {
                     self.history.converged = true;
