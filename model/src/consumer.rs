@@ -536,8 +536,11 @@ impl Consumer {
                     if let App::Committing { correlation: waiting, batch } = self.app.clone() {
                         if waiting == correlation {
                             // A failed commitSync throws; the application logs it and
-                            // goes on (with the batch, for commit-before-processing).
+                            // goes on. Committing before processing, it processes the batch
+                            // only if the commit went through: an at-most-once application
+                            // never processes what it could not commit (its next owner may).
                             self.app = match batch {
+                                Some(_) if error != ErrorCode::None => App::Idle { at: now },
                                 Some(batch) => {
                                     App::Processing { batch, index: 0, done_at: now.plus(self.config.processing_ms) }
                                 }

@@ -178,3 +178,74 @@ pub fn scenario_with_faults(
     let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
     fault_plan(base.brokers, episodes_max, horizon_ms, kinds).prop_map(move |plan| (with_plan(&base, &plan), plan))
 }
+
+/// What happens to a consumer in one episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerFault {
+    /// Killed mid-batch; restarted (a new member) `length_ms` later.
+    Crash,
+    /// A GC pause of `length_ms` (past the session timeout, it comes back a zombie).
+    Pause,
+    /// A graceful close (commit, LeaveGroup), rejoining `length_ms` later: membership churn.
+    Leave,
+}
+
+/// Consumer episodes at absolute start times; overlapping ones are dropped, so one
+/// consumer at a time is affected and shrinking one away moves no other.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConsumerPlan {
+    pub episodes: Vec<Episode<ConsumerFault>>,
+}
+
+impl ConsumerPlan {
+    pub fn len(&self) -> usize {
+        effective(&self.episodes).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The scheduled faults over `consumers` consumers (`Episode::broker` names the
+    /// consumer here), cut off at `duration_ms`.
+    pub fn schedule(&self, consumers: u32, duration_ms: u64) -> Vec<ScheduledFault> {
+        let mut faults = Vec::new();
+        for episode in effective(&self.episodes) {
+            let target = Target::Consumer(episode.broker % consumers.max(1));
+            let (start, end) = match episode.kind {
+                ConsumerFault::Crash => (Fault::Kill(target), Fault::Restart(target)),
+                ConsumerFault::Pause => (Fault::Pause(target), Fault::Resume(target)),
+                ConsumerFault::Leave => (Fault::Close(target), Fault::Restart(target)),
+            };
+            faults.push(ScheduledFault { at_ms: episode.start_ms, fault: start });
+            faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: end });
+        }
+        faults.retain(|f| f.at_ms <= duration_ms);
+        faults.sort_by_key(|f| f.at_ms);
+        faults
+    }
+}
+
+/// Consumer plans: up to `episodes_max` crashes, pauses (up to `pause_max_ms`) and
+/// leave/rejoins of `consumers` consumers within the first `horizon_ms`.
+pub fn consumer_plan(
+    consumers: u32,
+    episodes_max: usize,
+    horizon_ms: u64,
+    pause_max_ms: u64,
+) -> impl Strategy<Value = ConsumerPlan> {
+    let kinds = proptest::sample::select(vec![ConsumerFault::Crash, ConsumerFault::Pause, ConsumerFault::Leave]);
+    proptest::collection::vec(episode(kinds, consumers.max(1), horizon_ms, pause_max_ms.max(2)), 0..=episodes_max)
+        .prop_map(|episodes| ConsumerPlan { episodes })
+}
+
+/// `base` (a scenario with consumer groups) with the plan's consumer faults added to its
+/// own faults.
+pub fn with_consumer_plan(base: &Scenario, plan: &ConsumerPlan) -> Scenario {
+    let mut scenario = base.clone();
+    let consumers = base.groups.iter().map(|g| g.consumers).sum();
+    scenario.faults.extend(plan.schedule(consumers, base.duration_ms));
+    scenario.faults.sort_by_key(|f| f.at_ms);
+    scenario.nemesis = None;
+    scenario
+}

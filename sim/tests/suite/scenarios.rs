@@ -141,3 +141,24 @@ fn group_scenario_pairs_differ_as_documented() {
         );
     }
 }
+
+// Shows the lag figures of the group-lag scenario (Burrow-style lag in records and in
+// seconds, the exporter's arithmetic from trial_model::lag): lag climbs while the
+// consumers stall — about the producer's rate times the stall, and seconds about the
+// stall's length — and drains once they resume.
+#[test]
+fn group_lag_builds_up_and_drains() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let scenario = Scenario::load(&dir.join("group-lag.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = simulate(&scenario, 0);
+    let series = &outcome.run.lag[0];
+    let total = |at: u64| -> u64 {
+        series.samples.iter().find(|(t, _, _)| t.0 >= at).map_or(0, |(_, lags, _)| lags.iter().sum())
+    };
+    let peak_seconds = series.samples.iter().filter_map(|(_, _, s)| *s).fold(0.0, f64::max);
+    // 400 records/s for 15 s of stall: ~6,000 records behind at the end of it.
+    assert!(total(34_000) > 4_500, "lag at the end of the stall: {}", total(34_000));
+    assert!((12.0..20.0).contains(&peak_seconds), "peak lag {peak_seconds} s");
+    assert!(total(45_000) < 100, "lag after the drain: {}", total(45_000));
+    assert!(total(15_000) < 100, "lag before the stall: {}", total(15_000));
+}
