@@ -1,7 +1,8 @@
 //! Speed of the simulator on `scenarios/bench-steady.toml` (3 brokers, 12 partitions RF=3,
 //! two producers at 1,000 records/s each, 600 simulated seconds, no faults). Criterion
 //! reports the time of one run; the simulated-seconds-per-wall-second ratio is printed
-//! once before (the same figure `kafka-trial run … --bench` prints).
+//! once before (the same figure `kafka-trial run … --bench` prints). `bench-groups.toml`
+//! is the same cluster with a group of 3 consumers reading everything.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ fn bench_steady(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulator");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     group.bench_function("bench-steady 600 s", |b| b.iter(|| trial_sim::engine::run(&steady, 1, None)));
+    let groups = scenario("bench-groups.toml");
+    ratio(&groups);
+    group.bench_function("bench-groups 600 s", |b| b.iter(|| trial_sim::engine::run(&groups, 1, None)));
     let faults = scenario("nemesis-swarm.toml");
     ratio(&faults);
     group.bench_function("nemesis-swarm 300 s", |b| b.iter(|| trial_sim::engine::run(&faults, 1, None)));

@@ -451,8 +451,7 @@ impl Consumer {
     fn process(&mut self, now: Millis, batch: Vec<(TopicPartition, Offset, LogEntry)>, index: usize) {
         let (tp, offset, entry) = batch[index];
         self.parts.entry(tp).or_default().processed = Some(Offset(offset.0 + 1));
-        let group = self.group().to_string();
-        self.event(GroupEvent::Processed { group, tp, offset, write: entry.record.write });
+        self.event(GroupEvent::Processed { tp, offset, write: entry.record.write });
         if index + 1 < batch.len() {
             self.app = App::Processing { batch, index: index + 1, done_at: now.plus(self.config.processing_ms) };
             return;

@@ -48,9 +48,8 @@ pub enum GroupEvent {
         partition: u32,
     },
     // ---- a consumer ----
-    /// The application wrote this record to its sink.
+    /// The application wrote this record to its sink (the host knows whose group).
     Processed {
-        group: String,
         tp: TopicPartition,
         offset: Offset,
         write: WriteId,
