@@ -8,6 +8,8 @@ mod cli;
 mod determinism;
 #[path = "suite/group_checkers.rs"]
 mod group_checkers;
+#[path = "suite/matrix.rs"]
+mod matrix;
 #[path = "suite/properties.rs"]
 mod properties;
 #[path = "suite/scenarios.rs"]
