@@ -14,6 +14,7 @@ pub mod engine;
 pub mod faults;
 pub mod groups;
 pub mod history;
+pub mod matrix;
 pub mod queue;
 pub mod report;
 pub mod scenario;

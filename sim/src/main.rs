@@ -1,4 +1,4 @@
-//! `kafka-trial`: run, sweep and check scenarios of a simulated Kafka cluster.
+//! `kafka-trial`: run, sweep, matrix and check scenarios of a simulated Kafka cluster.
 //! Exit codes: 0 expectations held, 1 an expectation failed, 2 bad input or usage.
 
 use anyhow::Context;
@@ -8,6 +8,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use trial_sim::scenario::matrix::{Cell, Matrix};
 use trial_sim::scenario::Scenario;
 use trial_sim::sweep::{shard_range, sweep, SeedResult, SWEEP_SEEDS_MAX};
 use trial_sim::trace::JsonLines;
@@ -36,6 +37,9 @@ enum Command {
         /// Also print speed: simulated seconds per wall second, events/s, peak memory.
         #[arg(long)]
         bench: bool,
+        /// Run one cell of the file's [matrix], e.g. commit=auto,acks=all (as `matrix` prints it).
+        #[arg(long)]
+        cell: Option<String>,
     },
     /// Run many seeds on all cores and report every failing seed.
     Sweep {
@@ -50,6 +54,20 @@ enum Command {
         #[arg(long)]
         shard: Option<String>,
         /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every cell of the file's [matrix] over the seeds and print a table of the
+    /// semantics each showed, with a replay command per kind of violation.
+    Matrix {
+        file: PathBuf,
+        /// Seed range per cell, e.g. 0..20 (end exclusive).
+        #[arg(long, default_value = "0..10")]
+        seeds: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -79,14 +97,22 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { file, seed, json, trace, bench } => run(&file, seed, json, trace.as_deref(), bench),
+        Command::Run { file, seed, json, trace, bench, cell } => {
+            run(&file, seed, json, trace.as_deref(), bench, cell.as_deref())
+        }
         Command::Sweep { file, seeds, jobs, shard, json } => run_sweep(&file, &seeds, jobs, shard.as_deref(), json),
+        Command::Matrix { file, seeds, jobs, json } => run_matrix(&file, &seeds, jobs, json),
         Command::Check { files } => Ok(check(&files)),
     }
 }
 
 fn load(file: &Path) -> Result<Scenario, ExitCode> {
-    Scenario::load(file).map_err(|error| {
+    load_with_matrix(file).map(|(scenario, _)| scenario)
+}
+
+/// A bad `[matrix]` is bad input for every command, not only for `matrix`.
+fn load_with_matrix(file: &Path) -> Result<(Scenario, Option<Matrix>), ExitCode> {
+    trial_sim::scenario::matrix::load(file).map_err(|error| {
         eprintln!("kafka-trial: {error}");
         ExitCode::from(2)
     })
@@ -100,9 +126,20 @@ fn exit_for(pass: bool) -> ExitCode {
     }
 }
 
-fn run(file: &Path, seed: u64, json: bool, trace: Option<&Path>, bench: bool) -> anyhow::Result<ExitCode> {
-    let scenario = match load(file) {
-        Ok(s) => s,
+fn run(
+    file: &Path,
+    seed: u64,
+    json: bool,
+    trace: Option<&Path>,
+    bench: bool,
+    cell: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let (scenario, matrix) = match load_with_matrix(file) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let (scenario, cell) = match select_cell(file, scenario, matrix, cell) {
+        Ok(selected) => selected,
         Err(code) => return Ok(code),
     };
     let mut sink = match trace {
@@ -122,7 +159,10 @@ fn run(file: &Path, seed: u64, json: bool, trace: Option<&Path>, bench: bool) ->
             format!("cannot write trace file {}", trace.map(|p| p.display().to_string()).unwrap_or_default())
         })?;
     }
-    let outcome = Outcome::new(&scenario, seed, output);
+    let mut outcome = Outcome::new(&scenario, seed, output);
+    if let Some(cell) = &cell {
+        outcome.replay = trial_sim::scenario::matrix::replay_command(&scenario, seed, cell);
+    }
     let mut stdout = std::io::stdout().lock();
     if json {
         let mut value = outcome.json(&scenario);
@@ -307,12 +347,13 @@ fn run_sweep(
 fn check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for file in files {
-        match Scenario::load(file) {
-            Ok(scenario) => {
+        match trial_sim::scenario::matrix::load(file) {
+            Ok((scenario, matrix)) => {
                 let faults = scenario.faults.len();
                 let nemesis = if scenario.nemesis.is_some() { " + nemesis" } else { "" };
+                let grid = matrix.map_or(String::new(), |m| format!(" · [matrix] of {} cells", m.size()));
                 println!(
-                    "ok {}: {} broker(s), {} topic(s), {} producer(s), {faults} scheduled fault(s){nemesis}, {} ms",
+                    "ok {}: {} broker(s), {} topic(s), {} producer(s), {faults} scheduled fault(s){nemesis}, {} ms{grid}",
                     file.display(),
                     scenario.brokers,
                     scenario.topics.len(),
@@ -331,4 +372,82 @@ fn check(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::from(2)
     }
+}
+
+// ---- kafka-trial matrix and run --cell ----
+
+/// The scenario `run` runs: the file's own, or one cell of its `[matrix]`.
+fn select_cell(
+    file: &Path,
+    scenario: Scenario,
+    matrix: Option<Matrix>,
+    cell: Option<&str>,
+) -> Result<(Scenario, Option<Cell>), ExitCode> {
+    let Some(text) = cell else { return Ok((scenario, None)) };
+    let Some(matrix) = matrix else {
+        eprintln!("kafka-trial: --cell `{text}`: {} has no [matrix] to select a cell of", file.display());
+        return Err(ExitCode::from(2));
+    };
+    match matrix.parse_cell(text) {
+        Ok(cell) => Ok((matrix.apply(&scenario, &cell), Some(cell))),
+        Err(message) => {
+            eprintln!("kafka-trial: --cell `{text}`: {message}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn run_matrix(file: &Path, seeds: &str, jobs: Option<usize>, json: bool) -> anyhow::Result<ExitCode> {
+    let (scenario, matrix) = match load_with_matrix(file) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let Some(matrix) = matrix else {
+        eprintln!(
+            "kafka-trial: {}: no [matrix] table; `matrix` runs a grid of settings declared there",
+            file.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let range = parse_seeds(seeds)?;
+    let runs = (range.end - range.start).saturating_mul(matrix.size() as u64);
+    anyhow::ensure!(
+        runs <= SWEEP_SEEDS_MAX,
+        "--seeds `{seeds}`: {} cells × {} seeds is more than {SWEEP_SEEDS_MAX} runs",
+        matrix.size(),
+        range.end - range.start
+    );
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let bar = ProgressBar::new(runs);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs · {per_sec} · eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Panics are reported per run; keep their default message off the progress bar.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let timer = WallTimer::start();
+    let report = trial_sim::matrix::run_matrix(&scenario, &matrix, range.clone(), jobs, &|done| bar.set_position(done));
+    let wall = timer.seconds();
+    std::panic::set_hook(default_hook);
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut value = report.json();
+        value["jobs"] = jobs.into();
+        value["wall_seconds"] = wall.into();
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "matrix {} · {} cells × seeds {}..{} = {} runs · {jobs} job(s) · {wall:.1} s",
+            scenario.name,
+            report.cells.len(),
+            range.start,
+            range.end,
+            report.runs()
+        )?;
+        write!(out, "{}", report.text())?;
+    }
+    Ok(exit_for(report.pass()))
 }

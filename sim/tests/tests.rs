@@ -10,6 +10,8 @@ mod determinism;
 mod group_checkers;
 #[path = "suite/group_properties.rs"]
 mod group_properties;
+#[path = "suite/matrix.rs"]
+mod matrix;
 #[path = "suite/properties.rs"]
 mod properties;
 #[path = "suite/scenarios.rs"]

@@ -26,6 +26,9 @@ pub(super) struct RawScenario {
     faults: Vec<Spanned<RawFault>>,
     nemesis: Option<Spanned<RawNemesis>>,
     expect: Option<RawExpect>,
+    /// A grid of settings for `kafka-trial matrix`, parsed by [`super::matrix`].
+    #[allow(dead_code)]
+    matrix: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

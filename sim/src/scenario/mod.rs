@@ -5,6 +5,7 @@ use crate::checkers::Property;
 use crate::faults::ScheduledFault;
 
 mod file;
+pub mod matrix;
 mod write;
 use serde::Deserialize;
 use std::fmt;
