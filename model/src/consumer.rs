@@ -921,3 +921,6 @@ fn coordinator_moved(response: &GroupResponse) -> bool {
     };
     coordinator_error(error)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+use super::*;
+use crate::group::coordinator::{CoordinatorConfig, CoordinatorOutput, GroupCoordinator};
+use crate::log::Record;
+use crate::types::{LeaderEpoch, ProducerId, WriteId};
+
+const CONSUMER: NodeId = NodeId(3_000);
+const BROKER: NodeId = NodeId(0);
+
+fn tp() -> TopicPartition {
+    TopicPartition::new(0, 0)
+}
+
+fn entry(write: u64) -> LogEntry {
+    let record = Record {
+        write: WriteId(write),
+        key: None,
+        producer: ProducerId(0),
+        sequence: write as u32,
+        timestamp: Millis(0),
+    };
+    LogEntry { leader_epoch: LeaderEpoch(0), record }
+}
+
+/// One consumer and one broker that leads the only partition and coordinates the group:
+/// every request is answered at once from `log` (readable below `hw`), every commit is
+/// durable at once.
+struct World {
+    now: Millis,
+    consumer: Consumer,
+    coordinator: GroupCoordinator,
+    log: Vec<LogEntry>,
+    hw: u64,
+    events: Vec<GroupEvent>,
+    list_offsets: Vec<(TopicPartition, bool)>,
+    /// Fetches that found nothing, answered at the next millisecond (a broker long-polls).
+    parked: Vec<Message>,
+}
+
+impl World {
+    fn new(commit: CommitMode, reset: OffsetReset, records: u64) -> World {
+        let mut config = ConsumerConfig {
+            topics: vec![("orders".into(), TopicId(0))],
+            commit,
+            auto_offset_reset: reset,
+            max_poll_records: 4,
+            processing_ms: 1,
+            ..ConsumerConfig::default()
+        };
+        config.member.group = "billing".into();
+        config.member.session_timeout_ms = 10_000;
+        let coordinator = GroupCoordinator::new(
+            CoordinatorConfig { initial_rebalance_delay_ms: 0, ..CoordinatorConfig::default() },
+            1,
+        );
+        World {
+            now: Millis(0),
+            consumer: Consumer::new(CONSUMER, config, vec![BROKER], Millis(0)),
+            coordinator,
+            log: (0..records).map(entry).collect(),
+            hw: records,
+            events: Vec::new(),
+            list_offsets: Vec::new(),
+            parked: Vec::new(),
+        }
+    }
+
+    /// Runs `ms` of time in 1-ms steps (bounded: at most 100 exchanges per step).
+    fn run(&mut self, ms: u64) {
+        let end = self.now.plus(ms);
+        while self.now < end {
+            self.now = self.now.plus(1);
+            for msg in std::mem::take(&mut self.parked) {
+                self.answer(msg);
+            }
+            if self.consumer.poll_timeout().is_some_and(|at| at <= self.now) {
+                self.consumer.handle_timeout(self.now);
+            }
+            if self.coordinator.poll_timeout().is_some_and(|at| at <= self.now) {
+                self.coordinator.handle_timeout(self.now);
+            }
+            for _ in 0..100 {
+                if !self.exchange() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn exchange(&mut self) -> bool {
+        let mut moved = false;
+        while let Some(action) = self.consumer.poll_action() {
+            moved = true;
+            match action {
+                Action::Send { msg, .. } => self.answer(msg),
+                Action::Group(event) => self.events.push(*event),
+                _ => {}
+            }
+        }
+        while let Some(output) = self.coordinator.poll_output() {
+            moved = true;
+            match output {
+                CoordinatorOutput::Respond { correlation, response, .. } => {
+                    let msg = Message::GroupResponse { correlation, response: Box::new(response) };
+                    self.consumer.handle_message(self.now, BROKER, msg);
+                }
+                CoordinatorOutput::Append { token, .. } => {
+                    self.coordinator.handle_append_result(self.now, token, ErrorCode::None)
+                }
+                _ => {}
+            }
+        }
+        moved
+    }
+
+    fn answer(&mut self, msg: Message) {
+        let reply = match msg {
+            Message::Metadata { correlation } => Message::MetadataResponse {
+                correlation,
+                topics: vec![TopicMeta { id: TopicId(0), partitions: 1, min_insync_replicas: 1 }],
+                partitions: vec![PartitionLeader { tp: tp(), leader: Some(BROKER), leader_epoch: LeaderEpoch(0) }],
+            },
+            Message::FindCoordinator { correlation, .. } => {
+                Message::FindCoordinatorResponse { correlation, error: ErrorCode::None, coordinator: Some(BROKER) }
+            }
+            Message::Group { correlation, request } => {
+                self.coordinator.handle_request(self.now, CONSUMER, correlation, *request);
+                return;
+            }
+            Message::ConsumerFetch { correlation, partitions, max_wait_ms } => {
+                let empty =
+                    partitions.iter().all(|p| p.fetch_offset.0 >= self.hw && p.fetch_offset.0 <= self.log.len() as u64);
+                if empty && max_wait_ms > 0 {
+                    self.parked.push(Message::ConsumerFetch { correlation, partitions, max_wait_ms: 0 });
+                    return;
+                }
+                let partitions = partitions
+                    .iter()
+                    .map(|p| {
+                        let offset = p.fetch_offset.0;
+                        let (error, records) = if offset > self.log.len() as u64 {
+                            (ErrorCode::OffsetOutOfRange, Vec::new())
+                        } else {
+                            let end = self.hw.min(self.log.len() as u64);
+                            (ErrorCode::None, self.log[offset.min(end) as usize..end as usize].to_vec())
+                        };
+                        ConsumerFetchPartitionResponse {
+                            tp: p.tp,
+                            fetch_offset: p.fetch_offset,
+                            error,
+                            high_watermark: Offset(self.hw),
+                            records,
+                        }
+                    })
+                    .collect();
+                Message::ConsumerFetchResponse { correlation, partitions }
+            }
+            Message::ListOffsets { correlation, partitions } => {
+                self.list_offsets.extend(partitions.iter().copied());
+                let answers = partitions
+                    .into_iter()
+                    .map(|(tp, latest)| (tp, ErrorCode::None, Offset(if latest { self.hw } else { 0 })))
+                    .collect();
+                Message::ListOffsetsResponse { correlation, partitions: answers }
+            }
+            _ => return,
+        };
+        self.consumer.handle_message(self.now, BROKER, reply);
+    }
+
+    fn processed(&self) -> Vec<u64> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                GroupEvent::Processed { offset, .. } => Some(offset.0),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+// Shows a consumer with no committed offset starts where auto.offset.reset says (Kafka's
+// consumer config docs: earliest / latest) and reads only below the high watermark: the
+// records above it are processed once the HW moves (a consumer's fetch is isolated by HW).
+#[test]
+fn a_new_group_starts_at_the_reset_position_and_reads_below_the_high_watermark() {
+    let mut world = World::new(CommitMode::SyncAfter, OffsetReset::Earliest, 10);
+    world.hw = 6;
+    world.run(5_000);
+    assert_eq!(world.list_offsets, vec![(tp(), false)], "earliest: ListOffsets for the log start");
+    assert_eq!(world.processed(), (0..6).collect::<Vec<_>>(), "only below the HW");
+    world.hw = 10;
+    world.run(2_000);
+    assert_eq!(world.processed(), (0..10).collect::<Vec<_>>());
+    let mut latest = World::new(CommitMode::SyncAfter, OffsetReset::Latest, 10);
+    latest.run(5_000);
+    assert!(latest.processed().is_empty(), "latest: starts at the end");
+}
+
+// Shows a position past a truncated log end is handled as the Java client handles
+// OFFSET_OUT_OF_RANGE: reset per auto.offset.reset (a PositionReset in the history), or,
+// with `none`, the consumer stops with the error (OffsetOutOfRangeException).
+#[test]
+fn a_position_past_a_truncated_log_end_is_reset() {
+    let mut world = World::new(CommitMode::SyncAfter, OffsetReset::Earliest, 10);
+    world.run(5_000);
+    assert_eq!(world.processed().len(), 10);
+    world.log.truncate(5);
+    world.hw = 5;
+    world.run(2_000);
+    let reset = world.events.iter().find_map(|e| match e {
+        GroupEvent::PositionReset { from, to, .. } if from.is_some() => Some((*from, *to)),
+        _ => None,
+    });
+    assert_eq!(reset, Some((Some(Offset(10)), Offset(0))), "{:?}", world.events);
+    assert_eq!(world.processed().len(), 15, "the surviving records are read again");
+
+    let mut strict = World::new(CommitMode::SyncAfter, OffsetReset::Earliest, 10);
+    strict.run(5_000);
+    strict.consumer.config.auto_offset_reset = OffsetReset::None;
+    strict.log.truncate(5);
+    strict.hw = 5;
+    strict.run(2_000);
+    assert!(strict.events.iter().any(|e| matches!(e, GroupEvent::Fatal { error: ErrorCode::OffsetOutOfRange, .. })));
+}
+
+// Shows the at-most-once recipe (KafkaConsumer javadoc, "Manual Offset Control"): with
+// commit-before-processing a batch is processed only after its commit succeeded, and a
+// failed commit (the member is out of the group) skips the batch.
+#[test]
+fn commit_before_processing_commits_first_and_skips_on_failure() {
+    let mut world = World::new(CommitMode::SyncBefore, OffsetReset::Earliest, 8);
+    world.run(5_000);
+    let order: Vec<&str> = world
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            GroupEvent::CommitDone { .. } => Some("commit"),
+            GroupEvent::Processed { .. } => Some("process"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order.first(), Some(&"commit"), "{order:?}");
+    assert_eq!(world.processed(), (0..8).collect::<Vec<_>>());
+    // The coordinator forgets the group: the next batch's commit fails and is skipped.
+    world.coordinator = GroupCoordinator::new(CoordinatorConfig::default(), 2);
+    world.log.extend((8..12).map(entry));
+    world.hw = 12;
+    world.run(500);
+    let failed =
+        world.events.iter().any(|e| matches!(e, GroupEvent::CommitDone { error, .. } if *error != ErrorCode::None));
+    assert!(failed, "the commit of the new batch fails");
+    assert_eq!(world.processed().len(), 8, "nothing processed without its commit");
+}
