@@ -284,16 +284,8 @@ pub fn replay_command(base: &Scenario, seed: u64, cell: &Cell) -> String {
 
 /// Loads a scenario file and its `[matrix]`, if it has one.
 pub fn load(path: &Path) -> Result<(Scenario, Option<Matrix>), ScenarioError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ScenarioError {
-        file: file.clone(),
-        line: None,
-        key: String::new(),
-        message: format!("cannot read: {error}"),
-    })?;
-    let mut scenario = Scenario::parse(&text, &file)?;
-    scenario.path = Some(path.to_path_buf());
-    let matrix = parse(&text, &file, &scenario)?;
+    let (scenario, text) = Scenario::load_with_text(path)?;
+    let matrix = parse(&text, &path.display().to_string(), &scenario)?;
     Ok((scenario, matrix))
 }
 

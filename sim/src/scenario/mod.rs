@@ -223,6 +223,12 @@ impl Scenario {
     }
 
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with_text(path).map(|(scenario, _)| scenario)
+    }
+
+    /// Loads a scenario file and returns it with the file's text (for what else the
+    /// file declares, such as its `[matrix]`).
+    pub fn load_with_text(path: &Path) -> Result<(Scenario, String), ScenarioError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| ScenarioError {
             file: file.clone(),
@@ -232,7 +238,7 @@ impl Scenario {
         })?;
         let mut scenario = Scenario::parse(&text, &file)?;
         scenario.path = Some(path.to_path_buf());
-        Ok(scenario)
+        Ok((scenario, text))
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
