@@ -14,6 +14,8 @@ pub mod engine;
 pub mod faults;
 pub mod groups;
 pub mod history;
+#[cfg(madsim)]
+pub mod madsim;
 pub mod matrix;
 pub mod queue;
 pub mod report;
@@ -31,4 +33,44 @@ pub use scenario::{Scenario, ScenarioError};
 pub fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     let output = engine::run(scenario, seed, None);
     Outcome::new(scenario, seed, output)
+}
+
+/// Which host runs the model: the engine (default, fast) or madsim (builds with
+/// `--cfg madsim` only; `cargo trial-madsim`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Host {
+    #[default]
+    Engine,
+    Madsim,
+}
+
+impl Host {
+    /// Whether this build has the host.
+    pub fn available(self) -> bool {
+        self == Host::Engine || cfg!(madsim)
+    }
+}
+
+/// Runs `scenario` with `seed` on `host`; `None` when this build lacks the host.
+pub fn run_on<'a>(
+    host: Host,
+    scenario: &'a Scenario,
+    seed: u64,
+    trace: Option<&'a mut dyn trace::TraceSink>,
+) -> Option<RunOutput> {
+    match host {
+        Host::Engine => Some(engine::run(scenario, seed, trace)),
+        #[cfg(madsim)]
+        Host::Madsim => Some(madsim::run(scenario, seed, trace)),
+        #[cfg(not(madsim))]
+        Host::Madsim => None,
+    }
+}
+
+/// The command that replays `seed` of `scenario` on `host`.
+pub fn replay_on(host: Host, scenario: &Scenario, seed: u64) -> String {
+    match host {
+        Host::Engine => scenario.replay_command(seed),
+        Host::Madsim => format!("{} --host madsim", scenario.replay_command(seed)),
+    }
 }

@@ -12,7 +12,7 @@ use trial_sim::scenario::matrix::{Cell, Matrix};
 use trial_sim::scenario::Scenario;
 use trial_sim::sweep::{shard_range, sweep, SeedResult, SWEEP_SEEDS_MAX};
 use trial_sim::trace::JsonLines;
-use trial_sim::Outcome;
+use trial_sim::{Host, Outcome};
 
 #[derive(Parser)]
 #[command(name = "kafka-trial", version, about = "Deterministic simulation of a Kafka cluster under faults")]
@@ -40,6 +40,10 @@ enum Command {
         /// Run one cell of the file's [matrix], e.g. commit=auto,acks=all (as `matrix` prints it).
         #[arg(long)]
         cell: Option<String>,
+        /// Which host runs the model: the engine, or madsim (a build with `--cfg madsim`:
+        /// `cargo trial-madsim run FILE --host madsim`).
+        #[arg(long, value_enum, default_value_t = Host::Engine)]
+        host: Host,
     },
     /// Run many seeds on all cores and report every failing seed.
     Sweep {
@@ -97,8 +101,8 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { file, seed, json, trace, bench, cell } => {
-            run(&file, seed, json, trace.as_deref(), bench, cell.as_deref())
+        Command::Run { file, seed, json, trace, bench, cell, host } => {
+            run(&file, seed, json, trace.as_deref(), bench, cell.as_deref(), host)
         }
         Command::Sweep { file, seeds, jobs, shard, json } => run_sweep(&file, &seeds, jobs, shard.as_deref(), json),
         Command::Matrix { file, seeds, jobs, json } => run_matrix(&file, &seeds, jobs, json),
@@ -133,7 +137,15 @@ fn run(
     trace: Option<&Path>,
     bench: bool,
     cell: Option<&str>,
+    host: Host,
 ) -> anyhow::Result<ExitCode> {
+    if !host.available() {
+        eprintln!(
+            "kafka-trial: this build has no madsim host (it needs --cfg madsim); run `cargo trial-madsim run {} --host madsim`",
+            file.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let (scenario, matrix) = match load_with_matrix(file) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -151,8 +163,10 @@ fn run(
         None => None,
     };
     let timer = WallTimer::start();
-    let output =
-        trial_sim::engine::run(&scenario, seed, sink.as_mut().map(|s| s as &mut dyn trial_sim::trace::TraceSink));
+    let sink_ref = sink.as_mut().map(|s| s as &mut dyn trial_sim::trace::TraceSink);
+    let Some(output) = trial_sim::run_on(host, &scenario, seed, sink_ref) else {
+        return Ok(ExitCode::from(2));
+    };
     let wall_seconds = timer.seconds();
     if let Some(sink) = sink {
         sink.finish().with_context(|| {
@@ -160,8 +174,12 @@ fn run(
         })?;
     }
     let mut outcome = Outcome::new(&scenario, seed, output);
+    outcome.replay = trial_sim::replay_on(host, &scenario, seed);
     if let Some(cell) = &cell {
         outcome.replay = trial_sim::scenario::matrix::replay_command(&scenario, seed, cell);
+        if host == Host::Madsim {
+            outcome.replay.push_str(" --host madsim");
+        }
     }
     let mut stdout = std::io::stdout().lock();
     if json {

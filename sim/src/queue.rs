@@ -74,6 +74,20 @@ impl CalendarQueue {
         }
     }
 
+    /// The next event, without taking it or moving the clock (a later push may still
+    /// come before it).
+    pub fn peek(&self) -> Option<(u64, u32)> {
+        if self.in_window > 0 {
+            for step in 0..WINDOW_MS as usize {
+                let index = (self.head + step) & (WINDOW_MS as usize - 1);
+                if let Some(item) = self.buckets[index].front() {
+                    return Some((self.base + step as u64, *item));
+                }
+            }
+        }
+        self.far.peek().map(|far| (far.at, far.item))
+    }
+
     pub fn pop(&mut self) -> Option<(u64, u32)> {
         loop {
             if let Some(item) = self.buckets[self.head].pop_front() {
@@ -125,7 +139,11 @@ mod tests {
         }
         expected.sort_by_key(|(at, item)| (*at, *item));
         let mut got = Vec::new();
-        while let Some(entry) = queue.pop() {
+        loop {
+            // `peek` names exactly what `pop` gives next, from the window or the heap.
+            let peeked = queue.peek();
+            let Some(entry) = queue.pop() else { break };
+            assert_eq!(peeked, Some(entry));
             got.push(entry);
             if entry.1 == 0 {
                 // Pushes made while running land in order too.
@@ -136,6 +154,7 @@ mod tests {
         }
         // Item 99 was pushed after items 3 and 6 (both at 10,000), so it comes after them.
         assert_eq!(got, expected);
+        assert_eq!(queue.peek(), None);
         assert!(queue.is_empty());
     }
 }

@@ -10,6 +10,9 @@ mod determinism;
 mod group_checkers;
 #[path = "suite/group_properties.rs"]
 mod group_properties;
+#[cfg(madsim)]
+#[path = "suite/madsim.rs"]
+mod madsim;
 #[path = "suite/matrix.rs"]
 mod matrix;
 #[path = "suite/properties.rs"]

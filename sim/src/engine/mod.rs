@@ -14,6 +14,8 @@ use crate::queue::CalendarQueue;
 mod faults;
 mod finish;
 pub mod groups;
+mod host;
+pub use host::{Next, NodeRole, Outgoing};
 mod network;
 use crate::scenario::Scenario;
 use crate::trace::TraceSink;
@@ -68,6 +70,14 @@ enum EventKind {
     Timer {
         node: usize,
         generation: u64,
+    },
+    /// A message another host carries (madsim): it arrives here by `token`.
+    Carried {
+        from: NodeId,
+        to: usize,
+        incarnation: u64,
+        kind: MessageKind,
+        token: u64,
     },
     /// A tick of the producers in `tick_groups[group]`.
     Produce {
@@ -194,6 +204,10 @@ pub struct Engine<'a> {
     hash: TraceHash,
     stats: RunStats,
     trace: Option<&'a mut dyn TraceSink>,
+    /// Driven by another host (madsim): messages leave through here for that host to
+    /// carry; the queue keeps their place in the order.
+    external: Option<Vec<host::Outgoing>>,
+    carried: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -201,6 +215,15 @@ impl<'a> Engine<'a> {
         scenario: &'a Scenario,
         seed: u64,
         trace: Option<&'a mut dyn TraceSink>,
+    ) -> (Engine<'a>, Vec<ScheduledFault>) {
+        Engine::build(scenario, seed, trace, false)
+    }
+
+    fn build(
+        scenario: &'a Scenario,
+        seed: u64,
+        trace: Option<&'a mut dyn TraceSink>,
+        external: bool,
     ) -> (Engine<'a>, Vec<ScheduledFault>) {
         let seeds = SubSeeds::derive(seed);
         let mut placement_rng = ChaCha8Rng::seed_from_u64(seeds.placement);
@@ -268,6 +291,8 @@ impl<'a> Engine<'a> {
             hash: TraceHash(0xcbf2_9ce4_8422_2325),
             stats: RunStats::default(),
             trace,
+            external: external.then(Vec::new),
+            carried: 0,
         };
         for fault in &faults {
             engine.push(Millis(fault.at_ms), EventKind::Fault(fault.fault.clone()));
@@ -297,6 +322,17 @@ impl<'a> Engine<'a> {
     }
 
     fn push(&mut self, at: Millis, kind: EventKind) {
+        let kind = match (kind, &mut self.external) {
+            (EventKind::Deliver { from, to, incarnation, msg }, Some(outgoing)) => {
+                // Another host carries the message; the queue keeps its place in the order.
+                self.carried += 1;
+                let token = self.carried;
+                let kind = msg.kind();
+                outgoing.push(host::Outgoing { token, from, to, at, incarnation, msg });
+                EventKind::Carried { from, to, incarnation, kind, token }
+            }
+            (kind, _) => kind,
+        };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(kind);
@@ -342,46 +378,47 @@ impl<'a> Engine<'a> {
     pub fn run(mut self) -> RunOutput {
         let mut stop = Stop::Finished;
         while let Some((at, kind)) = self.pop() {
-            if self.finished {
+            if let Err(reason) = self.step(at, kind) {
+                stop = reason;
                 break;
             }
-            if self.stats.events >= EVENTS_MAX {
-                stop = Stop::EventLimit;
-                break;
-            }
-            self.stats.events += 1;
-            assert!(at >= self.now, "simulated time never goes back");
-            self.now = at;
-            self.dispatch(at, kind);
         }
         self.finish(stop)
     }
 
-    fn dispatch(&mut self, at: Millis, kind: EventKind) {
+    /// Runs one event popped from the queue (both hosts).
+    fn step(&mut self, at: Millis, kind: EventKind) -> Result<(), Stop> {
+        if self.finished {
+            return Err(Stop::Finished);
+        }
+        if self.stats.events >= EVENTS_MAX {
+            return Err(Stop::EventLimit);
+        }
+        self.stats.events += 1;
+        assert!(at >= self.now, "simulated time never goes back");
+        self.now = at;
+        self.dispatch(at, kind, None);
+        Ok(())
+    }
+
+    /// `carried`: the message of a `Carried` event, as the other host delivered it (none
+    /// when it was lost with a killed process, which the model drops too).
+    fn dispatch(&mut self, at: Millis, kind: EventKind, carried: Option<Message>) {
         self.hash.add(at.0);
         match kind {
-            EventKind::Deliver { from, to, incarnation, msg } => {
-                self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
-                self.stats.messages += 1;
-                if incarnation == self.nodes[to].incarnation {
-                    self.deliver(from, to, msg);
+            EventKind::Deliver { from, to, incarnation, msg } => self.arrive(from, to, incarnation, msg),
+            EventKind::Carried { from, to, incarnation, kind, .. } => match carried {
+                Some(msg) => self.arrive(from, to, incarnation, msg),
+                None => {
+                    self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | kind as u64);
+                    self.stats.messages += 1;
                 }
-            }
+            },
             EventKind::Timer { node, generation } => {
                 if self.nodes[node].timer_generation != generation || self.nodes[node].paused {
                     return;
                 }
-                self.hash.add(0x7100_0000 | node as u64);
-                self.nodes[node].timer_at = None;
-                let now = self.local_now(node);
-                match &mut self.nodes[node].life {
-                    Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
-                    Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
-                    Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
-                    Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
-                    Life::Down { .. } => return,
-                }
-                self.after_input(node);
+                self.fire(node);
             }
             EventKind::Produce { group } => self.produce_tick(group),
             EventKind::Fault(fault) => {
@@ -394,16 +431,47 @@ impl<'a> Engine<'a> {
                 self.push(self.now.plus(groups::LAG_SAMPLE_MS), EventKind::SampleLag);
             }
             EventKind::CheckConvergence => {
-                if self.converged() {
-                    self.history.converged = true;
-                    self.finished = true;
-                } else if self.now >= self.liveness_deadline {
-                    self.finished = true;
-                } else {
+                if !self.check_convergence() {
                     self.push(self.now.plus(CONVERGENCE_CHECK_MS), EventKind::CheckConvergence);
                 }
             }
         }
+    }
+
+    /// The liveness phase ends once the cluster converged or its time ran out; returns
+    /// whether it ended (both hosts).
+    fn check_convergence(&mut self) -> bool {
+        if self.converged() {
+            self.history.converged = true;
+            self.finished = true;
+        } else if self.now >= self.liveness_deadline {
+            self.finished = true;
+        }
+        self.finished
+    }
+
+    /// A message reaches node `to` (both hosts).
+    fn arrive(&mut self, from: NodeId, to: usize, incarnation: u64, msg: Message) {
+        self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
+        self.stats.messages += 1;
+        if incarnation == self.nodes[to].incarnation {
+            self.deliver(from, to, msg);
+        }
+    }
+
+    /// Node `node`'s armed timer fires (both hosts).
+    fn fire(&mut self, node: usize) {
+        self.hash.add(0x7100_0000 | node as u64);
+        self.nodes[node].timer_at = None;
+        let now = self.local_now(node);
+        match &mut self.nodes[node].life {
+            Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
+            Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
+            Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
+            Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
+            Life::Down { .. } => return,
+        }
+        self.after_input(node);
     }
 
     fn deliver(&mut self, from: NodeId, to: usize, msg: Message) {
