@@ -18,6 +18,8 @@ pub enum Target {
     Consumer(u32),
     /// Whichever broker leads this partition when the fault fires.
     LeaderOf(TopicPartition),
+    /// An application node of the madsim host, by registration order.
+    App(u32),
 }
 
 impl Target {
@@ -77,6 +79,7 @@ impl fmt::Display for Target {
             Target::Controller => write!(f, "controller"),
             Target::Producer(id) => write!(f, "producer:{id}"),
             Target::Consumer(id) => write!(f, "consumer:{id}"),
+            Target::App(id) => write!(f, "app:{id}"),
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
         }
     }

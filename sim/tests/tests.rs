@@ -13,6 +13,9 @@ mod group_properties;
 #[cfg(madsim)]
 #[path = "suite/madsim.rs"]
 mod madsim;
+#[cfg(madsim)]
+#[path = "suite/madsim_apps.rs"]
+mod madsim_apps;
 #[path = "suite/matrix.rs"]
 mod matrix;
 #[path = "suite/properties.rs"]

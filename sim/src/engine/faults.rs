@@ -13,6 +13,7 @@ impl Engine<'_> {
             Target::Controller => Some(self.controller_index),
             Target::Producer(index) => self.producers.get(index as usize).map(|p| p.node),
             Target::Consumer(index) => self.consumers.slots.get(index as usize).map(|c| c.node),
+            Target::App(index) => self.apps.slots.get(index as usize).map(|a| a.node),
             Target::LeaderOf(tp) => {
                 let Life::Up(Actor::Controller(c)) = &self.nodes[self.controller_index].life else {
                     return self.last_known_leader(tp);
@@ -135,16 +136,21 @@ impl Engine<'_> {
         let mut durable = match life {
             Life::Up(Actor::Broker(b)) => Durable::Broker(b.into_disk()),
             Life::Up(Actor::Controller(c)) => Durable::Controller(c.into_disk()),
-            Life::Up(Actor::Producer(p)) => {
+            Life::Up(Actor::Producer(p)) if !self.apps.hosts(node) => {
                 // Validation keeps process faults off producers; put it back untouched.
                 slot.life = Life::Up(Actor::Producer(p));
                 return;
             }
+            // An application's process dies with its clients.
+            Life::Up(Actor::Producer(_)) => Durable::App,
             Life::Up(Actor::Consumer(_)) => Durable::Consumer,
             Life::Down { durable, .. } => durable,
         };
         if matches!(durable, Durable::Consumer) {
             self.consumer_happening(node, groups::Happened::Crashed);
+        }
+        if matches!(durable, Durable::App) {
+            self.app_crashed(node);
         }
         let slot = &mut self.nodes[node];
         if power_loss {
@@ -194,6 +200,7 @@ impl Engine<'_> {
                 Life::Up(Actor::Controller(Box::new(controller)))
             }
             Durable::Consumer => Life::Up(Actor::Consumer(Box::new(self.consumers.new_consumer(id, now)))),
+            Durable::App => Life::Up(Actor::Producer(Box::new(self.apps.new_producer(node, id, self.brokers)))),
         };
         if matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
             self.consumer_happening(node, groups::Happened::Restarted);

@@ -34,6 +34,8 @@ pub enum NodeRole {
     Controller,
     Producer,
     Consumer,
+    /// An application node of the madsim host.
+    App,
 }
 
 /// The next event, as far as the host has to bring it about.
@@ -122,6 +124,8 @@ impl<'a> Engine<'a> {
             NodeRole::Broker
         } else if node == self.controller_index {
             NodeRole::Controller
+        } else if self.is_app(node) {
+            NodeRole::App
         } else if node <= self.controller_index + self.producers.len() {
             NodeRole::Producer
         } else {
@@ -132,6 +136,10 @@ impl<'a> Engine<'a> {
     /// Whether the node's process runs (not killed, not without power).
     pub fn is_up(&self, node: usize) -> bool {
         matches!(self.nodes[node].life, Life::Up(_))
+    }
+
+    pub fn is_paused(&self, node: usize) -> bool {
+        self.nodes[node].paused
     }
 
     /// The node's armed timer in global time, unless a producer tick runs it.

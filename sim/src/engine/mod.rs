@@ -11,6 +11,7 @@ use crate::faults::{draw_nemesis, Fault, ScheduledFault};
 use crate::history::{Completion, Happening, History, Op};
 use crate::queue::CalendarQueue;
 
+mod apps;
 mod faults;
 mod finish;
 pub mod groups;
@@ -30,6 +31,8 @@ use trial_model::{
 pub const CONTROLLER_ID: NodeId = NodeId(1_000);
 pub const PRODUCER_BASE: u32 = 2_000;
 pub const CONSUMER_BASE: u32 = 3_000;
+/// Application nodes of the madsim host (`sim::madsim::Simulation::app`).
+pub const APP_BASE: u32 = 4_000;
 /// Bound on events in one run: a run that needs more is reported as stuck.
 pub const EVENTS_MAX: u64 = 2_000_000_000;
 /// Bound on messages parked for a paused node.
@@ -101,6 +104,8 @@ enum Durable {
     Controller(ControllerDisk),
     /// A consumer keeps nothing: its progress is the group's committed offsets.
     Consumer,
+    /// An application's process keeps nothing either; its restart makes new clients.
+    App,
 }
 
 enum Life {
@@ -183,6 +188,7 @@ pub struct Engine<'a> {
     nodes: Vec<Node>,
     producers: Vec<ProducerLoad>,
     consumers: groups::Consumers,
+    apps: apps::Apps,
     /// Producers grouped by send interval (indices into `producers`).
     tick_groups: Vec<Vec<usize>>,
     brokers: usize,
@@ -272,6 +278,7 @@ impl<'a> Engine<'a> {
             nodes,
             producers,
             consumers,
+            apps: apps::Apps::default(),
             tick_groups: Vec::new(),
             brokers: n,
             controller_index,
@@ -360,6 +367,9 @@ impl<'a> Engine<'a> {
         }
         if id == CONTROLLER_ID {
             return Some(self.controller_index);
+        }
+        if let Some(app) = id.0.checked_sub(APP_BASE) {
+            return self.apps.slots.get(app as usize).map(|slot| slot.node);
         }
         if let Some(consumer) = id.0.checked_sub(CONSUMER_BASE) {
             return self.consumers.slots.get(consumer as usize).map(|slot| slot.node);
@@ -646,6 +656,9 @@ impl<'a> Engine<'a> {
         if let Some(op) = self.history.ops.get_mut(write.0 as usize) {
             if op.completed.is_none() {
                 op.completed = Some(Completion { at: self.now, tp, outcome });
+            }
+            if op.producer as usize >= self.producers.len() {
+                self.apps.acks.push((write, tp, outcome));
             }
         }
     }

@@ -20,6 +20,8 @@
 //! madsim's own latency is a fixed 10 µs (an empty range panics), far below the model's
 //! millisecond latencies.
 
+pub mod app;
+
 use crate::engine::{Engine, Next, Outgoing, RunOutput, Stop};
 use crate::scenario::Scenario;
 use crate::trace::TraceSink;
@@ -33,7 +35,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use trial_model::{Message, Millis};
+use trial_model::{Message, Millis, WriteId};
 
 /// The madsim tag of every simulator message.
 const TAG: u64 = 0x6b61_666b_6121;
@@ -54,6 +56,7 @@ pub(crate) enum HubIn {
     Up { node: usize, commands: mpsc::UnboundedSender<NodeCommand> },
     Arrived { envelope: Envelope },
     Fired { node: usize, at: Millis },
+    App { app: usize, request: app::Request },
 }
 
 /// What the hub asks a node's driver to do.
@@ -200,6 +203,7 @@ struct Process {
     outbox: Outbox,
     commands: Option<mpsc::UnboundedSender<NodeCommand>>,
     killed: bool,
+    paused: bool,
     armed: Option<Millis>,
     fired: Option<Millis>,
 }
@@ -212,6 +216,8 @@ struct Carrier {
     /// left behind (its unsent messages, its kernel's connection resets).
     relay: usize,
     lost: u64,
+    /// Applications waiting for the outcome of a write.
+    replies: BTreeMap<WriteId, app::Reply>,
 }
 
 impl Carrier {
@@ -229,6 +235,7 @@ impl Carrier {
                 let fired = &mut self.processes[node].fired;
                 *fired = (*fired).max(Some(at));
             }
+            HubIn::App { .. } => {}
         }
     }
 
@@ -243,40 +250,81 @@ impl Carrier {
 
 /// The run itself, for a madsim runtime the caller made (`run` makes one per seed).
 pub async fn simulation<'a>(scenario: &'a Scenario, seed: u64, trace: Option<&'a mut dyn TraceSink>) -> RunOutput {
+    simulation_with(scenario, seed, trace, &[], &[]).await
+}
+
+/// The run with application nodes and their faults.
+pub(crate) async fn simulation_with<'a>(
+    scenario: &'a Scenario,
+    seed: u64,
+    trace: Option<&'a mut dyn TraceSink>,
+    apps: &[app::AppEntry],
+    app_faults: &[(u64, crate::faults::Fault)],
+) -> RunOutput {
     let start = madsim_now();
     let (mut engine, faults) = Engine::external(scenario, seed, trace);
+    for entry in apps {
+        engine.add_app(&entry.name, entry.config.clone());
+    }
+    for (at, fault) in app_faults {
+        engine.schedule_fault(Millis(*at), fault.clone());
+    }
     let (hub_tx, mut hub_rx) = mpsc::unbounded::<HubIn>();
     let handle = Handle::current();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let count = engine.node_count();
     let mut processes = Vec::with_capacity(count + 1);
     for node in 0..=count {
         let hub = hub_tx.clone();
         let outbox = Outbox::default();
         let kept = outbox.clone();
-        let name = match node < count {
-            true => format!("{:?}-{}", engine.node_role(node), engine.node_id(node).0).to_lowercase(),
-            false => "relay".to_string(),
+        let app = (0..engine.app_count()).find(|app| node < count && engine.app_node(*app) == node);
+        let name = match (node < count, app) {
+            (true, Some(app)) => format!("app-{}", engine.app_name(app)),
+            (true, None) => format!("{:?}-{}", engine.node_role(node), engine.node_id(node).0).to_lowercase(),
+            (false, _) => "relay".to_string(),
         };
-        let madsim = handle
-            .create_node()
-            .name(name)
-            .ip(ip_of(node))
-            .init(move || drive_node(node, kept.clone(), hub.clone(), start))
-            .build()
-            .id();
-        processes.push(Process { madsim, outbox, commands: None, killed: false, armed: None, fired: None });
+        let builder = handle.create_node().name(name).ip(ip_of(node));
+        let builder = match app {
+            Some(app) => {
+                let body = apps[app].body.clone();
+                let kafka = app::Kafka::new(app, hub.clone(), running.clone(), scenario);
+                builder.init(move || {
+                    let driver = drive_node(node, kept.clone(), hub.clone(), start);
+                    let user = body(kafka.clone());
+                    async move {
+                        ::madsim::task::spawn_local(driver);
+                        user.await;
+                        // The application returned; its client stays until the run ends.
+                        futures::future::pending::<()>().await;
+                    }
+                })
+            }
+            None => builder.init(move || drive_node(node, kept.clone(), hub.clone(), start)),
+        };
+        let madsim = builder.build().id();
+        processes.push(Process {
+            madsim,
+            outbox,
+            commands: None,
+            killed: false,
+            paused: false,
+            armed: None,
+            fired: None,
+        });
     }
     drop(hub_tx);
-    let mut carrier = Carrier { processes, arrived: BTreeMap::new(), relay: count, lost: 0 };
+    let mut carrier = Carrier { processes, arrived: BTreeMap::new(), relay: count, lost: 0, replies: BTreeMap::new() };
     // Nothing may be sent before every node is bound: madsim drops such messages.
     while carrier.processes.iter().any(|p| p.commands.is_none()) {
         match hub_rx.next().await {
+            Some(HubIn::App { app, request }) => carrier.app(&mut engine, app, request, start, Millis::ZERO),
             Some(input) => carrier.take(input),
             None => break,
         }
     }
     carrier.arm_timers(&engine);
-    let stop = loop {
+    let stop = 'run: loop {
         let Some((at, next)) = engine.peek_external() else {
             break Stop::Finished;
         };
@@ -300,6 +348,13 @@ pub async fn simulation<'a>(scenario: &'a Scenario, seed: u64, trace: Option<&'a
             futures::pin_mut!(sleep);
             futures::select_biased! {
                 input = hub_rx.next() => match input {
+                    Some(HubIn::App { app, request }) => {
+                        // An application's call runs now; what it sends may come before
+                        // the event waited for, so look again.
+                        carrier.app(&mut engine, app, request, start, at);
+                        carrier.after_step(&mut engine, &handle);
+                        continue 'run;
+                    }
                     Some(input) => {
                         carrier.take(input);
                         // A driver that just bound again needs its timer.
@@ -322,11 +377,10 @@ pub async fn simulation<'a>(scenario: &'a Scenario, seed: u64, trace: Option<&'a
         if let Err(stop) = engine.step_external(carried) {
             break stop;
         }
-        carrier.reconcile(&engine, &handle);
-        for outgoing in engine.take_outgoing() {
-            carrier.send(&engine, outgoing);
+        carrier.after_step(&mut engine, &handle);
+        if !engine.in_safety_phase() {
+            running.store(false, std::sync::atomic::Ordering::Relaxed);
         }
-        carrier.arm_timers(&engine);
     };
     if carrier.lost > 0 {
         eprintln!(
@@ -340,6 +394,22 @@ pub async fn simulation<'a>(scenario: &'a Scenario, seed: u64, trace: Option<&'a
 impl Carrier {
     /// Gives madsim the process state the model decided: kill what went down, restart
     /// what came back (its driver binds again and reports `Up`).
+    /// After the model ran: madsim's processes, the messages sent, the timers, and the
+    /// answers for applications.
+    fn after_step(&mut self, engine: &mut Engine<'_>, handle: &Handle) {
+        self.reconcile(engine, handle);
+        for outgoing in engine.take_outgoing() {
+            self.send(engine, outgoing);
+        }
+        self.arm_timers(engine);
+        for (write, tp, outcome) in engine.take_app_acks() {
+            if let Some(reply) = self.replies.remove(&write) {
+                // An application that died with its process asks no more.
+                let _ = reply.send(app::answer(write, tp, outcome));
+            }
+        }
+    }
+
     fn reconcile(&mut self, engine: &Engine<'_>, handle: &Handle) {
         let mut relay = Vec::new();
         for (node, process) in self.processes.iter_mut().enumerate().take(self.relay) {
@@ -355,6 +425,16 @@ impl Carrier {
             } else if up && process.killed {
                 handle.restart(process.madsim);
                 process.killed = false;
+            }
+            // An application's own code stops while it is paused (a GC pause); a
+            // broker's driver keeps going, as the model holds its inbox.
+            let paused = up && engine.is_app(node) && engine.is_paused(node);
+            if paused != process.paused {
+                match paused {
+                    true => handle.pause(process.madsim),
+                    false => handle.resume(process.madsim),
+                }
+                process.paused = paused;
             }
         }
         for (to, envelope) in relay {
