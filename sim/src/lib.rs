@@ -67,6 +67,14 @@ pub fn run_on<'a>(
     }
 }
 
+/// `simulate` on `host`; `None` when this build lacks the host.
+pub fn simulate_on(host: Host, scenario: &Scenario, seed: u64) -> Option<Outcome> {
+    let output = run_on(host, scenario, seed, None)?;
+    let mut outcome = Outcome::new(scenario, seed, output);
+    outcome.replay = replay_on(host, scenario, seed);
+    Some(outcome)
+}
+
 /// The command that replays `seed` of `scenario` on `host`.
 pub fn replay_on(host: Host, scenario: &Scenario, seed: u64) -> String {
     match host {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use trial_sim::scenario::matrix::{Cell, Matrix};
 use trial_sim::scenario::Scenario;
-use trial_sim::sweep::{shard_range, sweep, SeedResult, SWEEP_SEEDS_MAX};
+use trial_sim::sweep::{shard_range, sweep_on, SeedResult, SWEEP_SEEDS_MAX};
 use trial_sim::trace::JsonLines;
 use trial_sim::{Host, Outcome};
 
@@ -60,6 +60,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Which host runs the model (madsim: a build with `--cfg madsim`, `cargo trial-madsim`).
+        #[arg(long, value_enum, default_value_t = Host::Engine)]
+        host: Host,
     },
     /// Run every cell of the file's [matrix] over the seeds and print a table of the
     /// semantics each showed, with a replay command per kind of violation.
@@ -104,7 +107,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { file, seed, json, trace, bench, cell, host } => {
             run(&file, seed, json, trace.as_deref(), bench, cell.as_deref(), host)
         }
-        Command::Sweep { file, seeds, jobs, shard, json } => run_sweep(&file, &seeds, jobs, shard.as_deref(), json),
+        Command::Sweep { file, seeds, jobs, shard, json, host } => {
+            run_sweep(&file, &seeds, jobs, shard.as_deref(), json, host)
+        }
         Command::Matrix { file, seeds, jobs, json } => run_matrix(&file, &seeds, jobs, json),
         Command::Check { files } => Ok(check(&files)),
     }
@@ -273,7 +278,15 @@ fn run_sweep(
     jobs: Option<usize>,
     shard: Option<&str>,
     json: bool,
+    host: Host,
 ) -> anyhow::Result<ExitCode> {
+    if !host.available() {
+        eprintln!(
+            "kafka-trial: this build has no madsim host (it needs --cfg madsim); run `cargo trial-madsim sweep {} --host madsim`",
+            file.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let scenario = match load(file) {
         Ok(s) => s,
         Err(code) => return Ok(code),
@@ -296,7 +309,9 @@ fn run_sweep(
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let timer = WallTimer::start();
-    let results = sweep(&scenario, range.clone(), jobs, &|done| bar.set_position(done));
+    let Some(results) = sweep_on(host, &scenario, range.clone(), jobs, &|done| bar.set_position(done)) else {
+        return Ok(ExitCode::from(2));
+    };
     let wall = timer.seconds();
     std::panic::set_hook(default_hook);
     bar.finish_and_clear();
@@ -319,7 +334,7 @@ fn run_sweep(
                     SeedResult::Panic(message) => ("panic", vec![message.clone()]),
                     SeedResult::Pass => ("pass", vec![]),
                 };
-                serde_json::json!({"seed": r.seed, "kind": kind, "reasons": reasons, "replay": scenario.replay_command(r.seed)})
+                serde_json::json!({"seed": r.seed, "kind": kind, "reasons": reasons, "replay": trial_sim::replay_on(host, &scenario, r.seed)})
             })
             .collect();
         let properties: serde_json::Map<String, serde_json::Value> = totals
@@ -355,7 +370,7 @@ fn run_sweep(
                 SeedResult::Panic(message) => format!("PANIC: {message}"),
                 SeedResult::Pass => String::new(),
             };
-            writeln!(out, "FAIL seed={} ({why}) · replay: {}", r.seed, scenario.replay_command(r.seed))?;
+            writeln!(out, "FAIL seed={} ({why}) · replay: {}", r.seed, trial_sim::replay_on(host, &scenario, r.seed))?;
         }
         writeln!(out, "{} passed, {} failed", results.len() - failed.len(), failed.len())?;
     }

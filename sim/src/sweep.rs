@@ -70,6 +70,29 @@ pub fn sweep(scenario: &Scenario, seeds: Range<u64>, jobs: usize, progress: &(dy
     sweep_with(seeds, jobs, progress, &|seed| summarize(&crate::simulate(scenario, seed)))
 }
 
+/// `sweep` on `host` (each worker thread makes its own madsim runtime per seed); `None`
+/// when this build lacks the host.
+pub fn sweep_on(
+    host: crate::Host,
+    scenario: &Scenario,
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Option<Vec<SeedSummary>> {
+    if !host.available() {
+        return None;
+    }
+    Some(sweep_with(seeds, jobs, progress, &|seed| match crate::simulate_on(host, scenario, seed) {
+        Some(outcome) => summarize(&outcome),
+        None => SeedSummary {
+            seed,
+            result: SeedResult::Fail(vec!["this build has no such host".into()]),
+            trace_hash: 0,
+            violations: BTreeMap::new(),
+        },
+    }))
+}
+
 /// `sweep` with the per-seed work given (tests use it to make a seed panic).
 pub fn sweep_with(
     seeds: Range<u64>,

@@ -212,6 +212,10 @@ pub enum AppFault {
     /// A stop-the-world pause: its code and its client stop, messages wait.
     Pause,
     Resume,
+    /// Cut off from every other node (a network partition around it); `Heal` ends it
+    /// (and every other network fault).
+    Isolate,
+    Heal,
 }
 
 /// A scenario plus application nodes running your async code, on the madsim host.
@@ -269,6 +273,16 @@ impl Simulation {
         self.fault(name, at_ms, AppFault::Resume)
     }
 
+    pub fn isolate_app(self, name: &str, at_ms: u64) -> Simulation {
+        self.fault(name, at_ms, AppFault::Isolate)
+    }
+
+    /// Heals the network at `at_ms` (every partition, the application's included).
+    pub fn heal_network(mut self, at_ms: u64) -> Simulation {
+        self.faults.push((at_ms, String::new(), AppFault::Heal));
+        self
+    }
+
     /// The command-like line that replays `seed`: this simulation, run with that seed.
     pub fn replay_command(&self, seed: u64) -> String {
         let names: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
@@ -282,6 +296,10 @@ impl Simulation {
         let mut faults = Vec::new();
         let mut unknown = Vec::new();
         for (at, name, kind) in &self.faults {
+            if *kind == AppFault::Heal {
+                faults.push((*at, Fault::Heal));
+                continue;
+            }
             let Some(index) = self.apps.iter().position(|a| a.name == *name) else {
                 unknown.push(format!("a fault at {at} ms names app `{name}`, which this simulation does not have"));
                 continue;
@@ -292,6 +310,8 @@ impl Simulation {
                 AppFault::Restart => Fault::Restart(target),
                 AppFault::Pause => Fault::Pause(target),
                 AppFault::Resume => Fault::Resume(target),
+                AppFault::Isolate => Fault::Isolate(target),
+                AppFault::Heal => continue,
             };
             faults.push((*at, fault));
         }

@@ -102,6 +102,28 @@ fn paused_app_stops_and_resumes() {
     assert!(after > 100, "only {after} writes after the pause");
 }
 
+// Shows an application cut off from the cluster (isolated) cannot get its writes
+// through: with a 2 s delivery timeout its sends fail while it is isolated, and succeed
+// again after the network heals (the producer's request and delivery timeouts, KIP-91).
+#[test]
+fn isolated_app_fails_its_writes_until_healed() {
+    let outcome = Simulation::new(cluster())
+        .app_with("writer", impatient(), |k| writer(k, false))
+        .isolate_app("writer", 1_000)
+        .heal_network(2_500)
+        .run(4);
+    let ops = &outcome.run.history.ops;
+    let acked_in =
+        |from: u64, to: u64| ops.iter().filter(|op| (from..to).contains(&op.invoked_at.0) && op.acked()).count();
+    assert_eq!(acked_in(1_100, 2_400), 0, "an isolated app's write was acknowledged");
+    let failed_while_isolated =
+        ops.iter().filter(|op| (1_000..2_500).contains(&op.invoked_at.0) && !op.acked()).count();
+    assert!(failed_while_isolated > 0);
+    let first_after = ops.iter().filter(|op| op.invoked_at.0 >= 2_500 && op.acked()).map(|op| op.invoked_at.0).min();
+    assert!(first_after.is_some_and(|t| t < 5_000), "first write acknowledged after the heal: {first_after:?}");
+    assert!(acked_in(2_500, 20_000) > 100, "acked after the heal: {}", acked_in(2_500, 20_000));
+}
+
 // Shows a simulation with application code is deterministic: the same seed gives the same
 // trace hash and report; another seed gives another run (ARCHITECTURE.md, determinism).
 #[test]
@@ -125,4 +147,24 @@ fn unknown_app_in_a_fault_is_reported() {
     let outcome = Simulation::new(cluster()).app("writer", |k| writer(k, false)).kill_app("writr", 1_000).run(1);
     assert!(!outcome.pass);
     assert!(outcome.failures.iter().any(|f| f.contains("`writr`")), "{:?}", outcome.failures);
+}
+
+// Shows the README's example ("Test your own application code") as written there: the
+// resending loop, killed and restarted mid-work, duplicates records at seed 3.
+#[test]
+fn my_retry_loop_duplicates_records() {
+    let scenario = Scenario::load(std::path::Path::new("../scenarios/app-cluster.toml")).unwrap();
+    let client = ProducerConfig {
+        retries: 0,
+        request_timeout_ms: 1_000,
+        delivery_timeout_ms: 2_000,
+        ..ProducerConfig::default()
+    };
+    let outcome = Simulation::new(scenario)
+        .app_with("resender", client, |kafka| writer(kafka, true))
+        .kill_app("resender", 6_000)
+        .restart_app("resender", 8_000)
+        .run(3);
+    println!("{}", outcome.verdict_line());
+    assert!(outcome.verdicts.result(Property::NoDuplicates).violations > 0);
 }
