@@ -26,7 +26,7 @@ fn test(extra: &[String]) -> bool {
     if !cargo(&workspace) {
         return false;
     }
-    // Only the madsim host's tests: the rest of the simulator's suite ran above.
+    // Only the madsim host's tests (`madsim::`, `madsim_apps::`): the rest ran above.
     cargo(&[
         "test",
         "--release",
@@ -39,7 +39,7 @@ fn test(extra: &[String]) -> bool {
         "--target-dir",
         "target/madsim",
         "--",
-        "madsim::",
+        "madsim",
     ])
 }
 
