@@ -228,14 +228,7 @@ impl Engine<'_> {
         // A paused node's timers were held; whatever is due fires now.
         self.nodes[node].timer_at = None;
         self.nodes[node].timer_generation += 1;
-        let now = self.local_now(node);
-        match &mut self.nodes[node].life {
-            Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
-            Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
-            Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
-            Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
-            Life::Down { .. } => {}
-        }
+        self.timeout_actor(node);
         self.consumer_happening(node, groups::Happened::Resumed);
         self.after_input(node);
     }

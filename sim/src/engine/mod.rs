@@ -473,15 +473,22 @@ impl<'a> Engine<'a> {
     fn fire(&mut self, node: usize) {
         self.hash.add(0x7100_0000 | node as u64);
         self.nodes[node].timer_at = None;
+        if self.timeout_actor(node) {
+            self.after_input(node);
+        }
+    }
+
+    /// Hands the node's actor a timeout; false when the node has no process.
+    fn timeout_actor(&mut self, node: usize) -> bool {
         let now = self.local_now(node);
         match &mut self.nodes[node].life {
             Life::Up(Actor::Broker(b)) => b.handle_timeout(now),
             Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
             Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
             Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
-            Life::Down { .. } => return,
+            Life::Down { .. } => return false,
         }
-        self.after_input(node);
+        true
     }
 
     fn deliver(&mut self, from: NodeId, to: usize, msg: Message) {
