@@ -85,17 +85,7 @@ impl<'a> Engine<'a> {
         let Some((at, kind)) = self.pop() else {
             return Err(Stop::Finished);
         };
-        if self.finished {
-            return Err(Stop::Finished);
-        }
-        if self.stats.events >= super::EVENTS_MAX {
-            return Err(Stop::EventLimit);
-        }
-        self.stats.events += 1;
-        assert!(at >= self.now, "simulated time never goes back");
-        self.now = at;
-        self.dispatch(at, kind, carried);
-        Ok(())
+        self.step(at, kind, carried)
     }
 
     pub fn now(&self) -> Millis {

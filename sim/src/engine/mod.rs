@@ -388,7 +388,7 @@ impl<'a> Engine<'a> {
     pub fn run(mut self) -> RunOutput {
         let mut stop = Stop::Finished;
         while let Some((at, kind)) = self.pop() {
-            if let Err(reason) = self.step(at, kind) {
+            if let Err(reason) = self.step(at, kind, None) {
                 stop = reason;
                 break;
             }
@@ -396,8 +396,8 @@ impl<'a> Engine<'a> {
         self.finish(stop)
     }
 
-    /// Runs one event popped from the queue (both hosts).
-    fn step(&mut self, at: Millis, kind: EventKind) -> Result<(), Stop> {
+    /// Runs one event popped from the queue (both hosts); `carried` as for `dispatch`.
+    fn step(&mut self, at: Millis, kind: EventKind, carried: Option<Message>) -> Result<(), Stop> {
         if self.finished {
             return Err(Stop::Finished);
         }
@@ -407,7 +407,7 @@ impl<'a> Engine<'a> {
         self.stats.events += 1;
         assert!(at >= self.now, "simulated time never goes back");
         self.now = at;
-        self.dispatch(at, kind, None);
+        self.dispatch(at, kind, carried);
         Ok(())
     }
 
@@ -416,14 +416,10 @@ impl<'a> Engine<'a> {
     fn dispatch(&mut self, at: Millis, kind: EventKind, carried: Option<Message>) {
         self.hash.add(at.0);
         match kind {
-            EventKind::Deliver { from, to, incarnation, msg } => self.arrive(from, to, incarnation, msg),
-            EventKind::Carried { from, to, incarnation, kind, .. } => match carried {
-                Some(msg) => self.arrive(from, to, incarnation, msg),
-                None => {
-                    self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | kind as u64);
-                    self.stats.messages += 1;
-                }
-            },
+            EventKind::Deliver { from, to, incarnation, msg } => {
+                self.arrive(from, to, incarnation, msg.kind(), Some(msg))
+            }
+            EventKind::Carried { from, to, incarnation, kind, .. } => self.arrive(from, to, incarnation, kind, carried),
             EventKind::Timer { node, generation } => {
                 if self.nodes[node].timer_generation != generation || self.nodes[node].paused {
                     return;
@@ -460,11 +456,13 @@ impl<'a> Engine<'a> {
         self.finished
     }
 
-    /// A message reaches node `to` (both hosts).
-    fn arrive(&mut self, from: NodeId, to: usize, incarnation: u64, msg: Message) {
-        self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | msg.kind() as u64);
+    /// A message of `kind` reaches node `to` (both hosts). `msg` is none when another
+    /// host lost it with a killed process: the model drops such a message anyway (the
+    /// life it was sent to is over), so it only counts.
+    fn arrive(&mut self, from: NodeId, to: usize, incarnation: u64, kind: MessageKind, msg: Option<Message>) {
+        self.hash.add(((from.0 as u64) << 32) | ((self.nodes[to].id.0 as u64) << 8) | kind as u64);
         self.stats.messages += 1;
-        if incarnation == self.nodes[to].incarnation {
+        if let Some(msg) = msg.filter(|_| incarnation == self.nodes[to].incarnation) {
             self.deliver(from, to, msg);
         }
     }

@@ -323,7 +323,8 @@ pub(crate) async fn simulation_with<'a>(
             None => break,
         }
     }
-    carrier.arm_timers(&engine);
+    // What applications sent meanwhile goes out now, and every driver gets its timer.
+    carrier.after_step(&mut engine, &handle);
     let stop = 'run: loop {
         let Some((at, next)) = engine.peek_external() else {
             break Stop::Finished;
@@ -371,8 +372,7 @@ pub(crate) async fn simulation_with<'a>(
                 carrier.processes[node].fired = None;
                 None
             }
-            Next::Timer { .. } => None,
-            Next::Other => None,
+            Next::Timer { .. } | Next::Other => None,
         };
         if let Err(stop) = engine.step_external(carried) {
             break stop;
