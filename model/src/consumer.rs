@@ -47,6 +47,37 @@ pub enum CommitMode {
     SyncBefore,
     /// `commitAsync()` after processing each batch.
     AsyncAfter,
+    /// The application drives the consumer itself (the madsim host's async API): it
+    /// subscribes, polls, processes, commits and seeks when its own code says so, and
+    /// its rebalance listener decides what is committed on a revoke.
+    Manual,
+}
+
+/// A record `poll()` returned to an application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolledRecord {
+    pub tp: TopicPartition,
+    pub offset: Offset,
+    pub write: crate::types::WriteId,
+    pub key: Option<u32>,
+}
+
+/// A rebalance callback for an application's listener, in the order they happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rebalance {
+    /// `onPartitionsRevoked`.
+    Revoked(Vec<TopicPartition>),
+    /// `onPartitionsAssigned` (the partitions this sync added; may be none).
+    Assigned(Vec<TopicPartition>),
+    /// `onPartitionsLost`: the membership is gone; another member may own these.
+    Lost(Vec<TopicPartition>),
+}
+
+/// What one application `poll()` got: the callbacks to run first, then the records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    pub rebalances: Vec<Rebalance>,
+    pub records: Vec<PolledRecord>,
 }
 
 /// `auto.offset.reset`.
@@ -131,6 +162,8 @@ enum App {
         batch: Option<Vec<(TopicPartition, Offset, LogEntry)>>,
     },
     Stopped,
+    /// `CommitMode::Manual`: the application's own code calls in.
+    External,
 }
 
 #[derive(Clone, Debug)]
@@ -172,13 +205,24 @@ pub struct Consumer {
     next_partition: usize,
     /// What each commit in flight carries, for the history.
     commits: BTreeMap<u64, Vec<(TopicPartition, Offset)>>,
+    /// `CommitMode::Manual`: callbacks for the application's next poll.
+    rebalances: Vec<Rebalance>,
+    /// `CommitMode::Manual`: the positions of partitions revoked since the last poll,
+    /// and of those the last poll's callbacks revoked: a `commitSync()` in
+    /// `onPartitionsRevoked` still commits them, as the Java client's subscription state
+    /// keeps them until the callback returned.
+    revoking: Vec<(TopicPartition, Offset)>,
+    revoked_in_listener: Vec<(TopicPartition, Offset)>,
     outbox: VecDeque<Action>,
 }
 
 impl Consumer {
     pub fn new(id: NodeId, config: ConsumerConfig, bootstrap: Vec<NodeId>, now: Millis) -> Consumer {
         let mut member = GroupMember::new(config.member.clone(), now);
-        member.subscribe(config.topics.iter().map(|(name, _)| name.clone()).collect());
+        // An application subscribes itself (`app_subscribe`).
+        if config.commit != CommitMode::Manual {
+            member.subscribe(config.topics.iter().map(|(name, _)| name.clone()).collect());
+        }
         let interval = match config.commit {
             CommitMode::Auto { interval_ms } | CommitMode::AutoInPoll { interval_ms } => interval_ms,
             _ => u64::MAX / 4,
@@ -201,10 +245,13 @@ impl Consumer {
             coordinator_retry_at: now,
             lookup_retry_at: now,
             parts: BTreeMap::new(),
-            app: App::Idle { at: now },
+            app: if config.commit == CommitMode::Manual { App::External } else { App::Idle { at: now } },
             next_auto_commit: now.plus(interval),
             next_partition: 0,
             commits: BTreeMap::new(),
+            rebalances: Vec::new(),
+            revoking: Vec::new(),
+            revoked_in_listener: Vec::new(),
             outbox: VecDeque::new(),
             config,
         }
@@ -226,9 +273,12 @@ impl Consumer {
         self.member.generation()
     }
 
-    /// Positions of the owned partitions (for lag figures).
+    /// How far each owned partition is done: processed, or else consumed (for lag
+    /// figures and the end of a run). An application (`CommitMode::Manual`) is done only
+    /// with what it wrote to its sink; it starts done up to where it started reading.
     pub fn positions(&self) -> Vec<(TopicPartition, Option<Offset>)> {
-        self.parts.iter().map(|(tp, p)| (*tp, p.processed.or(p.position))).collect()
+        let manual = self.config.commit == CommitMode::Manual;
+        self.parts.iter().map(|(tp, p)| (*tp, if manual { p.processed } else { p.processed.or(p.position) })).collect()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -241,7 +291,7 @@ impl Consumer {
             App::Idle { at } => next = next.min(*at),
             App::Polling { until } => next = next.min(*until),
             App::Processing { done_at, .. } => next = next.min(*done_at),
-            App::Committing { .. } | App::Stopped => {}
+            App::Committing { .. } | App::Stopped | App::External => {}
         }
         if matches!(self.config.commit, CommitMode::Auto { .. }) {
             next = next.min(self.next_auto_commit);
@@ -416,6 +466,23 @@ impl Consumer {
         if self.member.state() != MemberState::Stable {
             return false;
         }
+        let batch = self.take_batch();
+        if batch.is_empty() {
+            return false;
+        }
+        if self.config.commit == CommitMode::SyncBefore {
+            let offsets = self.consumed_offsets();
+            let correlation = self.commit(now, offsets);
+            self.app = App::Committing { correlation, batch: Some(batch) };
+        } else {
+            let done_at = now.plus(self.config.processing_ms);
+            self.app = App::Processing { batch, index: 0, done_at };
+        }
+        true
+    }
+
+    /// Takes up to `max.poll.records` buffered records, moving the positions past them.
+    fn take_batch(&mut self) -> Vec<(TopicPartition, Offset, LogEntry)> {
         let mut batch = Vec::new();
         let mut owned = self.owned_tps();
         // Round-robin over the partitions, as the Java fetcher drains completed fetches
@@ -434,18 +501,7 @@ impl Consumer {
                 batch.push((tp, position, entry));
             }
         }
-        if batch.is_empty() {
-            return false;
-        }
-        if self.config.commit == CommitMode::SyncBefore {
-            let offsets = self.consumed_offsets();
-            let correlation = self.commit(now, offsets);
-            self.app = App::Committing { correlation, batch: Some(batch) };
-        } else {
-            let done_at = now.plus(self.config.processing_ms);
-            self.app = App::Processing { batch, index: 0, done_at };
-        }
-        true
+        batch
     }
 
     fn process(&mut self, now: Millis, batch: Vec<(TopicPartition, Offset, LogEntry)>, index: usize) {
@@ -469,6 +525,77 @@ impl Consumer {
             }
             _ => self.app = App::Idle { at: now },
         }
+    }
+
+    // ---- the application's own calls (`CommitMode::Manual`) ----
+
+    /// `subscribe(topics)`: the member joins at the next poll.
+    pub fn app_subscribe(&mut self, now: Millis, topics: Vec<(String, TopicId)>) {
+        self.member.subscribe(topics.iter().map(|(name, _)| name.clone()).collect());
+        self.config.topics = topics;
+        // The leader needs the new topics' partition counts.
+        self.metadata_fetched_at = None;
+        self.run(now);
+    }
+
+    /// `poll()`: runs the group's rebalance steps that wait for a poll, then returns the
+    /// callbacks due and up to `max.poll.records` buffered records of owned partitions.
+    pub fn app_poll(&mut self, now: Millis) -> Polled {
+        self.member.poll(now);
+        self.drain_member(now);
+        // The callbacks this poll hands over may commit what they revoke.
+        self.revoked_in_listener = std::mem::take(&mut self.revoking);
+        let records = match self.member.state() {
+            MemberState::Stable => self.take_batch(),
+            _ => Vec::new(),
+        };
+        let records = records
+            .into_iter()
+            .map(|(tp, offset, entry)| PolledRecord { tp, offset, write: entry.record.write, key: entry.record.key })
+            .collect();
+        let polled = Polled { rebalances: std::mem::take(&mut self.rebalances), records };
+        self.run(now);
+        polled
+    }
+
+    /// `commitSync(offsets)` / `commitAsync(offsets)`; `None` commits the position of
+    /// every owned partition (and of those revoked in the callback running now). The
+    /// answer comes as a `CommitDone` event with the returned correlation id.
+    pub fn app_commit(&mut self, now: Millis, offsets: Option<Vec<(TopicPartition, Offset)>>) -> u64 {
+        let offsets = offsets.unwrap_or_else(|| {
+            let mut offsets = self.consumed_offsets();
+            offsets.extend(self.revoked_in_listener.iter().copied());
+            offsets.sort();
+            offsets.dedup_by_key(|(tp, _)| *tp);
+            offsets
+        });
+        let correlation = self.commit(now, offsets);
+        self.run(now);
+        correlation
+    }
+
+    /// `seek(tp, offset)`: the next poll returns records of `tp` from `offset` on. False
+    /// if the consumer does not own `tp` (Java throws IllegalStateException).
+    pub fn app_seek(&mut self, now: Millis, tp: TopicPartition, offset: Offset) -> bool {
+        let group = self.group().to_string();
+        let Some(part) = self.parts.get_mut(&tp) else { return false };
+        let from = part.processed.or(part.position);
+        part.position = Some(offset);
+        part.processed = Some(offset);
+        part.buffer.clear();
+        part.looking_up = false;
+        self.event(GroupEvent::PositionReset { group, tp, from, to: offset });
+        self.run(now);
+        true
+    }
+
+    /// The application wrote the record at `tp`/`offset` to its sink.
+    pub fn app_processed(&mut self, tp: TopicPartition, offset: Offset, write: crate::types::WriteId) {
+        if let Some(part) = self.parts.get_mut(&tp) {
+            let next = Offset(offset.0 + 1);
+            part.processed = Some(part.processed.map_or(next, |p| p.max(next)));
+        }
+        self.event(GroupEvent::Processed { tp, offset, write });
     }
 
     fn commit(&mut self, now: Millis, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
@@ -519,6 +646,9 @@ impl Consumer {
                 MemberOutput::Assigned(partitions) => self.on_assigned(now, partitions),
                 MemberOutput::Lost(partitions) => {
                     let tps = self.tps(&partitions);
+                    if self.config.commit == CommitMode::Manual {
+                        self.rebalances.push(Rebalance::Lost(tps.clone()));
+                    }
                     for tp in &tps {
                         self.parts.remove(tp);
                     }
@@ -531,7 +661,7 @@ impl Consumer {
                     let member_id = self.member.member_id().to_string();
                     let generation = self.member.generation();
                     let offsets = self.commits.remove(&correlation).unwrap_or_default();
-                    self.event(GroupEvent::CommitDone { group, member_id, generation, offsets, error });
+                    self.event(GroupEvent::CommitDone { correlation, group, member_id, generation, offsets, error });
                     if let App::Committing { correlation: waiting, batch } = self.app.clone() {
                         if waiting == correlation {
                             // A failed commitSync throws; the application logs it and
@@ -569,6 +699,14 @@ impl Consumer {
                 tps.iter().filter_map(|tp| self.parts.get(tp).and_then(|p| p.position).map(|o| (*tp, o))).collect()
             }
             CommitMode::SyncBefore => Vec::new(),
+            // The application's listener decides (it runs at the next poll).
+            CommitMode::Manual => {
+                let positions =
+                    tps.iter().filter_map(|tp| self.parts.get(tp).and_then(|p| p.position).map(|o| (*tp, o)));
+                self.revoking.extend(positions);
+                self.rebalances.push(Rebalance::Revoked(tps.clone()));
+                Vec::new()
+            }
         };
         if !offsets.is_empty() {
             self.commit(now, offsets);
@@ -589,6 +727,9 @@ impl Consumer {
         let group = self.group().to_string();
         let member_id = self.member.member_id().to_string();
         let generation = self.member.generation();
+        if self.config.commit == CommitMode::Manual {
+            self.rebalances.push(Rebalance::Assigned(tps.clone()));
+        }
         self.event(GroupEvent::Assigned { group, member_id, generation, partitions: tps });
         self.lookup_positions(now);
     }
@@ -671,12 +812,16 @@ impl Consumer {
             return;
         }
         let mut reset = Vec::new();
+        let manual = self.config.commit == CommitMode::Manual;
         for (tp, offset) in offsets {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             match offset {
                 Some(offset) => {
                     part.position = Some(offset);
                     part.looking_up = false;
+                    if manual {
+                        part.processed = Some(offset);
+                    }
                 }
                 None => reset.push(tp),
             }
@@ -735,6 +880,9 @@ impl Consumer {
             let from = part.processed.or(part.position);
             part.position = Some(offset);
             part.buffer.clear();
+            if self.config.commit == CommitMode::Manual {
+                part.processed = Some(offset);
+            }
             self.event(GroupEvent::PositionReset { group, tp, from, to: offset });
         }
     }

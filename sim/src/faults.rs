@@ -18,8 +18,12 @@ pub enum Target {
     Consumer(u32),
     /// Whichever broker leads this partition when the fault fires.
     LeaderOf(TopicPartition),
-    /// An application node of the madsim host, by registration order.
+    /// An application node of the madsim host, by registration order (its producer's
+    /// node and its consumer's).
     App(u32),
+    /// Whichever broker coordinates the scenario's group with this index when the fault
+    /// fires (the leader of the group's `__consumer_offsets` partition).
+    CoordinatorOf(u32),
 }
 
 impl Target {
@@ -80,6 +84,7 @@ impl fmt::Display for Target {
             Target::Producer(id) => write!(f, "producer:{id}"),
             Target::Consumer(id) => write!(f, "consumer:{id}"),
             Target::App(id) => write!(f, "app:{id}"),
+            Target::CoordinatorOf(group) => write!(f, "coordinator-of-group:{group}"),
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
         }
     }

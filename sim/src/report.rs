@@ -346,6 +346,7 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
             trial_model::CommitMode::SyncAfter => "commitSync after processing".into(),
             trial_model::CommitMode::SyncBefore => "commitSync before processing".into(),
             trial_model::CommitMode::AsyncAfter => "commitAsync after processing".into(),
+            trial_model::CommitMode::Manual => "the application's own code commits".into(),
         };
         let membership = if group.static_membership { " · static membership" } else { "" };
         let _ = writeln!(

@@ -16,6 +16,9 @@ mod madsim;
 #[cfg(madsim)]
 #[path = "suite/madsim_apps.rs"]
 mod madsim_apps;
+#[cfg(madsim)]
+#[path = "suite/madsim_consumers.rs"]
+mod madsim_consumers;
 #[path = "suite/matrix.rs"]
 mod matrix;
 #[path = "suite/properties.rs"]

@@ -85,6 +85,14 @@ impl Broker {
                 }
                 CoordinatorOutput::OffsetsStored { group, member_id, generation, group_generation, offsets } => self
                     .group_event(GroupEvent::OffsetsStored { group, member_id, generation, group_generation, offsets }),
+                CoordinatorOutput::MemberRemoved { group, member_id, generation, reason } => {
+                    self.group_event(GroupEvent::MemberRemoved {
+                        group,
+                        member_id,
+                        generation,
+                        reason: reason.to_string(),
+                    })
+                }
                 CoordinatorOutput::Rebalanced { group, generation, members } => {
                     self.group_event(GroupEvent::Rebalanced { group, generation, members })
                 }

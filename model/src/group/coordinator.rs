@@ -227,6 +227,14 @@ pub enum CoordinatorOutput {
         group_generation: i32,
         offsets: Vec<(TopicPartition, Offset)>,
     },
+    /// A member is out of the group (its later commits must fail): session expiry,
+    /// LeaveGroup, a missed join or sync, or a static member replaced (KIP-345).
+    MemberRemoved {
+        group: String,
+        member_id: String,
+        generation: i32,
+        reason: &'static str,
+    },
     /// A generation completed (the report's rebalance figures read these).
     Rebalanced {
         group: String,

@@ -39,6 +39,13 @@ pub enum GroupEvent {
         group_generation: i32,
         offsets: Vec<(TopicPartition, Offset)>,
     },
+    /// A member is out of the group (see `CoordinatorOutput::MemberRemoved`).
+    MemberRemoved {
+        group: String,
+        member_id: String,
+        generation: i32,
+        reason: String,
+    },
     /// This broker took over (or gave up) the groups of an offsets partition.
     CoordinatorLoaded {
         partition: u32,
@@ -82,6 +89,8 @@ pub enum GroupEvent {
         offsets: Vec<(TopicPartition, Offset)>,
     },
     CommitDone {
+        /// The id `Consumer::app_commit` returned for it (the host's answer key).
+        correlation: u64,
         group: String,
         member_id: String,
         generation: i32,

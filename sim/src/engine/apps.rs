@@ -2,30 +2,57 @@
 //! a model [`Producer`] as its client. Its writes are history operations like the
 //! workload's; killing it kills the client, and what it had not heard back about ends
 //! as indefinite (Jepsen's `info`), since nobody is left to learn the outcome.
+//!
+//! An application may also have a consumer in one of the scenario's groups: a model
+//! [`trial_model::Consumer`] in `CommitMode::Manual`, a consumer node of its own that
+//! shares the application's fate (a fault on the application hits both). Its code
+//! subscribes, polls, commits and seeks through the calls here, and writes what it
+//! processed to named sinks: a sink's state lives outside every process (a database), and
+//! each write is a `Processed` event of the application's group, so the group checkers
+//! judge the application's own delivery semantics.
 
 use super::{Actor, Engine, Life, Node, APP_BASE};
 use crate::history::{Completion, Op};
 use rand_core::RngCore;
+use std::collections::{BTreeMap, BTreeSet};
+use trial_model::consumer::Polled;
 use trial_model::{
-    ErrorCode, Millis, NodeId, Producer, ProducerConfig, TopicId, TopicPartition, WriteId, WriteOutcome,
+    CommitMode, ErrorCode, Millis, NodeId, Offset, Producer, ProducerConfig, TopicId, TopicPartition, WriteId,
+    WriteOutcome,
 };
+
+/// Bound on commit answers waiting for the host to take them.
+const COMMIT_ANSWERS_MAX: usize = 10_000;
+/// Bound on the (topic, partition, offset) keys one sink remembers.
+const SINK_KEYS_MAX: usize = 1_000_000;
 
 #[derive(Default)]
 pub(super) struct Apps {
     pub(super) slots: Vec<AppSlot>,
     /// Outcomes of application writes not yet handed to the application.
     pub(super) acks: Vec<(WriteId, Option<TopicPartition>, WriteOutcome)>,
+    /// Answers to application commits: (application, correlation id, error).
+    pub(super) commits: Vec<(usize, u64, ErrorCode)>,
+    /// Each named sink's written keys (it outlives every process).
+    sinks: BTreeMap<String, BTreeSet<(TopicPartition, Offset)>>,
 }
 
 pub(super) struct AppSlot {
     pub(super) node: usize,
     pub(super) name: String,
     pub(super) config: ProducerConfig,
+    /// Its consumer's index among the engine's consumers, if it has one.
+    pub(super) consumer: Option<u32>,
 }
 
 impl Apps {
     pub(super) fn hosts(&self, node: usize) -> bool {
         self.slots.iter().any(|slot| slot.node == node)
+    }
+
+    /// The application whose consumer is consumer `consumer`.
+    pub(super) fn of_consumer(&self, consumer: u32) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.consumer == Some(consumer))
     }
 
     pub(super) fn new_producer(&self, node: usize, id: NodeId, brokers: usize) -> Producer {
@@ -43,13 +70,126 @@ impl Engine<'_> {
         let producer = Producer::new(id, config.clone(), (0..self.brokers as u32).map(NodeId).collect());
         self.nodes.push(Node::new(id, Actor::Producer(Box::new(producer))));
         let node = self.nodes.len() - 1;
-        self.apps.slots.push(AppSlot { node, name: name.to_string(), config });
-        let count = self.nodes.len();
-        // Links are indexed by node pairs: nothing is blocked or in flight yet.
-        self.blocked = vec![false; count * count];
-        self.link_last = vec![Millis::ZERO; count * count];
+        self.apps.slots.push(AppSlot { node, name: name.to_string(), config, consumer: None });
+        self.grow_links();
         self.reschedule(node);
         index
+    }
+
+    /// Gives application `app` a consumer in the scenario's group `group`, with the
+    /// group's settings and the application in charge (`CommitMode::Manual`). Only before
+    /// the run starts.
+    pub fn add_app_consumer(&mut self, app: usize, group: &str) -> Result<(), String> {
+        let Some(spec) = self.scenario.groups.iter().position(|g| g.name == group) else {
+            let names: Vec<&str> = self.scenario.groups.iter().map(|g| g.name.as_str()).collect();
+            return Err(format!("the scenario has no group `{group}` (its groups: {})", names.join(", ")));
+        };
+        if self.apps.slots.get(app).is_none_or(|slot| slot.consumer.is_some()) {
+            return Err(format!("application {app} does not exist or has a consumer already"));
+        }
+        let mut config = self.scenario.groups[spec].config.clone();
+        config.commit = CommitMode::Manual;
+        let consumer = self.consumers.add(spec, config, &mut self.nodes);
+        self.apps.slots[app].consumer = Some(consumer);
+        self.grow_links();
+        let node = self.nodes.len() - 1;
+        self.reschedule(node);
+        Ok(())
+    }
+
+    /// Links are indexed by node pairs: nothing is blocked or in flight before the run.
+    fn grow_links(&mut self) {
+        let count = self.nodes.len();
+        self.blocked = vec![false; count * count];
+        self.link_last = vec![Millis::ZERO; count * count];
+    }
+
+    /// The node of application `app`'s consumer, if it has one.
+    pub fn app_consumer_node(&self, app: usize) -> Option<usize> {
+        let consumer = self.apps.slots.get(app)?.consumer?;
+        Some(self.consumers.slots[consumer as usize].node)
+    }
+
+    /// Runs `call` on application `app`'s consumer if its process is up and running, then
+    /// carries out what the consumer did.
+    fn with_app_consumer<T>(
+        &mut self,
+        app: usize,
+        mark: u64,
+        call: impl FnOnce(&mut trial_model::Consumer, Millis) -> T,
+    ) -> Option<T> {
+        let node = self.app_consumer_node(app)?;
+        if self.nodes[node].paused {
+            return None;
+        }
+        let now = self.local_now(node);
+        let Life::Up(Actor::Consumer(consumer)) = &mut self.nodes[node].life else { return None };
+        let result = call(consumer, now);
+        self.hash.add(mark ^ app as u64);
+        self.after_input(node);
+        Some(result)
+    }
+
+    /// `subscribe(topics)` of application `app`'s consumer.
+    pub fn app_subscribe(&mut self, app: usize, topics: Vec<(String, TopicId)>) -> Option<()> {
+        self.with_app_consumer(app, 0xa1_0000_0000, |c, now| c.app_subscribe(now, topics))
+    }
+
+    /// `poll()` of application `app`'s consumer.
+    pub fn app_poll(&mut self, app: usize) -> Option<Polled> {
+        self.with_app_consumer(app, 0xa2_0000_0000, |c, now| c.app_poll(now))
+    }
+
+    /// A commit of application `app`'s consumer (`None`: every owned position); the
+    /// answer comes in [`Engine::take_app_commits`] under the returned id.
+    pub fn app_commit(&mut self, app: usize, offsets: Option<Vec<(TopicPartition, Offset)>>) -> Option<u64> {
+        self.with_app_consumer(app, 0xa3_0000_0000, |c, now| c.app_commit(now, offsets))
+    }
+
+    /// `seek(tp, offset)`: Some(false) when the consumer does not own `tp`.
+    pub fn app_seek(&mut self, app: usize, tp: TopicPartition, offset: Offset) -> Option<bool> {
+        self.with_app_consumer(app, 0xa4_0000_0000, |c, now| c.app_seek(now, tp, offset))
+    }
+
+    /// Answers to application commits since the last call: (application, id, error).
+    pub fn take_app_commits(&mut self) -> Vec<(usize, u64, ErrorCode)> {
+        std::mem::take(&mut self.apps.commits)
+    }
+
+    pub(super) fn answer_app_commit(&mut self, consumer: u32, correlation: u64, error: ErrorCode) {
+        if let Some(app) = self.apps.of_consumer(consumer) {
+            if self.apps.commits.len() < COMMIT_ANSWERS_MAX {
+                self.apps.commits.push((app, correlation, error));
+            }
+        }
+    }
+
+    /// Application `app` writes the record at `tp`/`offset` (carrying `write`) to sink
+    /// `sink`. With `once`, a write whose (topic, partition, offset) the sink holds
+    /// already is skipped (an idempotent, keyed sink). Returns whether it was written;
+    /// None when the application has no consumer or its process is down or paused.
+    pub fn app_sink(
+        &mut self,
+        app: usize,
+        sink: &str,
+        tp: TopicPartition,
+        offset: Offset,
+        write: WriteId,
+        once: bool,
+    ) -> Option<bool> {
+        let node = self.app_consumer_node(app)?;
+        if self.nodes[node].paused || !matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
+            return None;
+        }
+        let keys = self.apps.sinks.entry(sink.to_string()).or_default();
+        if once && keys.contains(&(tp, offset)) {
+            return Some(false);
+        }
+        if keys.len() < SINK_KEYS_MAX {
+            keys.insert((tp, offset));
+        }
+        self.with_app_consumer(app, 0xa5_0000_0000 ^ write.0, |c, _| c.app_processed(tp, offset, write))?;
+        Some(true)
     }
 
     pub fn app_node(&self, app: usize) -> usize {

@@ -14,6 +14,13 @@ impl Engine<'_> {
             Target::Producer(index) => self.producers.get(index as usize).map(|p| p.node),
             Target::Consumer(index) => self.consumers.slots.get(index as usize).map(|c| c.node),
             Target::App(index) => self.apps.slots.get(index as usize).map(|a| a.node),
+            Target::CoordinatorOf(group) => {
+                let settings = self.scenario.broker.groups.as_ref()?;
+                let name = &self.scenario.groups.get(group as usize)?.name;
+                let partition =
+                    trial_model::group::coordinator::offsets_partition_for(name, settings.offsets_partitions);
+                self.resolve(Target::LeaderOf(TopicPartition { topic: settings.offsets_topic, partition }))
+            }
             Target::LeaderOf(tp) => {
                 let Life::Up(Actor::Controller(c)) = &self.nodes[self.controller_index].life else {
                     return self.last_known_leader(tp);
@@ -21,6 +28,16 @@ impl Engine<'_> {
                 c.partition(tp).and_then(|s| s.leader).map(|id| id.0 as usize)
             }
         }
+    }
+
+    /// Every node a target stands for: an application's process holds its producer's
+    /// node and its consumer's.
+    pub(super) fn resolve_all(&self, target: Target) -> Vec<usize> {
+        let mut nodes: Vec<usize> = self.resolve(target).into_iter().collect();
+        if let Target::App(index) = target {
+            nodes.extend(self.app_consumer_node(index as usize));
+        }
+        nodes
     }
 
     pub(super) fn last_known_leader(&self, tp: TopicPartition) -> Option<usize> {
@@ -42,26 +59,30 @@ impl Engine<'_> {
             | Fault::Pause(target)
             | Fault::Close(target)
             | Fault::Resume(target) => {
-                let Some(node) = self.resolve(target) else {
+                let nodes = self.resolve_all(target);
+                if nodes.is_empty() {
                     self.note_fault(format!("{description} (no such node now: skipped)"), None);
                     return;
-                };
-                node_id = Some(self.nodes[node].id);
-                match fault {
-                    Fault::Kill(_) => self.crash(node, false),
-                    Fault::PowerLoss(_) => self.crash(node, true),
-                    Fault::Restart(_) => self.restart(node),
-                    Fault::Pause(_) => {
-                        self.nodes[node].paused = true;
-                        self.consumer_happening(node, groups::Happened::Paused);
+                }
+                node_id = Some(self.nodes[nodes[0]].id);
+                for node in nodes {
+                    match fault {
+                        Fault::Kill(_) => self.crash(node, false),
+                        Fault::PowerLoss(_) => self.crash(node, true),
+                        Fault::Restart(_) => self.restart(node),
+                        Fault::Pause(_) => {
+                            self.nodes[node].paused = true;
+                            self.consumer_happening(node, groups::Happened::Paused);
+                        }
+                        Fault::Close(_) => self.close_consumer(node),
+                        _ => self.resume(node),
                     }
-                    Fault::Close(_) => self.close_consumer(node),
-                    _ => self.resume(node),
                 }
             }
             Fault::Isolate(target) => {
-                if let Some(node) = self.resolve(target) {
-                    node_id = Some(self.nodes[node].id);
+                let nodes = self.resolve_all(target);
+                node_id = nodes.first().map(|node| self.nodes[*node].id);
+                for node in nodes {
                     let count = self.nodes.len();
                     for other in 0..count {
                         if other != node {
@@ -73,7 +94,7 @@ impl Engine<'_> {
             }
             Fault::Partition { groups } => {
                 let resolved: Vec<Vec<usize>> =
-                    groups.iter().map(|g| g.iter().filter_map(|t| self.resolve(*t)).collect()).collect();
+                    groups.iter().map(|g| g.iter().flat_map(|t| self.resolve_all(*t)).collect()).collect();
                 let count = self.nodes.len();
                 for (i, a) in resolved.iter().enumerate() {
                     for b in resolved.iter().skip(i + 1) {
@@ -88,8 +109,8 @@ impl Engine<'_> {
             }
             Fault::OneWay { from, to } => {
                 let count = self.nodes.len();
-                let from: Vec<usize> = from.iter().filter_map(|t| self.resolve(*t)).collect();
-                let to: Vec<usize> = to.iter().filter_map(|t| self.resolve(*t)).collect();
+                let from: Vec<usize> = from.iter().flat_map(|t| self.resolve_all(*t)).collect();
+                let to: Vec<usize> = to.iter().flat_map(|t| self.resolve_all(*t)).collect();
                 for x in &from {
                     for y in &to {
                         self.blocked[x * count + y] = true;

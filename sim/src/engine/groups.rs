@@ -110,6 +110,16 @@ impl Consumers {
         consumers
     }
 
+    /// Adds a consumer to scenario group `group` (an application's); returns its index.
+    pub(super) fn add(&mut self, group: usize, config: ConsumerConfig, nodes: &mut Vec<Node>) -> u32 {
+        let index = self.slots.len() as u32;
+        let id = NodeId(CONSUMER_BASE + index);
+        let consumer = Consumer::new(id, config.clone(), self.bootstrap.clone(), Millis::ZERO);
+        nodes.push(Node::new(id, Actor::Consumer(Box::new(consumer))));
+        self.slots.push(ConsumerSlot { node: nodes.len() - 1, group, config, closed: false });
+        index
+    }
+
     pub(super) fn new_consumer(&mut self, id: NodeId, now: Millis) -> Consumer {
         let index = (id.0 - CONSUMER_BASE) as usize;
         self.slots[index].closed = false;
@@ -184,7 +194,8 @@ impl Engine<'_> {
                 self.consumers.member_of.insert(member_id.clone(), consumer);
                 Recorded::CommitSent { consumer, member_id, generation, offsets }
             }
-            GroupEvent::CommitDone { generation, offsets, error, .. } => {
+            GroupEvent::CommitDone { correlation, generation, offsets, error, .. } => {
+                self.answer_app_commit(consumer, correlation, error);
                 Recorded::CommitResult { consumer, generation, offsets, error }
             }
             GroupEvent::PositionReset { tp, from, to, .. } => Recorded::PositionReset { consumer, tp, from, to },
@@ -211,6 +222,11 @@ impl Engine<'_> {
                     let stored = Recorded::OffsetStored { tp, offset, by, group_generation };
                     self.file(index, stored);
                 }
+            }
+            GroupEvent::MemberRemoved { group, member_id, generation, reason } => {
+                let Some(index) = self.consumers.group_named(&group) else { return };
+                let consumer = self.consumers.member_of.get(&member_id).copied().unwrap_or(u32::MAX);
+                self.file(index, Recorded::MemberRemoved { consumer, member_id, generation, reason });
             }
             GroupEvent::CoordinatorLoaded { partition, .. } => {
                 let Some(groups) = self.scenario.broker.groups.as_ref() else { return };
@@ -269,6 +285,10 @@ impl Engine<'_> {
     /// Every group has processed its subscribed partitions up to their log end.
     pub(super) fn groups_caught_up(&self) -> bool {
         for (index, spec) in self.scenario.groups.iter().enumerate() {
+            // A group nobody consumes for (no application joined it) waits for nothing.
+            if !self.consumers.slots.iter().any(|s| s.group == index) {
+                continue;
+            }
             let mut reached: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
             for slot in self.consumers.slots.iter().filter(|s| s.group == index) {
                 let node = &self.nodes[slot.node];

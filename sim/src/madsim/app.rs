@@ -22,6 +22,15 @@
 //! is an operation in the history, so the same checkers judge the application's writes:
 //! an application that resends a record it was not sure about, with
 //! [`ProducerRecord::retry_of`], shows up as a duplicate if both copies landed.
+//!
+//! An application registered with [`Simulation::consumer_app`] also has a consumer in
+//! one of the scenario's groups (the group's `[[groups]]` settings: session timeout,
+//! `max.poll.records`, assignors…): `subscribe`, `poll(timeout)`, `commit_sync`,
+//! `commit_async`, `seek` and a [`RebalanceListener`], behind which runs the model's
+//! [`trial_model::Consumer`] — the same group protocol the engine's consumers run. What
+//! the application processed it writes to a [`Sink`]; each sink write is a processing
+//! of that record by the group, so the group checkers (at-least-once, at-most-once,
+//! order, ownership) judge the application's code.
 
 use super::{simulation_with, Carrier, HubIn};
 use crate::faults::{Fault, Target};
@@ -32,21 +41,56 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use trial_model::{ErrorCode, Millis, ProducerConfig, TopicId, TopicPartition, WriteId, WriteOutcome};
+use trial_model::consumer::{Polled, PolledRecord, Rebalance};
+use trial_model::{ErrorCode, Millis, Offset, ProducerConfig, TopicId, TopicPartition, WriteId, WriteOutcome};
 
 type Body = Arc<dyn Fn(Kafka) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
 
 pub(crate) struct AppEntry {
     pub(crate) name: String,
     pub(crate) config: ProducerConfig,
+    /// The scenario group its consumer joins, if it has one.
+    pub(crate) group: Option<String>,
     pub(crate) body: Body,
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata, KafkaError>>;
+pub(crate) type CommitReply = oneshot::Sender<Result<(), KafkaError>>;
 
 pub(crate) enum Request {
-    Send { topic: TopicId, key: Option<u32>, again: Option<WriteId>, reply: Reply },
+    Send {
+        topic: TopicId,
+        key: Option<u32>,
+        again: Option<WriteId>,
+        reply: Reply,
+    },
+    Subscribe {
+        topics: Vec<(String, TopicId)>,
+        reply: oneshot::Sender<bool>,
+    },
+    Poll {
+        reply: oneshot::Sender<Option<Polled>>,
+    },
+    /// `reply` None: `commitAsync`, nobody waits.
+    Commit {
+        offsets: Option<Vec<(TopicPartition, Offset)>>,
+        reply: Option<CommitReply>,
+    },
+    Seek {
+        tp: TopicPartition,
+        offset: Offset,
+        reply: oneshot::Sender<Option<bool>>,
+    },
+    Sink {
+        sink: String,
+        record: ConsumerRecord,
+        once: bool,
+        reply: oneshot::Sender<Option<bool>>,
+    },
 }
+
+/// How long one `poll` waits between looks at the consumer's buffer.
+const POLL_STEP_MS: u64 = 5;
 
 /// What a sent record became (Java's `RecordMetadata`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +117,18 @@ pub enum KafkaError {
     /// The application's process is down or paused, or the run is over.
     #[error("the client cannot send now (its process is down or paused)")]
     Unavailable,
+    /// The coordinator (or the client, while it rejoins) refused the commit:
+    /// REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID… (Java's
+    /// `CommitFailedException` and its retriable kin).
+    #[error("the commit failed: {0:?}")]
+    CommitFailed(ErrorCode),
+    /// `seek` on a partition this consumer does not own (Java's IllegalStateException).
+    #[error("{0} is not assigned to this consumer")]
+    NotAssigned(TopicPartition),
+    /// The application was registered without a consumer (`Simulation::app`, not
+    /// `consumer_app`).
+    #[error("this application has no consumer: register it with Simulation::consumer_app")]
+    NoConsumer,
 }
 
 impl KafkaError {
@@ -125,6 +181,48 @@ impl ProducerRecord {
     }
 }
 
+/// A record `poll` returned (Java's `ConsumerRecord`); its value is the write id the
+/// producer's record carried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub tp: TopicPartition,
+    pub offset: u64,
+    pub key: Option<u32>,
+    pub value: WriteId,
+}
+
+impl ConsumerRecord {
+    pub fn partition(&self) -> u32 {
+        self.tp.partition
+    }
+}
+
+/// `ConsumerRebalanceListener`. Callbacks run inside `poll_with`, before it returns
+/// records, as the Java client runs them inside `poll`: a commit made in
+/// `on_partitions_revoked` goes out before the consumer rejoins (the rejoin waits for it),
+/// so the next owner starts where this one stopped.
+// madsim runs every node's tasks on one thread: no `Send` bound is needed.
+#[allow(async_fn_in_trait)]
+pub trait RebalanceListener {
+    async fn on_partitions_revoked(&mut self, consumer: &AppConsumer, partitions: &[TopicPartition]) {
+        let _ = (consumer, partitions);
+    }
+
+    async fn on_partitions_assigned(&mut self, consumer: &AppConsumer, partitions: &[TopicPartition]) {
+        let _ = (consumer, partitions);
+    }
+
+    /// The membership is gone (another member may own these already); by default the
+    /// same as a revoke, as in the Java client.
+    async fn on_partitions_lost(&mut self, consumer: &AppConsumer, partitions: &[TopicPartition]) {
+        self.on_partitions_revoked(consumer, partitions).await
+    }
+}
+
+/// No listener.
+impl RebalanceListener for () {}
+
 /// An application's handle on the cluster.
 #[derive(Clone)]
 pub struct Kafka {
@@ -148,6 +246,29 @@ impl Kafka {
     /// The application's producer (one per process; the model's client state machine).
     pub fn producer(&self) -> AppProducer {
         AppProducer { kafka: self.clone() }
+    }
+
+    /// The application's consumer (registered with [`Simulation::consumer_app`]).
+    pub fn consumer(&self) -> AppConsumer {
+        AppConsumer { kafka: self.clone() }
+    }
+
+    /// Sink `name`: an external store (a database, a file) the application writes what it
+    /// processed to. It outlives the application's process; every application writing to
+    /// the same name writes to the same store.
+    pub fn sink(&self, name: &str) -> Sink {
+        Sink { kafka: self.clone(), name: name.to_string() }
+    }
+
+    fn topic_id(&self, name: &str) -> Option<TopicId> {
+        self.topics.iter().position(|t| t == name).map(|index| TopicId(index as u32))
+    }
+
+    /// Sends `request` to the hub and waits for its answer; None when the run is over.
+    async fn call<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.hub.unbounded_send(HubIn::App { app: self.app, request: request(reply) }).ok()?;
+        answer.await.ok()
     }
 
     /// Whether the safety phase lasts: a loop that produces should stop when it ends,
@@ -177,6 +298,142 @@ impl AppProducer {
     }
 }
 
+/// An application's consumer: the Java client's `KafkaConsumer` calls, async.
+pub struct AppConsumer {
+    kafka: Kafka,
+}
+
+impl AppConsumer {
+    /// `subscribe(topics)`: the consumer joins its group at the next `poll`.
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<(), KafkaError> {
+        let mut ids = Vec::new();
+        for topic in topics {
+            let id = self.kafka.topic_id(topic).ok_or_else(|| KafkaError::UnknownTopic(topic.to_string()))?;
+            ids.push((topic.to_string(), id));
+        }
+        match self.kafka.call(|reply| Request::Subscribe { topics: ids, reply }).await {
+            Some(true) => Ok(()),
+            Some(false) => Err(KafkaError::NoConsumer),
+            None => Err(KafkaError::Unavailable),
+        }
+    }
+
+    /// `poll(timeout)` without a rebalance listener.
+    pub async fn poll(&self, timeout_ms: u64) -> Result<Vec<ConsumerRecord>, KafkaError> {
+        self.poll_with(timeout_ms, &mut ()).await
+    }
+
+    /// `poll(timeout)`: waits up to `timeout_ms` for records (at most `max.poll.records`
+    /// of the group's settings), running `listener`'s callbacks first when the group
+    /// rebalanced. Polling is also what keeps the member in its group
+    /// (`max.poll.interval.ms`) and what lets a rebalance go on.
+    pub async fn poll_with<L: RebalanceListener>(
+        &self,
+        timeout_ms: u64,
+        listener: &mut L,
+    ) -> Result<Vec<ConsumerRecord>, KafkaError> {
+        let deadline = now().plus(timeout_ms);
+        // Bounded: every pass waits at least POLL_STEP_MS of the timeout, or returns.
+        loop {
+            let polled = match self.kafka.call(|reply| Request::Poll { reply }).await {
+                Some(Some(polled)) => polled,
+                Some(None) => return Err(self.why_not().await),
+                None => return Err(KafkaError::Unavailable),
+            };
+            for rebalance in &polled.rebalances {
+                match rebalance {
+                    Rebalance::Revoked(partitions) => listener.on_partitions_revoked(self, partitions).await,
+                    Rebalance::Assigned(partitions) => listener.on_partitions_assigned(self, partitions).await,
+                    Rebalance::Lost(partitions) => listener.on_partitions_lost(self, partitions).await,
+                }
+            }
+            let now = now();
+            if !polled.records.is_empty() || now >= deadline {
+                let records = polled.records.into_iter().map(|r| self.record(r)).collect();
+                return Ok(records);
+            }
+            let wait = POLL_STEP_MS.min(deadline.since(now));
+            ::madsim::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
+    }
+
+    /// `commitSync()`: commits the position of every owned partition (the offsets after
+    /// the records polls returned, processed or not), and waits for the answer.
+    pub async fn commit_sync(&self) -> Result<(), KafkaError> {
+        self.commit(None).await
+    }
+
+    /// `commitSync(offsets)`: each offset is the next one to read (the last processed
+    /// record's offset + 1), as in Kafka.
+    pub async fn commit_sync_offsets(&self, offsets: &[(TopicPartition, u64)]) -> Result<(), KafkaError> {
+        self.commit(Some(offsets.iter().map(|(tp, o)| (*tp, Offset(*o))).collect())).await
+    }
+
+    /// `commitAsync()`: sends the commit and does not wait; its outcome is in the history.
+    pub fn commit_async(&self) {
+        let request = Request::Commit { offsets: None, reply: None };
+        let _ = self.kafka.hub.unbounded_send(HubIn::App { app: self.kafka.app, request });
+    }
+
+    async fn commit(&self, offsets: Option<Vec<(TopicPartition, Offset)>>) -> Result<(), KafkaError> {
+        match self.kafka.call(|reply| Request::Commit { offsets, reply: Some(reply) }).await {
+            Some(result) => result,
+            None => Err(KafkaError::Unavailable),
+        }
+    }
+
+    /// `seek(tp, offset)`: the next poll returns `tp`'s records from `offset` on.
+    pub async fn seek(&self, tp: TopicPartition, offset: u64) -> Result<(), KafkaError> {
+        match self.kafka.call(|reply| Request::Seek { tp, offset: Offset(offset), reply }).await {
+            Some(Some(true)) => Ok(()),
+            Some(Some(false)) => Err(KafkaError::NotAssigned(tp)),
+            Some(None) => Err(self.why_not().await),
+            None => Err(KafkaError::Unavailable),
+        }
+    }
+
+    /// Why a consumer call found no consumer: none registered, or its process is down.
+    async fn why_not(&self) -> KafkaError {
+        match self.kafka.call(|reply| Request::Subscribe { topics: Vec::new(), reply }).await {
+            Some(false) => KafkaError::NoConsumer,
+            _ => KafkaError::Unavailable,
+        }
+    }
+
+    fn record(&self, polled: PolledRecord) -> ConsumerRecord {
+        let topic = self.kafka.topics.get(polled.tp.topic.0 as usize).cloned().unwrap_or_default();
+        ConsumerRecord { topic, tp: polled.tp, offset: polled.offset.0, key: polled.key, value: polled.write }
+    }
+}
+
+/// An external store an application writes what it processed to (see [`Kafka::sink`]).
+pub struct Sink {
+    kafka: Kafka,
+    name: String,
+}
+
+impl Sink {
+    /// Writes `record`'s effect: one more processing of it.
+    pub async fn write(&self, record: &ConsumerRecord) -> Result<(), KafkaError> {
+        self.put(record, false).await.map(|_| ())
+    }
+
+    /// An idempotent write keyed by (topic, partition, offset): a record the sink holds
+    /// already is skipped. Returns whether it was written.
+    pub async fn write_once(&self, record: &ConsumerRecord) -> Result<bool, KafkaError> {
+        self.put(record, true).await
+    }
+
+    async fn put(&self, record: &ConsumerRecord, once: bool) -> Result<bool, KafkaError> {
+        let request = |reply| Request::Sink { sink: self.name.clone(), record: record.clone(), once, reply };
+        match self.kafka.call(request).await {
+            Some(Some(written)) => Ok(written),
+            Some(None) => Err(KafkaError::NoConsumer),
+            None => Err(KafkaError::Unavailable),
+        }
+    }
+}
+
 impl Carrier {
     /// Carries out an application's call at madsim's current time, but no later than
     /// `next`, the model's next event: madsim's clock may run ahead of the model's while
@@ -190,6 +447,7 @@ impl Carrier {
         next: Millis,
     ) {
         engine.advance_to(super::millis_since(start).min(next));
+        // A reply whose application died meanwhile has nobody to go to: dropped.
         match request {
             Request::Send { topic, key, again, reply } => match engine.app_send(app, topic, key, again) {
                 Some(write) => {
@@ -199,6 +457,31 @@ impl Carrier {
                     let _ = reply.send(Err(KafkaError::Unavailable));
                 }
             },
+            Request::Subscribe { topics, reply } if topics.is_empty() => {
+                let _ = reply.send(engine.app_consumer_node(app).is_some());
+            }
+            Request::Subscribe { topics, reply } => {
+                let _ = reply.send(engine.app_subscribe(app, topics).is_some());
+            }
+            Request::Poll { reply } => {
+                let _ = reply.send(engine.app_poll(app));
+            }
+            Request::Commit { offsets, reply } => match (engine.app_commit(app, offsets), reply) {
+                (Some(correlation), Some(reply)) => {
+                    self.commit_replies.insert((app, correlation), reply);
+                }
+                (None, Some(reply)) => {
+                    let _ = reply.send(Err(KafkaError::Unavailable));
+                }
+                (_, None) => {}
+            },
+            Request::Seek { tp, offset, reply } => {
+                let _ = reply.send(engine.app_seek(app, tp, offset));
+            }
+            Request::Sink { sink, record, once, reply } => {
+                let written = engine.app_sink(app, &sink, record.tp, Offset(record.offset), record.value, once);
+                let _ = reply.send(written);
+            }
         }
     }
 }
@@ -215,6 +498,9 @@ pub enum AppFault {
     /// Cut off from every other node (a network partition around it); `Heal` ends it
     /// (and every other network fault).
     Isolate,
+    /// Cut off from its group's coordinator only (the broker leading the group's
+    /// `__consumer_offsets` partition when the fault fires); it still fetches.
+    IsolateFromCoordinator,
     Heal,
 }
 
@@ -240,6 +526,21 @@ impl Simulation {
         self.app_with(name, ProducerConfig::default(), body)
     }
 
+    /// Adds an application with a consumer in the scenario's group `group` (its
+    /// `[[groups]]` entry gives the consumer settings; `consumers = 0` there leaves the
+    /// group to applications) and a producer with the default settings.
+    pub fn consumer_app<F, Fut>(mut self, name: &str, group: &str, body: F) -> Simulation
+    where
+        F: Fn(Kafka) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self = self.app(name, body);
+        if let Some(entry) = self.apps.last_mut() {
+            entry.group = Some(group.to_string());
+        }
+        self
+    }
+
     /// Adds an application whose producer has `config`.
     pub fn app_with<F, Fut>(mut self, name: &str, config: ProducerConfig, body: F) -> Simulation
     where
@@ -247,7 +548,16 @@ impl Simulation {
         Fut: Future<Output = ()> + 'static,
     {
         let body: Body = Arc::new(move |kafka| Box::pin(body(kafka)));
-        self.apps.push(AppEntry { name: name.to_string(), config, body });
+        self.apps.push(AppEntry { name: name.to_string(), config, group: None, body });
+        self
+    }
+
+    /// Requires `property` of every group (the scenario's `[expect] group_hold`): a run
+    /// where it does not hold fails, with its seed and replay line.
+    pub fn expect(mut self, property: crate::groups::GroupProperty) -> Simulation {
+        if !self.scenario.expect.group_hold.contains(&property) {
+            self.scenario.expect.group_hold.push(property);
+        }
         self
     }
 
@@ -277,6 +587,11 @@ impl Simulation {
         self.fault(name, at_ms, AppFault::Isolate)
     }
 
+    /// Cuts application `name` off from its group's coordinator at `at_ms`.
+    pub fn isolate_app_from_coordinator(self, name: &str, at_ms: u64) -> Simulation {
+        self.fault(name, at_ms, AppFault::IsolateFromCoordinator)
+    }
+
     /// Heals the network at `at_ms` (every partition, the application's included).
     pub fn heal_network(mut self, at_ms: u64) -> Simulation {
         self.faults.push((at_ms, String::new(), AppFault::Heal));
@@ -295,6 +610,17 @@ impl Simulation {
     pub fn run(&self, seed: u64) -> Outcome {
         let mut faults = Vec::new();
         let mut unknown = Vec::new();
+        for entry in &self.apps {
+            let Some(group) = &entry.group else { continue };
+            if !self.scenario.groups.iter().any(|g| g.name == *group) {
+                let names: Vec<&str> = self.scenario.groups.iter().map(|g| g.name.as_str()).collect();
+                unknown.push(format!(
+                    "app `{}` joins group `{group}`, which the scenario does not declare (its groups: {})",
+                    entry.name,
+                    names.join(", ")
+                ));
+            }
+        }
         for (at, name, kind) in &self.faults {
             if *kind == AppFault::Heal {
                 faults.push((*at, Fault::Heal));
@@ -311,6 +637,16 @@ impl Simulation {
                 AppFault::Pause => Fault::Pause(target),
                 AppFault::Resume => Fault::Resume(target),
                 AppFault::Isolate => Fault::Isolate(target),
+                AppFault::IsolateFromCoordinator => {
+                    let group = self.apps[index].group.as_ref();
+                    let Some(group) = group.and_then(|g| self.scenario.groups.iter().position(|s| s.name == *g)) else {
+                        unknown.push(format!(
+                            "a fault at {at} ms cuts app `{name}` from its coordinator, but it has no group"
+                        ));
+                        continue;
+                    };
+                    Fault::Partition { groups: vec![vec![target], vec![Target::CoordinatorOf(group as u32)]] }
+                }
                 AppFault::Heal => continue,
             };
             faults.push((*at, fault));

@@ -218,6 +218,8 @@ struct Carrier {
     lost: u64,
     /// Applications waiting for the outcome of a write.
     replies: BTreeMap<WriteId, app::Reply>,
+    /// Applications waiting for a commit's answer: (application, correlation id).
+    commit_replies: BTreeMap<(usize, u64), app::CommitReply>,
 }
 
 impl Carrier {
@@ -264,7 +266,11 @@ pub(crate) async fn simulation_with<'a>(
     let start = madsim_now();
     let (mut engine, faults) = Engine::external(scenario, seed, trace);
     for entry in apps {
-        engine.add_app(&entry.name, entry.config.clone());
+        let app = engine.add_app(&entry.name, entry.config.clone());
+        if let Some(group) = &entry.group {
+            // `Simulation::run` reports an unknown group; the application runs without.
+            let _ = engine.add_app_consumer(app, group);
+        }
     }
     for (at, fault) in app_faults {
         engine.schedule_fault(Millis(*at), fault.clone());
@@ -279,10 +285,12 @@ pub(crate) async fn simulation_with<'a>(
         let outbox = Outbox::default();
         let kept = outbox.clone();
         let app = (0..engine.app_count()).find(|app| node < count && engine.app_node(*app) == node);
-        let name = match (node < count, app) {
-            (true, Some(app)) => format!("app-{}", engine.app_name(app)),
-            (true, None) => format!("{:?}-{}", engine.node_role(node), engine.node_id(node).0).to_lowercase(),
-            (false, _) => "relay".to_string(),
+        let consumer_of = (0..engine.app_count()).find(|app| engine.app_consumer_node(*app) == Some(node));
+        let name = match (node < count, app, consumer_of) {
+            (true, Some(app), _) => format!("app-{}", engine.app_name(app)),
+            (true, None, Some(app)) => format!("app-{}-consumer", engine.app_name(app)),
+            (true, None, None) => format!("{:?}-{}", engine.node_role(node), engine.node_id(node).0).to_lowercase(),
+            (false, _, _) => "relay".to_string(),
         };
         let builder = handle.create_node().name(name).ip(ip_of(node));
         let builder = match app {
@@ -314,7 +322,14 @@ pub(crate) async fn simulation_with<'a>(
         });
     }
     drop(hub_tx);
-    let mut carrier = Carrier { processes, arrived: BTreeMap::new(), relay: count, lost: 0, replies: BTreeMap::new() };
+    let mut carrier = Carrier {
+        processes,
+        arrived: BTreeMap::new(),
+        relay: count,
+        lost: 0,
+        replies: BTreeMap::new(),
+        commit_replies: BTreeMap::new(),
+    };
     // Nothing may be sent before every node is bound: madsim drops such messages.
     while carrier.processes.iter().any(|p| p.commands.is_none()) {
         match hub_rx.next().await {
@@ -408,6 +423,18 @@ impl Carrier {
                 let _ = reply.send(app::answer(write, tp, outcome));
             }
         }
+        for (app, correlation, error) in engine.take_app_commits() {
+            if let Some(reply) = self.commit_replies.remove(&(app, correlation)) {
+                let result = if error == trial_model::ErrorCode::None {
+                    Ok(())
+                } else {
+                    Err(app::KafkaError::CommitFailed(error))
+                };
+                let _ = reply.send(result);
+            }
+        }
+        // A killed application's commits are never answered; nobody waits for them.
+        self.commit_replies.retain(|_, reply| !reply.is_canceled());
     }
 
     fn reconcile(&mut self, engine: &Engine<'_>, handle: &Handle) {

@@ -543,7 +543,9 @@ impl Validator<'_> {
             if subscribed.is_empty() {
                 return self.error(g.topics.span(), "groups.topics", "a group subscribes to at least one topic");
             }
-            let count = self.positive(&g.consumers, "groups.consumers")?;
+            // 0: the group's members are applications' consumers (the madsim host's
+            // `Simulation::consumer_app`); the engine runs none for it.
+            let count = *g.consumers.get_ref();
             consumers += count as usize;
             if consumers > CONSUMERS_MAX {
                 return self.error(

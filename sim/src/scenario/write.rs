@@ -148,6 +148,8 @@ impl Scenario {
                 CommitMode::SyncAfter => ("sync-after", 5_000),
                 CommitMode::SyncBefore => ("sync-before", 5_000),
                 CommitMode::AsyncAfter => ("async-after", 5_000),
+                // Only applications' consumers are manual; a scenario's never are.
+                CommitMode::Manual => ("sync-after", 5_000),
             };
             let reset = match c.auto_offset_reset {
                 OffsetReset::Earliest => "earliest",

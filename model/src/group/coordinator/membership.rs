@@ -121,6 +121,12 @@ impl GroupCoordinator {
         };
         if error == ErrorCode::None && group.generation == generation {
             let response = current_join_response(group, &new_id, false);
+            self.outbox.push_back(CoordinatorOutput::MemberRemoved {
+                group: name.to_string(),
+                member_id: old_id,
+                generation,
+                reason: "a new instance with its group.instance.id replaced it (KIP-345)",
+            });
             return self.respond(waiter, GroupResponse::Join(response));
         }
         if let Some(member) = group.members.remove(&new_id) {
@@ -281,6 +287,17 @@ impl GroupCoordinator {
         for id in &gone {
             group.members.remove(id);
         }
+        let generation = group.generation;
+        for id in &gone {
+            let removed = CoordinatorOutput::MemberRemoved {
+                group: name.to_string(),
+                member_id: id.clone(),
+                generation,
+                reason: "it did not rejoin within the rebalance timeout",
+            };
+            self.outbox.push_back(removed);
+        }
+        let Some(group) = self.groups.get_mut(name) else { return };
         group.static_members.retain(|_, id| !gone.contains(id));
         group.generation += 1;
         group.join_deadline = None;
@@ -474,7 +491,7 @@ impl GroupCoordinator {
             let Some(member_id) = known else {
                 return ErrorCode::UnknownMemberId;
             };
-            self.detach_member(name, &member_id);
+            self.detach_member(name, &member_id, "removed by its instance id");
             return ErrorCode::None;
         }
         if group.pending_members.remove(&leaving.member_id).is_some() {
@@ -482,21 +499,29 @@ impl GroupCoordinator {
         }
         let error = validate_member(group, &leaving.member_id, leaving.group_instance_id.as_deref());
         if error == ErrorCode::None {
-            self.detach_member(name, &leaving.member_id);
+            self.detach_member(name, &leaving.member_id, "it left the group (LeaveGroup)");
         }
         error
     }
 
-    pub(super) fn remove_member(&mut self, now: Millis, name: &str, member_id: &str) {
-        if self.detach_member(name, member_id) {
+    pub(super) fn remove_member(&mut self, now: Millis, name: &str, member_id: &str, reason: &'static str) {
+        if self.detach_member(name, member_id, reason) {
             self.rebalance_after_removal(now, name);
         }
     }
 
     /// Takes a member out of the group without moving the group on; false if it was not there.
-    fn detach_member(&mut self, name: &str, member_id: &str) -> bool {
+    fn detach_member(&mut self, name: &str, member_id: &str, reason: &'static str) -> bool {
         let Some(group) = self.groups.get_mut(name) else { return false };
         let Some(member) = group.members.remove(member_id) else { return false };
+        let removed = CoordinatorOutput::MemberRemoved {
+            group: name.to_string(),
+            member_id: member_id.to_string(),
+            generation: group.generation,
+            reason,
+        };
+        self.outbox.push_back(removed);
+        let Some(group) = self.groups.get_mut(name) else { return false };
         if let Some(instance) = &member.instance_id {
             if group.static_members.get(instance).is_some_and(|id| id == member_id) {
                 group.static_members.remove(instance);
@@ -535,7 +560,7 @@ impl GroupCoordinator {
             return;
         }
         for member_id in &pending {
-            self.detach_member(name, member_id);
+            self.detach_member(name, member_id, "it sent no SyncGroup in time");
         }
         self.rebalance_after_removal(now, name);
     }
@@ -550,7 +575,7 @@ impl GroupCoordinator {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            self.remove_member(now, name, &id);
+            self.remove_member(now, name, &id, "its session timed out");
         }
     }
 

@@ -244,8 +244,14 @@ fn a_member_past_its_session_is_fenced_unless_fencing_is_off() {
         let mut c = GroupCoordinator::new(CoordinatorConfig { fencing, ..CoordinatorConfig::default() }, 1);
         let id = stable_single(&mut c);
         c.handle_timeout(Millis(3_010 + SESSION_MS));
-        drain(&mut c);
+        let expiry = drain(&mut c);
         assert!(c.members(GROUP).is_empty(), "expired");
+        // The removal is reported, for the fenced-commit checker.
+        let removed = expiry.iter().any(|o| {
+            matches!(o, CoordinatorOutput::MemberRemoved { member_id, generation: 1, reason, .. }
+                if *member_id == id && reason.contains("session"))
+        });
+        assert!(removed, "{expiry:?}");
         commit(&mut c, Millis(20_000), 7, &id, 1, 42);
         let outputs = drain(&mut c);
         if fencing {

@@ -112,7 +112,9 @@ impl Harness {
                     CoordinatorOutput::Append { token, .. } => {
                         self.coordinator.handle_append_result(self.now, token, ErrorCode::None)
                     }
-                    CoordinatorOutput::Rebalanced { .. } | CoordinatorOutput::OffsetsStored { .. } => {}
+                    CoordinatorOutput::Rebalanced { .. }
+                    | CoordinatorOutput::OffsetsStored { .. }
+                    | CoordinatorOutput::MemberRemoved { .. } => {}
                 }
             }
             if !moved {
