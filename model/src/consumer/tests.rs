@@ -251,3 +251,57 @@ fn commit_before_processing_commits_first_and_skips_on_failure() {
     assert!(failed, "the commit of the new batch fails");
     assert_eq!(world.processed().len(), 8, "nothing processed without its commit");
 }
+
+// Shows the application-driven consumer (CommitMode::Manual, the madsim host's async
+// API): nothing joins before `subscribe`; `poll` runs the join (the Java client joins
+// from inside poll) and returns the assignment callback, then records; a sink write is
+// the processing, and `commit` with no offsets commits the consumed position
+// (KafkaConsumer javadoc: commitSync() commits the offsets the last poll returned).
+#[test]
+fn an_application_drives_the_consumer_itself() {
+    let mut world = World::new(CommitMode::Manual, OffsetReset::Earliest, 6);
+    world.run(2_000);
+    assert!(world.consumer.app_poll(world.now).records.is_empty());
+    world.run(1_000);
+    assert!(!world.events.iter().any(|e| matches!(e, GroupEvent::Assigned { .. })), "no subscription, no join");
+    world.consumer.app_subscribe(world.now, vec![("orders".into(), TopicId(0))]);
+    let mut rebalances = Vec::new();
+    let mut records = Vec::new();
+    // Bounded: polls every 10 ms for 5 s of simulated time.
+    for _ in 0..500 {
+        let polled = world.consumer.app_poll(world.now);
+        rebalances.extend(polled.rebalances);
+        records.extend(polled.records);
+        world.exchange();
+        world.run(10);
+        if records.len() >= 6 {
+            break;
+        }
+    }
+    assert_eq!(rebalances, vec![Rebalance::Assigned(vec![tp()])]);
+    let offsets: Vec<u64> = records.iter().map(|r| r.offset.0).collect();
+    assert_eq!(offsets, (0..6).collect::<Vec<_>>(), "max.poll.records 4 per poll, in order");
+    assert!(world.processed().is_empty(), "polled is not processed");
+    for record in &records[..3] {
+        world.consumer.app_processed(record.tp, record.offset, record.write);
+    }
+    assert_eq!(world.consumer.positions(), vec![(tp(), Some(Offset(3)))], "done up to the sink writes");
+    let correlation = world.consumer.app_commit(world.now, None);
+    world.run(10);
+    let done = world.events.iter().find_map(|e| match e {
+        GroupEvent::CommitDone { correlation: c, offsets, error, .. } if *c == correlation => Some((offsets, *error)),
+        _ => None,
+    });
+    assert_eq!(done, Some((&vec![(tp(), Offset(6))], ErrorCode::None)), "the consumed position, answered by id");
+    assert!(world.consumer.app_seek(world.now, tp(), Offset(2)));
+    assert!(!world.consumer.app_seek(world.now, TopicPartition::new(0, 9), Offset(0)), "not owned");
+    let mut again = Vec::new();
+    for _ in 0..100 {
+        again.extend(world.consumer.app_poll(world.now).records);
+        world.run(10);
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again.first().map(|r| r.offset), Some(Offset(2)), "read again from the seek");
+}
