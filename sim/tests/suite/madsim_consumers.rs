@@ -219,3 +219,61 @@ fn app_cut_off_from_its_coordinator_becomes_a_zombie() {
         .any(|(at, e)| matches!(e, trial_sim::groups::GroupEvent::MemberRemoved { .. }) && at.0 > 8_000);
     assert!(removed, "the coordinator never removed the cut-off member");
 }
+
+// The README's "test your own consumer code" example, verbatim: a consumer that commits
+// before writing to its sink loses records when it crashes mid-batch, the same code
+// committing after does not (Kafka's consumer javadoc on manual offset control).
+mod readme {
+    use std::path::Path;
+    use std::time::Duration;
+    use trial_model::TopicPartition;
+    use trial_sim::groups::GroupProperty;
+    use trial_sim::madsim::app::{AppConsumer, Kafka, RebalanceListener, Simulation};
+    use trial_sim::Scenario;
+
+    /// Commits what was consumed when partitions are taken away (a rebalance).
+    struct CommitOnRevoke;
+
+    impl RebalanceListener for CommitOnRevoke {
+        async fn on_partitions_revoked(&mut self, consumer: &AppConsumer, _revoked: &[TopicPartition]) {
+            let _ = consumer.commit_sync().await;
+        }
+    }
+
+    async fn billing(kafka: Kafka, commit_first: bool) {
+        let consumer = kafka.consumer();
+        let ledger = kafka.sink("ledger"); // an external store: it outlives the process
+        if consumer.subscribe(&["orders"]).await.is_err() {
+            return;
+        }
+        while let Ok(records) = consumer.poll_with(100, &mut CommitOnRevoke).await {
+            if commit_first {
+                let _ = consumer.commit_sync().await; // the bug: commit, then work
+            }
+            for record in &records {
+                madsim::time::sleep(Duration::from_millis(4)).await; // the work
+                let _ = ledger.write(record).await;
+            }
+            if !commit_first {
+                let _ = consumer.commit_sync().await;
+            }
+        }
+    }
+
+    #[test]
+    fn my_consumer_loses_records_when_it_commits_first() {
+        let scenario = Scenario::load(Path::new("../scenarios/app-consumers.toml")).unwrap();
+        let run = |commit_first: bool, seed: u64| {
+            Simulation::new(scenario.clone())
+                .consumer_app("billing", "billing", move |kafka| billing(kafka, commit_first))
+                .kill_app("billing", 10_003) // mid-batch: it is busy most of the time
+                .restart_app("billing", 14_000)
+                .expect(GroupProperty::AtLeastOnce)
+                .run(seed)
+        };
+        assert!(run(false, 0).pass);
+        let outcome = run(true, 0);
+        println!("{}", outcome.verdict_line());
+        assert!(!outcome.pass);
+    }
+}
