@@ -77,6 +77,9 @@ enum Command {
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Which host runs the model (madsim: a build with `--cfg madsim`, `cargo trial-madsim`).
+        #[arg(long, value_enum, default_value_t = Host::Engine)]
+        host: Host,
     },
     /// Validate scenario files without running them.
     Check {
@@ -110,7 +113,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sweep { file, seeds, jobs, shard, json, host } => {
             run_sweep(&file, &seeds, jobs, shard.as_deref(), json, host)
         }
-        Command::Matrix { file, seeds, jobs, json } => run_matrix(&file, &seeds, jobs, json),
+        Command::Matrix { file, seeds, jobs, json, host } => run_matrix(&file, &seeds, jobs, json, host),
         Command::Check { files } => Ok(check(&files)),
     }
 }
@@ -430,7 +433,14 @@ fn select_cell(
     }
 }
 
-fn run_matrix(file: &Path, seeds: &str, jobs: Option<usize>, json: bool) -> anyhow::Result<ExitCode> {
+fn run_matrix(file: &Path, seeds: &str, jobs: Option<usize>, json: bool, host: Host) -> anyhow::Result<ExitCode> {
+    if !host.available() {
+        eprintln!(
+            "kafka-trial: this build has no madsim host (it needs --cfg madsim); run `cargo trial-madsim matrix {} --host madsim`",
+            file.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let (scenario, matrix) = match load_with_matrix(file) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -460,7 +470,9 @@ fn run_matrix(file: &Path, seeds: &str, jobs: Option<usize>, json: bool) -> anyh
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let timer = WallTimer::start();
-    let report = trial_sim::matrix::run_matrix(&scenario, &matrix, range.clone(), jobs, &|done| bar.set_position(done));
+    let report =
+        trial_sim::matrix::run_matrix_on(host, &scenario, &matrix, range.clone(), jobs, &|done| bar.set_position(done));
+    let Some(report) = report else { return Ok(ExitCode::from(2)) };
     let wall = timer.seconds();
     std::panic::set_hook(default_hook);
     bar.finish_and_clear();

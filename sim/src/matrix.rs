@@ -245,6 +245,36 @@ pub fn run_matrix(
     })
 }
 
+/// `run_matrix` on `host`; None when this build has no such host. Replay commands name
+/// the host.
+pub fn run_matrix_on(
+    host: crate::Host,
+    base: &Scenario,
+    matrix: &Matrix,
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Option<MatrixReport> {
+    if !host.available() {
+        return None;
+    }
+    let mut report = run_matrix_with(base, matrix, seeds, jobs, progress, &|scenario, seed| {
+        // Available was checked: a missing host here is a failure of this run, not a panic.
+        crate::simulate_on(host, scenario, seed).map_or_else(
+            || CellSeed::panicked(seed, "this build has no such host".into()),
+            |outcome| CellSeed::of(&outcome),
+        )
+    });
+    if host == crate::Host::Madsim {
+        for cell in &mut report.cells {
+            for (_, command) in cell.replays.values_mut() {
+                command.push_str(" --host madsim");
+            }
+        }
+    }
+    Some(report)
+}
+
 /// `run_matrix` with the per-run work given (tests use it to make a run panic).
 pub fn run_matrix_with(
     base: &Scenario,

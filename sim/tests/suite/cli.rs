@@ -214,7 +214,7 @@ fn bench_flag_reports_speed() {
 #[cfg(not(madsim))]
 #[test]
 fn madsim_host_needs_the_madsim_build() {
-    for command in ["run", "sweep"] {
+    for command in ["run", "sweep", "matrix"] {
         let output = kafka_trial(&[command, "scenarios/steady.toml", "--host", "madsim"]);
         assert_eq!(output.status.code(), Some(2), "{command}");
         let stderr = String::from_utf8_lossy(&output.stderr);
