@@ -608,6 +608,12 @@ impl Simulation {
     /// Runs the cluster and the applications with `seed` and judges the history: the
     /// same report and verdicts as `kafka-trial run`, with this simulation's replay line.
     pub fn run(&self, seed: u64) -> Outcome {
+        super::runtime(seed).block_on(self.simulate(seed))
+    }
+
+    /// `run` inside a madsim runtime the caller made (e.g. madsim's
+    /// `Runtime::check_determinism`, which runs it twice and compares every random draw).
+    pub async fn simulate(&self, seed: u64) -> Outcome {
         let mut faults = Vec::new();
         let mut unknown = Vec::new();
         for entry in &self.apps {
@@ -651,7 +657,7 @@ impl Simulation {
             };
             faults.push((*at, fault));
         }
-        let output = super::runtime(seed).block_on(simulation_with(&self.scenario, seed, None, &self.apps, &faults));
+        let output = simulation_with(&self.scenario, seed, None, &self.apps, &faults).await;
         let mut outcome = Outcome::new(&self.scenario, seed, output);
         outcome.replay = self.replay_command(seed);
         if !unknown.is_empty() {

@@ -177,13 +177,24 @@ fn listener_that_flushes_on_revoke_avoids_duplicates() {
 }
 
 // Shows the same seed gives the same run with consumer applications too (history,
-// verdicts and trace hash), and madsim's own determinism check passes on it.
+// verdicts and trace hash), and madsim's own determinism check passes on the examples
+// (`Runtime::check_determinism` runs them twice and compares every random draw).
 #[test]
 fn consumer_apps_are_deterministic() {
     let a = crashing(Style::CommitAfter).run(5);
     let b = crashing(Style::CommitAfter).run(5);
     assert_eq!(a.run.trace_hash, b.run.trace_hash);
     assert_eq!(a.groups[0].counts, b.groups[0].counts);
+    let config = madsim::Config::default;
+    madsim::runtime::Runtime::check_determinism(5, config(), || async {
+        crashing(Style::CommitAfter).simulate(5).await.run.trace_hash
+    });
+    madsim::runtime::Runtime::check_determinism(5, config(), || async {
+        crashing(Style::CommitBefore).simulate(5).await.run.trace_hash
+    });
+    madsim::runtime::Runtime::check_determinism(5, config(), || async {
+        crashing(Style::Idempotent).simulate(5).await.run.trace_hash
+    });
 }
 
 // Shows an application registered for a group the scenario does not declare is
