@@ -541,6 +541,14 @@ impl Consumer {
     /// `poll()`: runs the group's rebalance steps that wait for a poll, then returns the
     /// callbacks due and up to `max.poll.records` buffered records of owned partitions.
     pub fn app_poll(&mut self, now: Millis) -> Polled {
+        if !self.rebalances.is_empty() {
+            // Callbacks that came between polls (a cooperative revoke with the SyncGroup
+            // answer) run before the rejoin this poll would start, as in the Java client:
+            // a commit in `onPartitionsRevoked` must still go out under this generation.
+            self.member.poll_timer_reset(now);
+            self.revoked_in_listener = std::mem::take(&mut self.revoking);
+            return Polled { rebalances: std::mem::take(&mut self.rebalances), records: Vec::new() };
+        }
         self.member.poll(now);
         self.drain_member(now);
         // The callbacks this poll hands over may commit what they revoke.
@@ -815,6 +823,10 @@ impl Consumer {
         let manual = self.config.commit == CommitMode::Manual;
         for (tp, offset) in offsets {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
+            // An application's `seek` (in `onPartitionsAssigned`) wins over the lookup.
+            if manual && !part.looking_up {
+                continue;
+            }
             match offset {
                 Some(offset) => {
                     part.position = Some(offset);
@@ -870,7 +882,11 @@ impl Consumer {
     fn handle_list_offsets(&mut self, now: Millis, partitions: Vec<(TopicPartition, ErrorCode, Offset)>) {
         for (tp, error, offset) in partitions {
             let group = self.group().to_string();
+            let manual = self.config.commit == CommitMode::Manual;
             let Some(part) = self.parts.get_mut(&tp) else { continue };
+            if manual && !part.looking_up {
+                continue;
+            }
             part.looking_up = false;
             if error != ErrorCode::None {
                 self.metadata_fetched_at = None;

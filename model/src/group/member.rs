@@ -258,6 +258,12 @@ impl GroupMember {
         }
     }
 
+    /// Resets the poll timer only (`max.poll.interval.ms`), without the rebalance steps a
+    /// `poll` takes: a poll that first runs the application's rebalance callbacks.
+    pub fn poll_timer_reset(&mut self, now: Millis) {
+        self.last_poll = now;
+    }
+
     /// Sends an OffsetCommit for `offsets` under the current generation; the answer comes
     /// as `CommitDone` with the returned correlation id. Like the Java client, a member
     /// that is not stable does not send: the commit fails at once (REBALANCE_IN_PROGRESS

@@ -89,6 +89,9 @@ impl Engine<'_> {
         }
         let mut config = self.scenario.groups[spec].config.clone();
         config.commit = CommitMode::Manual;
+        if self.scenario.groups[spec].static_membership {
+            config.member.group_instance_id = Some(format!("{group}-app-{}", self.apps.slots[app].name));
+        }
         let consumer = self.consumers.add(spec, config, &mut self.nodes);
         self.apps.slots[app].consumer = Some(consumer);
         self.grow_links();

@@ -66,6 +66,11 @@ impl Engine<'_> {
                 }
                 node_id = Some(self.nodes[nodes[0]].id);
                 for node in nodes {
+                    // An application's process restarts only if it is down: its consumer
+                    // alone never starts over under running code.
+                    if matches!(fault, Fault::Restart(Target::App(_))) && matches!(self.nodes[node].life, Life::Up(_)) {
+                        continue;
+                    }
                     match fault {
                         Fault::Kill(_) => self.crash(node, false),
                         Fault::PowerLoss(_) => self.crash(node, true),
