@@ -261,6 +261,11 @@ impl Consumer {
         self.id
     }
 
+    /// The application drives this consumer (`CommitMode::Manual`).
+    fn manual(&self) -> bool {
+        self.config.commit == CommitMode::Manual
+    }
+
     pub fn group(&self) -> &str {
         &self.config.member.group
     }
@@ -277,7 +282,7 @@ impl Consumer {
     /// figures and the end of a run). An application (`CommitMode::Manual`) is done only
     /// with what it wrote to its sink; it starts done up to where it started reading.
     pub fn positions(&self) -> Vec<(TopicPartition, Option<Offset>)> {
-        let manual = self.config.commit == CommitMode::Manual;
+        let manual = self.manual();
         self.parts.iter().map(|(tp, p)| (*tp, if manual { p.processed } else { p.processed.or(p.position) })).collect()
     }
 
@@ -654,7 +659,7 @@ impl Consumer {
                 MemberOutput::Assigned(partitions) => self.on_assigned(now, partitions),
                 MemberOutput::Lost(partitions) => {
                     let tps = self.tps(&partitions);
-                    if self.config.commit == CommitMode::Manual {
+                    if self.manual() {
                         self.rebalances.push(Rebalance::Lost(tps.clone()));
                     }
                     for tp in &tps {
@@ -735,7 +740,7 @@ impl Consumer {
         let group = self.group().to_string();
         let member_id = self.member.member_id().to_string();
         let generation = self.member.generation();
-        if self.config.commit == CommitMode::Manual {
+        if self.manual() {
             self.rebalances.push(Rebalance::Assigned(tps.clone()));
         }
         self.event(GroupEvent::Assigned { group, member_id, generation, partitions: tps });
@@ -820,7 +825,7 @@ impl Consumer {
             return;
         }
         let mut reset = Vec::new();
-        let manual = self.config.commit == CommitMode::Manual;
+        let manual = self.manual();
         for (tp, offset) in offsets {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             // An application's `seek` (in `onPartitionsAssigned`) wins over the lookup.
@@ -882,7 +887,7 @@ impl Consumer {
     fn handle_list_offsets(&mut self, now: Millis, partitions: Vec<(TopicPartition, ErrorCode, Offset)>) {
         for (tp, error, offset) in partitions {
             let group = self.group().to_string();
-            let manual = self.config.commit == CommitMode::Manual;
+            let manual = self.manual();
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             if manual && !part.looking_up {
                 continue;
@@ -896,7 +901,7 @@ impl Consumer {
             let from = part.processed.or(part.position);
             part.position = Some(offset);
             part.buffer.clear();
-            if self.config.commit == CommitMode::Manual {
+            if manual {
                 part.processed = Some(offset);
             }
             self.event(GroupEvent::PositionReset { group, tp, from, to: offset });

@@ -96,21 +96,18 @@ impl Consumers {
                 .collect();
             consumers.lag.push(LagSeries { group: group.name.clone(), partitions, samples: Vec::new() });
             for member in 0..group.consumers {
-                let index = consumers.slots.len() as u32;
                 let mut config = group.config.clone();
                 if group.static_membership {
                     config.member.group_instance_id = Some(format!("{}-{member}", group.name));
                 }
-                let id = NodeId(CONSUMER_BASE + index);
-                let consumer = Consumer::new(id, config.clone(), consumers.bootstrap.clone(), Millis::ZERO);
-                nodes.push(Node::new(id, Actor::Consumer(Box::new(consumer))));
-                consumers.slots.push(ConsumerSlot { node: nodes.len() - 1, group: group_index, config, closed: false });
+                consumers.add(group_index, config, nodes);
             }
         }
         consumers
     }
 
-    /// Adds a consumer to scenario group `group` (an application's); returns its index.
+    /// Adds a consumer to scenario group `group` (the scenario's, or an application's);
+    /// returns its index.
     pub(super) fn add(&mut self, group: usize, config: ConsumerConfig, nodes: &mut Vec<Node>) -> u32 {
         let index = self.slots.len() as u32;
         let id = NodeId(CONSUMER_BASE + index);

@@ -286,18 +286,13 @@ impl GroupCoordinator {
             .collect();
         for id in &gone {
             group.members.remove(id);
-        }
-        let generation = group.generation;
-        for id in &gone {
-            let removed = CoordinatorOutput::MemberRemoved {
+            self.outbox.push_back(CoordinatorOutput::MemberRemoved {
                 group: name.to_string(),
                 member_id: id.clone(),
-                generation,
+                generation: group.generation,
                 reason: "it did not rejoin within the rebalance timeout",
-            };
-            self.outbox.push_back(removed);
+            });
         }
-        let Some(group) = self.groups.get_mut(name) else { return };
         group.static_members.retain(|_, id| !gone.contains(id));
         group.generation += 1;
         group.join_deadline = None;
@@ -521,7 +516,6 @@ impl GroupCoordinator {
             reason,
         };
         self.outbox.push_back(removed);
-        let Some(group) = self.groups.get_mut(name) else { return false };
         if let Some(instance) = &member.instance_id {
             if group.static_members.get(instance).is_some_and(|id| id == member_id) {
                 group.static_members.remove(instance);
