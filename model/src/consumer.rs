@@ -477,8 +477,9 @@ impl Consumer {
         }
         if self.config.commit == CommitMode::SyncBefore {
             let offsets = self.consumed_offsets();
-            let correlation = self.commit(now, offsets);
+            let correlation = self.send_commit(now, offsets);
             self.app = App::Committing { correlation, batch: Some(batch) };
+            self.drain_member(now);
         } else {
             let done_at = now.plus(self.config.processing_ms);
             self.app = App::Processing { batch, index: 0, done_at };
@@ -520,8 +521,9 @@ impl Consumer {
         match self.config.commit {
             CommitMode::SyncAfter => {
                 let offsets = self.processed_offsets();
-                let correlation = self.commit(now, offsets);
+                let correlation = self.send_commit(now, offsets);
                 self.app = App::Committing { correlation, batch: None };
+                self.drain_member(now);
             }
             CommitMode::AsyncAfter => {
                 let offsets = self.processed_offsets();
@@ -612,6 +614,15 @@ impl Consumer {
     }
 
     fn commit(&mut self, now: Millis, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
+        let correlation = self.send_commit(now, offsets);
+        self.drain_member(now);
+        correlation
+    }
+
+    /// Sends a commit without handling the member's output: a commitSync caller sets
+    /// `App::Committing` first, or a commit the member fails at once (not in the group)
+    /// would be answered before anyone waits for it, and the loop would wait forever.
+    fn send_commit(&mut self, now: Millis, offsets: Vec<(TopicPartition, Offset)>) -> u64 {
         let group = self.group().to_string();
         let member_id = self.member.member_id().to_string();
         let generation = self.member.generation();
@@ -622,7 +633,6 @@ impl Consumer {
         if self.commits.len() < crate::group::member::COMMITS_IN_FLIGHT_MAX {
             self.commits.insert(correlation, offsets);
         }
-        self.drain_member(now);
         correlation
     }
 

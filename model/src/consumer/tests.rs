@@ -305,3 +305,28 @@ fn an_application_drives_the_consumer_itself() {
     }
     assert_eq!(again.first().map(|r| r.offset), Some(Offset(2)), "read again from the seek");
 }
+
+// Shows a commitSync that fails at once because the member dropped out of the group
+// mid-batch (ILLEGAL_GENERATION without a request, as the Java client's
+// CommitFailedException) ends the commit and the loop polls again and rejoins. Found by
+// the simulator: the failure was answered before the loop waited for it, and the
+// consumer hung for good (scenario group-coordinator-power-loss-rf1, 14 of 40 seeds).
+#[test]
+fn a_commit_refused_locally_does_not_hang_the_loop() {
+    let mut world = World::new(CommitMode::SyncAfter, OffsetReset::Earliest, 4);
+    world.consumer.config.processing_ms = 4_000;
+    world.run(6_000);
+    let started = world.processed().len();
+    assert!((1..4).contains(&started), "mid-batch: {started} of four slow records processed");
+    // The coordinator forgets the group: the next heartbeat learns the member is unknown.
+    world.coordinator = GroupCoordinator::new(
+        CoordinatorConfig { initial_rebalance_delay_ms: 0, ..CoordinatorConfig::default() },
+        2,
+    );
+    world.run(60_000);
+    let refused = world.events.iter().any(|e| {
+        matches!(e, GroupEvent::CommitDone { error: ErrorCode::IllegalGeneration, generation, .. } if *generation < 0)
+    });
+    assert!(refused, "the commit after the batch is refused at once: {:?}", world.events);
+    assert!(world.processed().len() > 4, "the consumer rejoined and went on: {:?}", world.processed());
+}
