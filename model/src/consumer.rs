@@ -512,7 +512,12 @@ impl Consumer {
 
     fn process(&mut self, now: Millis, batch: Vec<(TopicPartition, Offset, LogEntry)>, index: usize) {
         let (tp, offset, entry) = batch[index];
-        self.parts.entry(tp).or_default().processed = Some(Offset(offset.0 + 1));
+        // A partition lost mid-batch keeps no entry: the record is still processed (the
+        // application has it in hand), but its offset must not be committed later, when
+        // the partition may be owned again from a newer committed offset.
+        if let Some(part) = self.parts.get_mut(&tp) {
+            part.processed = Some(Offset(offset.0 + 1));
+        }
         self.event(GroupEvent::Processed { tp, offset, write: entry.record.write });
         if index + 1 < batch.len() {
             self.app = App::Processing { batch, index: index + 1, done_at: now.plus(self.config.processing_ms) };
