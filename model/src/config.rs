@@ -167,6 +167,28 @@ pub struct ProducerConfig {
     /// Bound on records waiting in the accumulator (stands in for `buffer.memory`);
     /// a send beyond it fails at once, as `max.block.ms` expiring would.
     pub buffer_records_max: usize,
+    /// `enable.idempotence` (true by default since Kafka 3.0). Kafka requires acks=all,
+    /// retries > 0 and at most 5 requests in flight with it; `idempotence_conflict` says
+    /// which of these a configuration breaks.
+    pub enable_idempotence: bool,
+}
+
+impl ProducerConfig {
+    /// Why Kafka's producer refuses this configuration with idempotence on
+    /// (`ProducerConfig.postProcessAndValidateIdempotenceConfigs`), if it does.
+    pub fn idempotence_conflict(&self) -> Option<&'static str> {
+        if !self.enable_idempotence {
+            None
+        } else if self.acks != Acks::All {
+            Some("enable_idempotence needs acks = \"all\"")
+        } else if self.retries == 0 {
+            Some("enable_idempotence needs retries > 0")
+        } else if self.max_in_flight_requests_per_connection > 5 {
+            Some("enable_idempotence needs max_in_flight <= 5")
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for ProducerConfig {
@@ -185,6 +207,7 @@ impl Default for ProducerConfig {
             reconnect_backoff_ms: 50,
             null_key_partitioner: NullKeyPartitioner::Sticky,
             buffer_records_max: 100_000,
+            enable_idempotence: true,
         }
     }
 }

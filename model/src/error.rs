@@ -32,6 +32,10 @@ pub enum ErrorCode {
     MemberIdRequired,
     FencedInstanceId,
     GroupMaxSizeReached,
+    // Idempotent producer (KIP-98, KIP-360).
+    OutOfOrderSequenceNumber,
+    DuplicateSequenceNumber,
+    InvalidProducerEpoch,
     /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
     DeliveryTimeout,
 }
@@ -68,6 +72,9 @@ impl ErrorCode {
             ErrorCode::InvalidUpdateVersion => 95,
             ErrorCode::DuplicateBrokerRegistration => 101,
             ErrorCode::IneligibleReplica => 107,
+            ErrorCode::OutOfOrderSequenceNumber => 45,
+            ErrorCode::DuplicateSequenceNumber => 46,
+            ErrorCode::InvalidProducerEpoch => 47,
         }
     }
 
@@ -78,6 +85,11 @@ impl ErrorCode {
             ErrorCode::IneligibleReplica | ErrorCode::StaleBrokerEpoch => false,
             ErrorCode::DuplicateBrokerRegistration => true,
             ErrorCode::OffsetOutOfRange => false,
+            // Not retriable in Errors.java; the idempotent producer retries OUT_OF_ORDER
+            // itself where Kafka's TransactionManager.canRetry does.
+            ErrorCode::OutOfOrderSequenceNumber
+            | ErrorCode::DuplicateSequenceNumber
+            | ErrorCode::InvalidProducerEpoch => false,
             // As in Errors.java: only the coordinator-availability errors are retriable;
             // the membership errors make the consumer rejoin instead.
             ErrorCode::IllegalGeneration
@@ -102,6 +114,14 @@ impl ErrorCode {
             | ErrorCode::UnknownLeaderEpoch
             | ErrorCode::NotController => true,
         }
+    }
+
+    /// Errors a leader returns only when it refused the batch before appending it.
+    pub fn rejected_before_append(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotEnoughReplicas | ErrorCode::OutOfOrderSequenceNumber | ErrorCode::InvalidProducerEpoch
+        )
     }
 
     /// Errors after which a client refreshes its metadata before retrying.
@@ -146,6 +166,9 @@ impl ErrorCode {
             ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
             ErrorCode::FencedInstanceId => "FENCED_INSTANCE_ID",
             ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::DuplicateSequenceNumber => "DUPLICATE_SEQUENCE_NUMBER",
+            ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
             ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",
         }
     }

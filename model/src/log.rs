@@ -7,9 +7,15 @@
 
 use crate::group::coordinator::OffsetsRecord;
 use crate::tpmap::TpMap;
-use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, WriteId};
+use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, Stamp, WriteId};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+
+/// Batches per producer a partition remembers for duplicate detection
+/// (`ProducerStateEntry.NUM_BATCHES_TO_RETAIN`).
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
 
 /// One record as the producer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +27,9 @@ pub struct Record {
     /// Per producer and partition, in send order (what a reordering checker compares).
     pub sequence: u32,
     pub timestamp: Millis,
+    /// Set by an idempotent producer (absent from the trace otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<Stamp>,
 }
 
 /// A record as stored in a log: the record plus the epoch of the leader that appended it.
@@ -44,6 +53,53 @@ pub struct PartitionLog {
     /// write id keep it here, and truncation and power loss drop it with the entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     payloads: Vec<(Offset, Arc<OffsetsRecord>)>,
+    /// Producer state (Kafka's `ProducerStateManager`), ascending by producer id: a
+    /// function of the log, kept up to date by every append and rebuilt by truncation,
+    /// so a new leader, a truncated follower and a restarted broker see what the log
+    /// holds. (Kafka snapshots it and rebuilds the rest from the log; same result.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    producers: Vec<ProducerEntry>,
+}
+
+/// One cached batch of a producer: the sequence and offset range it occupies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMeta {
+    pub first_sequence: u32,
+    pub last_sequence: u32,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
+}
+
+/// What a partition knows about one idempotent producer: its latest epoch and the last
+/// five batches it appended in that epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub pid: NonZeroU32,
+    pub epoch: u16,
+    pub batches: VecDeque<BatchMeta>,
+}
+
+/// How a leader takes a batch from an idempotent producer (`ProducerAppendInfo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// The same batch is in the cache: answer with its offsets, append nothing.
+    Duplicate(BatchMeta),
+}
+
+impl ProducerEntry {
+    fn last_sequence(&self) -> Option<u32> {
+        self.batches.back().map(|b| b.last_sequence)
+    }
+}
+
+/// Kafka's `inSequence`: the next sequence follows the last, wrapping at i32::MAX.
+fn in_sequence(last: Option<u32>, next: u32) -> bool {
+    match last {
+        None => next == 0,
+        Some(last) => next as u64 == last as u64 + 1 || (next == 0 && last == i32::MAX as u32),
+    }
 }
 
 impl PartitionLog {
@@ -104,6 +160,9 @@ impl PartitionLog {
         let base = self.log_end_offset();
         self.assign_epoch(epoch);
         self.entries.extend(records.iter().map(|record| LogEntry { leader_epoch: epoch, record: *record }));
+        if records.first().is_some_and(|r| r.stamp.is_some()) {
+            self.track_producers(base.0 as usize);
+        }
         base
     }
 
@@ -111,9 +170,14 @@ impl PartitionLog {
     /// of the internal records among them.
     pub fn append_as_follower(&mut self, entries: &[LogEntry], payloads: &[(Offset, Arc<OffsetsRecord>)]) {
         let base = self.log_end_offset();
+        let mut stamped = false;
         for entry in entries {
             self.assign_epoch(entry.leader_epoch);
             self.entries.push(*entry);
+            stamped |= entry.record.stamp.is_some();
+        }
+        if stamped {
+            self.track_producers(base.0 as usize);
         }
         let end = self.log_end_offset();
         self.payloads.extend(payloads.iter().filter(|(offset, _)| *offset >= base && *offset < end).cloned());
@@ -135,10 +199,90 @@ impl PartitionLog {
         self.payloads[start..].iter().take_while(|(offset, _)| *offset < to).cloned().collect()
     }
 
+    /// The producer state of `pid`, if this log holds any of its batches.
+    pub fn producer(&self, pid: NonZeroU32) -> Option<&ProducerEntry> {
+        let index = self.producers.binary_search_by_key(&pid, |p| p.pid).ok()?;
+        Some(&self.producers[index])
+    }
+
+    /// Kafka's leader-side checks of an idempotent batch (`UnifiedLog.analyzeAndValidate
+    /// ProducerState` and `ProducerAppendInfo.checkProducerEpoch`/`checkSequence`): an
+    /// older epoch is fenced (INVALID_PRODUCER_EPOCH); a batch equal to one of the last
+    /// five is a duplicate; a new epoch must start at sequence 0, and within an epoch the
+    /// first sequence must follow the last (else OUT_OF_ORDER_SEQUENCE_NUMBER). A producer
+    /// the log knows nothing of may start anywhere (KIP-360: its state may have been
+    /// removed with its records).
+    pub fn check_sequence(&self, first: Stamp, last_sequence: u32) -> Result<SequenceCheck, crate::error::ErrorCode> {
+        use crate::error::ErrorCode;
+        let Some(entry) = self.producer(first.pid) else {
+            return Ok(SequenceCheck::Append);
+        };
+        if first.epoch < entry.epoch {
+            return Err(ErrorCode::InvalidProducerEpoch);
+        }
+        if first.epoch == entry.epoch {
+            if let Some(batch) =
+                entry.batches.iter().find(|b| b.first_sequence == first.sequence && b.last_sequence == last_sequence)
+            {
+                return Ok(SequenceCheck::Duplicate(*batch));
+            }
+            if !in_sequence(entry.last_sequence(), first.sequence) {
+                return Err(ErrorCode::OutOfOrderSequenceNumber);
+            }
+        } else if first.sequence != 0 {
+            return Err(ErrorCode::OutOfOrderSequenceNumber);
+        }
+        Ok(SequenceCheck::Append)
+    }
+
+    /// Folds the stamped records from `start` on into the producer state.
+    fn track_producers(&mut self, start: usize) {
+        for (offset, entry) in self.entries.iter().enumerate().skip(start) {
+            let Some(stamp) = entry.record.stamp else { continue };
+            let offset = Offset(offset as u64);
+            let index = match self.producers.binary_search_by_key(&stamp.pid, |p| p.pid) {
+                Ok(index) => index,
+                Err(index) => {
+                    let fresh = ProducerEntry { pid: stamp.pid, epoch: stamp.epoch, batches: VecDeque::new() };
+                    self.producers.insert(index, fresh);
+                    index
+                }
+            };
+            let producer = &mut self.producers[index];
+            if stamp.epoch != producer.epoch {
+                // A new epoch forgets the old one's batches (`ProducerStateEntry.addBatch`).
+                producer.epoch = stamp.epoch;
+                producer.batches.clear();
+            }
+            match producer.batches.back_mut() {
+                Some(batch) if stamp.index > 0 && batch.last_offset.next() == offset => {
+                    batch.last_sequence = stamp.sequence;
+                    batch.last_offset = offset;
+                }
+                _ => {
+                    producer.batches.push_back(BatchMeta {
+                        first_sequence: stamp.sequence,
+                        last_sequence: stamp.sequence,
+                        first_offset: offset,
+                        last_offset: offset,
+                    });
+                    if producer.batches.len() > PRODUCER_BATCHES_RETAINED {
+                        producer.batches.pop_front();
+                    }
+                }
+            }
+        }
+    }
+
     /// Removes every record at or above `offset` (and the epochs that start there).
     pub fn truncate_to(&mut self, offset: Offset) {
         let end = (offset.0 as usize).min(self.entries.len());
+        let removed = end < self.entries.len();
         self.entries.truncate(end);
+        if removed && !self.producers.is_empty() {
+            self.producers.clear();
+            self.track_producers(0);
+        }
         let keep = self.payloads.partition_point(|(o, _)| o.0 < end as u64);
         self.payloads.truncate(keep);
         self.flushed = self.flushed.min(end as u64);
@@ -191,6 +335,11 @@ pub struct BrokerDisk {
     pub logs: TpMap<PartitionLog>,
     /// Set by a graceful shutdown; a crash leaves it unset (Kafka's clean-shutdown marker).
     pub clean_shutdown_epoch: Option<crate::types::BrokerEpoch>,
+    /// Producer ids this broker handed out. Kafka's brokers take blocks of ids from the
+    /// controller, which keeps them in its fsynced metadata log; here each broker owns a
+    /// block of 2^20 ids and the count survives power loss as that log would.
+    #[serde(default)]
+    pub producer_ids_issued: u32,
 }
 
 impl BrokerDisk {
@@ -215,6 +364,7 @@ mod tests {
             producer: ProducerId(0),
             sequence: write as u32,
             timestamp: Millis(0),
+            stamp: None,
         }
     }
 
@@ -249,5 +399,71 @@ mod tests {
         assert_eq!(log.log_end_offset(), Offset(2));
         assert_eq!(log.epoch_cache(), &[(LeaderEpoch(0), Offset(0))]);
         assert_eq!(log.hw_checkpoint(), Offset(2));
+    }
+
+    /// A batch of `count` records of producer 7 at `epoch` from sequence `first`.
+    fn stamped(epoch: u16, first: u32, count: u32) -> Vec<Record> {
+        let pid = NonZeroU32::new(7).expect("non-zero");
+        (0..count)
+            .map(|i| Record {
+                stamp: Some(Stamp { pid, epoch, index: i as u16, sequence: first + i }),
+                ..record(first as u64 + i as u64)
+            })
+            .collect()
+    }
+
+    fn check(log: &PartitionLog, batch: &[Record]) -> Result<SequenceCheck, crate::error::ErrorCode> {
+        let first = batch[0].stamp.expect("stamped");
+        log.check_sequence(first, batch[batch.len() - 1].stamp.expect("stamped").sequence)
+    }
+
+    // Shows the leader's sequence rules of Kafka's ProducerAppendInfo.checkSequence and
+    // UnifiedLog's duplicate detection (KIP-98): a resent batch is found with its offsets,
+    // the next sequence appends, a gap or a non-zero start of a new epoch is
+    // OUT_OF_ORDER_SEQUENCE_NUMBER, and an older epoch is INVALID_PRODUCER_EPOCH.
+    #[test]
+    fn a_leader_checks_sequences_as_kafka_does() {
+        use crate::error::ErrorCode;
+        let mut log = PartitionLog::default();
+        assert_eq!(check(&log, &stamped(0, 4, 2)), Ok(SequenceCheck::Append), "unknown producer: any start");
+        log.append_as_leader(LeaderEpoch(0), &stamped(0, 0, 3));
+        let original =
+            BatchMeta { first_sequence: 0, last_sequence: 2, first_offset: Offset(0), last_offset: Offset(2) };
+        assert_eq!(check(&log, &stamped(0, 0, 3)), Ok(SequenceCheck::Duplicate(original)));
+        assert_eq!(check(&log, &stamped(0, 3, 1)), Ok(SequenceCheck::Append));
+        assert_eq!(check(&log, &stamped(0, 4, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert_eq!(check(&log, &stamped(1, 5, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert_eq!(check(&log, &stamped(1, 0, 1)), Ok(SequenceCheck::Append));
+        log.append_as_leader(LeaderEpoch(0), &stamped(1, 0, 1));
+        assert_eq!(check(&log, &stamped(0, 3, 1)), Err(ErrorCode::InvalidProducerEpoch));
+    }
+
+    // Shows that only the last five batches are remembered (NUM_BATCHES_TO_RETAIN): a
+    // resend of the sixth-newest batch is no longer recognised as a duplicate.
+    #[test]
+    fn only_five_batches_are_remembered() {
+        use crate::error::ErrorCode;
+        let mut log = PartitionLog::default();
+        for sequence in 0..6 {
+            log.append_as_leader(LeaderEpoch(0), &stamped(0, sequence, 1));
+        }
+        assert!(matches!(check(&log, &stamped(0, 1, 1)), Ok(SequenceCheck::Duplicate(_))));
+        assert_eq!(check(&log, &stamped(0, 0, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
+    }
+
+    // Shows the producer state follows the log (Kafka rebuilds it from the log on
+    // truncation): a follower that fetched a batch in two halves knows it whole, and
+    // after truncating it away accepts the batch again instead of calling it a duplicate.
+    #[test]
+    fn producer_state_follows_fetches_and_truncation() {
+        let mut log = PartitionLog::default();
+        let batch: Vec<LogEntry> =
+            stamped(0, 0, 4).into_iter().map(|record| LogEntry { leader_epoch: LeaderEpoch(0), record }).collect();
+        log.append_as_follower(&batch[..1], &[]);
+        log.append_as_follower(&batch[1..], &[]);
+        assert!(matches!(check(&log, &stamped(0, 0, 4)), Ok(SequenceCheck::Duplicate(_))));
+        log.truncate_to(Offset(0));
+        assert_eq!(check(&log, &stamped(0, 0, 4)), Ok(SequenceCheck::Append));
+        assert!(log.producer(NonZeroU32::new(7).expect("non-zero")).is_none());
     }
 }

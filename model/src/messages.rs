@@ -170,6 +170,16 @@ pub enum Message {
         correlation: u64,
         partitions: Vec<ProducePartitionResponse>,
     },
+    /// InitProducerId without a transactional id: any broker hands out a fresh producer
+    /// id with epoch 0 (`TransactionCoordinator.handleInitProducerId`).
+    InitProducerId {
+        correlation: u64,
+    },
+    InitProducerIdResponse {
+        correlation: u64,
+        error: ErrorCode,
+        producer: Option<(std::num::NonZeroU32, u16)>,
+    },
     // consumer ↔ broker
     /// FindCoordinator (key type GROUP): any broker answers with the leader of the
     /// group's `__consumer_offsets` partition.
@@ -240,6 +250,8 @@ impl Message {
             Message::ListOffsets { .. } => MessageKind::ListOffsets,
             Message::ListOffsetsResponse { .. } => MessageKind::ListOffsetsResponse,
             Message::ConnectionClosed => MessageKind::ConnectionClosed,
+            Message::InitProducerId { .. } => MessageKind::InitProducerId,
+            Message::InitProducerIdResponse { .. } => MessageKind::InitProducerIdResponse,
         }
     }
 }
@@ -269,10 +281,12 @@ pub enum MessageKind {
     ConsumerFetchResponse,
     ListOffsets,
     ListOffsetsResponse,
+    InitProducerId,
+    InitProducerIdResponse,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 22] = [
+    pub const ALL: [MessageKind; 24] = [
         MessageKind::BrokerRegistration,
         MessageKind::BrokerHeartbeat,
         MessageKind::AlterPartition,
@@ -295,6 +309,8 @@ impl MessageKind {
         MessageKind::ConsumerFetchResponse,
         MessageKind::ListOffsets,
         MessageKind::ListOffsetsResponse,
+        MessageKind::InitProducerId,
+        MessageKind::InitProducerIdResponse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -321,6 +337,8 @@ impl MessageKind {
             MessageKind::ConsumerFetchResponse => "consumer-fetch-response",
             MessageKind::ListOffsets => "list-offsets",
             MessageKind::ListOffsetsResponse => "list-offsets-response",
+            MessageKind::InitProducerId => "init-producer-id",
+            MessageKind::InitProducerIdResponse => "init-producer-id-response",
         }
     }
 

@@ -94,6 +94,19 @@ impl fmt::Display for WriteId {
     }
 }
 
-/// Producer id as the broker sees it (here: the producer's node id).
+/// The client that wrote a record (its node id): what the history and the checkers
+/// follow. The id an idempotent producer gets from InitProducerId is `Stamp::pid`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProducerId(pub u32);
+
+/// The idempotence fields of a record batch header, per record: producer id and epoch
+/// from InitProducerId, the record's sequence number, and its index in the batch (0
+/// starts a batch, which is how a replica rebuilds batch boundaries from its log).
+/// Kafka's producer id 0 is valid; here ids start at 1, so `None` is "no producer id".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    pub pid: std::num::NonZeroU32,
+    pub epoch: u16,
+    pub index: u16,
+    pub sequence: u32,
+}

@@ -326,12 +326,13 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
         let keys = if producer.keys == 0 { "null keys".to_string() } else { format!("{} keys", producer.keys) };
         let _ = writeln!(
             out,
-            "  producer {}: acks={} retries={} max.in.flight={} linger.ms={} · {}/s · {keys}",
+            "  producer {}: acks={} retries={} max.in.flight={} linger.ms={} enable.idempotence={} · {}/s · {keys}",
             producer.name,
             producer.config.acks.name(),
             producer.config.retries,
             producer.config.max_in_flight_requests_per_connection,
             producer.config.linger_ms,
+            producer.config.enable_idempotence,
             producer.rate
         );
     }

@@ -127,6 +127,7 @@ impl Broker {
                 producer: COORDINATOR_PRODUCER,
                 sequence: offset.0 as u32,
                 timestamp: now,
+                stamp: None,
             };
             log.append_internal(epoch, record, Arc::new(payload));
         }

@@ -5,6 +5,7 @@ use super::{Broker, ParkedFetch, ParkedProduce, Replica, Role, PARKED_REQUESTS_M
 use crate::action::ClusterEvent;
 use crate::config::{Acks, Truncation};
 use crate::error::ErrorCode;
+use crate::log::SequenceCheck;
 use crate::messages::{FetchPartition, FetchPartitionResponse, Message, ProduceBatch, ProducePartitionResponse};
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
 
@@ -72,6 +73,24 @@ impl Broker {
         }
         let leader_epoch = replica.state.leader_epoch;
         let log = self.disk.logs.get_or_default(tp);
+        if let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) {
+            if let (Some(stamp), Some(last)) = (first.stamp, last.stamp) {
+                match log.check_sequence(stamp, last.sequence) {
+                    Err(error) => return fail(error),
+                    Ok(SequenceCheck::Duplicate(original)) => {
+                        // Answered with the original offsets; acks=all still waits for
+                        // them to be replicated (ReplicaManager's delayed produce).
+                        let result = ProducePartitionResponse {
+                            tp,
+                            error: ErrorCode::None,
+                            base_offset: Some(original.first_offset),
+                        };
+                        return (result, (acks == Acks::All).then_some(original.last_offset.next()));
+                    }
+                    Ok(SequenceCheck::Append) => {}
+                }
+            }
+        }
         let base = log.append_as_leader(leader_epoch, &batch.records);
         let end = log.log_end_offset();
         if let Some(every) = self.config.flush_messages {

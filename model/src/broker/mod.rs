@@ -353,9 +353,34 @@ impl Broker {
             }
             Message::ListOffsets { correlation, partitions } => self.handle_list_offsets(from, correlation, partitions),
             Message::ConnectionClosed => self.handle_connection_closed(now, from),
+            Message::InitProducerId { correlation } => self.handle_init_producer_id(from, correlation),
             _ => {}
         }
         self.run_fetchers(now);
+    }
+
+    /// Hands out the next producer id of this broker's block, with epoch 0; a broker that
+    /// is not registered has no block yet.
+    fn handle_init_producer_id(&mut self, from: NodeId, correlation: u64) {
+        const BLOCK: u32 = 1 << 20;
+        let issued = self.disk.producer_ids_issued;
+        let pid = (self.id.0 + 1).checked_mul(BLOCK).and_then(|base| base.checked_add(issued));
+        let producer = match pid.and_then(std::num::NonZeroU32::new) {
+            Some(pid) if self.broker_epoch.is_some() && issued < BLOCK - 1 => pid,
+            _ => {
+                let msg = Message::InitProducerIdResponse {
+                    correlation,
+                    error: ErrorCode::CoordinatorNotAvailable,
+                    producer: None,
+                };
+                self.send(from, msg);
+                return;
+            }
+        };
+        self.disk.producer_ids_issued += 1;
+        let msg =
+            Message::InitProducerIdResponse { correlation, error: ErrorCode::None, producer: Some((producer, 0)) };
+        self.send(from, msg);
     }
 
     fn handle_connection_closed(&mut self, now: Millis, peer: NodeId) {

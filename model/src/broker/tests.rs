@@ -16,7 +16,14 @@ fn tp() -> TopicPartition {
 }
 
 fn record(write: u64) -> Record {
-    Record { write: WriteId(write), key: None, producer: ProducerId(0), sequence: write as u32, timestamp: Millis(0) }
+    Record {
+        write: WriteId(write),
+        key: None,
+        producer: ProducerId(0),
+        sequence: write as u32,
+        timestamp: Millis(0),
+        stamp: None,
+    }
 }
 
 fn partition(leader: u32, leader_epoch: u32, replicas: &[u32], isr: &[u32]) -> PartitionState {
@@ -392,4 +399,50 @@ fn stale_fetch_response_is_ignored() {
     follower.handle_message(Millis(30), NodeId(0), response(correlation));
     drain(&mut follower);
     assert_eq!(follower.log(tp()).map(|log| log.log_end_offset()), Some(Offset(2)));
+}
+
+// Shows the leader's duplicate detection for idempotent producers (KIP-98, UnifiedLog's
+// analyzeAndValidateProducerState): a batch resent with the same producer id, epoch and
+// sequences is answered with the first append's offset and not appended again; a batch
+// whose sequence skips ahead is OUT_OF_ORDER_SEQUENCE_NUMBER; and InitProducerId hands
+// out distinct ids.
+#[test]
+fn a_resent_idempotent_batch_is_answered_from_the_cache() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0], &[0]));
+    leader.handle_message(Millis(1), CLIENT, Message::InitProducerId { correlation: 1 });
+    leader.handle_message(Millis(1), CLIENT, Message::InitProducerId { correlation: 2 });
+    let granted: Vec<_> = drain(&mut leader)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { msg: Message::InitProducerIdResponse { producer: Some(p), .. }, .. } => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(granted.len(), 2);
+    assert_ne!(granted[0].0, granted[1].0, "each InitProducerId gets its own id");
+    let (pid, epoch) = granted[0];
+    let stamped = |writes: &[u64], first: u32| -> Arc<Vec<Record>> {
+        let records = writes.iter().enumerate().map(|(i, w)| Record {
+            stamp: Some(crate::types::Stamp { pid, epoch, index: i as u16, sequence: first + i as u32 }),
+            ..record(*w)
+        });
+        Arc::new(records.collect())
+    };
+    let send = |leader: &mut Broker, correlation: u64, records: Arc<Vec<Record>>| {
+        let msg = Message::Produce {
+            correlation,
+            acks: Acks::Leader,
+            timeout_ms: 30_000,
+            batches: vec![ProduceBatch { tp: tp(), records }],
+        };
+        leader.handle_message(Millis(10), CLIENT, msg);
+        produce_responses(&drain(leader)).pop().expect("a response").2.remove(0)
+    };
+    assert_eq!(send(&mut leader, 3, stamped(&[1, 2], 0)).base_offset, Some(Offset(0)));
+    assert_eq!(send(&mut leader, 4, stamped(&[3], 2)).base_offset, Some(Offset(2)));
+    let again = send(&mut leader, 5, stamped(&[1, 2], 0));
+    assert_eq!((again.error, again.base_offset), (ErrorCode::None, Some(Offset(0))), "the first append's offset");
+    assert_eq!(leader.log(tp()).map(|log| log.log_end_offset()), Some(Offset(3)), "nothing appended twice");
+    let gap = send(&mut leader, 6, stamped(&[5], 9));
+    assert_eq!(gap.error, ErrorCode::OutOfOrderSequenceNumber);
 }

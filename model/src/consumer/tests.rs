@@ -17,6 +17,7 @@ fn entry(write: u64) -> LogEntry {
         producer: ProducerId(0),
         sequence: write as u32,
         timestamp: Millis(0),
+        stamp: None,
     };
     LogEntry { leader_epoch: LeaderEpoch(0), record }
 }
@@ -319,10 +320,8 @@ fn a_commit_refused_locally_does_not_hang_the_loop() {
     let started = world.processed().len();
     assert!((1..4).contains(&started), "mid-batch: {started} of four slow records processed");
     // The coordinator forgets the group: the next heartbeat learns the member is unknown.
-    world.coordinator = GroupCoordinator::new(
-        CoordinatorConfig { initial_rebalance_delay_ms: 0, ..CoordinatorConfig::default() },
-        2,
-    );
+    world.coordinator =
+        GroupCoordinator::new(CoordinatorConfig { initial_rebalance_delay_ms: 0, ..CoordinatorConfig::default() }, 2);
     world.run(60_000);
     let refused = world.events.iter().any(|e| {
         matches!(e, GroupEvent::CommitDone { error: ErrorCode::IllegalGeneration, generation, .. } if *generation < 0)

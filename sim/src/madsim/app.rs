@@ -517,7 +517,7 @@ impl Simulation {
     }
 
     /// Adds an application whose producer has the default client settings (acks=all,
-    /// retries, `delivery.timeout.ms` as in Kafka 3.x).
+    /// retries, `delivery.timeout.ms`, idempotence on, as in Kafka 3.x).
     pub fn app<F, Fut>(self, name: &str, body: F) -> Simulation
     where
         F: Fn(Kafka) -> Fut + Send + Sync + 'static,
@@ -541,7 +541,9 @@ impl Simulation {
         self
     }
 
-    /// Adds an application whose producer has `config`.
+    /// Adds an application whose producer has `config`. A configuration Kafka's producer
+    /// refuses (idempotence on with acks other than all, retries 0 or more than 5 in
+    /// flight) fails the run with the reason.
     pub fn app_with<F, Fut>(mut self, name: &str, config: ProducerConfig, body: F) -> Simulation
     where
         F: Fn(Kafka) -> Fut + Send + Sync + 'static,
@@ -624,6 +626,14 @@ impl Simulation {
                     "app `{}` joins group `{group}`, which the scenario does not declare (its groups: {})",
                     entry.name,
                     names.join(", ")
+                ));
+            }
+        }
+        for entry in &self.apps {
+            if let Some(why) = entry.config.idempotence_conflict() {
+                unknown.push(format!(
+                    "app `{}`: {why} (Kafka's producer refuses this configuration; set enable_idempotence: false)",
+                    entry.name
                 ));
             }
         }

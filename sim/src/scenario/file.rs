@@ -97,6 +97,7 @@ struct RawProducer {
     batch_size: Option<Spanned<u64>>,
     record_bytes: Option<Spanned<u64>>,
     null_key_partitioner: Option<NullKeyPartitioner>,
+    enable_idempotence: Option<Spanned<bool>>,
     count: Option<Spanned<u32>>,
 }
 
@@ -495,6 +496,11 @@ impl Validator<'_> {
             if let Some(v) = p.null_key_partitioner {
                 config.null_key_partitioner = v;
             }
+            let idempotence = p.enable_idempotence.as_ref().map(|v| *v.get_ref());
+            if let Err(why) = super::resolve_idempotence(&mut config, idempotence) {
+                let span = p.enable_idempotence.as_ref().map_or(spanned.span(), |v| v.span());
+                return self.error(span, "producers.enable_idempotence", why);
+            }
             let count = match &p.count {
                 Some(v) => self.positive(v, "producers.count")?,
                 None => 1,
@@ -508,6 +514,7 @@ impl Validator<'_> {
                     rate,
                     keys: p.keys.unwrap_or(0),
                     config: config.clone(),
+                    idempotence,
                 });
             }
             if producers.len() > PRODUCERS_MAX {

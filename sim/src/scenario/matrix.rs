@@ -12,7 +12,8 @@
 //! violate = ["at-least-once"]
 //! ```
 //!
-//! Each axis sets one setting of every producer (`acks`, `retries`, `max_in_flight`) or
+//! Each axis sets one setting of every producer (`acks`, `retries`, `max_in_flight`,
+//! `enable_idempotence`, resolved by Kafka's rule as in `[[producers]]`) or
 //! of every group (`commit`, `max_poll_records`, `assignors`). Axes are kept in the order
 //! the file writes them; a cell is named `key=value,...` in that order, which is also
 //! what `kafka-trial run FILE --cell ...` takes to replay it. A plain `run` or `sweep` of
@@ -22,7 +23,7 @@
 //! seed range by `kafka-trial matrix` (`hold`: no seed violates the property; `violate`:
 //! at least one seed does), because "may lose records" is a claim about some runs.
 
-use super::{line_of, Expect, Scenario, ScenarioError};
+use super::{line_of, resolve_idempotence, Expect, ProducerSpec, Scenario, ScenarioError};
 use crate::checkers::Property;
 use crate::groups::GroupProperty;
 use serde::Deserialize;
@@ -30,7 +31,7 @@ use std::fmt;
 use std::path::Path;
 use toml::Spanned;
 use trial_model::group::assignor::Assignor;
-use trial_model::{Acks, CommitMode};
+use trial_model::{Acks, CommitMode, ProducerConfig};
 
 /// Bound on the cells of one grid, so that a typo cannot ask for a day of runs.
 pub const CELLS_MAX: usize = 256;
@@ -45,16 +46,18 @@ pub enum AxisKey {
     Acks,
     Retries,
     MaxInFlight,
+    Idempotence,
     Commit,
     MaxPollRecords,
     Assignors,
 }
 
 impl AxisKey {
-    pub const ALL: [AxisKey; 6] = [
+    pub const ALL: [AxisKey; 7] = [
         AxisKey::Acks,
         AxisKey::Retries,
         AxisKey::MaxInFlight,
+        AxisKey::Idempotence,
         AxisKey::Commit,
         AxisKey::MaxPollRecords,
         AxisKey::Assignors,
@@ -65,6 +68,7 @@ impl AxisKey {
             AxisKey::Acks => "acks",
             AxisKey::Retries => "retries",
             AxisKey::MaxInFlight => "max_in_flight",
+            AxisKey::Idempotence => "enable_idempotence",
             AxisKey::Commit => "commit",
             AxisKey::MaxPollRecords => "max_poll_records",
             AxisKey::Assignors => "assignors",
@@ -73,7 +77,7 @@ impl AxisKey {
 
     /// Whether the axis sets producers (else groups).
     pub fn is_producer(self) -> bool {
-        matches!(self, AxisKey::Acks | AxisKey::Retries | AxisKey::MaxInFlight)
+        matches!(self, AxisKey::Acks | AxisKey::Retries | AxisKey::MaxInFlight | AxisKey::Idempotence)
     }
 }
 
@@ -119,6 +123,7 @@ pub enum Setting {
     Acks(Acks),
     Retries(u32),
     MaxInFlight(u32),
+    Idempotence(bool),
     Commit(Commit),
     MaxPollRecords(u32),
     Assignors(Vec<Assignor>),
@@ -130,6 +135,7 @@ impl fmt::Display for Setting {
         match self {
             Setting::Acks(acks) => write!(f, "{}", acks.name()),
             Setting::Retries(v) | Setting::MaxInFlight(v) | Setting::MaxPollRecords(v) => write!(f, "{v}"),
+            Setting::Idempotence(on) => write!(f, "{on}"),
             Setting::Commit(commit) => write!(f, "{}", commit.name()),
             Setting::Assignors(list) => {
                 let names: Vec<&str> = list.iter().map(|a| a.name()).collect();
@@ -215,16 +221,16 @@ impl Matrix {
     pub fn apply(&self, base: &Scenario, cell: &Cell) -> Scenario {
         let mut scenario = base.clone();
         scenario.expect = Expect::default();
-        for (key, value) in &cell.settings {
-            for producer in &mut scenario.producers {
-                let config = &mut producer.config;
-                match value {
-                    Setting::Acks(acks) => config.acks = *acks,
-                    Setting::Retries(v) => config.retries = *v,
-                    Setting::MaxInFlight(v) => config.max_in_flight_requests_per_connection = *v,
-                    _ => debug_assert!(!key.is_producer()),
-                }
+        for producer in &mut scenario.producers {
+            // Checked for every cell when the file was read.
+            if let Ok(config) = Matrix::producer_config(producer, cell) {
+                producer.config = config;
             }
+            if let Some(Setting::Idempotence(on)) = cell.setting(AxisKey::Idempotence) {
+                producer.idempotence = Some(*on);
+            }
+        }
+        for (key, value) in &cell.settings {
             for (index, group) in scenario.groups.iter_mut().enumerate() {
                 let config = &mut group.config;
                 match value {
@@ -243,6 +249,24 @@ impl Matrix {
             }
         }
         scenario
+    }
+
+    /// One producer's configuration in `cell`, with `enable_idempotence` resolved by
+    /// Kafka's rule (an explicit `true` that the cell's settings break is an error).
+    pub fn producer_config(producer: &ProducerSpec, cell: &Cell) -> Result<ProducerConfig, &'static str> {
+        let mut config = producer.config.clone();
+        let mut idempotence = producer.idempotence;
+        for (_, value) in &cell.settings {
+            match value {
+                Setting::Acks(acks) => config.acks = *acks,
+                Setting::Retries(v) => config.retries = *v,
+                Setting::MaxInFlight(v) => config.max_in_flight_requests_per_connection = *v,
+                Setting::Idempotence(on) => idempotence = Some(*on),
+                _ => {}
+            }
+        }
+        resolve_idempotence(&mut config, idempotence)?;
+        Ok(config)
     }
 
     /// Parses `key=value,...` (a `--cell` or a `when`) against this grid's axes: each key
@@ -320,6 +344,7 @@ struct RawMatrix {
     acks: Option<Spanned<Vec<String>>>,
     retries: Option<Spanned<Vec<u32>>>,
     max_in_flight: Option<Spanned<Vec<u32>>>,
+    enable_idempotence: Option<Spanned<Vec<bool>>>,
     commit: Option<Spanned<Vec<String>>>,
     max_poll_records: Option<Spanned<Vec<u32>>>,
     assignors: Option<Spanned<Vec<Vec<String>>>>,
@@ -373,6 +398,9 @@ impl Validator<'_> {
                 self.axis(AxisKey::MaxInFlight, list, |v| at_least_one(v).map(Setting::MaxInFlight))?,
             ));
         }
+        if let Some(list) = &m.enable_idempotence {
+            axes.push((list.span(), self.axis(AxisKey::Idempotence, list, |v| Ok(Setting::Idempotence(*v)))?));
+        }
         if let Some(list) = &m.commit {
             axes.push((list.span(), self.axis(AxisKey::Commit, list, |v| self.commit(v, list.span()))?));
         }
@@ -411,6 +439,18 @@ impl Validator<'_> {
             );
         }
         let mut matrix = Matrix { axes, expects: Vec::new(), auto_commit_intervals_ms };
+        for cell in matrix.cells() {
+            for producer in &scenario.producers {
+                if let Err(why) = Matrix::producer_config(producer, &cell) {
+                    let message = format!(
+                        "cell {} of producer `{}`: {why}; Kafka's producer refuses this configuration",
+                        cell.label(),
+                        producer.name
+                    );
+                    return self.error(raw.span(), "matrix", message);
+                }
+            }
+        }
         matrix.expects = self.expects(&m.expect, &matrix)?;
         Ok(matrix)
     }

@@ -55,7 +55,25 @@ pub struct ProducerSpec {
     pub rate: f64,
     /// Size of the key space; 0 sends null keys.
     pub keys: u32,
+    /// `config.enable_idempotence` as resolved by [`resolve_idempotence`].
     pub config: ProducerConfig,
+    /// `enable_idempotence` as the file wrote it (`None`: Kafka's default rule).
+    pub idempotence: Option<bool>,
+}
+
+/// Kafka's rule for `enable.idempotence` (3.2+, KAFKA-13598): written true, it needs
+/// acks=all, retries > 0 and at most 5 in flight, or the producer refuses to start;
+/// not written, it is on unless one of those settings says otherwise.
+pub fn resolve_idempotence(config: &mut ProducerConfig, explicit: Option<bool>) -> Result<(), &'static str> {
+    config.enable_idempotence = explicit.unwrap_or(true);
+    match config.idempotence_conflict() {
+        Some(why) if explicit == Some(true) => Err(why),
+        Some(_) => {
+            config.enable_idempotence = false;
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// A consumer group: `consumers` members running the same application loop.
@@ -189,6 +207,7 @@ impl Scenario {
             rate: 200.0,
             keys: 100,
             config: ProducerConfig::default(),
+            idempotence: None,
         };
         Scenario {
             name: name.into(),

@@ -132,6 +132,9 @@ impl Scenario {
             );
             let _ = writeln!(out, "batch_size = {}\nrecord_bytes = {}", c.batch_size, c.record_bytes);
             let _ = writeln!(out, "null_key_partitioner = \"{partitioner}\"");
+            if let Some(idempotence) = p.idempotence {
+                let _ = writeln!(out, "enable_idempotence = {idempotence}");
+            }
         }
         for g in &self.groups {
             let c = &g.config;

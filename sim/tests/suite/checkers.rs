@@ -11,7 +11,14 @@ use trial_sim::history::{Completion, Happening, History, Op, PartitionFinal, Rep
 const TP: TopicPartition = TopicPartition { topic: TopicId(0), partition: 0 };
 
 fn entry(write: u64, sequence: u32, epoch: u32) -> LogEntry {
-    let record = Record { write: WriteId(write), key: None, producer: ProducerId(7), sequence, timestamp: Millis(0) };
+    let record = Record {
+        write: WriteId(write),
+        key: None,
+        producer: ProducerId(7),
+        sequence,
+        timestamp: Millis(0),
+        stamp: None,
+    };
     LogEntry { leader_epoch: LeaderEpoch(epoch), record }
 }
 
@@ -101,6 +108,22 @@ fn reordering_fires() {
     }
     history.readable.clear();
     assert_eq!(violations(&history, Property::NoReordering), 1);
+}
+
+// Shows a batch resent with one request in flight (Kafka producer docs: retries with
+// max.in.flight=1 keep order but may duplicate) is a duplicate, not a reordering: the
+// second copy of records 0 and 1 after them counts once, under no-duplicates.
+#[test]
+fn a_resent_batch_is_a_duplicate_not_a_reordering() {
+    let mut history = clean_history();
+    let log = vec![entry(0, 0, 0), entry(1, 1, 0), entry(0, 0, 0), entry(1, 1, 0), entry(2, 2, 0)];
+    for replica in &mut history.partitions[0].replicas {
+        replica.log = log.clone();
+        replica.high_watermark = Offset(5);
+    }
+    history.readable.clear();
+    assert_eq!(violations(&history, Property::NoReordering), 0);
+    assert_eq!(violations(&history, Property::NoDuplicates), 2);
 }
 
 // Shows the divergence checker fires when two replicas hold different records below both

@@ -546,6 +546,7 @@ fn group_owed_records_come_from_acked_writes_in_committed_logs() {
             producer: ProducerId(0),
             sequence: write as u32,
             timestamp: Millis(0),
+            stamp: None,
         },
     };
     let other = TopicPartition { topic: TopicId(1), partition: 0 };

@@ -13,9 +13,26 @@ fn cluster() -> Scenario {
 }
 
 /// A client that gives up quickly and does not retry by itself: what happens next is
-/// the application's choice.
+/// the application's choice. (Kafka refuses idempotence with retries = 0.)
 fn impatient() -> ProducerConfig {
-    ProducerConfig { retries: 0, request_timeout_ms: 1_000, delivery_timeout_ms: 2_000, ..ProducerConfig::default() }
+    ProducerConfig {
+        retries: 0,
+        request_timeout_ms: 1_000,
+        delivery_timeout_ms: 2_000,
+        enable_idempotence: false,
+        ..ProducerConfig::default()
+    }
+}
+
+/// A client that retries by itself until `delivery.timeout.ms`; the application never
+/// resends.
+fn patient(enable_idempotence: bool) -> ProducerConfig {
+    ProducerConfig {
+        request_timeout_ms: 1_000,
+        delivery_timeout_ms: 8_000,
+        enable_idempotence,
+        ..ProducerConfig::default()
+    }
 }
 
 /// Sends one record per 10 ms until the safety phase ends; resends a record whose
@@ -158,6 +175,7 @@ fn my_retry_loop_duplicates_records() {
         retries: 0,
         request_timeout_ms: 1_000,
         delivery_timeout_ms: 2_000,
+        enable_idempotence: false,
         ..ProducerConfig::default()
     };
     let outcome = Simulation::new(scenario)
@@ -167,4 +185,40 @@ fn my_retry_loop_duplicates_records() {
         .run(3);
     println!("{}", outcome.verdict_line());
     assert!(outcome.verdicts.result(Property::NoDuplicates).violations > 0);
+}
+
+// Shows the producer loop of issue 4 with the retries left to the client: without
+// idempotence a retry after a lost response writes the record twice; with it (KIP-98:
+// producer id, sequence numbers, the broker's five-batch cache) the broker answers the
+// retry with the first append's offset and every record is written once.
+#[test]
+fn client_retries_duplicate_without_idempotence_and_not_with_it() {
+    let off = Simulation::new(cluster()).app_with("writer", patient(false), |k| writer(k, false)).run(3);
+    assert!(off.verdicts.result(Property::NoDuplicates).violations > 0, "{}", off.verdict_line());
+    let on = Simulation::new(cluster()).app_with("writer", patient(true), |k| writer(k, false)).run(3);
+    assert!(on.pass, "{}", on.verdict_line());
+    assert!(on.verdicts.result(Property::NoDuplicates).held(), "{}", on.verdict_line());
+    assert!(on.verdicts.result(Property::NoReordering).held(), "{}", on.verdict_line());
+    assert!(on.verdicts.counts.acked > 300, "{:?}", on.verdicts.counts);
+}
+
+// Shows what idempotence does not cover (Kafka's docs: it dedupes the producer's own
+// retries within a session): an application that resends a record it gave up on sends a
+// new record, and the broker writes both.
+#[test]
+fn own_resends_duplicate_even_with_idempotence() {
+    let client = ProducerConfig { request_timeout_ms: 1_000, delivery_timeout_ms: 2_000, ..ProducerConfig::default() };
+    assert!(client.enable_idempotence, "Kafka 3.x's default");
+    let outcome = Simulation::new(cluster()).app_with("resender", client, |k| writer(k, true)).run(3);
+    assert!(outcome.verdicts.result(Property::NoDuplicates).violations > 0, "{}", outcome.verdict_line());
+}
+
+// Shows a producer configuration Kafka refuses (enable.idempotence with retries = 0,
+// ProducerConfig.postProcessAndValidateIdempotenceConfigs) fails the run with the reason.
+#[test]
+fn a_refused_producer_configuration_is_reported() {
+    let client = ProducerConfig { retries: 0, ..ProducerConfig::default() };
+    let outcome = Simulation::new(cluster()).app_with("bad", client, |k| writer(k, false)).run(1);
+    assert!(!outcome.pass);
+    assert!(outcome.failures.iter().any(|f| f.contains("retries > 0")), "{:?}", outcome.failures);
 }

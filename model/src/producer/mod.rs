@@ -1,8 +1,9 @@
 //! The producer client: partitioning, the record accumulator (linger, batch size),
 //! per-broker produce requests with in-flight limits, retries with backoff, request and
-//! delivery timeouts, and metadata refresh on leader errors. Idempotence is not modelled
-//! yet: a retry after a lost response may write a record twice, as Kafka's producer with
-//! `enable.idempotence=false` does.
+//! delivery timeouts, and metadata refresh on leader errors. With `enable.idempotence`
+//! the producer first gets a producer id (InitProducerId) and numbers its batches
+//! (`sequences`), so a broker drops a retried batch it already has; without it a retry
+//! after a lost response may write a record twice.
 //!
 //! Call order: `send` and `handle_*` in any order, then drain `poll_action`, then arm a
 //! timer for `poll_timeout`. Every write ends in exactly one `Action::Ack`.
@@ -18,14 +19,21 @@ use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+mod sequences;
+pub use sequences::{increment_sequence, BatchStamp, ProducerIdAndEpoch, Sequences};
+
 #[derive(Clone, Debug)]
 struct Batch {
+    /// Unique per producer: how the sequence bookkeeping names a batch.
+    id: u64,
     tp: TopicPartition,
     /// Shared with the produce requests that carry it, so a send copies no record.
     records: Arc<Vec<Record>>,
     created: Millis,
     attempts: u32,
     retry_at: Millis,
+    /// Producer id, epoch and base sequence, from the first drain on (idempotence).
+    stamp: Option<BatchStamp>,
 }
 
 #[derive(Clone, Debug)]
@@ -70,7 +78,14 @@ pub struct Producer {
     /// Requests in flight per broker id.
     in_flight_per_broker: Vec<u32>,
     broker_backoff: BTreeMap<NodeId, Millis>,
-    sequences: TpMap<u32>,
+    /// Send order per partition (`Record::sequence`, what the reordering checker reads).
+    send_order: TpMap<u32>,
+    /// The idempotent producer's bookkeeping (`None` with `enable.idempotence=false`).
+    idempotence: Option<Sequences>,
+    /// InitProducerId in flight: (correlation, broker, sent at).
+    init_in_flight: Option<(u64, NodeId, Millis)>,
+    init_not_before: Millis,
+    next_batch_id: u64,
     sticky: BTreeMap<TopicId, u32>,
     round_robin: u32,
     next_correlation: u64,
@@ -92,6 +107,7 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(id: NodeId, config: ProducerConfig, bootstrap: Vec<NodeId>) -> Producer {
+        let idempotence = config.enable_idempotence.then(Sequences::default);
         Producer {
             id,
             config,
@@ -107,7 +123,11 @@ impl Producer {
             in_flight: Vec::new(),
             in_flight_per_broker: Vec::new(),
             broker_backoff: BTreeMap::new(),
-            sequences: TpMap::new(),
+            send_order: TpMap::new(),
+            idempotence,
+            init_in_flight: None,
+            init_not_before: Millis::ZERO,
+            next_batch_id: 0,
             sticky: BTreeMap::new(),
             round_robin: 0,
             next_correlation: 0,
@@ -127,6 +147,16 @@ impl Producer {
 
     fn pid(&self) -> ProducerId {
         ProducerId(self.id.0)
+    }
+
+    /// The producer id and epoch from InitProducerId (idempotent producers only).
+    pub fn producer_id_and_epoch(&self) -> Option<ProducerIdAndEpoch> {
+        self.idempotence.as_ref().and_then(|s| s.producer())
+    }
+
+    /// Whether the head batch of `tp` must wait for the sequence bookkeeping.
+    fn held(&self, tp: TopicPartition, head: &Batch) -> bool {
+        self.idempotence.as_ref().is_some_and(|s| s.stop_drain(tp, head.stamp.as_ref()))
     }
 
     /// Writes not yet answered (buffered, waiting for metadata, or in flight).
@@ -151,12 +181,15 @@ impl Producer {
             self.drain(now);
             return;
         }
-        match self.append(pending) {
+        let appended = self.append(pending);
+        if matches!(appended, Appended::NewBatch(_)) {
+            self.ready_not_before = self.ready_not_before.min(now.plus(self.config.linger_ms));
+        }
+        match appended {
             // Only a full batch (or no linger) makes anything sendable before a deadline.
             Appended::Full => self.drain(now),
             _ if self.config.linger_ms == 0 => self.drain(now),
             Appended::NewBatch(tp) => {
-                self.ready_not_before = self.ready_not_before.min(now.plus(self.config.linger_ms));
                 let mut next = now.plus(self.config.delivery_timeout_ms);
                 if self.can_send_to(tp) {
                     next = next.min(now.plus(self.config.linger_ms));
@@ -193,8 +226,9 @@ impl Producer {
                 head.created.plus(linger)
             };
             ready_not_before = ready_not_before.min(ready_at);
-            // A batch with no usable leader waits for metadata, not for a timer.
-            if self.can_send_to(*tp) {
+            // A batch with no usable leader waits for metadata, and one the sequence
+            // bookkeeping holds waits for an answer, not for a timer.
+            if self.can_send_to(*tp) && !self.held(*tp, head) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
             }
@@ -212,6 +246,11 @@ impl Producer {
         }
         if let Some(pending) = self.unpartitioned.front() {
             next = next.min(pending.at.plus(self.config.delivery_timeout_ms));
+        }
+        if let Some((_, _, sent)) = self.init_in_flight {
+            next = next.min(sent.plus(self.config.request_timeout_ms));
+        } else if self.needs_producer_id() {
+            next = next.min(self.init_not_before);
         }
         for until in self.broker_backoff.values() {
             next = next.min(*until);
@@ -246,6 +285,9 @@ impl Producer {
             self.metadata_in_flight = None;
             self.metadata_needed = true;
         }
+        if self.init_in_flight.is_some_and(|(_, _, sent)| now.since(sent) >= self.config.request_timeout_ms) {
+            self.init_in_flight = None;
+        }
         if now.since(self.metadata_fetched_at) >= self.config.metadata_max_age_ms {
             self.metadata_needed = true;
         }
@@ -259,6 +301,9 @@ impl Producer {
             }
             Message::ProduceResponse { correlation, partitions } => {
                 self.handle_produce_response(now, correlation, partitions)
+            }
+            Message::InitProducerIdResponse { correlation, error, producer } => {
+                self.handle_init_producer_id(now, correlation, error, producer)
             }
             Message::ConnectionClosed => self.handle_connection_closed(now, from),
             _ => {}
@@ -311,16 +356,68 @@ impl Producer {
         }
     }
 
+    fn needs_producer_id(&self) -> bool {
+        self.idempotence.as_ref().is_some_and(|s| s.producer().is_none())
+    }
+
+    fn handle_init_producer_id(
+        &mut self,
+        now: Millis,
+        correlation: u64,
+        error: ErrorCode,
+        producer: Option<ProducerIdAndEpoch>,
+    ) {
+        if self.init_in_flight.map(|(c, _, _)| c) != Some(correlation) {
+            return;
+        }
+        self.init_in_flight = None;
+        self.rescan = true;
+        match (error, producer, self.idempotence.as_mut()) {
+            (ErrorCode::None, Some(producer), Some(sequences)) => sequences.set_producer(producer),
+            // Every InitProducerId error an idempotent producer can get is retriable.
+            _ => self.init_not_before = now.plus(self.config.retry_backoff_ms),
+        }
+    }
+
+    fn request_producer_id(&mut self, now: Millis) {
+        if !self.needs_producer_id() || self.init_in_flight.is_some() || now < self.init_not_before {
+            return;
+        }
+        let count = self.bootstrap.len();
+        let Some(broker) = (0..count)
+            .map(|step| self.bootstrap[(self.next_bootstrap + step) % count])
+            .find(|b| !self.broker_backoff.contains_key(b))
+        else {
+            return;
+        };
+        self.next_bootstrap = (self.next_bootstrap + 1) % count.max(1);
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        self.init_in_flight = Some((correlation, broker, now));
+        self.outbox.push_back(Action::Send { to: broker, msg: Message::InitProducerId { correlation } });
+    }
+
     fn handle_produce_response(&mut self, now: Millis, correlation: u64, partitions: Vec<ProducePartitionResponse>) {
         let Some(request) = self.take_in_flight(correlation) else {
             return;
         };
         self.release_slot(request.broker);
+        if self.idempotence.is_some() {
+            // An answer can release a batch the sequence bookkeeping held.
+            self.rescan = true;
+        }
         for batch in request.batches {
             let result = partitions.iter().find(|p| p.tp == batch.tp);
             match result {
                 Some(ProducePartitionResponse { error: ErrorCode::None, base_offset, .. }) => {
                     self.complete(batch, Ok(*base_offset));
+                }
+                // The broker has the batch but no longer its offsets: a success
+                // (Sender.completeBatch).
+                Some(ProducePartitionResponse { error: ErrorCode::DuplicateSequenceNumber, .. })
+                    if batch.stamp.is_some() =>
+                {
+                    self.complete(batch, Ok(None));
                 }
                 Some(response) => self.retry_or_fail(now, batch, response.error),
                 None => self.retry_or_fail(now, batch, ErrorCode::NetworkException),
@@ -333,6 +430,9 @@ impl Producer {
         self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
         if self.metadata_in_flight.is_some_and(|(_, to, _)| to == broker) {
             self.metadata_in_flight = None;
+        }
+        if self.init_in_flight.is_some_and(|(_, to, _)| to == broker) {
+            self.init_in_flight = None;
         }
         self.metadata_needed = true;
         let lost: Vec<u64> = self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
@@ -362,29 +462,53 @@ impl Producer {
             self.metadata_needed = true;
         }
         let expired = now.since(batch.created) >= self.config.delivery_timeout_ms;
-        if error.retriable() && batch.attempts <= self.config.retries && !expired {
+        let retriable = match (self.idempotence.as_mut(), batch.stamp.as_ref()) {
+            (Some(sequences), Some(stamp)) => sequences.can_retry(batch.tp, stamp, error),
+            _ => error.retriable(),
+        };
+        if retriable && batch.attempts <= self.config.retries && !expired {
             batch.retry_at = now.plus(self.config.retry_backoff_ms);
             let tp = batch.tp;
             self.rescan = true;
-            // Kafka re-enqueues at the head of the partition's deque; with several batches
-            // in flight this is where reordering comes from.
-            self.batches.get_or_default(tp).push_front(batch);
+            let queue = self.batches.get_or_default(tp);
+            match batch.stamp {
+                // Kafka re-enqueues at the head of the partition's deque; with several
+                // batches in flight this is where reordering comes from.
+                None => queue.push_front(batch),
+                // The idempotent producer keeps the retries in sequence order
+                // (`insertInSequenceOrder`).
+                Some(stamp) => {
+                    let at = queue
+                        .iter()
+                        .position(|b| b.stamp.is_none_or(|s| s.base_sequence > stamp.base_sequence))
+                        .unwrap_or(queue.len());
+                    queue.insert(at, batch);
+                }
+            }
         } else {
             let error = if expired { ErrorCode::DeliveryTimeout } else { error };
+            if let (Some(sequences), Some(_)) = (self.idempotence.as_mut(), batch.stamp.as_ref()) {
+                // Sender.failBatch after an answer (or a request timeout): the sequence
+                // range may be a gap now, so the epoch is bumped.
+                sequences.failed(batch.tp, batch.id);
+            }
             self.complete(batch, Err(error));
         }
     }
 
     fn complete(&mut self, batch: Batch, result: Result<Option<Offset>, ErrorCode>) {
         self.buffered = self.buffered.saturating_sub(batch.records.len());
+        if let (Ok(_), Some(sequences), Some(stamp)) = (result, self.idempotence.as_mut(), batch.stamp.as_ref()) {
+            sequences.completed(batch.tp, batch.id, stamp, batch.records.len() as u32);
+        }
         for (index, record) in batch.records.iter().enumerate() {
             let outcome = match result {
                 Ok(base) => WriteOutcome::Ok { offset: base.map(|b| Offset(b.0 + index as u64)) },
-                // Only an error returned before the append proves the write did not happen;
-                // a batch that was never sent did not happen either.
+                // Only an error returned before the append, to the only attempt, proves the
+                // write did not happen; a batch that was never sent did not happen either.
                 Err(error) => WriteOutcome::Failed {
                     error,
-                    definite: error == ErrorCode::NotEnoughReplicas || batch.attempts == 0,
+                    definite: batch.attempts == 0 || (batch.attempts == 1 && error.rejected_before_append()),
                 },
             };
             self.outbox.push_back(Action::Ack { write: record.write, tp: Some(batch.tp), outcome });
@@ -410,9 +534,15 @@ impl Producer {
         };
         let tp = TopicPartition { topic: pending.topic, partition };
         let producer = self.pid();
-        let sequence = self.sequences.get_or_default(tp);
-        let record =
-            Record { write: pending.write, key: pending.key, producer, sequence: *sequence, timestamp: pending.at };
+        let sequence = self.send_order.get_or_default(tp);
+        let record = Record {
+            write: pending.write,
+            key: pending.key,
+            producer,
+            sequence: *sequence,
+            timestamp: pending.at,
+            stamp: None,
+        };
         *sequence += 1;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         let queue = self.batches.get_or_default(tp);
@@ -433,7 +563,17 @@ impl Producer {
                 let records = Arc::new(records);
                 // A second batch makes the partition ready at once (the head is full).
                 self.rescan |= !queue.is_empty() || per_batch == 1;
-                queue.push_back(Batch { tp, records, created: pending.at, attempts: 0, retry_at: pending.at });
+                let id = self.next_batch_id;
+                self.next_batch_id += 1;
+                queue.push_back(Batch {
+                    id,
+                    tp,
+                    records,
+                    created: pending.at,
+                    attempts: 0,
+                    retry_at: pending.at,
+                    stamp: None,
+                });
                 if per_batch == 1 {
                     Appended::Full
                 } else {
@@ -443,17 +583,33 @@ impl Producer {
         }
     }
 
+    /// NetworkClient's `handleTimedOutRequests`: a request unanswered after
+    /// `request.timeout.ms` closes its connection, and every request in flight on it
+    /// fails with it (the timed-out one as REQUEST_TIMED_OUT, the rest as a disconnect).
     fn expire_requests(&mut self, now: Millis) {
         let timeout = self.config.request_timeout_ms;
-        let expired: Vec<u64> =
-            self.in_flight.iter().filter(|(_, r)| now.since(r.sent_at) >= timeout).map(|(c, _)| *c).collect();
-        for correlation in expired {
-            if let Some(request) = self.take_in_flight(correlation) {
-                self.release_slot(request.broker);
-                for batch in request.batches {
-                    self.retry_or_fail(now, batch, ErrorCode::RequestTimedOut);
+        let mut brokers: Vec<NodeId> =
+            self.in_flight.iter().filter(|(_, r)| now.since(r.sent_at) >= timeout).map(|(_, r)| r.broker).collect();
+        brokers.sort_unstable();
+        brokers.dedup();
+        for broker in brokers {
+            let on_connection: Vec<u64> =
+                self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
+            for correlation in on_connection {
+                if let Some(request) = self.take_in_flight(correlation) {
+                    self.release_slot(broker);
+                    let error = if now.since(request.sent_at) >= timeout {
+                        ErrorCode::RequestTimedOut
+                    } else {
+                        ErrorCode::NetworkException
+                    };
+                    for batch in request.batches {
+                        self.retry_or_fail(now, batch, error);
+                    }
                 }
             }
+            self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
+            self.rescan = true;
         }
     }
 
@@ -466,6 +622,9 @@ impl Producer {
             }
         }
         for batch in expired {
+            if let (Some(sequences), Some(stamp)) = (self.idempotence.as_mut(), batch.stamp.as_ref()) {
+                sequences.expired_after_send(batch.tp, batch.id, stamp, batch.records.len() as u32);
+            }
             self.complete(batch, Err(ErrorCode::DeliveryTimeout));
         }
         while self.unpartitioned.front().is_some_and(|p| now.since(p.at) >= timeout) {
@@ -511,6 +670,10 @@ impl Producer {
         if self.metadata_needed {
             self.request_metadata(now);
         }
+        if self.idempotence.is_some() {
+            self.bump_epoch_if_needed();
+            self.request_producer_id(now);
+        }
         if !self.rescan && now < self.ready_not_before {
             // Nothing turned ready: what the last scan found still holds, and so does
             // its deadline (a completed request only makes the true deadline later, and
@@ -528,6 +691,9 @@ impl Producer {
                 continue;
             };
             let Some(head) = queue.front() else { continue };
+            if self.held(*tp, head) {
+                continue;
+            }
             let is_ready = if head.attempts > 0 {
                 now >= head.retry_at
             } else {
@@ -555,9 +721,19 @@ impl Producer {
                 if queue.front().is_some_and(|head| head.attempts > 0 && now < head.retry_at) {
                     continue;
                 }
+                if let (Some(sequences), Some(head)) = (self.idempotence.as_ref(), queue.front()) {
+                    if sequences.stop_drain(*tp, head.stamp.as_ref()) {
+                        continue;
+                    }
+                }
                 let Some(mut batch) = queue.pop_front() else {
                     continue;
                 };
+                if let Some(sequences) = self.idempotence.as_mut() {
+                    if batch.stamp.is_none() {
+                        batch.stamp = Some(sequences.assign(*tp, batch.id, batch.records.len() as u32));
+                    }
+                }
                 batch.attempts += 1;
                 batches.push(batch);
                 // The sticky partitioner moves on once its batch is sent (KIP-480).
@@ -576,9 +752,58 @@ impl Producer {
         self.deadline = self.compute_deadline();
     }
 
-    fn send_request(&mut self, now: Millis, broker: NodeId, batches: Vec<Batch>) {
+    /// Bumps the epoch when the bookkeeping asks for it, and renumbers the unfinished
+    /// batches of the partitions that asked, wherever they are (a request or the queue).
+    fn bump_epoch_if_needed(&mut self) {
+        let Some(sequences) = self.idempotence.as_mut() else { return };
+        let partitions = sequences.resolve_and_bump();
+        for tp in partitions {
+            let ids = sequences.in_flight_ids(tp);
+            let mut counts = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let found = self
+                    .in_flight
+                    .iter()
+                    .flat_map(|(_, r)| r.batches.iter())
+                    .chain(self.batches.get(&tp).into_iter().flatten())
+                    .find(|b| b.id == *id);
+                if let Some(batch) = found {
+                    counts.push((*id, batch.records.len() as u32));
+                }
+            }
+            let stamps = sequences.restart(tp, &counts);
+            for ((id, _), stamp) in counts.iter().zip(stamps) {
+                let batches = self
+                    .in_flight
+                    .iter_mut()
+                    .flat_map(|(_, r)| r.batches.iter_mut())
+                    .chain(self.batches.get_mut(&tp).into_iter().flatten());
+                for batch in batches.filter(|b| b.id == *id) {
+                    batch.stamp = Some(stamp);
+                }
+            }
+            self.rescan = true;
+        }
+    }
+
+    fn send_request(&mut self, now: Millis, broker: NodeId, mut batches: Vec<Batch>) {
         let correlation = self.next_correlation;
         self.next_correlation += 1;
+        for batch in &mut batches {
+            let Some(stamp) = batch.stamp else { continue };
+            // Records carry the batch's stamp; a renumbered batch is copied once.
+            let wanted = |index: usize| crate::types::Stamp {
+                pid: stamp.producer.0,
+                epoch: stamp.producer.1,
+                index: index.min(u16::MAX as usize) as u16,
+                sequence: increment_sequence(stamp.base_sequence, index as u32),
+            };
+            if batch.records.first().and_then(|r| r.stamp) != Some(wanted(0)) {
+                for (index, record) in Arc::make_mut(&mut batch.records).iter_mut().enumerate() {
+                    record.stamp = Some(wanted(index));
+                }
+            }
+        }
         let wire = batches.iter().map(|b| ProduceBatch { tp: b.tp, records: b.records.clone() }).collect();
         let msg = Message::Produce {
             correlation,
@@ -609,8 +834,50 @@ mod tests {
     use super::*;
 
     fn producer(acks: Acks) -> Producer {
-        let config = ProducerConfig { acks, linger_ms: 5, ..ProducerConfig::default() };
+        let config = ProducerConfig { acks, linger_ms: 5, enable_idempotence: false, ..ProducerConfig::default() };
         Producer::new(NodeId(10), config, vec![NodeId(0)])
+    }
+
+    fn idempotent() -> Producer {
+        let config = ProducerConfig { linger_ms: 0, ..ProducerConfig::default() };
+        Producer::new(NodeId(10), config, vec![NodeId(0)])
+    }
+
+    /// Answers the InitProducerId in `actions` with producer id 7, epoch 0.
+    fn grant_producer_id(p: &mut Producer, now: Millis, actions: &[Action]) {
+        let correlation = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Send { msg: Message::InitProducerId { correlation }, .. } => Some(*correlation),
+                _ => None,
+            })
+            .expect("an InitProducerId");
+        let producer = Some((std::num::NonZeroU32::new(7).expect("non-zero"), 0));
+        let msg = Message::InitProducerIdResponse { correlation, error: ErrorCode::None, producer };
+        p.handle_message(now, NodeId(0), msg);
+    }
+
+    /// The produce requests in `actions`: (correlation, first record of each batch).
+    fn produces(actions: &[Action]) -> Vec<(u64, Vec<Record>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { msg: Message::Produce { correlation, batches, .. }, .. } => {
+                    Some((*correlation, batches.iter().map(|b| b.records[0]).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answer(p: &mut Producer, now: Millis, correlation: u64, error: ErrorCode, base: Option<u64>) {
+        let response = ProducePartitionResponse { tp: TopicPartition::new(0, 0), error, base_offset: base.map(Offset) };
+        p.handle_message(now, NodeId(0), Message::ProduceResponse { correlation, partitions: vec![response] });
+    }
+
+    fn sequence_of(record: &Record) -> (u16, u32) {
+        let stamp = record.stamp.expect("an idempotent batch is stamped");
+        (stamp.epoch, stamp.sequence)
     }
 
     fn metadata(p: &mut Producer, now: Millis) {
@@ -712,5 +979,92 @@ mod tests {
         }
         assert_eq!(outcome, Some(WriteOutcome::Failed { error: ErrorCode::DeliveryTimeout, definite: false }));
         assert!(now >= Millis(120_000));
+    }
+
+    // Shows the idempotent producer's start (KIP-98): nothing is produced before
+    // InitProducerId answers, then every batch carries the producer id, epoch 0 and
+    // consecutive sequences per partition, and a retry resends the same sequence.
+    #[test]
+    fn an_idempotent_producer_numbers_its_batches_and_keeps_the_number_on_retry() {
+        let mut p = idempotent();
+        p.send(Millis(0), WriteId(1), TopicId(0), Some(21), 0);
+        metadata(&mut p, Millis(1));
+        let first = drain_actions(&mut p);
+        assert!(produces(&first).is_empty(), "no produce before the producer id: {first:?}");
+        grant_producer_id(&mut p, Millis(2), &first);
+        let sent = produces(&drain_actions(&mut p));
+        assert_eq!(sent.len(), 1);
+        let stamp = sent[0].1[0].stamp.expect("stamped");
+        assert_eq!((stamp.pid.get(), stamp.epoch, stamp.sequence, stamp.index), (7, 0, 0, 0));
+        p.send(Millis(3), WriteId(2), TopicId(0), Some(21), 0);
+        let second = produces(&drain_actions(&mut p));
+        assert_eq!(sequence_of(&second[0].1[0]), (0, 1), "the next batch takes the next sequence");
+        // The first request is lost: its retry carries sequence 0 again.
+        answer(&mut p, Millis(4), sent[0].0, ErrorCode::NetworkException, None);
+        p.handle_timeout(Millis(200));
+        let retried = produces(&drain_actions(&mut p));
+        assert_eq!(retried.len(), 1);
+        assert_eq!(sequence_of(&retried[0].1[0]), (0, 0));
+        assert_eq!(retried[0].1[0].write, WriteId(1));
+    }
+
+    // Shows Kafka's retry ordering for idempotent producers (RecordAccumulator's
+    // shouldStopDrainBatchesForPartition, TransactionManager.canRetry): when the first of
+    // two in-flight batches fails, the second's OUT_OF_ORDER_SEQUENCE_NUMBER is retried
+    // without an epoch bump, and the retries go out one at a time in sequence order.
+    #[test]
+    fn an_out_of_order_batch_behind_a_failed_one_is_retried_in_order() {
+        let mut p = idempotent();
+        p.handle_timeout(Millis(0));
+        metadata(&mut p, Millis(0));
+        let init = drain_actions(&mut p);
+        grant_producer_id(&mut p, Millis(0), &init);
+        p.send(Millis(1), WriteId(1), TopicId(0), Some(21), 0);
+        p.send(Millis(1), WriteId(2), TopicId(0), Some(21), 0);
+        let sent = produces(&drain_actions(&mut p));
+        assert_eq!(sent.len(), 2, "two requests in flight: {sent:?}");
+        answer(&mut p, Millis(2), sent[0].0, ErrorCode::NotLeaderOrFollower, None);
+        answer(&mut p, Millis(2), sent[1].0, ErrorCode::OutOfOrderSequenceNumber, None);
+        let mut order = Vec::new();
+        let mut now = Millis(2);
+        for _ in 0..50 {
+            let Some(next) = p.poll_timeout() else { break };
+            now = next.max(now);
+            p.handle_timeout(now);
+            for (correlation, records) in produces(&drain_actions(&mut p)) {
+                order.push((records[0].write, sequence_of(&records[0])));
+                answer(&mut p, now, correlation, ErrorCode::None, Some(order.len() as u64 - 1));
+            }
+            if p.outstanding() == 0 {
+                break;
+            }
+        }
+        assert_eq!(order, vec![(WriteId(1), (0, 0)), (WriteId(2), (0, 1))]);
+        assert_eq!(p.producer_id_and_epoch().map(|(_, epoch)| epoch), Some(0), "no bump for an early batch");
+    }
+
+    // Shows KIP-360's recovery from a sequence gap: a sent batch given up after the
+    // delivery timeout may leave a gap, so the producer bumps its epoch itself
+    // (Sender.failBatch → bumpIdempotentProducerEpoch) and the partition's next batch
+    // starts again at sequence 0.
+    #[test]
+    fn an_expired_batch_bumps_the_epoch_and_restarts_the_sequence() {
+        let mut p = idempotent();
+        p.handle_timeout(Millis(0));
+        metadata(&mut p, Millis(0));
+        let init = drain_actions(&mut p);
+        grant_producer_id(&mut p, Millis(0), &init);
+        p.send(Millis(1), WriteId(1), TopicId(0), Some(21), 0);
+        let sent = produces(&drain_actions(&mut p));
+        // Unanswered until the delivery timeout has passed.
+        answer(&mut p, Millis(125_000), sent[0].0, ErrorCode::RequestTimedOut, None);
+        let failed = drain_actions(&mut p)
+            .into_iter()
+            .any(|a| matches!(a, Action::Ack { write: WriteId(1), outcome: WriteOutcome::Failed { .. }, .. }));
+        assert!(failed, "the batch fails with the delivery timeout");
+        p.send(Millis(125_001), WriteId(2), TopicId(0), Some(21), 0);
+        let next = produces(&drain_actions(&mut p));
+        assert_eq!(next.len(), 1);
+        assert_eq!(sequence_of(&next[0].1[0]), (1, 0), "epoch 1, sequence 0");
     }
 }
