@@ -53,13 +53,32 @@ pub struct PartitionLog {
     /// write id keep it here, and truncation and power loss drop it with the entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     payloads: Vec<(Offset, Arc<OffsetsRecord>)>,
-    /// Producer state (Kafka's `ProducerStateManager`), ascending by producer id: a
-    /// function of the log, kept up to date by every append and rebuilt by truncation,
-    /// so a new leader, a truncated follower and a restarted broker see what the log
-    /// holds. (Kafka snapshots it and rebuilds the rest from the log; same result.)
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    producers: Vec<ProducerEntry>,
+    /// Producer state (Kafka's `ProducerStateManager`): a function of the log, built
+    /// from it when a leader checks a batch, so a new leader, a truncated follower and a
+    /// restarted broker see what their log holds. (Kafka snapshots it and rebuilds the
+    /// rest from the log; the same result.) Not stored, not compared.
+    #[serde(skip)]
+    producers: ProducerCache,
 }
+
+/// The producer state of a log and how far into the log it is built (followers, which
+/// never check a batch, never pay for it).
+#[derive(Clone, Debug, Default)]
+struct ProducerCache {
+    /// Ascending by producer id.
+    entries: Vec<ProducerEntry>,
+    /// Records below this offset are folded in.
+    upto: usize,
+}
+
+impl PartialEq for ProducerCache {
+    /// Derived from the log, so two logs are equal whatever either has built so far.
+    fn eq(&self, _: &ProducerCache) -> bool {
+        true
+    }
+}
+
+impl Eq for ProducerCache {}
 
 /// One cached batch of a producer: the sequence and offset range it occupies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,9 +179,6 @@ impl PartitionLog {
         let base = self.log_end_offset();
         self.assign_epoch(epoch);
         self.entries.extend(records.iter().map(|record| LogEntry { leader_epoch: epoch, record: *record }));
-        if records.first().is_some_and(|r| r.stamp.is_some()) {
-            self.track_producers(base.0 as usize);
-        }
         base
     }
 
@@ -170,14 +186,9 @@ impl PartitionLog {
     /// of the internal records among them.
     pub fn append_as_follower(&mut self, entries: &[LogEntry], payloads: &[(Offset, Arc<OffsetsRecord>)]) {
         let base = self.log_end_offset();
-        let mut stamped = false;
         for entry in entries {
             self.assign_epoch(entry.leader_epoch);
             self.entries.push(*entry);
-            stamped |= entry.record.stamp.is_some();
-        }
-        if stamped {
-            self.track_producers(base.0 as usize);
         }
         let end = self.log_end_offset();
         self.payloads.extend(payloads.iter().filter(|(offset, _)| *offset >= base && *offset < end).cloned());
@@ -200,9 +211,10 @@ impl PartitionLog {
     }
 
     /// The producer state of `pid`, if this log holds any of its batches.
-    pub fn producer(&self, pid: NonZeroU32) -> Option<&ProducerEntry> {
-        let index = self.producers.binary_search_by_key(&pid, |p| p.pid).ok()?;
-        Some(&self.producers[index])
+    pub fn producer(&mut self, pid: NonZeroU32) -> Option<&ProducerEntry> {
+        self.track_producers();
+        let index = self.producers.entries.binary_search_by_key(&pid, |p| p.pid).ok()?;
+        Some(&self.producers.entries[index])
     }
 
     /// Kafka's leader-side checks of an idempotent batch (`UnifiedLog.analyzeAndValidate
@@ -212,7 +224,11 @@ impl PartitionLog {
     /// first sequence must follow the last (else OUT_OF_ORDER_SEQUENCE_NUMBER). A producer
     /// the log knows nothing of may start anywhere (KIP-360: its state may have been
     /// removed with its records).
-    pub fn check_sequence(&self, first: Stamp, last_sequence: u32) -> Result<SequenceCheck, crate::error::ErrorCode> {
+    pub fn check_sequence(
+        &mut self,
+        first: Stamp,
+        last_sequence: u32,
+    ) -> Result<SequenceCheck, crate::error::ErrorCode> {
         use crate::error::ErrorCode;
         let Some(entry) = self.producer(first.pid) else {
             return Ok(SequenceCheck::Append);
@@ -235,42 +251,63 @@ impl PartitionLog {
         Ok(SequenceCheck::Append)
     }
 
-    /// Folds the stamped records from `start` on into the producer state.
-    fn track_producers(&mut self, start: usize) {
-        for (offset, entry) in self.entries.iter().enumerate().skip(start) {
-            let Some(stamp) = entry.record.stamp else { continue };
-            let offset = Offset(offset as u64);
-            let index = match self.producers.binary_search_by_key(&stamp.pid, |p| p.pid) {
+    /// Folds the records not folded in yet into the producer state, one run of a batch's
+    /// consecutive records at a time.
+    fn track_producers(&mut self) {
+        let mut at = self.producers.upto;
+        self.producers.upto = self.entries.len();
+        while at < self.entries.len() {
+            let Some(first) = self.entries[at].record.stamp else {
+                at += 1;
+                continue;
+            };
+            // The run: the records of one batch that follow `first` in the log.
+            let mut end = at + 1;
+            while let Some(next) = self.entries.get(end).and_then(|e| e.record.stamp) {
+                let last = self.entries[end - 1].record.stamp;
+                let continues = next.index > 0
+                    && last.is_some_and(|l| l.pid == next.pid && l.epoch == next.epoch && l.index + 1 == next.index);
+                if !continues {
+                    break;
+                }
+                end += 1;
+            }
+            let last_sequence = self.entries[end - 1].record.stamp.map_or(first.sequence, |s| s.sequence);
+            let (first_offset, last_offset) = (Offset(at as u64), Offset(end as u64 - 1));
+            let producers = &mut self.producers.entries;
+            let index = match producers.binary_search_by_key(&first.pid, |p| p.pid) {
                 Ok(index) => index,
                 Err(index) => {
-                    let fresh = ProducerEntry { pid: stamp.pid, epoch: stamp.epoch, batches: VecDeque::new() };
-                    self.producers.insert(index, fresh);
+                    let fresh = ProducerEntry { pid: first.pid, epoch: first.epoch, batches: VecDeque::new() };
+                    producers.insert(index, fresh);
                     index
                 }
             };
-            let producer = &mut self.producers[index];
-            if stamp.epoch != producer.epoch {
+            let producer = &mut producers[index];
+            if first.epoch != producer.epoch {
                 // A new epoch forgets the old one's batches (`ProducerStateEntry.addBatch`).
-                producer.epoch = stamp.epoch;
+                producer.epoch = first.epoch;
                 producer.batches.clear();
             }
             match producer.batches.back_mut() {
-                Some(batch) if stamp.index > 0 && batch.last_offset.next() == offset => {
-                    batch.last_sequence = stamp.sequence;
-                    batch.last_offset = offset;
+                // The rest of a batch a fetch cut in two.
+                Some(batch) if first.index > 0 && batch.last_offset.next() == first_offset => {
+                    batch.last_sequence = last_sequence;
+                    batch.last_offset = last_offset;
                 }
                 _ => {
                     producer.batches.push_back(BatchMeta {
-                        first_sequence: stamp.sequence,
-                        last_sequence: stamp.sequence,
-                        first_offset: offset,
-                        last_offset: offset,
+                        first_sequence: first.sequence,
+                        last_sequence,
+                        first_offset,
+                        last_offset,
                     });
                     if producer.batches.len() > PRODUCER_BATCHES_RETAINED {
                         producer.batches.pop_front();
                     }
                 }
             }
+            at = end;
         }
     }
 
@@ -279,9 +316,9 @@ impl PartitionLog {
         let end = (offset.0 as usize).min(self.entries.len());
         let removed = end < self.entries.len();
         self.entries.truncate(end);
-        if removed && !self.producers.is_empty() {
-            self.producers.clear();
-            self.track_producers(0);
+        if removed && self.producers.upto > end {
+            // Rebuilt from what is left when next needed.
+            self.producers = ProducerCache::default();
         }
         let keep = self.payloads.partition_point(|(o, _)| o.0 < end as u64);
         self.payloads.truncate(keep);
@@ -412,7 +449,7 @@ mod tests {
             .collect()
     }
 
-    fn check(log: &PartitionLog, batch: &[Record]) -> Result<SequenceCheck, crate::error::ErrorCode> {
+    fn check(log: &mut PartitionLog, batch: &[Record]) -> Result<SequenceCheck, crate::error::ErrorCode> {
         let first = batch[0].stamp.expect("stamped");
         log.check_sequence(first, batch[batch.len() - 1].stamp.expect("stamped").sequence)
     }
@@ -425,17 +462,17 @@ mod tests {
     fn a_leader_checks_sequences_as_kafka_does() {
         use crate::error::ErrorCode;
         let mut log = PartitionLog::default();
-        assert_eq!(check(&log, &stamped(0, 4, 2)), Ok(SequenceCheck::Append), "unknown producer: any start");
+        assert_eq!(check(&mut log, &stamped(0, 4, 2)), Ok(SequenceCheck::Append), "unknown producer: any start");
         log.append_as_leader(LeaderEpoch(0), &stamped(0, 0, 3));
         let original =
             BatchMeta { first_sequence: 0, last_sequence: 2, first_offset: Offset(0), last_offset: Offset(2) };
-        assert_eq!(check(&log, &stamped(0, 0, 3)), Ok(SequenceCheck::Duplicate(original)));
-        assert_eq!(check(&log, &stamped(0, 3, 1)), Ok(SequenceCheck::Append));
-        assert_eq!(check(&log, &stamped(0, 4, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
-        assert_eq!(check(&log, &stamped(1, 5, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
-        assert_eq!(check(&log, &stamped(1, 0, 1)), Ok(SequenceCheck::Append));
+        assert_eq!(check(&mut log, &stamped(0, 0, 3)), Ok(SequenceCheck::Duplicate(original)));
+        assert_eq!(check(&mut log, &stamped(0, 3, 1)), Ok(SequenceCheck::Append));
+        assert_eq!(check(&mut log, &stamped(0, 4, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert_eq!(check(&mut log, &stamped(1, 5, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert_eq!(check(&mut log, &stamped(1, 0, 1)), Ok(SequenceCheck::Append));
         log.append_as_leader(LeaderEpoch(0), &stamped(1, 0, 1));
-        assert_eq!(check(&log, &stamped(0, 3, 1)), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(check(&mut log, &stamped(0, 3, 1)), Err(ErrorCode::InvalidProducerEpoch));
     }
 
     // Shows that only the last five batches are remembered (NUM_BATCHES_TO_RETAIN): a
@@ -447,8 +484,8 @@ mod tests {
         for sequence in 0..6 {
             log.append_as_leader(LeaderEpoch(0), &stamped(0, sequence, 1));
         }
-        assert!(matches!(check(&log, &stamped(0, 1, 1)), Ok(SequenceCheck::Duplicate(_))));
-        assert_eq!(check(&log, &stamped(0, 0, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert!(matches!(check(&mut log, &stamped(0, 1, 1)), Ok(SequenceCheck::Duplicate(_))));
+        assert_eq!(check(&mut log, &stamped(0, 0, 1)), Err(ErrorCode::OutOfOrderSequenceNumber));
     }
 
     // Shows the producer state follows the log (Kafka rebuilds it from the log on
@@ -461,9 +498,9 @@ mod tests {
             stamped(0, 0, 4).into_iter().map(|record| LogEntry { leader_epoch: LeaderEpoch(0), record }).collect();
         log.append_as_follower(&batch[..1], &[]);
         log.append_as_follower(&batch[1..], &[]);
-        assert!(matches!(check(&log, &stamped(0, 0, 4)), Ok(SequenceCheck::Duplicate(_))));
+        assert!(matches!(check(&mut log, &stamped(0, 0, 4)), Ok(SequenceCheck::Duplicate(_))));
         log.truncate_to(Offset(0));
-        assert_eq!(check(&log, &stamped(0, 0, 4)), Ok(SequenceCheck::Append));
+        assert_eq!(check(&mut log, &stamped(0, 0, 4)), Ok(SequenceCheck::Append));
         assert!(log.producer(NonZeroU32::new(7).expect("non-zero")).is_none());
     }
 }

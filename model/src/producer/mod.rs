@@ -154,9 +154,17 @@ impl Producer {
         self.idempotence.as_ref().and_then(|s| s.producer())
     }
 
-    /// Whether the head batch of `tp` must wait for the sequence bookkeeping.
-    fn held(&self, tp: TopicPartition, head: &Batch) -> bool {
-        self.idempotence.as_ref().is_some_and(|s| s.stop_drain(tp, head.stamp.as_ref()))
+    /// Whether only a retried batch can be held (no idempotence, or one epoch and nothing
+    /// unresolved): then a drain skips the bookkeeping for every fresh head batch.
+    fn nothing_held_fresh(&self) -> bool {
+        self.idempotence.as_ref().is_none_or(|s| s.simple())
+    }
+
+    /// Whether the head batch of `tp` must wait for the sequence bookkeeping;
+    /// `simple` is `nothing_held_fresh()`, taken once per scan.
+    fn held(&self, tp: TopicPartition, head: &Batch, simple: bool) -> bool {
+        (!simple || head.stamp.is_some())
+            && self.idempotence.as_ref().is_some_and(|s| s.stop_drain(tp, head.stamp.as_ref()))
     }
 
     /// Writes not yet answered (buffered, waiting for metadata, or in flight).
@@ -215,6 +223,7 @@ impl Producer {
         let mut ready_not_before = Millis::MAX;
         let linger = self.config.linger_ms;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
+        let simple = self.nothing_held_fresh();
         for (tp, queue) in &self.batches {
             let Some(head) = queue.front() else { continue };
             next = next.min(head.created.plus(self.config.delivery_timeout_ms));
@@ -228,7 +237,7 @@ impl Producer {
             ready_not_before = ready_not_before.min(ready_at);
             // A batch with no usable leader waits for metadata, and one the sequence
             // bookkeeping holds waits for an answer, not for a timer.
-            if self.can_send_to(*tp) && !self.held(*tp, head) {
+            if self.can_send_to(*tp) && !self.held(*tp, head, simple) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
             }
@@ -686,12 +695,13 @@ impl Producer {
         // Scratch buffers kept between drains: a drain runs after every input.
         let mut ready = std::mem::take(&mut self.drain_ready);
         ready.clear();
+        let simple = self.nothing_held_fresh();
         for (tp, queue) in &self.batches {
             let Some(leader) = self.leader_of(*tp) else {
                 continue;
             };
             let Some(head) = queue.front() else { continue };
-            if self.held(*tp, head) {
+            if self.held(*tp, head, simple) {
                 continue;
             }
             let is_ready = if head.attempts > 0 {
@@ -722,7 +732,7 @@ impl Producer {
                     continue;
                 }
                 if let (Some(sequences), Some(head)) = (self.idempotence.as_ref(), queue.front()) {
-                    if sequences.stop_drain(*tp, head.stamp.as_ref()) {
+                    if (!simple || head.stamp.is_some()) && sequences.stop_drain(*tp, head.stamp.as_ref()) {
                         continue;
                     }
                 }

@@ -56,6 +56,10 @@ pub struct Sequences {
     epoch_bump_required: bool,
     /// Partitions whose in-flight sequences the next bump rewrites from 0.
     rewrite: Vec<TopicPartition>,
+    /// Partitions with an unresolved sequence (`resolve_and_bump` has work only then).
+    unresolved: usize,
+    /// Whether the epoch was ever bumped (partitions may hold an older epoch since).
+    bumped: bool,
 }
 
 impl Sequences {
@@ -67,9 +71,19 @@ impl Sequences {
         self.producer = Some(producer);
     }
 
+    /// One epoch, a producer id, nothing unresolved: only a retried batch can be held.
+    pub fn simple(&self) -> bool {
+        self.producer.is_some() && self.unresolved == 0 && !self.bumped
+    }
+
     /// `shouldStopDrainBatchesForPartition`: whether the head batch of `tp` must wait.
     /// `head` is the head's stamp if it was sent before.
     pub fn stop_drain(&self, tp: TopicPartition, head: Option<&BatchStamp>) -> bool {
+        if head.is_none() && self.simple() {
+            // The common case, checked for every partition on every drain: a batch not
+            // sent before, one epoch, nothing unresolved.
+            return false;
+        }
         let Some(current) = self.producer else {
             return true;
         };
@@ -93,6 +107,9 @@ impl Sequences {
         let partition = self.partitions.get_or_default(tp);
         if partition.producer != Some(current) && partition.in_flight.is_empty() {
             // `maybeUpdateProducerIdAndEpoch`: a new epoch restarts the sequences.
+            if partition.unresolved.is_some() {
+                self.unresolved -= 1;
+            }
             *partition = PartitionSequences { producer: Some(current), ..PartitionSequences::default() };
         }
         let base_sequence = partition.next_sequence;
@@ -152,6 +169,9 @@ impl Sequences {
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         partition.in_flight.retain(|(_, batch)| *batch != id);
         let next = increment_sequence(stamp.base_sequence, count);
+        if partition.unresolved.is_none() {
+            self.unresolved += 1;
+        }
         partition.unresolved = Some(partition.unresolved.map_or(next, |u| u.max(next)));
     }
 
@@ -166,6 +186,10 @@ impl Sequences {
     /// every drain. Returns the partitions whose unfinished batches must be renumbered
     /// from 0 under the new epoch (the caller does it with `restart`).
     pub fn resolve_and_bump(&mut self) -> Vec<TopicPartition> {
+        if self.unresolved == 0 && !self.epoch_bump_required {
+            // The common case, on every drain: nothing to do.
+            return Vec::new();
+        }
         let mut gaps = Vec::new();
         for (tp, partition) in self.partitions.iter_mut() {
             let Some(_) = partition.unresolved else { continue };
@@ -175,6 +199,7 @@ impl Sequences {
             let next = partition.next_sequence;
             let resolved = next as i64 - partition.last_acked.map_or(-1, |l| l as i64) == 1;
             partition.unresolved = None;
+            self.unresolved -= 1;
             if !resolved {
                 gaps.push(*tp);
             }
@@ -187,12 +212,16 @@ impl Sequences {
         }
         self.epoch_bump_required = false;
         match self.producer {
-            Some((pid, epoch)) if epoch < EPOCH_MAX => self.producer = Some((pid, epoch + 1)),
+            Some((pid, epoch)) if epoch < EPOCH_MAX => {
+                self.producer = Some((pid, epoch + 1));
+                self.bumped = true;
+            }
             // Epoch exhausted: a new producer id (InitProducerId) and fresh sequences.
             _ => {
                 self.producer = None;
                 self.partitions.clear();
                 self.rewrite.clear();
+                self.unresolved = 0;
                 return Vec::new();
             }
         }
@@ -216,7 +245,9 @@ impl Sequences {
         partition.producer = Some(current);
         partition.next_sequence = sequence;
         partition.last_acked = None;
-        partition.unresolved = None;
+        if partition.unresolved.take().is_some() {
+            self.unresolved -= 1;
+        }
         stamps
     }
 
