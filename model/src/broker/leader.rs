@@ -1,7 +1,7 @@
 //! The leader side of a partition: produce with acks, parked requests, the high
 //! watermark, and serving followers' fetches (with divergence detection, KIP-320).
 
-use super::{Broker, ParkedFetch, ParkedProduce, Replica, Role, PARKED_REQUESTS_MAX};
+use super::{Broker, ParkedFetch, ParkedProduce, QueuedProduce, Replica, Role, PARKED_REQUESTS_MAX};
 use crate::action::ClusterEvent;
 use crate::config::{Acks, Truncation};
 use crate::error::ErrorCode;
@@ -13,6 +13,27 @@ impl Broker {
     // ---- produce ----
 
     pub(super) fn handle_produce(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation: u64,
+        acks: Acks,
+        timeout_ms: u64,
+        batches: Vec<ProduceBatch>,
+    ) {
+        let busy =
+            self.parked_produces.iter().any(|p| p.from == from) || self.queued_produces.iter().any(|p| p.from == from);
+        if busy {
+            // The connection is muted until the parked request is answered.
+            if self.queued_produces.len() < PARKED_REQUESTS_MAX {
+                self.queued_produces.push_back(QueuedProduce { from, correlation, acks, timeout_ms, batches });
+            }
+            return;
+        }
+        self.process_produce(now, from, correlation, acks, timeout_ms, batches);
+    }
+
+    fn process_produce(
         &mut self,
         now: Millis,
         from: NodeId,
@@ -48,6 +69,22 @@ impl Broker {
         } else {
             let partitions = parked.items.into_iter().map(|(_, _, result)| result).collect();
             self.send(from, Message::ProduceResponse { correlation, partitions });
+        }
+    }
+
+    /// Handles the queued requests whose connection is free again, oldest first (bounded:
+    /// each pass takes at most the queue's length).
+    pub(super) fn run_queued_produces(&mut self, now: Millis) {
+        for _ in 0..self.queued_produces.len() {
+            let parked = &self.parked_produces;
+            let Some(index) = self.queued_produces.iter().enumerate().position(|(i, q)| {
+                !parked.iter().any(|p| p.from == q.from)
+                    && !self.queued_produces.iter().take(i).any(|earlier| earlier.from == q.from)
+            }) else {
+                return;
+            };
+            let Some(q) = self.queued_produces.remove(index) else { return };
+            self.process_produce(now, q.from, q.correlation, q.acks, q.timeout_ms, q.batches);
         }
     }
 

@@ -95,6 +95,15 @@ struct ParkedProduce {
 }
 
 #[derive(Clone, Debug)]
+struct QueuedProduce {
+    from: NodeId,
+    correlation: u64,
+    acks: crate::config::Acks,
+    timeout_ms: u64,
+    batches: Vec<crate::messages::ProduceBatch>,
+}
+
+#[derive(Clone, Debug)]
 struct ParkedFetch {
     from: NodeId,
     correlation: u64,
@@ -126,6 +135,10 @@ pub struct Broker {
     leaders: TpMap<(Option<NodeId>, LeaderEpoch)>,
     fenced_brokers: Vec<NodeId>,
     parked_produces: Vec<ParkedProduce>,
+    /// Produce requests waiting behind a client's parked one: Kafka's network layer
+    /// mutes a connection while one of its requests is in process, so a connection's
+    /// requests are handled one at a time, in order.
+    queued_produces: VecDeque<QueuedProduce>,
     parked_fetches: Vec<ParkedFetch>,
     fetchers: BTreeMap<NodeId, Fetcher>,
     next_correlation: u64,
@@ -179,6 +192,7 @@ impl Broker {
             leaders: TpMap::new(),
             fenced_brokers: Vec::new(),
             parked_produces: Vec::new(),
+            queued_produces: VecDeque::new(),
             parked_fetches: Vec::new(),
             fetchers: BTreeMap::new(),
             next_correlation: 0,
@@ -299,6 +313,7 @@ impl Broker {
             }
         }
         self.expire_parked_produces(now);
+        self.run_queued_produces(now);
         self.expire_parked_fetches(now);
         self.group_timeouts(now);
         self.run_fetchers(now);
@@ -356,6 +371,7 @@ impl Broker {
             Message::InitProducerId { correlation } => self.handle_init_producer_id(from, correlation),
             _ => {}
         }
+        self.run_queued_produces(now);
         self.run_fetchers(now);
     }
 
@@ -384,6 +400,8 @@ impl Broker {
     }
 
     fn handle_connection_closed(&mut self, now: Millis, peer: NodeId) {
+        // The client's unread requests go with its connection.
+        self.queued_produces.retain(|q| q.from != peer);
         if peer == self.controller {
             self.registration_in_flight = false;
         }

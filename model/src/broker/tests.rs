@@ -446,3 +446,26 @@ fn a_resent_idempotent_batch_is_answered_from_the_cache() {
     let gap = send(&mut leader, 6, stamped(&[5], 9));
     assert_eq!(gap.error, ErrorCode::OutOfOrderSequenceNumber);
 }
+
+// Shows a client's requests are handled one at a time, in order, as Kafka's SocketServer
+// does (it mutes a connection until the response to its request in process is sent): a
+// second acks=all produce waits unread behind the first, parked one, and is appended
+// only once the first is answered. This is what bounds an idempotent producer's
+// unanswered batches per partition to its in-flight limit, and so to the leader's
+// five-batch cache.
+#[test]
+fn a_connection_is_served_one_request_at_a_time() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1], &[0, 1]));
+    produce(&mut leader, 10, 1, Acks::All, 30_000, &[1]);
+    produce(&mut leader, 11, 2, Acks::All, 30_000, &[2]);
+    drain(&mut leader);
+    assert_eq!(leader.log(tp()).map(|log| log.log_end_offset()), Some(Offset(1)), "the second waits unread");
+    follower_fetch(&mut leader, 20, 1, 1, 1, 0);
+    let actions = drain(&mut leader);
+    let answered: Vec<u64> = produce_responses(&actions).iter().map(|(_, c, _)| *c).collect();
+    assert_eq!(answered, vec![1], "the first is answered");
+    assert_eq!(leader.log(tp()).map(|log| log.log_end_offset()), Some(Offset(2)), "then the second is read");
+    follower_fetch(&mut leader, 30, 1, 2, 2, 0);
+    let answered: Vec<u64> = produce_responses(&drain(&mut leader)).iter().map(|(_, c, _)| *c).collect();
+    assert_eq!(answered, vec![2]);
+}

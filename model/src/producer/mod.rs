@@ -245,6 +245,9 @@ impl Producer {
         self.ready_not_before = ready_not_before;
         for (_, request) in &self.in_flight {
             next = next.min(request.sent_at.plus(self.config.request_timeout_ms));
+            for batch in &request.batches {
+                next = next.min(batch.created.plus(self.config.delivery_timeout_ms));
+            }
         }
         if let Some((_, _, sent)) = self.metadata_in_flight {
             next = next.min(sent.plus(self.config.request_timeout_ms));
@@ -622,12 +625,24 @@ impl Producer {
         }
     }
 
+    /// `delivery.timeout.ms` (KIP-91) for batches in the accumulator and in flight alike
+    /// (`getExpiredInflightBatches`): an expired batch in a request is done, and the
+    /// request's answer, if it comes, no longer concerns it.
     fn expire_batches(&mut self, now: Millis) {
         let timeout = self.config.delivery_timeout_ms;
         let mut expired = Vec::new();
         for queue in self.batches.values_mut() {
             while queue.front().is_some_and(|b| now.since(b.created) >= timeout) {
                 expired.extend(queue.pop_front());
+            }
+        }
+        for (_, request) in &mut self.in_flight {
+            if request.batches.iter().any(|b| now.since(b.created) >= timeout) {
+                let (gone, kept) = std::mem::take(&mut request.batches)
+                    .into_iter()
+                    .partition::<Vec<Batch>, _>(|b| now.since(b.created) >= timeout);
+                request.batches = kept;
+                expired.extend(gone);
             }
         }
         for batch in expired {

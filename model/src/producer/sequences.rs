@@ -164,7 +164,11 @@ impl Sequences {
         self.request_epoch_bump(tp);
     }
 
-    /// A batch that had been sent expired in the accumulator (`markSequenceUnresolved`).
+    /// A batch that had been sent expired, in the accumulator or in flight
+    /// (`markSequenceUnresolved`; Kafka marks only a batch in retry, here every sent
+    /// one, since a first attempt may be lost as well as appended). Nothing new goes to
+    /// the partition until every batch in flight there is answered; then a gap left
+    /// behind bumps the epoch, with nothing in flight to renumber.
     pub fn expired_after_send(&mut self, tp: TopicPartition, id: u64, stamp: &BatchStamp, count: u32) {
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         partition.in_flight.retain(|(_, batch)| *batch != id);
