@@ -114,11 +114,13 @@ fn idempotent_sink_is_effectively_once() {
 
 // Shows the same crash without the idempotent sink duplicates records: the restarted
 // instance processes again what was written after the last commit (the contrast to the
-// test above).
+// test above). Whether the kill lands between a write and its commit depends on the
+// seed's timing, so the claim is "some seed of a few": a possibility, as in Kafka's docs.
 #[test]
 fn plain_sink_duplicates_after_a_crash() {
-    let outcome = crashing(Style::CommitAfter).run(1);
-    assert!(!held(&outcome, GroupProperty::AtMostOnce), "no duplicate: {}", outcome.groups[0].text());
+    let outcomes: Vec<_> = (0..6).map(|seed| crashing(Style::CommitAfter).run(seed)).collect();
+    let duplicated = outcomes.iter().filter(|o| !held(o, GroupProperty::AtMostOnce)).count();
+    assert!(duplicated > 0, "no duplicate in seeds 0..6: {}", outcomes[0].groups[0].text());
 }
 
 /// Commits only every 20 batches, and, with `flush`, in `onPartitionsRevoked` too.
