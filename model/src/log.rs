@@ -56,7 +56,8 @@ pub struct PartitionLog {
     /// Producer state (Kafka's `ProducerStateManager`): a function of the log, built
     /// from it when a leader checks a batch, so a new leader, a truncated follower and a
     /// restarted broker see what their log holds. (Kafka snapshots it and rebuilds the
-    /// rest from the log; the same result.) Not stored, not compared.
+    /// rest from the log; logs hold whole batches here as there, so the result is the
+    /// same.) Not stored, not compared.
     #[serde(skip)]
     producers: ProducerCache,
 }
@@ -150,9 +151,14 @@ impl PartitionLog {
         self.entries.get(offset.0 as usize)
     }
 
+    /// Up to `max_records` from `from`, ending on a batch boundary (a fetch returns
+    /// whole batches, so a replica never holds part of an idempotent producer's batch).
     pub fn read(&self, from: Offset, max_records: usize) -> &[LogEntry] {
         let start = (from.0 as usize).min(self.entries.len());
-        let end = start.saturating_add(max_records).min(self.entries.len());
+        let mut end = start.saturating_add(max_records).min(self.entries.len());
+        while end < self.entries.len() && self.entries[end].record.stamp.is_some_and(|s| s.index > 0) {
+            end += 1;
+        }
         &self.entries[start..end]
     }
 
@@ -266,7 +272,9 @@ impl PartitionLog {
             while let Some(next) = self.entries.get(end).and_then(|e| e.record.stamp) {
                 let last = self.entries[end - 1].record.stamp;
                 let continues = next.index > 0
-                    && last.is_some_and(|l| l.pid == next.pid && l.epoch == next.epoch && l.index + 1 == next.index);
+                    && last.is_some_and(|l| {
+                        l.pid == next.pid && l.epoch == next.epoch && l.index.checked_add(1) == Some(next.index)
+                    });
                 if !continues {
                     break;
                 }
@@ -290,7 +298,7 @@ impl PartitionLog {
                 producer.batches.clear();
             }
             match producer.batches.back_mut() {
-                // The rest of a batch a fetch cut in two.
+                // The rest of a batch of more than u16::MAX records (the index saturates).
                 Some(batch) if first.index > 0 && batch.last_offset.next() == first_offset => {
                     batch.last_sequence = last_sequence;
                     batch.last_offset = last_offset;
@@ -313,7 +321,12 @@ impl PartitionLog {
 
     /// Removes every record at or above `offset` (and the epochs that start there).
     pub fn truncate_to(&mut self, offset: Offset) {
-        let end = (offset.0 as usize).min(self.entries.len());
+        let mut end = (offset.0 as usize).min(self.entries.len());
+        // Never inside a batch: Kafka truncates and recovers whole batches (a torn one
+        // fails its CRC and goes).
+        while end > 0 && end < self.entries.len() && self.entries[end].record.stamp.is_some_and(|s| s.index > 0) {
+            end -= 1;
+        }
         let removed = end < self.entries.len();
         self.entries.truncate(end);
         if removed && self.producers.upto > end {
@@ -502,5 +515,20 @@ mod tests {
         log.truncate_to(Offset(0));
         assert_eq!(check(&mut log, &stamped(0, 0, 4)), Ok(SequenceCheck::Append));
         assert!(log.producer(NonZeroU32::new(7).expect("non-zero")).is_none());
+    }
+
+    // Shows a log is read and cut in whole batches (Kafka's fetch returns whole batches;
+    // recovery drops a torn one): a fetch of one record returns the rest of its batch, and
+    // a truncation point inside a batch moves to the batch's start.
+    #[test]
+    fn reads_and_truncations_keep_batches_whole() {
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &stamped(0, 0, 3));
+        log.append_as_leader(LeaderEpoch(0), &stamped(0, 3, 2));
+        assert_eq!(log.read(Offset(0), 1).len(), 3);
+        assert_eq!(log.read(Offset(3), 1).len(), 2);
+        log.truncate_to(Offset(4));
+        assert_eq!(log.log_end_offset(), Offset(3));
+        assert!(matches!(check(&mut log, &stamped(0, 3, 2)), Ok(SequenceCheck::Append)));
     }
 }

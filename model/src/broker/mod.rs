@@ -400,8 +400,10 @@ impl Broker {
     }
 
     fn handle_connection_closed(&mut self, now: Millis, peer: NodeId) {
-        // The client's unread requests go with its connection.
+        // The client's unread requests go with its connection, and the one in process
+        // (parked) finishes unanswered: what it appended stays, nobody hears.
         self.queued_produces.retain(|q| q.from != peer);
+        self.parked_produces.retain(|p| p.from != peer);
         if peer == self.controller {
             self.registration_in_flight = false;
         }

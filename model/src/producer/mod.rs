@@ -474,11 +474,15 @@ impl Producer {
             self.metadata_needed = true;
         }
         let expired = now.since(batch.created) >= self.config.delivery_timeout_ms;
-        let retriable = match (self.idempotence.as_mut(), batch.stamp.as_ref()) {
-            (Some(sequences), Some(stamp)) => sequences.can_retry(batch.tp, stamp, error),
-            _ => error.retriable(),
-        };
-        if retriable && batch.attempts <= self.config.retries && !expired {
+        // Sender.canRetry: the delivery timeout and the attempts first, and only then the
+        // idempotent rules, which may ask for an epoch bump.
+        let retriable = !expired
+            && batch.attempts <= self.config.retries
+            && match (self.idempotence.as_mut(), batch.stamp.as_ref()) {
+                (Some(sequences), Some(stamp)) => sequences.can_retry(batch.tp, stamp, error),
+                _ => error.retriable(),
+            };
+        if retriable {
             batch.retry_at = now.plus(self.config.retry_backoff_ms);
             let tp = batch.tp;
             self.rescan = true;
@@ -499,10 +503,11 @@ impl Producer {
             }
         } else {
             let error = if expired { ErrorCode::DeliveryTimeout } else { error };
-            if let (Some(sequences), Some(_)) = (self.idempotence.as_mut(), batch.stamp.as_ref()) {
-                // Sender.failBatch after an answer (or a request timeout): the sequence
-                // range may be a gap now, so the epoch is bumped.
-                sequences.failed(batch.tp, batch.id);
+            if let (Some(sequences), Some(stamp)) = (self.idempotence.as_mut(), batch.stamp.as_ref()) {
+                // The batch's range may be a gap now. It is settled, as for a batch
+                // expired in flight, once nothing of the partition is on the wire: a bump
+                // now would renumber batches whose first attempt may be in the log.
+                sequences.expired_after_send(batch.tp, batch.id, stamp, batch.records.len() as u32);
             }
             self.complete(batch, Err(error));
         }
@@ -622,6 +627,9 @@ impl Producer {
             }
             self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
             self.rescan = true;
+            // The close reaches the broker after the requests sent before it: it drops the
+            // ones it has not read (they are being resent) and answers none of them.
+            self.outbox.push_back(Action::Send { to: broker, msg: Message::ConnectionClosed });
         }
     }
 

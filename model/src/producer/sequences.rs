@@ -5,7 +5,8 @@
 //! retry, so a broker that already has the batch answers with its offsets instead of
 //! appending it again. A retried batch goes out only when it is the partition's first
 //! unfinished sequence, so batches reach the broker in order even with five requests in
-//! flight. A batch given up after it was sent leaves its sequence "unresolved": nothing
+//! flight. A batch given up after it was sent (expired, out of retries, or refused)
+//! leaves its sequence "unresolved": nothing
 //! new is drained to that partition until the batches in flight are answered, and if a
 //! gap remains the producer bumps its epoch locally and restarts that partition's
 //! sequences at 0 (`bumpIdempotentProducerEpoch`). An OUT_OF_ORDER_SEQUENCE_NUMBER is
@@ -153,15 +154,6 @@ impl Sequences {
             self.request_epoch_bump(tp);
         }
         true
-    }
-
-    /// `handleFailedBatch` after an answer or a request timeout: the batch's sequence
-    /// range may now be a gap, so the idempotent producer asks for an epoch bump.
-    pub fn failed(&mut self, tp: TopicPartition, id: u64) {
-        if let Some(partition) = self.partitions.get_mut(&tp) {
-            partition.in_flight.retain(|(_, batch)| *batch != id);
-        }
-        self.request_epoch_bump(tp);
     }
 
     /// A batch that had been sent expired, in the accumulator or in flight
