@@ -876,6 +876,16 @@ mod tests {
         Producer::new(NodeId(10), config, vec![NodeId(0)])
     }
 
+    /// An idempotent producer with metadata and producer id 7, nothing sent yet.
+    fn ready_idempotent() -> Producer {
+        let mut p = idempotent();
+        p.handle_timeout(Millis(0));
+        metadata(&mut p, Millis(0));
+        let init = drain_actions(&mut p);
+        grant_producer_id(&mut p, Millis(0), &init);
+        p
+    }
+
     /// Answers the InitProducerId in `actions` with producer id 7, epoch 0.
     fn grant_producer_id(p: &mut Producer, now: Millis, actions: &[Action]) {
         let correlation = actions
@@ -1047,11 +1057,7 @@ mod tests {
     // without an epoch bump, and the retries go out one at a time in sequence order.
     #[test]
     fn an_out_of_order_batch_behind_a_failed_one_is_retried_in_order() {
-        let mut p = idempotent();
-        p.handle_timeout(Millis(0));
-        metadata(&mut p, Millis(0));
-        let init = drain_actions(&mut p);
-        grant_producer_id(&mut p, Millis(0), &init);
+        let mut p = ready_idempotent();
         p.send(Millis(1), WriteId(1), TopicId(0), Some(21), 0);
         p.send(Millis(1), WriteId(2), TopicId(0), Some(21), 0);
         let sent = produces(&drain_actions(&mut p));
@@ -1077,16 +1083,13 @@ mod tests {
     }
 
     // Shows KIP-360's recovery from a sequence gap: a sent batch given up after the
-    // delivery timeout may leave a gap, so the producer bumps its epoch itself
-    // (Sender.failBatch → bumpIdempotentProducerEpoch) and the partition's next batch
-    // starts again at sequence 0.
+    // delivery timeout leaves its sequence unresolved (markSequenceUnresolved); with
+    // nothing else of the partition in flight the gap is settled at once: the producer
+    // bumps its epoch itself (bumpIdempotentProducerEpoch) and the next batch starts
+    // again at sequence 0.
     #[test]
     fn an_expired_batch_bumps_the_epoch_and_restarts_the_sequence() {
-        let mut p = idempotent();
-        p.handle_timeout(Millis(0));
-        metadata(&mut p, Millis(0));
-        let init = drain_actions(&mut p);
-        grant_producer_id(&mut p, Millis(0), &init);
+        let mut p = ready_idempotent();
         p.send(Millis(1), WriteId(1), TopicId(0), Some(21), 0);
         let sent = produces(&drain_actions(&mut p));
         // Unanswered until the delivery timeout has passed.
