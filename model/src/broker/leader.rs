@@ -1,7 +1,7 @@
 //! The leader side of a partition: produce with acks, parked requests, the high
 //! watermark, and serving followers' fetches (with divergence detection, KIP-320).
 
-use super::{Broker, ParkedFetch, ParkedProduce, QueuedProduce, Replica, Role, PARKED_REQUESTS_MAX};
+use super::{Broker, ParkedFetch, ParkedProduce, ProduceRequest, Replica, Role, PARKED_REQUESTS_MAX};
 use crate::action::ClusterEvent;
 use crate::config::{Acks, Truncation};
 use crate::error::ErrorCode;
@@ -12,36 +12,22 @@ use crate::types::{LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
 impl Broker {
     // ---- produce ----
 
-    pub(super) fn handle_produce(
-        &mut self,
-        now: Millis,
-        from: NodeId,
-        correlation: u64,
-        acks: Acks,
-        timeout_ms: u64,
-        batches: Vec<ProduceBatch>,
-    ) {
+    pub(super) fn handle_produce(&mut self, now: Millis, request: ProduceRequest) {
+        let from = request.from;
         let busy =
             self.parked_produces.iter().any(|p| p.from == from) || self.queued_produces.iter().any(|p| p.from == from);
         if busy {
-            // The connection is muted until the parked request is answered.
+            // The client's requests wait unread until its parked one is answered.
             if self.queued_produces.len() < PARKED_REQUESTS_MAX {
-                self.queued_produces.push_back(QueuedProduce { from, correlation, acks, timeout_ms, batches });
+                self.queued_produces.push_back(request);
             }
             return;
         }
-        self.process_produce(now, from, correlation, acks, timeout_ms, batches);
+        self.process_produce(now, request);
     }
 
-    fn process_produce(
-        &mut self,
-        now: Millis,
-        from: NodeId,
-        correlation: u64,
-        acks: Acks,
-        timeout_ms: u64,
-        batches: Vec<ProduceBatch>,
-    ) {
+    fn process_produce(&mut self, now: Millis, request: ProduceRequest) {
+        let ProduceRequest { from, correlation, acks, timeout_ms, batches } = request;
         let mut items = Vec::with_capacity(batches.len());
         let mut waiting = false;
         for batch in batches {
@@ -75,6 +61,10 @@ impl Broker {
     /// Handles the queued requests whose connection is free again, oldest first (bounded:
     /// each pass takes at most the queue's length).
     pub(super) fn run_queued_produces(&mut self, now: Millis) {
+        // Only an answered (or dropped) parked request frees a client.
+        if !std::mem::take(&mut self.produce_answered) {
+            return;
+        }
         for _ in 0..self.queued_produces.len() {
             let parked = &self.parked_produces;
             let Some(index) = self.queued_produces.iter().enumerate().position(|(i, q)| {
@@ -83,8 +73,8 @@ impl Broker {
             }) else {
                 return;
             };
-            let Some(q) = self.queued_produces.remove(index) else { return };
-            self.process_produce(now, q.from, q.correlation, q.acks, q.timeout_ms, q.batches);
+            let Some(request) = self.queued_produces.remove(index) else { return };
+            self.process_produce(now, request);
         }
     }
 
@@ -178,6 +168,7 @@ impl Broker {
             *required = Offset(0);
         }
         if done {
+            self.produce_answered = true;
             let parked = self.parked_produces.swap_remove(index);
             let partitions = parked.items.into_iter().map(|(_, _, result)| result).collect();
             self.send(parked.from, Message::ProduceResponse { correlation: parked.correlation, partitions });
@@ -231,6 +222,7 @@ impl Broker {
                 continue;
             }
             let parked = self.parked_produces.swap_remove(index);
+            self.produce_answered = true;
             let partitions = parked
                 .items
                 .into_iter()

@@ -95,7 +95,7 @@ struct ParkedProduce {
 }
 
 #[derive(Clone, Debug)]
-struct QueuedProduce {
+struct ProduceRequest {
     from: NodeId,
     correlation: u64,
     acks: crate::config::Acks,
@@ -138,7 +138,9 @@ pub struct Broker {
     /// Produce requests waiting behind a client's parked one: Kafka's network layer
     /// mutes a connection while one of its requests is in process, so a connection's
     /// requests are handled one at a time, in order.
-    queued_produces: VecDeque<QueuedProduce>,
+    queued_produces: VecDeque<ProduceRequest>,
+    /// A parked produce was answered or dropped since the queue was last looked at.
+    produce_answered: bool,
     parked_fetches: Vec<ParkedFetch>,
     fetchers: BTreeMap<NodeId, Fetcher>,
     next_correlation: u64,
@@ -193,6 +195,7 @@ impl Broker {
             fenced_brokers: Vec::new(),
             parked_produces: Vec::new(),
             queued_produces: VecDeque::new(),
+            produce_answered: false,
             parked_fetches: Vec::new(),
             fetchers: BTreeMap::new(),
             next_correlation: 0,
@@ -358,7 +361,7 @@ impl Broker {
                 self.handle_fetch_response(now, from, correlation, partitions)
             }
             Message::Produce { correlation, acks, timeout_ms, batches } => {
-                self.handle_produce(now, from, correlation, acks, timeout_ms, batches)
+                self.handle_produce(now, ProduceRequest { from, correlation, acks, timeout_ms, batches })
             }
             Message::Metadata { correlation } => self.handle_client_metadata(from, correlation),
             Message::FindCoordinator { correlation, group } => self.handle_find_coordinator(from, correlation, &group),
@@ -403,7 +406,9 @@ impl Broker {
         // The client's unread requests go with its connection, and the one in process
         // (parked) finishes unanswered: what it appended stays, nobody hears.
         self.queued_produces.retain(|q| q.from != peer);
+        let parked = self.parked_produces.len();
         self.parked_produces.retain(|p| p.from != peer);
+        self.produce_answered |= self.parked_produces.len() < parked;
         if peer == self.controller {
             self.registration_in_flight = false;
         }

@@ -160,11 +160,11 @@ impl Producer {
         self.idempotence.as_ref().is_none_or(|s| s.simple())
     }
 
-    /// Whether the head batch of `tp` must wait for the sequence bookkeeping;
-    /// `simple` is `nothing_held_fresh()`, taken once per scan.
-    fn held(&self, tp: TopicPartition, head: &Batch, simple: bool) -> bool {
-        (!simple || head.stamp.is_some())
-            && self.idempotence.as_ref().is_some_and(|s| s.stop_drain(tp, head.stamp.as_ref()))
+    /// Whether the head batch of `tp` must wait for the sequence bookkeeping; `simple` is
+    /// `nothing_held_fresh()`, taken once per scan. (Takes the field, not `self`, so the
+    /// drain can call it while it holds the queues.)
+    fn held(sequences: Option<&Sequences>, tp: TopicPartition, head: &Batch, simple: bool) -> bool {
+        (!simple || head.stamp.is_some()) && sequences.is_some_and(|s| s.stop_drain(tp, head.stamp.as_ref()))
     }
 
     /// Writes not yet answered (buffered, waiting for metadata, or in flight).
@@ -237,7 +237,7 @@ impl Producer {
             ready_not_before = ready_not_before.min(ready_at);
             // A batch with no usable leader waits for metadata, and one the sequence
             // bookkeeping holds waits for an answer, not for a timer.
-            if self.can_send_to(*tp) && !self.held(*tp, head, simple) {
+            if self.can_send_to(*tp) && !Self::held(self.idempotence.as_ref(), *tp, head, simple) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
             }
@@ -391,18 +391,24 @@ impl Producer {
         }
     }
 
+    /// The next bootstrap broker not in reconnect backoff, round robin (for Metadata and
+    /// InitProducerId, which any broker answers).
+    fn next_bootstrap_broker(&mut self) -> Option<NodeId> {
+        let count = self.bootstrap.len();
+        let step = (0..count).find(|step| {
+            let candidate = self.bootstrap[(self.next_bootstrap + step) % count];
+            !self.broker_backoff.contains_key(&candidate)
+        })?;
+        let broker = self.bootstrap[(self.next_bootstrap + step) % count];
+        self.next_bootstrap = (self.next_bootstrap + step + 1) % count;
+        Some(broker)
+    }
+
     fn request_producer_id(&mut self, now: Millis) {
         if !self.needs_producer_id() || self.init_in_flight.is_some() || now < self.init_not_before {
             return;
         }
-        let count = self.bootstrap.len();
-        let Some(broker) = (0..count)
-            .map(|step| self.bootstrap[(self.next_bootstrap + step) % count])
-            .find(|b| !self.broker_backoff.contains_key(b))
-        else {
-            return;
-        };
-        self.next_bootstrap = (self.next_bootstrap + 1) % count.max(1);
+        let Some(broker) = self.next_bootstrap_broker() else { return };
         let correlation = self.next_correlation;
         self.next_correlation += 1;
         self.init_in_flight = Some((correlation, broker, now));
@@ -676,17 +682,7 @@ impl Producer {
         {
             return;
         }
-        let count = self.bootstrap.len();
-        let mut target = None;
-        for step in 0..count {
-            let candidate = self.bootstrap[(self.next_bootstrap + step) % count];
-            if !self.broker_backoff.contains_key(&candidate) {
-                target = Some(candidate);
-                self.next_bootstrap = (self.next_bootstrap + step + 1) % count;
-                break;
-            }
-        }
-        let Some(broker) = target else { return };
+        let Some(broker) = self.next_bootstrap_broker() else { return };
         let correlation = self.next_correlation;
         self.next_correlation += 1;
         self.metadata_in_flight = Some((correlation, broker, now));
@@ -724,7 +720,7 @@ impl Producer {
                 continue;
             };
             let Some(head) = queue.front() else { continue };
-            if self.held(*tp, head, simple) {
+            if Self::held(self.idempotence.as_ref(), *tp, head, simple) {
                 continue;
             }
             let is_ready = if head.attempts > 0 {
@@ -754,10 +750,8 @@ impl Producer {
                 if queue.front().is_some_and(|head| head.attempts > 0 && now < head.retry_at) {
                     continue;
                 }
-                if let (Some(sequences), Some(head)) = (self.idempotence.as_ref(), queue.front()) {
-                    if (!simple || head.stamp.is_some()) && sequences.stop_drain(*tp, head.stamp.as_ref()) {
-                        continue;
-                    }
+                if queue.front().is_some_and(|head| Self::held(self.idempotence.as_ref(), *tp, head, simple)) {
+                    continue;
                 }
                 let Some(mut batch) = queue.pop_front() else {
                     continue;

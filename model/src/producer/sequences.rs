@@ -50,6 +50,13 @@ struct PartitionSequences {
     unresolved: Option<u32>,
 }
 
+impl PartitionSequences {
+    /// `isNextSequence`: `sequence` follows the last acknowledged one.
+    fn is_next(&self, sequence: u32) -> bool {
+        sequence as i64 - self.last_acked.map_or(-1, |l| l as i64) == 1
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Sequences {
     producer: Option<ProducerIdAndEpoch>,
@@ -80,11 +87,6 @@ impl Sequences {
     /// `shouldStopDrainBatchesForPartition`: whether the head batch of `tp` must wait.
     /// `head` is the head's stamp if it was sent before.
     pub fn stop_drain(&self, tp: TopicPartition, head: Option<&BatchStamp>) -> bool {
-        if head.is_none() && self.simple() {
-            // The common case, checked for every partition on every drain: a batch not
-            // sent before, one epoch, nothing unresolved.
-            return false;
-        }
         let Some(current) = self.producer else {
             return true;
         };
@@ -134,8 +136,7 @@ impl Sequences {
     }
 
     fn is_next_sequence(&self, tp: TopicPartition, sequence: u32) -> bool {
-        let last = self.partitions.get(&tp).and_then(|p| p.last_acked);
-        sequence as i64 - last.map_or(-1, |l| l as i64) == 1
+        self.partitions.get(&tp).map_or(sequence == 0, |p| p.is_next(sequence))
     }
 
     /// The idempotent half of `TransactionManager.canRetry`: whether a batch that got
@@ -192,8 +193,7 @@ impl Sequences {
             if !partition.in_flight.is_empty() {
                 continue;
             }
-            let next = partition.next_sequence;
-            let resolved = next as i64 - partition.last_acked.map_or(-1, |l| l as i64) == 1;
+            let resolved = partition.is_next(partition.next_sequence);
             partition.unresolved = None;
             self.unresolved -= 1;
             if !resolved {
