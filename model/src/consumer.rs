@@ -190,7 +190,12 @@ pub struct Consumer {
     /// `reconnect.backoff.ms`: a broker whose connection was refused is left alone until then.
     backoff: BTreeMap<NodeId, Millis>,
     next_own: u64,
-    partition_counts: BTreeMap<TopicId, u32>,
+    /// Partitions per topic name, from the last Metadata answers.
+    partition_counts: BTreeMap<String, u32>,
+    /// Every topic name this consumer has met (subscribed to now or before, or seen in
+    /// metadata): an assignment or revocation names topics, and the partitions of a topic
+    /// no longer subscribed to must still be found to be revoked.
+    topic_ids: BTreeMap<String, TopicId>,
     leaders: BTreeMap<TopicPartition, NodeId>,
     metadata_fetched_at: Option<Millis>,
     /// Earliest next metadata request, FindCoordinator, and position lookup: each backs
@@ -239,6 +244,7 @@ impl Consumer {
             backoff: BTreeMap::new(),
             next_own: 0,
             partition_counts: BTreeMap::new(),
+            topic_ids: config.topics.iter().cloned().collect(),
             leaders: BTreeMap::new(),
             metadata_fetched_at: None,
             metadata_retry_at: now,
@@ -544,6 +550,7 @@ impl Consumer {
     /// `subscribe(topics)`: the member joins at the next poll.
     pub fn app_subscribe(&mut self, now: Millis, topics: Vec<(String, TopicId)>) {
         self.member.subscribe(topics.iter().map(|(name, _)| name.clone()).collect());
+        self.topic_ids.extend(topics.iter().cloned());
         self.config.topics = topics;
         // The leader needs the new topics' partition counts.
         self.metadata_fetched_at = None;
@@ -592,6 +599,13 @@ impl Consumer {
         let correlation = self.commit(now, offsets);
         self.run(now);
         correlation
+    }
+
+    /// The rebalance callbacks the last poll handed over have returned: the partitions
+    /// they revoked are gone, and a `commitSync()` from now on no longer commits them
+    /// (the Java client drops them from its subscription state when the callback returns).
+    pub fn app_listener_done(&mut self) {
+        self.revoked_in_listener.clear();
     }
 
     /// `seek(tp, offset)`: the next poll returns records of `tp` from `offset` on. False
@@ -979,7 +993,8 @@ impl Consumer {
         }
         self.metadata_fetched_at = Some(now);
         for topic in topics {
-            self.partition_counts.insert(topic.id, topic.partitions);
+            self.topic_ids.insert(topic.name.clone(), topic.id);
+            self.partition_counts.insert(topic.name, topic.partitions);
         }
         self.leaders.clear();
         for partition in partitions {
@@ -987,12 +1002,10 @@ impl Consumer {
                 self.leaders.insert(partition.tp, leader);
             }
         }
-        let counts: PartitionsPerTopic = self
-            .config
-            .topics
-            .iter()
-            .filter_map(|(name, id)| self.partition_counts.get(id).map(|n| (name.clone(), *n)))
-            .collect();
+        // Every topic's count, not only this member's topics': as the group's leader it
+        // assigns the topics other members subscribe to as well (the assignor keeps to
+        // the subscriptions).
+        let counts: PartitionsPerTopic = self.partition_counts.clone();
         self.member.update_metadata(counts);
     }
 
@@ -1041,7 +1054,7 @@ impl Consumer {
         let mut tps: Vec<TopicPartition> = partitions
             .iter()
             .filter_map(|p| {
-                let id = self.config.topics.iter().find(|(name, _)| *name == p.topic)?.1;
+                let id = *self.topic_ids.get(&p.topic)?;
                 Some(TopicPartition { topic: id, partition: p.partition })
             })
             .collect();

@@ -62,7 +62,12 @@ impl ControllerDisk {
                 };
                 disk.partitions.insert(tp, state);
             }
-            let meta = TopicMeta { id, partitions: topic.partitions, min_insync_replicas: topic.min_insync_replicas };
+            let meta = TopicMeta {
+                id,
+                name: topic.name.clone(),
+                partitions: topic.partitions,
+                min_insync_replicas: topic.min_insync_replicas,
+            };
             disk.topics.push(TopicRecord { meta, unclean_leader_election: topic.unclean_leader_election });
         }
         for broker in brokers {

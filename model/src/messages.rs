@@ -25,6 +25,9 @@ pub struct PartitionState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub id: TopicId,
+    /// As Metadata responses carry it: a group leader assigns topics that only other
+    /// members subscribe to by name.
+    pub name: String,
     pub partitions: u32,
     pub min_insync_replicas: u32,
 }

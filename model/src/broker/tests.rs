@@ -44,7 +44,7 @@ fn start_broker(id: u32, config: BrokerConfig, disk: BrokerDisk, state: Partitio
     let mut broker = Broker::new(NodeId(id), CONTROLLER, config, disk, 1, Millis(0));
     let metadata = MetadataDelta {
         version: 1,
-        topics: vec![TopicMeta { id: TopicId(0), partitions: 1, min_insync_replicas: 2 }],
+        topics: vec![TopicMeta { id: TopicId(0), name: "t".into(), partitions: 1, min_insync_replicas: 2 }],
         partitions: vec![state],
         fenced_brokers: vec![],
     };

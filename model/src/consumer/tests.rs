@@ -117,7 +117,12 @@ impl World {
         let reply = match msg {
             Message::Metadata { correlation } => Message::MetadataResponse {
                 correlation,
-                topics: vec![TopicMeta { id: TopicId(0), partitions: 1, min_insync_replicas: 1 }],
+                topics: vec![TopicMeta {
+                    id: TopicId(0),
+                    name: "orders".into(),
+                    partitions: 1,
+                    min_insync_replicas: 1,
+                }],
                 partitions: vec![PartitionLeader { tp: tp(), leader: Some(BROKER), leader_epoch: LeaderEpoch(0) }],
             },
             Message::FindCoordinator { correlation, .. } => {
@@ -328,4 +333,41 @@ fn a_commit_refused_locally_does_not_hang_the_loop() {
     });
     assert!(refused, "the commit after the batch is refused at once: {:?}", world.events);
     assert!(world.processed().len() > 4, "the consumer rejoined and went on: {:?}", world.processed());
+}
+
+// Shows a `commitSync()` inside `onPartitionsRevoked` commits the revoked partitions'
+// positions, and one after the callbacks returned does not: the partitions are gone
+// (ConsumerRebalanceListener javadoc; the Java client drops them from its subscription
+// state when the callback returns). Here the revoke comes from subscribing to another
+// topic (eager protocol: onJoinPrepare revokes everything).
+#[test]
+fn revoked_partitions_are_committable_only_inside_the_callback() {
+    let mut world = World::new(CommitMode::Manual, OffsetReset::Earliest, 6);
+    world.consumer.app_subscribe(world.now, vec![("orders".into(), TopicId(0))]);
+    let mut records = Vec::new();
+    // Bounded: polls every 10 ms for 5 s of simulated time.
+    for _ in 0..500 {
+        records.extend(world.consumer.app_poll(world.now).records);
+        world.run(10);
+        if records.len() >= 6 {
+            break;
+        }
+    }
+    assert_eq!(records.len(), 6);
+    world.consumer.app_subscribe(world.now, vec![("refunds".into(), TopicId(1))]);
+    let polled = world.consumer.app_poll(world.now);
+    assert_eq!(polled.rebalances, vec![Rebalance::Revoked(vec![tp()])]);
+    let sent = |world: &World, correlation: u64| {
+        world.events.iter().find_map(|e| match e {
+            GroupEvent::CommitDone { correlation: c, offsets, .. } if *c == correlation => Some(offsets.clone()),
+            _ => None,
+        })
+    };
+    let inside = world.consumer.app_commit(world.now, None);
+    world.run(10);
+    assert_eq!(sent(&world, inside), Some(vec![(tp(), Offset(6))]), "inside the callback");
+    world.consumer.app_listener_done();
+    let after = world.consumer.app_commit(world.now, None);
+    world.run(10);
+    assert_eq!(sent(&world, after), Some(Vec::new()), "after the callback returned");
 }

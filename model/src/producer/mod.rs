@@ -919,7 +919,7 @@ mod tests {
 
     fn metadata(p: &mut Producer, now: Millis) {
         let correlation = p.metadata_in_flight.expect("metadata requested").0;
-        let topics = vec![TopicMeta { id: TopicId(0), partitions: 2, min_insync_replicas: 1 }];
+        let topics = vec![TopicMeta { id: TopicId(0), name: "t".into(), partitions: 2, min_insync_replicas: 1 }];
         let partitions = (0..2)
             .map(|i| PartitionLeader {
                 tp: TopicPartition::new(0, i),

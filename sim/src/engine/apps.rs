@@ -143,6 +143,11 @@ impl Engine<'_> {
         self.with_app_consumer(app, 0xa2_0000_0000, |c, now| c.app_poll(now))
     }
 
+    /// The rebalance callbacks of application `app`'s last poll have returned.
+    pub fn app_listener_done(&mut self, app: usize) -> Option<()> {
+        self.with_app_consumer(app, 0xa6_0000_0000, |c, _| c.app_listener_done())
+    }
+
     /// A commit of application `app`'s consumer (`None`: every owned position); the
     /// answer comes in [`Engine::take_app_commits`] under the returned id.
     pub fn app_commit(&mut self, app: usize, offsets: Option<Vec<(TopicPartition, Offset)>>) -> Option<u64> {

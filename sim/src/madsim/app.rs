@@ -76,6 +76,8 @@ pub(crate) enum Request {
         offsets: Option<Vec<(TopicPartition, Offset)>>,
         reply: Option<CommitReply>,
     },
+    /// The callbacks of the last poll have returned.
+    ListenerDone,
     Seek {
         tp: TopicPartition,
         offset: Offset,
@@ -304,7 +306,11 @@ pub struct AppConsumer {
 }
 
 impl AppConsumer {
-    /// `subscribe(topics)`: the consumer joins its group at the next `poll`.
+    /// `subscribe(topics)`: the consumer joins its group at the next `poll`. Subscribing
+    /// again replaces the subscription: the next poll revokes the old topics' partitions
+    /// (all of them under the eager protocol) and rejoins. The group checkers owe the
+    /// records of the topics the scenario's `[[groups]]` entry names; a record of another
+    /// topic processed twice still counts as a duplicate.
     pub async fn subscribe(&self, topics: &[&str]) -> Result<(), KafkaError> {
         let mut ids = Vec::new();
         for topic in topics {
@@ -346,6 +352,10 @@ impl AppConsumer {
                     Rebalance::Assigned(partitions) => listener.on_partitions_assigned(self, partitions).await,
                     Rebalance::Lost(partitions) => listener.on_partitions_lost(self, partitions).await,
                 }
+            }
+            if !polled.rebalances.is_empty() {
+                let request = Request::ListenerDone;
+                let _ = self.kafka.hub.unbounded_send(HubIn::App { app: self.kafka.app, request });
             }
             let now = now();
             if !polled.records.is_empty() || now >= deadline {
@@ -475,6 +485,9 @@ impl Carrier {
                 }
                 (_, None) => {}
             },
+            Request::ListenerDone => {
+                let _ = engine.app_listener_done(app);
+            }
             Request::Seek { tp, offset, reply } => {
                 let _ = reply.send(engine.app_seek(app, tp, offset));
             }

@@ -4,6 +4,7 @@
 //! application. Built and run only with `--cfg madsim`.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use trial_model::TopicPartition;
 use trial_sim::groups::GroupProperty;
@@ -307,4 +308,90 @@ fn listener_flush_works_under_cooperative_rebalancing() {
         joining_on(scenario, true).expect(GroupProperty::AtLeastOnce).expect(GroupProperty::AtMostOnce).run(4);
     assert!(flushing.pass, "{}\n{}", flushing.verdict_line(), flushing.groups[0].text());
     assert_eq!(flushing.groups[0].protocol, trial_sim::groups::GroupProtocol::Cooperative);
+}
+
+/// The app-consumers cluster with a second topic, `refunds`, written at 100 records/s.
+fn two_topics() -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/app-consumers.toml");
+    let text = std::fs::read_to_string(&path).expect("scenarios/app-consumers.toml reads");
+    let extra = "\n[[topics]]\nname = \"refunds\"\npartitions = 2\nreplication_factor = 3\n\n\
+                 [[producers]]\ntopic = \"refunds\"\nrate = 100\nkeys = 100\nacks = \"all\"\n";
+    let text = text.replacen("\n[[groups]]", &format!("{extra}\n[[groups]]"), 1);
+    Scenario::parse(&text, "two-topics").expect("the two-topic cluster parses")
+}
+
+/// Reads `orders` until 6 s, then subscribes to `refunds` only; `seen` gets the topic of
+/// every record a poll returned after that `subscribe`. It writes what it reads to its
+/// sink and commits after each poll.
+async fn switcher(kafka: Kafka, seen: Arc<Mutex<Vec<String>>>) {
+    let consumer = kafka.consumer();
+    let sink = kafka.sink("ledger");
+    if consumer.subscribe(&["orders"]).await.is_err() {
+        return;
+    }
+    let mut switched = false;
+    while let Ok(records) = consumer.poll(100).await {
+        if switched {
+            seen.lock().unwrap().extend(records.iter().map(|r| r.topic.clone()));
+        }
+        for record in &records {
+            let _ = sink.write(record).await;
+        }
+        let _ = consumer.commit_sync().await;
+        if !switched && trial_sim::madsim::app::now().0 >= 6_000 {
+            if consumer.subscribe(&["refunds"]).await.is_err() {
+                return;
+            }
+            switched = true;
+        }
+    }
+}
+
+// Shows that subscribing again to other topics gives up the old topics' partitions at
+// the next poll, as the Java client does (KafkaConsumer.subscribe javadoc: the new
+// subscription replaces the old; onJoinPrepare revokes before the rejoin), under the
+// eager and the cooperative protocol (KIP-429 revokes the unsubscribed topics only).
+#[test]
+fn subscribing_again_drops_the_old_topics() {
+    for cooperative in [false, true] {
+        let mut scenario = two_topics();
+        if cooperative {
+            scenario.groups[0].config.member.assignors =
+                vec![trial_model::group::assignor::Assignor::CooperativeSticky];
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app_seen = seen.clone();
+        let outcome = Simulation::new(scenario)
+            .consumer_app("switcher", "billing", move |kafka| switcher(kafka, app_seen.clone()))
+            .run(2);
+        let seen = seen.lock().unwrap();
+        let orders = seen.iter().filter(|t| *t == "orders").count();
+        let refunds = seen.iter().filter(|t| *t == "refunds").count();
+        assert_eq!(
+            orders,
+            0,
+            "cooperative {cooperative}: {orders} orders records after the switch\n{}",
+            outcome.verdict_line()
+        );
+        assert!(refunds > 1_000, "cooperative {cooperative}: only {refunds} refunds records after the switch");
+    }
+}
+
+// Shows a group whose members subscribe to different topics: after one member switches
+// from `orders` to `refunds`, the other still gets every `orders` partition, whoever
+// leads (the Java leader assigns from the metadata of the whole group's subscription,
+// ConsumerCoordinator.groupSubscription), and nothing acknowledged goes unprocessed.
+#[test]
+fn members_with_different_subscriptions_share_the_group() {
+    for seed in 0..4 {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app_seen = seen.clone();
+        let outcome = Simulation::new(two_topics())
+            .consumer_app("switcher", "billing", move |kafka| switcher(kafka, app_seen.clone()))
+            .consumer_app("billing", "billing", |kafka| billing(kafka, Style::CommitAfter))
+            .run(seed);
+        let seen = seen.lock().unwrap();
+        assert!(!seen.iter().any(|t| t == "orders"), "seed {seed}: the switcher read orders after the switch");
+        assert!(held(&outcome, GroupProperty::AtLeastOnce), "seed {seed}: {}", outcome.groups[0].text());
+    }
 }

@@ -105,6 +105,13 @@ impl GroupCoordinator {
             }
             return;
         }
+        // The old member id is out for good here: the rebalance goes on under the new one.
+        self.outbox.push_back(CoordinatorOutput::MemberRemoved {
+            group: join.group.clone(),
+            member_id: old_id,
+            generation: group.generation,
+            reason: "a new instance with its group.instance.id replaced it during a rebalance (KIP-345)",
+        });
         self.park_join(now, &join.group, &member_id, waiter);
         self.prepare_rebalance(now, &join.group);
         self.maybe_complete_join(now, &join.group);
@@ -138,6 +145,16 @@ impl GroupCoordinator {
             if group.leader.as_deref() == Some(new_id.as_str()) {
                 group.leader = Some(old_id);
             }
+        } else {
+            // The new member left (or was removed) before the record was stored: there is
+            // nothing to give back, and the old member id stays out.
+            let generation = group.generation;
+            self.outbox.push_back(CoordinatorOutput::MemberRemoved {
+                group: name.to_string(),
+                member_id: old_id,
+                generation,
+                reason: "replaced by a new instance with its group.instance.id, which left since (KIP-345)",
+            });
         }
         let error = if error == ErrorCode::None { ErrorCode::RebalanceInProgress } else { error };
         self.join_error(waiter, &new_id, error);

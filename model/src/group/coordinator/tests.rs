@@ -676,3 +676,41 @@ fn an_unused_pending_member_id_holds_the_join_only_for_a_session() {
     assert_eq!(join_of(&answers(&outputs, 7)).generation, 2, "the join completed when the pending id expired");
     assert_eq!(c.state(GROUP), Some(GroupState::CompletingRebalance));
 }
+
+fn removed(outputs: &[CoordinatorOutput], id: &str) -> bool {
+    outputs.iter().any(|o| matches!(o, CoordinatorOutput::MemberRemoved { member_id, .. } if member_id == id))
+}
+
+// Shows a static member replaced while its group is rebalancing (KIP-345: the new
+// instance takes the old member's place and the rebalance goes on) is reported removed,
+// so the fenced-commit checker knows the old member id is out of the group.
+#[test]
+fn a_static_replacement_during_a_rebalance_reports_the_old_member_removed() {
+    let mut c = coordinator();
+    let old_id = stable_static(&mut c);
+    // A dynamic member's join starts a rebalance; the restarted static member joins in it.
+    join_dynamic(&mut c, Millis(4_000), 8);
+    assert_eq!(c.state(GROUP), Some(GroupState::PreparingRebalance));
+    c.handle_request(Millis(5_000), NodeId(9), 3, join_request("", Some("billing-0")));
+    let outputs = drain(&mut c);
+    assert!(removed(&outputs, &old_id), "{outputs:?}");
+    assert!(!c.members(GROUP).contains(&old_id));
+}
+
+// Shows a stable group's static replacement whose new member is gone before the record
+// is stored (it left): the old member id is not given back (nothing to give it back to)
+// and is reported removed (GroupMetadataManager's updateStaticMemberAndRebalance callback).
+#[test]
+fn a_static_replacement_whose_new_member_left_reports_the_old_member_removed() {
+    let mut c = coordinator();
+    let old_id = stable_static(&mut c);
+    c.handle_request(Millis(5_000), NodeId(9), 3, join_request("", Some("billing-0")));
+    let token = appends(&drain(&mut c))[0];
+    // The admin client removes the instance before the store is answered.
+    c.handle_request(Millis(5_000), NodeId(3), 4, leave("", Some("billing-0")));
+    drain(&mut c);
+    c.handle_append_result(Millis(5_001), token, ErrorCode::None);
+    let outputs = drain(&mut c);
+    assert!(removed(&outputs, &old_id), "{outputs:?}");
+    assert!(c.members(GROUP).is_empty());
+}
