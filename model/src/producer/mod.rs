@@ -419,7 +419,21 @@ impl Producer {
         let Some(request) = self.take_in_flight(correlation) else {
             return;
         };
-        self.release_slot(request.broker);
+        let broker = request.broker;
+        self.release_slot(broker);
+        self.handle_produce_batches(now, request, partitions);
+        // A connection answers in order (TCP, and a broker handles a client's requests one
+        // at a time): an answer that overtook an earlier request's means that answer was
+        // lost, which TCP turns into a broken connection. Everything still in flight on it
+        // fails and is resent now, not a request timeout later, when the broker may have
+        // taken more than its five remembered batches after the unanswered one and would
+        // answer its resend OUT_OF_ORDER_SEQUENCE_NUMBER.
+        if self.in_flight.iter().any(|(c, r)| *c < correlation && r.broker == broker) {
+            self.close_connection(now, broker);
+        }
+    }
+
+    fn handle_produce_batches(&mut self, now: Millis, request: InFlight, partitions: Vec<ProducePartitionResponse>) {
         if self.idempotence.is_some() {
             // An answer can release a batch the sequence bookkeeping held.
             self.rescan = true;
@@ -616,27 +630,35 @@ impl Producer {
         brokers.sort_unstable();
         brokers.dedup();
         for broker in brokers {
-            let on_connection: Vec<u64> =
-                self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
-            for correlation in on_connection {
-                if let Some(request) = self.take_in_flight(correlation) {
-                    self.release_slot(broker);
-                    let error = if now.since(request.sent_at) >= timeout {
-                        ErrorCode::RequestTimedOut
-                    } else {
-                        ErrorCode::NetworkException
-                    };
-                    for batch in request.batches {
-                        self.retry_or_fail(now, batch, error);
-                    }
+            self.close_connection(now, broker);
+        }
+    }
+
+    /// Closes the connection to `broker`: every request in flight on it fails (one past
+    /// `request.timeout.ms` as REQUEST_TIMED_OUT, the rest as a disconnect) and the close
+    /// is sent to the broker.
+    fn close_connection(&mut self, now: Millis, broker: NodeId) {
+        let timeout = self.config.request_timeout_ms;
+        let on_connection: Vec<u64> =
+            self.in_flight.iter().filter(|(_, r)| r.broker == broker).map(|(c, _)| *c).collect();
+        for correlation in on_connection {
+            if let Some(request) = self.take_in_flight(correlation) {
+                self.release_slot(broker);
+                let error = if now.since(request.sent_at) >= timeout {
+                    ErrorCode::RequestTimedOut
+                } else {
+                    ErrorCode::NetworkException
+                };
+                for batch in request.batches {
+                    self.retry_or_fail(now, batch, error);
                 }
             }
-            self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
-            self.rescan = true;
-            // The close reaches the broker after the requests sent before it: it drops the
-            // ones it has not read (they are being resent) and answers none of them.
-            self.outbox.push_back(Action::Send { to: broker, msg: Message::ConnectionClosed });
         }
+        self.broker_backoff.insert(broker, now.plus(self.config.reconnect_backoff_ms));
+        self.rescan = true;
+        // The close reaches the broker after the requests sent before it: it drops the
+        // ones it has not read (they are being resent) and answers none of them.
+        self.outbox.push_back(Action::Send { to: broker, msg: Message::ConnectionClosed });
     }
 
     /// `delivery.timeout.ms` (KIP-91) for batches in the accumulator and in flight alike
@@ -977,6 +999,34 @@ mod tests {
             ]
         );
         assert_eq!(p.outstanding(), 0);
+    }
+
+    // Shows an answer that overtakes an earlier request's on the same connection breaks
+    // the connection: the earlier request's answer was lost, which TCP cannot do on a
+    // live connection (NetworkClient matches answers to requests in order). The earlier
+    // batch is resent after retry.backoff.ms, not after request.timeout.ms, and the close
+    // goes to the broker.
+    #[test]
+    fn an_answer_that_overtakes_an_earlier_one_breaks_the_connection() {
+        let mut p = ready_idempotent();
+        p.send(Millis(0), WriteId(1), TopicId(0), Some(21), 0);
+        p.handle_timeout(Millis(5));
+        let first = produces(&drain_actions(&mut p));
+        p.send(Millis(6), WriteId(2), TopicId(0), Some(21), 0);
+        p.handle_timeout(Millis(11));
+        let second = produces(&drain_actions(&mut p));
+        assert_eq!((first.len(), second.len()), (1, 1), "two requests in flight to broker 0");
+        answer(&mut p, Millis(12), second[0].0, ErrorCode::None, Some(1));
+        let actions = drain_actions(&mut p);
+        let closed =
+            actions.iter().any(|a| matches!(a, Action::Send { to: NodeId(0), msg: Message::ConnectionClosed }));
+        assert!(closed, "the close goes to the broker: {actions:?}");
+        assert!(p.in_flight.is_empty(), "nothing is left waiting on the broken connection");
+        p.handle_timeout(Millis(12 + p.config.retry_backoff_ms.max(p.config.reconnect_backoff_ms)));
+        let resent = produces(&drain_actions(&mut p));
+        assert_eq!(resent.len(), 1);
+        assert_eq!(resent[0].1[0].write, WriteId(1));
+        assert_eq!(sequence_of(&resent[0].1[0]), sequence_of(&first[0].1[0]), "resent with its sequence");
     }
 
     // Shows a retriable error re-queues the batch after retry.backoff.ms and refreshes
