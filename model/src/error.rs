@@ -36,6 +36,12 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber,
     DuplicateSequenceNumber,
     InvalidProducerEpoch,
+    // Transactions (KIP-98, KIP-890).
+    InvalidTxnState,
+    InvalidProducerIdMapping,
+    InvalidTransactionTimeout,
+    ConcurrentTransactions,
+    ProducerFenced,
     /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
     DeliveryTimeout,
 }
@@ -75,6 +81,11 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber => 45,
             ErrorCode::DuplicateSequenceNumber => 46,
             ErrorCode::InvalidProducerEpoch => 47,
+            ErrorCode::InvalidTxnState => 48,
+            ErrorCode::InvalidProducerIdMapping => 49,
+            ErrorCode::InvalidTransactionTimeout => 50,
+            ErrorCode::ConcurrentTransactions => 51,
+            ErrorCode::ProducerFenced => 90,
         }
     }
 
@@ -90,6 +101,13 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber
             | ErrorCode::DuplicateSequenceNumber
             | ErrorCode::InvalidProducerEpoch => false,
+            // A transaction's state errors end it (abortable or fatal in the client);
+            // CONCURRENT_TRANSACTIONS is Errors.java's one retriable transaction error.
+            ErrorCode::InvalidTxnState
+            | ErrorCode::InvalidProducerIdMapping
+            | ErrorCode::InvalidTransactionTimeout
+            | ErrorCode::ProducerFenced => false,
+            ErrorCode::ConcurrentTransactions => true,
             // As in Errors.java: only the coordinator-availability errors are retriable;
             // the membership errors make the consumer rejoin instead.
             ErrorCode::IllegalGeneration
@@ -169,6 +187,11 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::DuplicateSequenceNumber => "DUPLICATE_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            ErrorCode::InvalidTxnState => "INVALID_TXN_STATE",
+            ErrorCode::InvalidProducerIdMapping => "INVALID_PRODUCER_ID_MAPPING",
+            ErrorCode::InvalidTransactionTimeout => "INVALID_TRANSACTION_TIMEOUT",
+            ErrorCode::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+            ErrorCode::ProducerFenced => "PRODUCER_FENCED",
             ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",
         }
     }

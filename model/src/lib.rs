@@ -25,6 +25,7 @@ pub mod partitioner;
 pub mod placement;
 pub mod producer;
 pub mod tpmap;
+pub mod txn;
 pub mod types;
 
 pub use action::{Action, ClusterEvent, TruncationReason, WriteOutcome};
