@@ -7,9 +7,9 @@
 
 use crate::group::coordinator::OffsetsRecord;
 use crate::tpmap::TpMap;
-use crate::types::{LeaderEpoch, Millis, Offset, ProducerId, Stamp, WriteId};
+use crate::types::{BatchKind, LeaderEpoch, Millis, Offset, ProducerId, Stamp, WriteId};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -30,6 +30,33 @@ pub struct Record {
     /// Set by an idempotent producer (absent from the trace otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamp: Option<Stamp>,
+}
+
+impl Record {
+    /// The commit or abort marker of producer `pid`'s transaction at `epoch` (a control
+    /// batch of one record; `write` and `producer` name the coordinator's write, never a
+    /// client's).
+    pub fn marker(
+        pid: NonZeroU32,
+        epoch: u16,
+        commit: bool,
+        write: WriteId,
+        producer: ProducerId,
+        timestamp: Millis,
+    ) -> Record {
+        let kind = if commit { BatchKind::Commit } else { BatchKind::Abort };
+        let stamp = Stamp { pid, epoch, index: 0, sequence: 0, kind };
+        Record { write, key: None, producer, sequence: 0, timestamp, stamp: Some(stamp) }
+    }
+
+    /// Whether this is a transaction marker, which no consumer delivers.
+    pub fn is_control(&self) -> bool {
+        self.stamp.is_some_and(|s| s.kind.is_control())
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.stamp.is_some_and(|s| s.kind == BatchKind::Transactional)
+    }
 }
 
 /// A record as stored in a log: the record plus the epoch of the leader that appended it.
@@ -70,6 +97,30 @@ struct ProducerCache {
     entries: Vec<ProducerEntry>,
     /// Records below this offset are folded in.
     upto: usize,
+    /// Open transactions: (first offset, producer id).
+    ongoing: BTreeSet<(Offset, NonZeroU32)>,
+    /// Ended transactions, in marker order (so ascending by `last_offset`).
+    completed: Vec<CompletedTxn>,
+}
+
+/// A transaction that a partition saw end (Kafka's `CompletedTxn`); the aborted ones
+/// form its transaction index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedTxn {
+    pub pid: NonZeroU32,
+    pub first_offset: Offset,
+    /// The marker's offset.
+    pub last_offset: Offset,
+    pub aborted: bool,
+}
+
+/// An aborted transaction as a read_committed fetch response carries it
+/// (`FetchResponse.AbortedTransaction`): the consumer drops that producer's transactional
+/// records from `first_offset` up to its abort marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub pid: NonZeroU32,
+    pub first_offset: Offset,
 }
 
 impl PartialEq for ProducerCache {
@@ -80,6 +131,70 @@ impl PartialEq for ProducerCache {
 }
 
 impl Eq for ProducerCache {}
+
+impl ProducerCache {
+    /// The index of `pid`'s entry, created at `epoch` if new.
+    fn entry_index(&mut self, pid: NonZeroU32, epoch: u16) -> usize {
+        match self.entries.binary_search_by_key(&pid, |p| p.pid) {
+            Ok(index) => index,
+            Err(index) => {
+                let fresh = ProducerEntry { pid, epoch, batches: VecDeque::new(), current_txn_first: None };
+                self.entries.insert(index, fresh);
+                index
+            }
+        }
+    }
+
+    /// A transaction marker at `offset` (`appendEndTxnMarker`): the producer takes the
+    /// marker's epoch (a new epoch forgets the old batches) and its open transaction, if
+    /// any, ends.
+    fn fold_marker(&mut self, stamp: Stamp, offset: Offset) {
+        let index = self.entry_index(stamp.pid, stamp.epoch);
+        let producer = &mut self.entries[index];
+        if producer.epoch != stamp.epoch {
+            producer.epoch = stamp.epoch;
+            producer.batches.clear();
+        }
+        if let Some(first_offset) = producer.current_txn_first.take() {
+            self.ongoing.remove(&(first_offset, stamp.pid));
+            let aborted = stamp.kind == BatchKind::Abort;
+            self.completed.push(CompletedTxn { pid: stamp.pid, first_offset, last_offset: offset, aborted });
+        }
+    }
+}
+
+/// What a read_committed consumer delivers of `entries`, read from offset `base`, given
+/// the aborted transactions the fetch returned: no marker, and no transactional record of
+/// a producer between an aborted transaction's first offset and its abort marker (the
+/// consumer's `abortedProducerIds` walk in `CompletedFetch`).
+pub fn committed_records<'a>(
+    entries: &'a [LogEntry],
+    base: Offset,
+    aborted: &[AbortedTxn],
+) -> impl Iterator<Item = (Offset, &'a Record)> + 'a {
+    let mut pending: Vec<AbortedTxn> = aborted.to_vec();
+    pending.sort_unstable_by_key(|t| std::cmp::Reverse((t.first_offset, t.pid)));
+    let mut aborting: BTreeSet<NonZeroU32> = BTreeSet::new();
+    entries.iter().enumerate().filter_map(move |(i, entry)| {
+        let offset = Offset(base.0 + i as u64);
+        while pending.last().is_some_and(|t| t.first_offset <= offset) {
+            aborting.extend(pending.pop().map(|t| t.pid));
+        }
+        let record = &entry.record;
+        let Some(stamp) = record.stamp else {
+            return Some((offset, record));
+        };
+        match stamp.kind {
+            BatchKind::Abort => {
+                aborting.remove(&stamp.pid);
+                None
+            }
+            BatchKind::Commit => None,
+            BatchKind::Transactional if aborting.contains(&stamp.pid) => None,
+            _ => Some((offset, record)),
+        }
+    })
+}
 
 /// One cached batch of a producer: the sequence and offset range it occupies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +212,9 @@ pub struct ProducerEntry {
     pub pid: NonZeroU32,
     pub epoch: u16,
     pub batches: VecDeque<BatchMeta>,
+    /// The first offset of the producer's open transaction in this partition.
+    #[serde(default)]
+    pub current_txn_first: Option<Offset>,
 }
 
 /// How a leader takes a batch from an idempotent producer (`ProducerAppendInfo`).
@@ -254,7 +372,60 @@ impl PartitionLog {
         } else if first.sequence != 0 {
             return Err(ErrorCode::OutOfOrderSequenceNumber);
         }
+        // `appendDataBatch`: a plain batch while the producer's transaction is open.
+        if entry.current_txn_first.is_some() && first.kind == BatchKind::Plain {
+            return Err(ErrorCode::InvalidTxnState);
+        }
         Ok(SequenceCheck::Append)
+    }
+
+    /// Kafka's checks of a transaction marker from WriteTxnMarkers
+    /// (`ProducerAppendInfo.appendEndTxnMarker`/`checkProducerEpoch`): a marker older than
+    /// the producer's epoch is INVALID_PRODUCER_EPOCH; with `strict` (transaction version
+    /// 2, KIP-890 part 2, whose markers always carry a bumped epoch) so is one of the same
+    /// epoch, which can only be a late or repeated marker.
+    pub fn check_marker(&mut self, pid: NonZeroU32, epoch: u16, strict: bool) -> Result<(), crate::error::ErrorCode> {
+        let Some(entry) = self.producer(pid) else {
+            return Ok(());
+        };
+        let invalid = if strict { epoch <= entry.epoch } else { epoch < entry.epoch };
+        if invalid {
+            return Err(crate::error::ErrorCode::InvalidProducerEpoch);
+        }
+        Ok(())
+    }
+
+    /// Kafka's last stable offset: the high watermark, or the first offset of a
+    /// transaction still open, or ended by a marker not yet below `hw`, if lower
+    /// (`ProducerStateManager.firstUndecidedOffset` with its unreplicated transactions).
+    pub fn last_stable_offset(&mut self, hw: Offset) -> Offset {
+        self.track_producers();
+        let cache = &self.producers;
+        let ongoing = cache.ongoing.first().map(|(offset, _)| *offset);
+        let start = cache.completed.partition_point(|t| t.last_offset < hw);
+        let unreplicated = cache.completed[start..].iter().map(|t| t.first_offset).min();
+        [ongoing, unreplicated].into_iter().flatten().fold(hw, Offset::min)
+    }
+
+    /// The aborted transactions a read of `[from, to)` must know (`collectAbortedTxns`):
+    /// those that end at or after `from` and start before `to`, by first offset.
+    pub fn aborted_between(&mut self, from: Offset, to: Offset) -> Vec<AbortedTxn> {
+        self.track_producers();
+        let completed = &self.producers.completed;
+        let start = completed.partition_point(|t| t.last_offset < from);
+        let mut aborted: Vec<AbortedTxn> = completed[start..]
+            .iter()
+            .filter(|t| t.aborted && t.first_offset < to)
+            .map(|t| AbortedTxn { pid: t.pid, first_offset: t.first_offset })
+            .collect();
+        aborted.sort_unstable_by_key(|t| (t.first_offset, t.pid));
+        aborted
+    }
+
+    /// The transactions of this log that have ended, in marker order.
+    pub fn completed_txns(&mut self) -> &[CompletedTxn] {
+        self.track_producers();
+        &self.producers.completed
     }
 
     /// Folds the records not folded in yet into the producer state, one run of a batch's
@@ -267,6 +438,11 @@ impl PartitionLog {
                 at += 1;
                 continue;
             };
+            if first.kind.is_control() {
+                self.producers.fold_marker(first, Offset(at as u64));
+                at += 1;
+                continue;
+            }
             // The run: the records of one batch that follow `first` in the log.
             let mut end = at + 1;
             while let Some(next) = self.entries.get(end).and_then(|e| e.record.stamp) {
@@ -282,16 +458,8 @@ impl PartitionLog {
             }
             let last_sequence = self.entries[end - 1].record.stamp.map_or(first.sequence, |s| s.sequence);
             let (first_offset, last_offset) = (Offset(at as u64), Offset(end as u64 - 1));
-            let producers = &mut self.producers.entries;
-            let index = match producers.binary_search_by_key(&first.pid, |p| p.pid) {
-                Ok(index) => index,
-                Err(index) => {
-                    let fresh = ProducerEntry { pid: first.pid, epoch: first.epoch, batches: VecDeque::new() };
-                    producers.insert(index, fresh);
-                    index
-                }
-            };
-            let producer = &mut producers[index];
+            let index = self.producers.entry_index(first.pid, first.epoch);
+            let producer = &mut self.producers.entries[index];
             if first.epoch != producer.epoch {
                 // A new epoch forgets the old one's batches (`ProducerStateEntry.addBatch`).
                 producer.epoch = first.epoch;
@@ -314,6 +482,10 @@ impl PartitionLog {
                         producer.batches.pop_front();
                     }
                 }
+            }
+            if first.kind == BatchKind::Transactional && producer.current_txn_first.is_none() {
+                producer.current_txn_first = Some(first_offset);
+                self.producers.ongoing.insert((first_offset, first.pid));
             }
             at = end;
         }
@@ -456,7 +628,7 @@ mod tests {
         let pid = NonZeroU32::new(7).expect("non-zero");
         (0..count)
             .map(|i| Record {
-                stamp: Some(Stamp { pid, epoch, index: i as u16, sequence: first + i }),
+                stamp: Some(Stamp { pid, epoch, index: i as u16, sequence: first + i, kind: BatchKind::Plain }),
                 ..record(first as u64 + i as u64)
             })
             .collect()
@@ -530,5 +702,157 @@ mod tests {
         log.truncate_to(Offset(4));
         assert_eq!(log.log_end_offset(), Offset(3));
         assert!(matches!(check(&mut log, &stamped(0, 3, 2)), Ok(SequenceCheck::Append)));
+    }
+
+    fn pid(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).expect("non-zero")
+    }
+
+    /// A transactional batch of `count` records of producer `p` at `epoch` from sequence
+    /// `first`, with write ids from `write`.
+    fn txn_batch(p: u32, epoch: u16, first: u32, count: u32, write: u64) -> Vec<Record> {
+        (0..count)
+            .map(|i| Record {
+                stamp: Some(Stamp {
+                    pid: pid(p),
+                    epoch,
+                    index: i as u16,
+                    sequence: first + i,
+                    kind: BatchKind::Transactional,
+                }),
+                ..record(write + i as u64)
+            })
+            .collect()
+    }
+
+    fn marker(p: u32, epoch: u16, commit: bool) -> Record {
+        Record::marker(pid(p), epoch, commit, WriteId(1 << 62), ProducerId(u32::MAX), Millis(0))
+    }
+
+    /// The write ids a read_committed consumer sees in the whole log below the LSO.
+    fn committed_writes(log: &mut PartitionLog, hw: Offset) -> Vec<u64> {
+        let lso = log.last_stable_offset(hw);
+        let aborted = log.aborted_between(Offset(0), lso);
+        let entries = &log.entries()[..lso.0 as usize];
+        committed_records(entries, Offset(0), &aborted).map(|(_, r)| r.write.0).collect()
+    }
+
+    // Shows the last stable offset of KIP-98 (ProducerStateManager.firstUndecidedOffset):
+    // an open transaction holds the LSO at its first offset, its marker frees it only once
+    // the marker is below the high watermark, and a plain record never holds it.
+    #[test]
+    fn the_lso_stops_at_the_first_undecided_transaction() {
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &[record(100)]);
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 0, 0, 2, 0));
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(2, 0, 0, 1, 10));
+        assert_eq!(log.last_stable_offset(Offset(4)), Offset(1));
+        assert_eq!(log.last_stable_offset(Offset(0)), Offset(0), "never above the HW");
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 0, true)]);
+        // Producer 2's transaction is still open.
+        assert_eq!(log.last_stable_offset(Offset(5)), Offset(3));
+        log.append_as_leader(LeaderEpoch(0), &[marker(2, 0, false)]);
+        // Both ended, but producer 2's marker (offset 5) is not replicated below HW 5.
+        assert_eq!(log.last_stable_offset(Offset(5)), Offset(3));
+        assert_eq!(log.last_stable_offset(Offset(6)), Offset(6));
+        assert_eq!(log.completed_txns().len(), 2);
+    }
+
+    // Shows what a read_committed consumer delivers (KIP-98; the Java consumer's
+    // CompletedFetch with abortedProducerIds): committed transactions and plain records, no
+    // markers, nothing of an aborted transaction, even interleaved with others.
+    #[test]
+    fn read_committed_skips_aborted_data_and_markers() {
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 0, 0, 2, 0));
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(2, 0, 0, 1, 10));
+        log.append_as_leader(LeaderEpoch(0), &[record(100)]);
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 0, 2, 1, 2));
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 0, false)]);
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(2, 0, 1, 1, 11));
+        log.append_as_leader(LeaderEpoch(0), &[marker(2, 0, true)]);
+        // Producer 1 again, in a transaction that commits.
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 0, 3, 1, 3));
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 0, true)]);
+        let hw = log.log_end_offset();
+        assert_eq!(committed_writes(&mut log, hw), vec![10, 100, 11, 3]);
+        let aborted = log.aborted_between(Offset(0), hw);
+        assert_eq!(aborted, vec![AbortedTxn { pid: pid(1), first_offset: Offset(0) }]);
+        // A read that starts after the aborted transaction ended needs no index entry.
+        assert!(log.aborted_between(Offset(6), hw).is_empty());
+        // A read from the middle of the aborted transaction still drops its rest.
+        let aborted = log.aborted_between(Offset(3), hw);
+        let tail = &log.entries()[3..hw.0 as usize];
+        let seen: Vec<u64> = committed_records(tail, Offset(3), &aborted).map(|(_, r)| r.write.0).collect();
+        assert_eq!(seen, vec![100, 11, 3]);
+    }
+
+    // Shows the leader's checks of a transactional producer (ProducerAppendInfo): a plain
+    // batch inside an open transaction is INVALID_TXN_STATE; a marker older than the
+    // producer's epoch is INVALID_PRODUCER_EPOCH, and with transaction version 2 (KIP-890)
+    // so is a marker of the same epoch; after a bumped marker, the old epoch's data is
+    // fenced and the new epoch starts at sequence 0.
+    #[test]
+    fn markers_and_data_are_checked_against_the_producer_epoch() {
+        use crate::error::ErrorCode;
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 3, 0, 2, 0));
+        assert_eq!(
+            check(&mut log, &stamped(3, 2, 1).iter().map(|r| with_pid(r, 1)).collect::<Vec<_>>()),
+            Err(ErrorCode::InvalidTxnState)
+        );
+        assert_eq!(check(&mut log, &txn_batch(1, 3, 2, 1, 2)), Ok(SequenceCheck::Append));
+        assert_eq!(log.check_marker(pid(1), 2, false), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(log.check_marker(pid(1), 3, false), Ok(()));
+        assert_eq!(log.check_marker(pid(1), 3, true), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(log.check_marker(pid(1), 4, true), Ok(()));
+        assert_eq!(log.check_marker(pid(9), 0, true), Ok(()), "a producer the log does not know");
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 4, true)]);
+        // KIP-890 part 2: a delayed write of the ended transaction's epoch is fenced.
+        assert_eq!(check(&mut log, &txn_batch(1, 3, 2, 1, 2)), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(check(&mut log, &txn_batch(1, 4, 5, 1, 2)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert_eq!(check(&mut log, &txn_batch(1, 4, 0, 1, 2)), Ok(SequenceCheck::Append));
+        assert_eq!(log.last_stable_offset(Offset(3)), Offset(3));
+    }
+
+    fn with_pid(record: &Record, p: u32) -> Record {
+        let mut record = *record;
+        if let Some(stamp) = record.stamp.as_mut() {
+            stamp.pid = pid(p);
+        }
+        record
+    }
+
+    // Shows the pre-KIP-890 hole: with markers of the same epoch, a delayed transactional
+    // write that arrives after the marker is accepted and opens a transaction no
+    // coordinator knows (a "hanging transaction"), which holds the LSO back until aborted.
+    #[test]
+    fn without_kip890_a_late_write_hangs_the_lso() {
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 0, 0, 1, 0));
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 0, true)]);
+        let late = txn_batch(1, 0, 1, 1, 1);
+        assert_eq!(check(&mut log, &late), Ok(SequenceCheck::Append));
+        log.append_as_leader(LeaderEpoch(0), &late);
+        log.append_as_leader(LeaderEpoch(0), &[record(100)]);
+        assert_eq!(log.last_stable_offset(Offset(4)), Offset(2));
+        assert_eq!(committed_writes(&mut log, Offset(4)), vec![0]);
+    }
+
+    // Shows the transaction state follows the log as the producer state does: truncating a
+    // marker away reopens its transaction, and a power loss that drops a whole
+    // transaction drops its index entry (Kafka rebuilds both from the log on recovery).
+    #[test]
+    fn transaction_state_follows_truncation() {
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 0, 0, 2, 0));
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 0, false)]);
+        assert_eq!(log.aborted_between(Offset(0), Offset(3)).len(), 1);
+        log.truncate_to(Offset(2));
+        assert!(log.aborted_between(Offset(0), Offset(2)).is_empty());
+        assert_eq!(log.last_stable_offset(Offset(2)), Offset(0));
+        log.truncate_to(Offset(0));
+        assert_eq!(log.last_stable_offset(Offset(0)), Offset(0));
+        assert!(log.completed_txns().is_empty());
     }
 }

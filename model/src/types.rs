@@ -109,4 +109,30 @@ pub struct Stamp {
     pub epoch: u16,
     pub index: u16,
     pub sequence: u32,
+    /// The batch's transactional and control attributes.
+    #[serde(default, skip_serializing_if = "BatchKind::is_plain")]
+    pub kind: BatchKind,
+}
+
+/// The attributes of a producer's batch (`RecordBatch.isTransactional`/`isControlBatch`):
+/// a plain idempotent batch, a batch inside a transaction, or the commit or abort marker
+/// the transaction coordinator writes to end one (KIP-98 control records; a marker is a
+/// batch of its own, one record, `index` 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum BatchKind {
+    #[default]
+    Plain,
+    Transactional,
+    Commit,
+    Abort,
+}
+
+impl BatchKind {
+    pub fn is_plain(&self) -> bool {
+        *self == BatchKind::Plain
+    }
+
+    pub fn is_control(self) -> bool {
+        matches!(self, BatchKind::Commit | BatchKind::Abort)
+    }
 }

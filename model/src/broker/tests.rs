@@ -423,7 +423,13 @@ fn a_resent_idempotent_batch_is_answered_from_the_cache() {
     let (pid, epoch) = granted[0];
     let stamped = |writes: &[u64], first: u32| -> Arc<Vec<Record>> {
         let records = writes.iter().enumerate().map(|(i, w)| Record {
-            stamp: Some(crate::types::Stamp { pid, epoch, index: i as u16, sequence: first + i as u32 }),
+            stamp: Some(crate::types::Stamp {
+                pid,
+                epoch,
+                index: i as u16,
+                sequence: first + i as u32,
+                kind: Default::default(),
+            }),
             ..record(*w)
         });
         Arc::new(records.collect())

@@ -846,6 +846,7 @@ impl Producer {
                 epoch: stamp.producer.1,
                 index: index.min(u16::MAX as usize) as u16,
                 sequence: increment_sequence(stamp.base_sequence, index as u32),
+                kind: crate::types::BatchKind::Plain,
             };
             if batch.records.first().and_then(|r| r.stamp) != Some(wanted(0)) {
                 for (index, record) in Arc::make_mut(&mut batch.records).iter_mut().enumerate() {
