@@ -15,6 +15,8 @@ pub enum Action {
     Event(ClusterEvent),
     /// A consumer-group happening for the history (coordinator or consumer side).
     Group(Box<crate::group::GroupEvent>),
+    /// A transaction coordinator happening for the history.
+    Txn(Box<crate::txn::TxnEvent>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

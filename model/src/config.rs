@@ -64,6 +64,23 @@ pub struct BrokerConfig {
     pub protocol: Protocol,
     /// Group coordination, when the cluster has an offsets topic.
     pub groups: Option<GroupsConfig>,
+    /// Transaction coordination, when the cluster has a transaction state topic.
+    #[serde(default)]
+    pub txn: Option<TxnConfig>,
+}
+
+/// The broker side of transactions: which topic is `__transaction_state`, and the
+/// transaction coordinator's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnConfig {
+    pub state_topic: crate::types::TopicId,
+    /// The coordinator's settings, `transaction.state.log.num.partitions` among them.
+    pub coordinator: crate::txn::TxnCoordinatorConfig,
+    /// How long a state record or a marker may take to replicate before it fails
+    /// (`transaction.state.log` appends and WriteTxnMarkers wait for acks=all).
+    pub append_timeout_ms: u64,
+    /// How long the coordinator waits before sending a marker again.
+    pub marker_retry_ms: u64,
 }
 
 /// The broker side of consumer groups: which topic is `__consumer_offsets`, and the
@@ -93,6 +110,7 @@ impl Default for BrokerConfig {
             os_dirty_expire_ms: Some(30_000),
             protocol: Protocol::default(),
             groups: None,
+            txn: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::group::assignor::{GroupPartition, PartitionsPerTopic};
 use crate::group::coordinator::{GroupRequest, GroupResponse};
 use crate::group::member::{GroupMember, MemberConfig, MemberOutput, MemberState};
 use crate::group::GroupEvent;
-use crate::log::LogEntry;
+use crate::log::{committed_records, LogEntry};
 use crate::messages::{ConsumerFetchPartition, ConsumerFetchPartitionResponse, Message, PartitionLeader, TopicMeta};
 use crate::types::{Millis, NodeId, Offset, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,17 @@ pub enum OffsetReset {
     None,
 }
 
+/// `isolation.level`: what a fetch returns of transactional data (KIP-98).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsolationLevel {
+    /// Everything below the high watermark, aborted transactions included (the default).
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, and nothing of an aborted transaction.
+    ReadCommitted,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerConfig {
     pub member: MemberConfig,
@@ -109,6 +120,7 @@ pub struct ConsumerConfig {
     pub poll_timeout_ms: u64,
     /// `metadata.max.age.ms`.
     pub metadata_max_age_ms: u64,
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -125,6 +137,7 @@ impl Default for ConsumerConfig {
             retry_backoff_ms: 100,
             poll_timeout_ms: 100,
             metadata_max_age_ms: 300_000,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -135,7 +148,9 @@ struct PartitionState {
     position: Option<Offset>,
     /// Next offset after the last record the application processed.
     processed: Option<Offset>,
-    buffer: VecDeque<LogEntry>,
+    /// Fetched records from `position` on, each with whether the application gets it
+    /// (markers and, for read_committed, aborted records take an offset but are skipped).
+    buffer: VecDeque<(LogEntry, bool)>,
     /// A position lookup is in flight (OffsetFetch or ListOffsets).
     looking_up: bool,
 }
@@ -508,9 +523,11 @@ impl Consumer {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             while batch.len() < self.config.max_poll_records {
                 let Some(position) = part.position else { break };
-                let Some(entry) = part.buffer.pop_front() else { break };
+                let Some((entry, deliver)) = part.buffer.pop_front() else { break };
                 part.position = Some(Offset(position.0 + 1));
-                batch.push((tp, position, entry));
+                if deliver {
+                    batch.push((tp, position, entry));
+                }
             }
         }
         batch
@@ -959,12 +976,14 @@ impl Consumer {
             }
             let correlation = self.own(Own::Fetch { broker: leader }, leader, now);
             let max_wait_ms = self.config.fetch_max_wait_ms;
-            self.send(leader, Message::ConsumerFetch { correlation, max_wait_ms, partitions });
+            let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
+            self.send(leader, Message::ConsumerFetch { correlation, max_wait_ms, read_committed, partitions });
         }
     }
 
     fn handle_fetch_response(&mut self, now: Millis, partitions: Vec<ConsumerFetchPartitionResponse>) {
         let mut reset = Vec::new();
+        let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
         for response in partitions {
             let Some(part) = self.parts.get_mut(&response.tp) else { continue };
             let Some(position) = part.position else { continue };
@@ -972,7 +991,22 @@ impl Consumer {
                 ErrorCode::None => {
                     // An answer to an older position (a reset or a revoke since) is dropped.
                     if response.fetch_offset == Offset(position.0 + part.buffer.len() as u64) {
-                        part.buffer.extend(response.records);
+                        let base = response.fetch_offset;
+                        let kept: Vec<Offset> = if read_committed {
+                            committed_records(&response.records, base, &response.aborted).map(|(o, _)| o).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        let mut kept = kept.into_iter().peekable();
+                        for (i, entry) in response.records.into_iter().enumerate() {
+                            let offset = Offset(base.0 + i as u64);
+                            let deliver = if read_committed {
+                                kept.next_if_eq(&offset).is_some()
+                            } else {
+                                !entry.record.is_control()
+                            };
+                            part.buffer.push_back((entry, deliver));
+                        }
                     }
                 }
                 ErrorCode::OffsetOutOfRange => reset.push(response.tp),

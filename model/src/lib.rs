@@ -34,7 +34,7 @@ pub use config::{
     Acks, BrokerConfig, ControllerConfig, GroupsConfig, NullKeyPartitioner, ProducerConfig, Protocol, Registration,
     TopicConfig, Truncation,
 };
-pub use consumer::{CommitMode, Consumer, ConsumerConfig, OffsetReset};
+pub use consumer::{CommitMode, Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 pub use controller::{Controller, ControllerDisk};
 pub use error::ErrorCode;
 pub use log::{BrokerDisk, LogEntry, PartitionLog, Record};

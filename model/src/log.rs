@@ -7,6 +7,7 @@
 
 use crate::group::coordinator::OffsetsRecord;
 use crate::tpmap::TpMap;
+use crate::txn::TxnRecord;
 use crate::types::{BatchKind, LeaderEpoch, Millis, Offset, ProducerId, Stamp, WriteId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
@@ -16,6 +17,14 @@ use std::sync::Arc;
 /// Batches per producer a partition remembers for duplicate detection
 /// (`ProducerStateEntry.NUM_BATCHES_TO_RETAIN`).
 pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// The contents of an internal-topic record: a group's record in `__consumer_offsets`,
+/// or a transactional id's state in `__transaction_state`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    Offsets(OffsetsRecord),
+    Txn(TxnRecord),
+}
 
 /// One record as the producer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,11 +84,12 @@ pub struct PartitionLog {
     epochs: Vec<(LeaderEpoch, Offset)>,
     /// Last HW written to the checkpoint file (synced, as Kafka's `CheckpointFile` does).
     hw_checkpoint: Offset,
-    /// Contents of internal-topic records (`__consumer_offsets`), ascending by offset.
+    /// Contents of internal-topic records (`__consumer_offsets`, `__transaction_state`),
+    /// ascending by offset.
     /// A `LogEntry` stays a small `Copy` value; the few records that carry more than a
     /// write id keep it here, and truncation and power loss drop it with the entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    payloads: Vec<(Offset, Arc<OffsetsRecord>)>,
+    payloads: Vec<(Offset, Arc<Payload>)>,
     /// Producer state (Kafka's `ProducerStateManager`): a function of the log, built
     /// from it when a leader checks a batch, so a new leader, a truncated follower and a
     /// restarted broker see what their log holds. (Kafka snapshots it and rebuilds the
@@ -308,7 +318,7 @@ impl PartitionLog {
 
     /// Appends entries fetched from the leader, keeping their epochs, with the contents
     /// of the internal records among them.
-    pub fn append_as_follower(&mut self, entries: &[LogEntry], payloads: &[(Offset, Arc<OffsetsRecord>)]) {
+    pub fn append_as_follower(&mut self, entries: &[LogEntry], payloads: &[(Offset, Arc<Payload>)]) {
         let base = self.log_end_offset();
         for entry in entries {
             self.assign_epoch(entry.leader_epoch);
@@ -319,14 +329,14 @@ impl PartitionLog {
     }
 
     /// Appends one internal record with its contents, as leader.
-    pub fn append_internal(&mut self, epoch: LeaderEpoch, record: Record, payload: Arc<OffsetsRecord>) -> Offset {
+    pub fn append_internal(&mut self, epoch: LeaderEpoch, record: Record, payload: Arc<Payload>) -> Offset {
         let offset = self.append_as_leader(epoch, &[record]);
         self.payloads.push((offset, payload));
         offset
     }
 
     /// Contents of the internal records in `[from, to)`.
-    pub fn payloads_in(&self, from: Offset, to: Offset) -> Vec<(Offset, Arc<OffsetsRecord>)> {
+    pub fn payloads_in(&self, from: Offset, to: Offset) -> Vec<(Offset, Arc<Payload>)> {
         if self.payloads.is_empty() {
             return Vec::new();
         }

@@ -3,8 +3,9 @@
 
 use crate::config::Acks;
 use crate::error::ErrorCode;
-use crate::group::coordinator::{GroupRequest, GroupResponse, OffsetsRecord};
-use crate::log::{LogEntry, Record};
+use crate::group::coordinator::{GroupRequest, GroupResponse};
+use crate::log::{AbortedTxn, LogEntry, Payload, Record};
+use crate::txn::{TxnRequest, TxnResponse};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -70,9 +71,10 @@ pub struct FetchPartitionResponse {
     /// KIP-320: where the follower's log diverges (epoch, end offset of that epoch).
     pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
     pub records: Vec<LogEntry>,
-    /// Contents of the internal-topic records among `records` (`__consumer_offsets`),
+    /// Contents of the internal-topic records among `records` (`__consumer_offsets`,
+    /// `__transaction_state`),
     /// by offset; empty for every other topic.
-    pub payloads: Vec<(Offset, Arc<OffsetsRecord>)>,
+    pub payloads: Vec<(Offset, Arc<Payload>)>,
 }
 
 /// One partition of a consumer's fetch (Fetch with replica id -1).
@@ -88,8 +90,16 @@ pub struct ConsumerFetchPartitionResponse {
     pub fetch_offset: Offset,
     pub error: ErrorCode,
     pub high_watermark: Offset,
-    /// Records from the fetch offset, below the high watermark only.
+    /// The partition's last stable offset (KIP-98); a read_committed fetch returns
+    /// records below it only.
+    #[serde(default)]
+    pub last_stable_offset: Offset,
+    /// Records from the fetch offset, below the high watermark (read_uncommitted) or the
+    /// last stable offset (read_committed) only.
     pub records: Vec<LogEntry>,
+    /// For read_committed: the aborted transactions among `records`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted: Vec<AbortedTxn>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +217,9 @@ pub enum Message {
     ConsumerFetch {
         correlation: u64,
         max_wait_ms: u64,
+        /// `isolation.level=read_committed`.
+        #[serde(default)]
+        read_committed: bool,
         partitions: Vec<ConsumerFetchPartition>,
     },
     ConsumerFetchResponse {
@@ -221,6 +234,36 @@ pub enum Message {
     ListOffsetsResponse {
         correlation: u64,
         partitions: Vec<(TopicPartition, ErrorCode, Offset)>,
+    },
+    // transactions
+    /// FindCoordinator with key type TRANSACTION: any broker answers with the leader of
+    /// the transactional id's `__transaction_state` partition.
+    FindTxnCoordinator {
+        correlation: u64,
+        transactional_id: String,
+    },
+    /// A request for the transaction coordinator (InitProducerId with a transactional
+    /// id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn).
+    Txn {
+        correlation: u64,
+        request: Box<TxnRequest>,
+    },
+    TxnResponse {
+        correlation: u64,
+        response: Box<TxnResponse>,
+    },
+    /// WriteTxnMarkers, coordinator → partition leader: append the commit or abort marker
+    /// of the producer's transaction to each partition (acks=all).
+    WriteTxnMarkers {
+        correlation: u64,
+        producer_id: std::num::NonZeroU32,
+        epoch: u16,
+        commit: bool,
+        partitions: Vec<TopicPartition>,
+    },
+    WriteTxnMarkersResponse {
+        correlation: u64,
+        partitions: Vec<(TopicPartition, ErrorCode)>,
     },
     /// From the host: the connection to `from` was refused or reset (its process is gone
     /// but its machine answers). A host down by power loss or a partition sends nothing.
@@ -255,6 +298,11 @@ impl Message {
             Message::ConnectionClosed => MessageKind::ConnectionClosed,
             Message::InitProducerId { .. } => MessageKind::InitProducerId,
             Message::InitProducerIdResponse { .. } => MessageKind::InitProducerIdResponse,
+            Message::FindTxnCoordinator { .. } => MessageKind::FindTxnCoordinator,
+            Message::Txn { .. } => MessageKind::Txn,
+            Message::TxnResponse { .. } => MessageKind::TxnResponse,
+            Message::WriteTxnMarkers { .. } => MessageKind::WriteTxnMarkers,
+            Message::WriteTxnMarkersResponse { .. } => MessageKind::WriteTxnMarkersResponse,
         }
     }
 }
@@ -286,10 +334,15 @@ pub enum MessageKind {
     ListOffsetsResponse,
     InitProducerId,
     InitProducerIdResponse,
+    FindTxnCoordinator,
+    Txn,
+    TxnResponse,
+    WriteTxnMarkers,
+    WriteTxnMarkersResponse,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 24] = [
+    pub const ALL: [MessageKind; 29] = [
         MessageKind::BrokerRegistration,
         MessageKind::BrokerHeartbeat,
         MessageKind::AlterPartition,
@@ -314,6 +367,11 @@ impl MessageKind {
         MessageKind::ListOffsetsResponse,
         MessageKind::InitProducerId,
         MessageKind::InitProducerIdResponse,
+        MessageKind::FindTxnCoordinator,
+        MessageKind::Txn,
+        MessageKind::TxnResponse,
+        MessageKind::WriteTxnMarkers,
+        MessageKind::WriteTxnMarkersResponse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -342,6 +400,11 @@ impl MessageKind {
             MessageKind::ListOffsetsResponse => "list-offsets-response",
             MessageKind::InitProducerId => "init-producer-id",
             MessageKind::InitProducerIdResponse => "init-producer-id-response",
+            MessageKind::FindTxnCoordinator => "find-txn-coordinator",
+            MessageKind::Txn => "txn",
+            MessageKind::TxnResponse => "txn-response",
+            MessageKind::WriteTxnMarkers => "write-txn-markers",
+            MessageKind::WriteTxnMarkersResponse => "write-txn-markers-response",
         }
     }
 

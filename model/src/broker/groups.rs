@@ -15,7 +15,7 @@ use crate::group::coordinator::{
     offsets_partition_for, CoordinatorOutput, GroupRequest, GroupResponse, JoinResponse, OffsetsRecord,
 };
 use crate::group::GroupEvent;
-use crate::log::Record;
+use crate::log::{Payload, Record};
 use crate::messages::{ConsumerFetchPartition, ConsumerFetchPartitionResponse, Message};
 use crate::types::{Millis, NodeId, Offset, ProducerId, TopicPartition, WriteId};
 use std::sync::Arc;
@@ -41,6 +41,7 @@ pub(super) struct ParkedConsumerFetch {
     from: NodeId,
     correlation: u64,
     deadline: Millis,
+    read_committed: bool,
     partitions: Vec<ConsumerFetchPartition>,
 }
 
@@ -129,7 +130,7 @@ impl Broker {
                 timestamp: now,
                 stamp: None,
             };
-            log.append_internal(epoch, record, Arc::new(payload));
+            log.append_internal(epoch, record, Arc::new(Payload::Offsets(payload)));
         }
         let required = log.log_end_offset();
         let deadline = now.plus(self.config.groups.as_ref().map_or(5_000, |g| g.commit_timeout_ms));
@@ -182,7 +183,14 @@ impl Broker {
         };
         if leader {
             let records: Vec<OffsetsRecord> = self.disk.logs.get(&tp).map_or_else(Vec::new, |log| {
-                log.payloads_in(Offset(0), log.log_end_offset()).into_iter().map(|(_, p)| (*p).clone()).collect()
+                let payloads = log.payloads_in(Offset(0), log.log_end_offset());
+                payloads
+                    .into_iter()
+                    .filter_map(|(_, p)| match &*p {
+                        Payload::Offsets(record) => Some(record.clone()),
+                        Payload::Txn(_) => None,
+                    })
+                    .collect()
             });
             self.coordinator.load(now, tp.partition, partitions, &records);
             self.coordinated.insert(tp.partition);
@@ -223,32 +231,49 @@ impl Broker {
 
     // ---- consumer fetch and list offsets ----
 
-    fn read_for_consumer(&self, request: &ConsumerFetchPartition) -> ConsumerFetchPartitionResponse {
+    fn read_for_consumer(
+        &mut self,
+        request: &ConsumerFetchPartition,
+        read_committed: bool,
+    ) -> ConsumerFetchPartitionResponse {
         let tp = request.tp;
         let mut response = ConsumerFetchPartitionResponse {
             tp,
             fetch_offset: request.fetch_offset,
             error: ErrorCode::None,
             high_watermark: Offset(0),
+            last_stable_offset: Offset(0),
             records: Vec::new(),
+            aborted: Vec::new(),
         };
         let Some(replica) = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. })) else {
             response.error = ErrorCode::NotLeaderOrFollower;
             return response;
         };
-        let Some(log) = self.disk.logs.get(&tp) else {
+        let hw = replica.high_watermark;
+        let Some(log) = self.disk.logs.get_mut(&tp) else {
             response.error = ErrorCode::NotLeaderOrFollower;
             return response;
         };
-        response.high_watermark = replica.high_watermark;
-        // Kafka's read: past the log end is out of range; between the HW and the log end a
-        // consumer (isolation by high watermark) gets nothing yet.
+        response.high_watermark = hw;
+        response.last_stable_offset = if read_committed { log.last_stable_offset(hw) } else { hw };
+        // Kafka's read: past the log end is out of range; between the HW (the LSO for
+        // read_committed) and the log end a consumer gets nothing yet.
         if request.fetch_offset > log.log_end_offset() {
             response.error = ErrorCode::OffsetOutOfRange;
             return response;
         }
-        let visible = replica.high_watermark.0.saturating_sub(request.fetch_offset.0) as usize;
-        response.records = log.read(request.fetch_offset, visible.min(CONSUMER_FETCH_MAX_RECORDS)).to_vec();
+        let end = response.last_stable_offset;
+        let visible = end.0.saturating_sub(request.fetch_offset.0) as usize;
+        let records = log.read(request.fetch_offset, visible.min(CONSUMER_FETCH_MAX_RECORDS));
+        // The HW and the LSO fall between batches, so whole batches end below them; never
+        // past them all the same.
+        let records = &records[..records.len().min(visible)];
+        response.records = records.to_vec();
+        if read_committed && !records.is_empty() {
+            let to = Offset(request.fetch_offset.0 + records.len() as u64);
+            response.aborted = log.aborted_between(request.fetch_offset, to);
+        }
         response
     }
 
@@ -258,13 +283,15 @@ impl Broker {
         from: NodeId,
         correlation: u64,
         max_wait_ms: u64,
+        read_committed: bool,
         partitions: Vec<ConsumerFetchPartition>,
     ) {
-        let responses: Vec<_> = partitions.iter().map(|p| self.read_for_consumer(p)).collect();
+        let responses: Vec<_> = partitions.iter().map(|p| self.read_for_consumer(p, read_committed)).collect();
         let any = responses.iter().any(|r| !r.records.is_empty() || r.error != ErrorCode::None);
         if !any && max_wait_ms > 0 && self.parked_consumer_fetches.len() < PARKED_REQUESTS_MAX {
             let deadline = now.plus(max_wait_ms);
-            self.parked_consumer_fetches.push(ParkedConsumerFetch { from, correlation, deadline, partitions });
+            let parked = ParkedConsumerFetch { from, correlation, deadline, read_committed, partitions };
+            self.parked_consumer_fetches.push(parked);
             return;
         }
         self.send(from, Message::ConsumerFetchResponse { correlation, partitions: responses });
@@ -299,7 +326,7 @@ impl Broker {
     }
 
     fn answer_consumer_fetch(&mut self, parked: ParkedConsumerFetch) {
-        let partitions = parked.partitions.iter().map(|p| self.read_for_consumer(p)).collect();
+        let partitions = parked.partitions.iter().map(|p| self.read_for_consumer(p, parked.read_committed)).collect();
         self.send(parked.from, Message::ConsumerFetchResponse { correlation: parked.correlation, partitions });
     }
 

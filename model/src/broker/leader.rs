@@ -281,6 +281,9 @@ impl Broker {
                 self.complete_consumer_fetches(tp);
                 self.complete_group_appends(now, tp, new_hw);
             }
+            if self.config.txn.is_some() {
+                self.txn_high_watermark_moved(now, tp, new_hw);
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use crate::messages::{
     ProducePartitionResponse, TopicMeta,
 };
 use crate::tpmap::TpMap;
+use crate::txn::TxnCoordinator;
 use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -24,6 +25,9 @@ pub mod groups;
 mod leader;
 #[cfg(test)]
 mod tests;
+mod txn;
+#[cfg(test)]
+mod txn_tests;
 
 /// Bound on requests a broker parks (acks=all produce, long-poll fetch); beyond it a
 /// produce is answered REQUEST_TIMED_OUT at once and a fetch is answered empty.
@@ -156,6 +160,14 @@ pub struct Broker {
     coordinated: BTreeSet<u32>,
     group_appends: Vec<groups::GroupAppend>,
     parked_consumer_fetches: Vec<groups::ParkedConsumerFetch>,
+    /// The transaction coordinator for the state partitions this broker leads.
+    txn_coordinator: TxnCoordinator,
+    txn_appends: Vec<txn::TxnAppend>,
+    marker_writes: BTreeMap<u64, txn::MarkerWrite>,
+    next_marker_write: u64,
+    /// WriteTxnMarkers requests in flight, by correlation id.
+    marker_requests: BTreeMap<u64, txn::MarkerRequest>,
+    parked_markers: Vec<txn::ParkedMarkers>,
     outbox: VecDeque<Action>,
 }
 
@@ -179,6 +191,8 @@ impl Broker {
             config.groups.as_ref().map(|g| g.coordinator.clone()).unwrap_or_default(),
             incarnation,
         );
+        let txn_coordinator =
+            TxnCoordinator::new(config.txn.as_ref().map(|t| t.coordinator.clone()).unwrap_or_default());
         Broker {
             id,
             controller,
@@ -209,6 +223,12 @@ impl Broker {
             coordinated: BTreeSet::new(),
             group_appends: Vec::new(),
             parked_consumer_fetches: Vec::new(),
+            txn_coordinator,
+            txn_appends: Vec::new(),
+            marker_writes: BTreeMap::new(),
+            next_marker_write: 0,
+            marker_requests: BTreeMap::new(),
+            parked_markers: Vec::new(),
             outbox: VecDeque::new(),
         }
     }
@@ -248,6 +268,11 @@ impl Broker {
         self.coordinator.committed(group, tp)
     }
 
+    /// The durable state of `transactional_id`, if this broker coordinates it.
+    pub fn txn_state(&self, transactional_id: &str) -> Option<&crate::txn::TxnRecord> {
+        self.txn_coordinator.state(transactional_id)
+    }
+
     pub fn is_registered(&self) -> bool {
         self.broker_epoch.is_some()
     }
@@ -274,6 +299,11 @@ impl Broker {
         }
         if self.config.groups.is_some() {
             if let Some(at) = self.group_deadline() {
+                next = next.min(at);
+            }
+        }
+        if self.config.txn.is_some() {
+            if let Some(at) = self.txn_deadline() {
                 next = next.min(at);
             }
         }
@@ -319,6 +349,7 @@ impl Broker {
         self.run_queued_produces(now);
         self.expire_parked_fetches(now);
         self.group_timeouts(now);
+        self.txn_timeouts(now);
         self.run_fetchers(now);
     }
 
@@ -366,12 +397,22 @@ impl Broker {
             Message::Metadata { correlation } => self.handle_client_metadata(from, correlation),
             Message::FindCoordinator { correlation, group } => self.handle_find_coordinator(from, correlation, &group),
             Message::Group { correlation, request } => self.handle_group_request(now, from, correlation, *request),
-            Message::ConsumerFetch { correlation, max_wait_ms, partitions } => {
-                self.handle_consumer_fetch(now, from, correlation, max_wait_ms, partitions)
+            Message::ConsumerFetch { correlation, max_wait_ms, read_committed, partitions } => {
+                self.handle_consumer_fetch(now, from, correlation, max_wait_ms, read_committed, partitions)
             }
             Message::ListOffsets { correlation, partitions } => self.handle_list_offsets(from, correlation, partitions),
             Message::ConnectionClosed => self.handle_connection_closed(now, from),
             Message::InitProducerId { correlation } => self.handle_init_producer_id(from, correlation),
+            Message::FindTxnCoordinator { correlation, transactional_id } => {
+                self.handle_find_txn_coordinator(from, correlation, &transactional_id)
+            }
+            Message::Txn { correlation, request } => self.handle_txn_request(now, from, correlation, *request),
+            Message::WriteTxnMarkers { correlation, producer_id, epoch, commit, partitions } => {
+                self.handle_write_txn_markers(now, from, correlation, producer_id, epoch, commit, partitions)
+            }
+            Message::WriteTxnMarkersResponse { correlation, partitions } => {
+                self.handle_write_txn_markers_response(now, correlation, partitions)
+            }
             _ => {}
         }
         self.run_queued_produces(now);
@@ -381,12 +422,9 @@ impl Broker {
     /// Hands out the next producer id of this broker's block, with epoch 0; a broker that
     /// is not registered has no block yet.
     fn handle_init_producer_id(&mut self, from: NodeId, correlation: u64) {
-        const BLOCK: u32 = 1 << 20;
-        let issued = self.disk.producer_ids_issued;
-        let pid = (self.id.0 + 1).checked_mul(BLOCK).and_then(|base| base.checked_add(issued));
-        let producer = match pid.and_then(std::num::NonZeroU32::new) {
-            Some(pid) if self.broker_epoch.is_some() && issued < BLOCK - 1 => pid,
-            _ => {
+        let producer = match txn::allocate_producer_id(self.id, self.broker_epoch.is_some(), &mut self.disk) {
+            Some(pid) => pid,
+            None => {
                 let msg = Message::InitProducerIdResponse {
                     correlation,
                     error: ErrorCode::CoordinatorNotAvailable,
@@ -396,7 +434,6 @@ impl Broker {
                 return;
             }
         };
-        self.disk.producer_ids_issued += 1;
         let msg =
             Message::InitProducerIdResponse { correlation, error: ErrorCode::None, producer: Some((producer, 0)) };
         self.send(from, msg);
@@ -527,6 +564,9 @@ impl Broker {
         if self.is_offsets_topic(tp) {
             self.offsets_leadership_changed(now, tp, true);
         }
+        if self.is_txn_state_topic(tp) {
+            self.txn_leadership_changed(now, tp, true);
+        }
     }
 
     fn become_follower(&mut self, now: Millis, state: PartitionState) {
@@ -556,6 +596,7 @@ impl Broker {
         if self.is_offsets_topic(tp) {
             self.offsets_leadership_changed(now, tp, false);
         }
+        self.txn_leadership_changed(now, tp, false);
         self.event(ClusterEvent::BecameFollower { broker: self.id, tp, leader, leader_epoch });
         if let Some(leader) = leader {
             self.fetchers.entry(leader).or_default();

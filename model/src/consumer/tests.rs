@@ -132,11 +132,12 @@ impl World {
                 self.coordinator.handle_request(self.now, CONSUMER, correlation, *request);
                 return;
             }
-            Message::ConsumerFetch { correlation, partitions, max_wait_ms } => {
+            Message::ConsumerFetch { correlation, partitions, max_wait_ms, read_committed } => {
                 let empty =
                     partitions.iter().all(|p| p.fetch_offset.0 >= self.hw && p.fetch_offset.0 <= self.log.len() as u64);
                 if empty && max_wait_ms > 0 {
-                    self.parked.push(Message::ConsumerFetch { correlation, partitions, max_wait_ms: 0 });
+                    let parked = Message::ConsumerFetch { correlation, partitions, max_wait_ms: 0, read_committed };
+                    self.parked.push(parked);
                     return;
                 }
                 let partitions = partitions
@@ -154,7 +155,9 @@ impl World {
                             fetch_offset: p.fetch_offset,
                             error,
                             high_watermark: Offset(self.hw),
+                            last_stable_offset: Offset(self.hw),
                             records,
+                            aborted: Vec::new(),
                         }
                     })
                     .collect();

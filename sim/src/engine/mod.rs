@@ -537,6 +537,9 @@ impl<'a> Engine<'a> {
                 Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
                 Action::Event(event) => self.record_event(node, event),
                 Action::Group(event) => self.record_group_event(node, *event),
+                // The transaction coordinator's history: no scenario configures
+                // transactions yet (issue 6), so there is nothing to record.
+                Action::Txn(_) => {}
             }
         }
         self.reschedule(node);

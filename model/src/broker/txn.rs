@@ -1,0 +1,483 @@
+//! The broker side of transactions (KIP-98): FindCoordinator for transactional ids, the
+//! transaction coordinator for the `__transaction_state` partitions this broker leads
+//! (its records appended with acks=all and reported once below the high watermark), the
+//! coordinator's marker sends (WriteTxnMarkers to every partition's leader, retried until
+//! written), and the partition leader's side of WriteTxnMarkers.
+//!
+//! As for groups, a broker that becomes leader of a state partition loads that
+//! partition's transactional ids from its own log (`TransactionStateManager`'s load reads
+//! to the log end) and sends the markers again for every transaction it finds prepared;
+//! one that stops leading it unloads them and stops their markers.
+//!
+//! Markers are checked with Kafka 4.1's rule (a marker older than the producer's epoch is
+//! INVALID_PRODUCER_EPOCH). A marker request that fails so is given up, as Kafka's
+//! `TransactionMarkerRequestCompletionHandler` gives it up: the producer or coordinator has
+//! moved on, and the transaction stays prepared until its partition is loaded again.
+
+use super::groups::{COORDINATOR_PRODUCER, INTERNAL_WRITE_BASE};
+use super::{Broker, Role, PARKED_REQUESTS_MAX};
+use crate::action::Action;
+use crate::error::ErrorCode;
+use crate::log::{BrokerDisk, Payload, Record};
+use crate::messages::Message;
+use crate::txn::{txn_partition_for, TxnOutput, TxnRecord, TxnRequest};
+use crate::types::{Millis, NodeId, Offset, TopicPartition, WriteId};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// Producer ids each broker may hand out (its block; see `BrokerDisk::producer_ids_issued`).
+const PRODUCER_ID_BLOCK: u32 = 1 << 20;
+
+/// A coordinator append waiting for the state partition's high watermark.
+#[derive(Clone, Debug)]
+pub(super) struct TxnAppend {
+    token: u64,
+    tp: TopicPartition,
+    required: Offset,
+    deadline: Millis,
+}
+
+/// The markers of one ended transaction, on their way to the partitions.
+#[derive(Clone, Debug)]
+pub(super) struct MarkerWrite {
+    transactional_id: String,
+    producer_id: NonZeroU32,
+    epoch: u16,
+    commit: bool,
+    /// Partitions whose marker is not known to be written.
+    remaining: Vec<TopicPartition>,
+    /// When partitions without a request in flight are sent (again).
+    send_at: Millis,
+}
+
+/// One WriteTxnMarkers request in flight.
+#[derive(Clone, Debug)]
+pub(super) struct MarkerRequest {
+    write: u64,
+    partitions: Vec<TopicPartition>,
+    deadline: Millis,
+}
+
+/// A WriteTxnMarkers request at a partition leader, waiting for its markers to be
+/// replicated.
+#[derive(Clone, Debug)]
+pub(super) struct ParkedMarkers {
+    from: NodeId,
+    correlation: u64,
+    results: Vec<(TopicPartition, ErrorCode)>,
+    /// Partitions whose marker must get below the HW: (partition, offset after it).
+    waiting: Vec<(TopicPartition, Offset)>,
+    deadline: Millis,
+}
+
+/// A fresh producer id from this broker's block, unless it is not registered or its
+/// block is spent.
+pub(super) fn allocate_producer_id(id: NodeId, registered: bool, disk: &mut BrokerDisk) -> Option<NonZeroU32> {
+    let issued = disk.producer_ids_issued;
+    if !registered || issued >= PRODUCER_ID_BLOCK - 1 {
+        return None;
+    }
+    let pid = (id.0 + 1).checked_mul(PRODUCER_ID_BLOCK)?.checked_add(issued)?;
+    let pid = NonZeroU32::new(pid)?;
+    disk.producer_ids_issued += 1;
+    Some(pid)
+}
+
+impl Broker {
+    fn txn_state_tp(&self, transactional_id: &str) -> Option<TopicPartition> {
+        let txn = self.config.txn.as_ref()?;
+        let partition = txn_partition_for(transactional_id, txn.coordinator.partitions);
+        Some(TopicPartition { topic: txn.state_topic, partition })
+    }
+
+    pub(super) fn is_txn_state_topic(&self, tp: TopicPartition) -> bool {
+        self.config.txn.as_ref().is_some_and(|t| t.state_topic == tp.topic)
+    }
+
+    pub(super) fn handle_find_txn_coordinator(&mut self, from: NodeId, correlation: u64, transactional_id: &str) {
+        let coordinator =
+            self.txn_state_tp(transactional_id).and_then(|tp| self.leaders.get(&tp).and_then(|(l, _)| *l));
+        let error = if coordinator.is_some() { ErrorCode::None } else { ErrorCode::CoordinatorNotAvailable };
+        self.send(from, Message::FindCoordinatorResponse { correlation, error, coordinator });
+    }
+
+    pub(super) fn handle_txn_request(&mut self, now: Millis, from: NodeId, correlation: u64, request: TxnRequest) {
+        if self.config.txn.is_none() {
+            let response = request.error_response(ErrorCode::CoordinatorNotAvailable);
+            self.send(from, Message::TxnResponse { correlation, response: Box::new(response) });
+            return;
+        }
+        let (id, registered) = (self.id, self.broker_epoch.is_some());
+        let disk = &mut self.disk;
+        let mut allocate = || allocate_producer_id(id, registered, disk);
+        self.txn_coordinator.handle_request(now, from, correlation, request, &mut allocate);
+        self.drain_txn(now);
+    }
+
+    /// Moves the coordinator's outputs: answers, state records, markers, history.
+    pub(super) fn drain_txn(&mut self, now: Millis) {
+        while let Some(output) = self.txn_coordinator.poll_output() {
+            match output {
+                TxnOutput::Respond { to, correlation, response } => {
+                    self.send(to, Message::TxnResponse { correlation, response: Box::new(response) })
+                }
+                TxnOutput::Append { token, partition, record } => self.append_txn_record(now, token, partition, record),
+                TxnOutput::WriteMarkers { transactional_id, producer_id, epoch, commit, partitions } => {
+                    let write = self.next_marker_write;
+                    self.next_marker_write += 1;
+                    let remaining = partitions;
+                    let marker = MarkerWrite { transactional_id, producer_id, epoch, commit, remaining, send_at: now };
+                    self.marker_writes.insert(write, marker);
+                }
+                TxnOutput::Event(event) => self.outbox.push_back(Action::Txn(Box::new(event))),
+            }
+        }
+        if self.marker_writes.values().any(|w| w.send_at <= now) {
+            self.send_markers(now);
+        }
+    }
+
+    fn append_txn_record(&mut self, now: Millis, token: u64, partition: u32, record: TxnRecord) {
+        let Some(txn) = self.config.txn.as_ref() else { return };
+        let tp = TopicPartition { topic: txn.state_topic, partition };
+        let timeout_ms = txn.append_timeout_ms;
+        let Some(replica) = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. })) else {
+            return self.txn_coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
+        };
+        // `transaction.state.log` appends are acks=all.
+        if replica.state.isr.len() < self.effective_min_isr(tp) {
+            return self.txn_coordinator.handle_append_result(now, token, ErrorCode::NotEnoughReplicas);
+        }
+        if self.txn_appends.len() >= PARKED_REQUESTS_MAX {
+            return self.txn_coordinator.handle_append_result(now, token, ErrorCode::RequestTimedOut);
+        }
+        let epoch = replica.state.leader_epoch;
+        let log = self.disk.logs.get_or_default(tp);
+        let offset = log.log_end_offset();
+        let internal = Record {
+            write: WriteId(INTERNAL_WRITE_BASE + offset.0),
+            key: None,
+            producer: COORDINATOR_PRODUCER,
+            sequence: offset.0 as u32,
+            timestamp: now,
+            stamp: None,
+        };
+        log.append_internal(epoch, internal, Arc::new(Payload::Txn(record)));
+        let required = log.log_end_offset();
+        self.txn_appends.push(TxnAppend { token, tp, required, deadline: now.plus(timeout_ms) });
+        self.maybe_increment_high_watermark(now, tp);
+    }
+
+    /// After `tp`'s HW moved: state records and markers now below it are durable.
+    pub(super) fn txn_high_watermark_moved(&mut self, now: Millis, tp: TopicPartition, hw: Offset) {
+        if !self.txn_appends.is_empty() {
+            let mut done = Vec::new();
+            self.txn_appends.retain(|a| {
+                let durable = a.tp == tp && a.required <= hw;
+                if durable {
+                    done.push(a.token);
+                }
+                !durable
+            });
+            for token in done {
+                self.txn_coordinator.handle_append_result(now, token, ErrorCode::None);
+            }
+            self.drain_txn(now);
+        }
+        if !self.parked_markers.is_empty() {
+            for parked in &mut self.parked_markers {
+                parked.waiting.retain(|(t, required)| {
+                    let durable = *t == tp && *required <= hw;
+                    if durable {
+                        parked.results.push((tp, ErrorCode::None));
+                    }
+                    !durable
+                });
+            }
+            self.answer_finished_markers(now);
+        }
+    }
+
+    /// Leadership of `tp` went (or came): parked markers on it fail; for a state
+    /// partition, the coordinator loads or unloads its ids.
+    pub(super) fn txn_leadership_changed(&mut self, now: Millis, tp: TopicPartition, leader: bool) {
+        if self.config.txn.is_none() {
+            return;
+        }
+        if !leader && !self.parked_markers.is_empty() {
+            for parked in &mut self.parked_markers {
+                parked.waiting.retain(|(t, _)| {
+                    if *t == tp {
+                        parked.results.push((tp, ErrorCode::NotLeaderOrFollower));
+                    }
+                    *t != tp
+                });
+            }
+            self.answer_finished_markers(now);
+        }
+        if !self.is_txn_state_topic(tp) {
+            return;
+        }
+        let partitions = self.txn_coordinator.config().partitions;
+        if leader {
+            let records: Vec<TxnRecord> = self.disk.logs.get(&tp).map_or_else(Vec::new, |log| {
+                let payloads = log.payloads_in(Offset(0), log.log_end_offset());
+                payloads
+                    .into_iter()
+                    .filter_map(|(_, p)| match &*p {
+                        Payload::Txn(record) => Some(record.clone()),
+                        Payload::Offsets(_) => None,
+                    })
+                    .collect()
+            });
+            self.txn_coordinator.load(now, tp.partition, &records);
+        } else {
+            let mut failed = Vec::new();
+            self.txn_appends.retain(|a| {
+                if a.tp == tp {
+                    failed.push(a.token);
+                }
+                a.tp != tp
+            });
+            for token in failed {
+                self.txn_coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
+            }
+            self.txn_coordinator.unload(tp.partition);
+            // Its transactions' markers stop; the next coordinator sends them again.
+            let gone: Vec<u64> = self
+                .marker_writes
+                .iter()
+                .filter(|(_, w)| txn_partition_for(&w.transactional_id, partitions) == tp.partition)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                self.marker_writes.remove(&id);
+            }
+            self.marker_requests.retain(|_, r| self.marker_writes.contains_key(&r.write));
+        }
+        self.drain_txn(now);
+    }
+
+    // ---- markers, coordinator side ----
+
+    /// Sends WriteTxnMarkers for every partition due whose marker is neither written nor
+    /// asked for, one request per leader.
+    fn send_markers(&mut self, now: Millis) {
+        let Some(txn) = self.config.txn.as_ref() else { return };
+        let (retry_ms, timeout_ms) = (txn.marker_retry_ms, txn.append_timeout_ms);
+        let mut requests: Vec<(NodeId, u64, Message)> = Vec::new();
+        for (write_id, write) in self.marker_writes.iter_mut() {
+            if write.send_at > now {
+                continue;
+            }
+            write.send_at = now.plus(retry_ms);
+            let asked = |tp: &TopicPartition| {
+                self.marker_requests.values().any(|r| r.write == *write_id && r.partitions.contains(tp))
+            };
+            let mut per_leader: BTreeMap<NodeId, Vec<TopicPartition>> = BTreeMap::new();
+            for tp in write.remaining.iter().filter(|tp| !asked(tp)) {
+                // A partition without a known leader waits for the next round.
+                if let Some(leader) = self.leaders.get(tp).and_then(|(l, _)| *l) {
+                    per_leader.entry(leader).or_default().push(*tp);
+                }
+            }
+            for (leader, partitions) in per_leader {
+                let correlation = self.next_correlation;
+                self.next_correlation += 1;
+                let request =
+                    MarkerRequest { write: *write_id, partitions: partitions.clone(), deadline: now.plus(timeout_ms) };
+                self.marker_requests.insert(correlation, request);
+                let msg = Message::WriteTxnMarkers {
+                    correlation,
+                    producer_id: write.producer_id,
+                    epoch: write.epoch,
+                    commit: write.commit,
+                    partitions,
+                };
+                requests.push((leader, correlation, msg));
+            }
+        }
+        for (leader, correlation, msg) in requests {
+            if leader == self.id {
+                // This broker leads the partition itself: no network in between.
+                if let Message::WriteTxnMarkers { producer_id, epoch, commit, partitions, .. } = msg {
+                    self.handle_write_txn_markers(now, self.id, correlation, producer_id, epoch, commit, partitions);
+                }
+            } else {
+                self.send(leader, msg);
+            }
+        }
+    }
+
+    pub(super) fn handle_write_txn_markers_response(
+        &mut self,
+        now: Millis,
+        correlation: u64,
+        results: Vec<(TopicPartition, ErrorCode)>,
+    ) {
+        let Some(request) = self.marker_requests.remove(&correlation) else { return };
+        let Some(write) = self.marker_writes.get_mut(&request.write) else { return };
+        let mut give_up = false;
+        for (tp, error) in results {
+            match error {
+                ErrorCode::None => write.remaining.retain(|t| *t != tp),
+                ErrorCode::InvalidProducerEpoch => give_up = true,
+                // NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT …: again.
+                _ => {}
+            }
+        }
+        if give_up {
+            self.marker_writes.remove(&request.write);
+            self.marker_requests.retain(|_, r| r.write != request.write);
+            return;
+        }
+        let pending = self.marker_requests.values().any(|r| r.write == request.write);
+        if write.remaining.is_empty() && !pending {
+            let Some(done) = self.marker_writes.remove(&request.write) else { return };
+            self.txn_coordinator.markers_written(now, &done.transactional_id, done.producer_id, done.epoch);
+            self.drain_txn(now);
+        }
+    }
+
+    // ---- markers, partition-leader side ----
+
+    /// WriteTxnMarkers at a partition leader: each marker is checked and appended, and
+    /// the answer waits until all of them are below the high watermark.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_write_txn_markers(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation: u64,
+        producer_id: NonZeroU32,
+        epoch: u16,
+        commit: bool,
+        partitions: Vec<TopicPartition>,
+    ) {
+        let timeout_ms = self.config.txn.as_ref().map_or(5_000, |t| t.append_timeout_ms);
+        let mut parked = ParkedMarkers {
+            from,
+            correlation,
+            results: Vec::new(),
+            waiting: Vec::new(),
+            deadline: now.plus(timeout_ms),
+        };
+        for tp in partitions {
+            let error = self.append_marker(now, tp, producer_id, epoch, commit);
+            match error {
+                Ok(required) => parked.waiting.push((tp, required)),
+                Err(error) => parked.results.push((tp, error)),
+            }
+        }
+        if parked.waiting.is_empty() {
+            return self.answer_markers(now, parked);
+        }
+        if self.parked_markers.len() >= PARKED_REQUESTS_MAX {
+            let ParkedMarkers { mut results, waiting, .. } = parked;
+            results.extend(waiting.into_iter().map(|(tp, _)| (tp, ErrorCode::RequestTimedOut)));
+            return self.answer_markers(now, ParkedMarkers { results, waiting: Vec::new(), ..parked });
+        }
+        self.parked_markers.push(parked);
+        let tps: Vec<TopicPartition> = self.parked_markers.last().map_or_else(Vec::new, |p| {
+            let mut tps: Vec<TopicPartition> = p.waiting.iter().map(|(tp, _)| *tp).collect();
+            tps.dedup();
+            tps
+        });
+        for tp in tps {
+            self.maybe_increment_high_watermark(now, tp);
+            self.complete_parked_fetches(now, tp);
+        }
+    }
+
+    /// Appends one marker; the offset after it, or why not.
+    fn append_marker(
+        &mut self,
+        now: Millis,
+        tp: TopicPartition,
+        producer_id: NonZeroU32,
+        epoch: u16,
+        commit: bool,
+    ) -> Result<Offset, ErrorCode> {
+        let replica = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. }));
+        let Some(replica) = replica else {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        };
+        // Markers are written with acks=all.
+        if replica.state.isr.len() < self.effective_min_isr(tp) {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        let leader_epoch = replica.state.leader_epoch;
+        let log = self.disk.logs.get_or_default(tp);
+        log.check_marker(producer_id, epoch, false)?;
+        let offset = log.log_end_offset();
+        let write = WriteId(INTERNAL_WRITE_BASE + offset.0);
+        log.append_as_leader(
+            leader_epoch,
+            &[Record::marker(producer_id, epoch, commit, write, COORDINATOR_PRODUCER, now)],
+        );
+        Ok(log.log_end_offset())
+    }
+
+    fn answer_finished_markers(&mut self, now: Millis) {
+        let mut index = 0;
+        while index < self.parked_markers.len() {
+            if self.parked_markers[index].waiting.is_empty() {
+                let parked = self.parked_markers.swap_remove(index);
+                self.answer_markers(now, parked);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn answer_markers(&mut self, now: Millis, parked: ParkedMarkers) {
+        if parked.from == self.id {
+            self.handle_write_txn_markers_response(now, parked.correlation, parked.results);
+        } else {
+            let msg = Message::WriteTxnMarkersResponse { correlation: parked.correlation, partitions: parked.results };
+            self.send(parked.from, msg);
+        }
+    }
+
+    // ---- timers ----
+
+    pub(super) fn txn_timeouts(&mut self, now: Millis) {
+        if self.config.txn.is_none() {
+            return;
+        }
+        if self.txn_appends.iter().any(|a| a.deadline <= now) {
+            let mut expired = Vec::new();
+            self.txn_appends.retain(|a| {
+                if a.deadline <= now {
+                    expired.push(a.token);
+                }
+                a.deadline > now
+            });
+            for token in expired {
+                self.txn_coordinator.handle_append_result(now, token, ErrorCode::RequestTimedOut);
+            }
+        }
+        if self.txn_coordinator.poll_timeout().is_some_and(|at| at <= now) {
+            self.txn_coordinator.handle_timeout(now);
+        }
+        // A marker request unanswered this long is taken as lost.
+        self.marker_requests.retain(|_, r| r.deadline > now);
+        for parked in &mut self.parked_markers {
+            if parked.deadline <= now {
+                let timed_out = parked.waiting.drain(..).map(|(tp, _)| (tp, ErrorCode::RequestTimedOut));
+                parked.results.extend(timed_out);
+            }
+        }
+        self.answer_finished_markers(now);
+        self.drain_txn(now);
+    }
+
+    pub(super) fn txn_deadline(&self) -> Option<Millis> {
+        let appends = self.txn_appends.iter().map(|a| a.deadline);
+        let writes = self.marker_writes.values().map(|w| w.send_at);
+        let requests = self.marker_requests.values().map(|r| r.deadline);
+        let parked = self.parked_markers.iter().map(|p| p.deadline);
+        appends.chain(writes).chain(requests).chain(parked).chain(self.txn_coordinator.poll_timeout()).min()
+    }
+}
