@@ -44,6 +44,9 @@ pub enum ErrorCode {
     ProducerFenced,
     /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
     DeliveryTimeout,
+    /// The write's transaction was aborted (client-side, the Java client's
+    /// `TransactionAbortedException`).
+    TransactionAborted,
 }
 
 impl ErrorCode {
@@ -57,6 +60,8 @@ impl ErrorCode {
             ErrorCode::LeaderNotAvailable => 5,
             ErrorCode::NotLeaderOrFollower => 6,
             ErrorCode::RequestTimedOut | ErrorCode::DeliveryTimeout => 7,
+            // No wire code: the client fails the batches of an aborted transaction itself.
+            ErrorCode::TransactionAborted => -1,
             ErrorCode::NetworkException => 13,
             ErrorCode::NotEnoughReplicas => 19,
             ErrorCode::NotEnoughReplicasAfterAppend => 20,
@@ -93,6 +98,7 @@ impl ErrorCode {
     pub fn retriable(self) -> bool {
         match self {
             ErrorCode::None | ErrorCode::DeliveryTimeout | ErrorCode::InvalidUpdateVersion => false,
+            ErrorCode::TransactionAborted => false,
             ErrorCode::IneligibleReplica | ErrorCode::StaleBrokerEpoch => false,
             ErrorCode::DuplicateBrokerRegistration => true,
             ErrorCode::OffsetOutOfRange => false,
@@ -193,6 +199,7 @@ impl ErrorCode {
             ErrorCode::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
             ErrorCode::ProducerFenced => "PRODUCER_FENCED",
             ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",
+            ErrorCode::TransactionAborted => "TRANSACTION_ABORTED",
         }
     }
 }

@@ -210,6 +210,25 @@ pub enum TxnEvent {
     Stored(TxnRecord),
     /// An ongoing transaction outlived its timeout and is being aborted.
     TimedOut { transactional_id: String, producer_id: NonZeroU32, epoch: u16 },
+    /// Client side: the producer holds this id and epoch (after InitProducerId, or an
+    /// EndTxn that bumped the epoch).
+    ProducerEpoch { transactional_id: String, producer_id: NonZeroU32, epoch: u16 },
+    /// Client side: transaction `txn` ended as the application learns it; `error` says
+    /// why, when it did not end as asked.
+    Ended { transactional_id: String, txn: u64, outcome: TxnOutcome, error: ErrorCode },
+}
+
+/// How a transaction ended, as the application that ran it knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnOutcome {
+    /// `commitTransaction()` returned.
+    Committed,
+    /// `abortTransaction()` returned, or the producer failed before it asked to commit:
+    /// nothing of it may become visible to read_committed.
+    Aborted,
+    /// The producer failed after it asked to commit: it may or may not have committed.
+    Unknown,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

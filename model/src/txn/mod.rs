@@ -11,8 +11,10 @@
 //! transactions it finds half-ended.
 
 pub mod coordinator;
+pub mod producer;
 
 pub use coordinator::{
-    txn_partition_for, TxnCoordinator, TxnCoordinatorConfig, TxnEvent, TxnOutput, TxnRecord, TxnRequest, TxnResponse,
-    TxnState,
+    txn_partition_for, TxnCoordinator, TxnCoordinatorConfig, TxnEvent, TxnOutcome, TxnOutput, TxnRecord, TxnRequest,
+    TxnResponse, TxnState,
 };
+pub use producer::{TxnProducer, TxnProducerConfig, TxnWrite};
