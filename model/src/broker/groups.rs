@@ -131,6 +131,7 @@ impl Broker {
                 stamp: None,
             };
             log.append_internal(epoch, record, Arc::new(Payload::Offsets(payload)));
+            self.leader_appends += 1;
         }
         let required = log.log_end_offset();
         let deadline = now.plus(self.config.groups.as_ref().map_or(5_000, |g| g.commit_timeout_ms));

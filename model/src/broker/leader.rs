@@ -119,6 +119,7 @@ impl Broker {
             }
         }
         let base = log.append_as_leader(leader_epoch, &batch.records);
+        self.leader_appends += 1;
         let end = log.log_end_offset();
         if let Some(every) = self.config.flush_messages {
             if log.unflushed_records() >= every {
@@ -305,6 +306,7 @@ impl Broker {
         max_wait_ms: u64,
         partitions: Vec<FetchPartition>,
     ) {
+        let appends_before = self.leader_appends;
         let mut responses = Vec::with_capacity(partitions.len());
         let mut any_data = false;
         for request in &partitions {
@@ -313,7 +315,13 @@ impl Broker {
                 !response.records.is_empty() || response.error != ErrorCode::None || response.diverging_epoch.is_some();
             responses.push(response);
         }
-        let park = !any_data && max_wait_ms > 0 && self.parked_fetches.len() < PARKED_REQUESTS_MAX;
+        // Reading moves follower progress, which can move a high watermark and so set off
+        // appends (a coordinator's answer, markers) to partitions read already: answer
+        // then, and the follower's next fetch takes them, rather than park past them.
+        let park = !any_data
+            && max_wait_ms > 0
+            && self.parked_fetches.len() < PARKED_REQUESTS_MAX
+            && self.leader_appends == appends_before;
         if park {
             self.parked_fetches.push(ParkedFetch { from, correlation, deadline: now.plus(max_wait_ms), partitions });
         } else {

@@ -146,6 +146,9 @@ pub struct Broker {
     /// A parked produce was answered or dropped since the queue was last looked at.
     produce_answered: bool,
     parked_fetches: Vec<ParkedFetch>,
+    /// Appends as leader so far (any partition): a fetch whose reads set off appends
+    /// elsewhere (a coordinator answered, markers went in) is not parked past them.
+    leader_appends: u64,
     fetchers: BTreeMap<NodeId, Fetcher>,
     next_correlation: u64,
     next_heartbeat: Millis,
@@ -211,6 +214,7 @@ impl Broker {
             queued_produces: VecDeque::new(),
             produce_answered: false,
             parked_fetches: Vec::new(),
+            leader_appends: 0,
             fetchers: BTreeMap::new(),
             next_correlation: 0,
             next_heartbeat: now,

@@ -164,8 +164,11 @@ impl Broker {
             stamp: None,
         };
         log.append_internal(epoch, internal, Arc::new(Payload::Txn(record)));
+        self.leader_appends += 1;
         let required = log.log_end_offset();
         self.txn_appends.push(TxnAppend { token, tp, required, deadline: now.plus(timeout_ms) });
+        // Followers parked on the partition fetch the record now.
+        self.complete_parked_fetches(now, tp);
         self.maybe_increment_high_watermark(now, tp);
     }
 
@@ -416,7 +419,9 @@ impl Broker {
             leader_epoch,
             &[Record::marker(producer_id, epoch, commit, write, COORDINATOR_PRODUCER, now)],
         );
-        Ok(log.log_end_offset())
+        let end = log.log_end_offset();
+        self.leader_appends += 1;
+        Ok(end)
     }
 
     fn answer_finished_markers(&mut self, now: Millis) {
