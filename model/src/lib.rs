@@ -32,7 +32,7 @@ pub use action::{Action, ClusterEvent, TruncationReason, WriteOutcome};
 pub use broker::Broker;
 pub use config::{
     Acks, BrokerConfig, ControllerConfig, GroupsConfig, NullKeyPartitioner, ProducerConfig, Protocol, Registration,
-    TopicConfig, Truncation,
+    TopicConfig, Truncation, TxnConfig,
 };
 pub use consumer::{CommitMode, Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 pub use controller::{Controller, ControllerDisk};

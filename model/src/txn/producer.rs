@@ -33,6 +33,8 @@ use std::sync::Arc;
 
 /// Bound on the writes of one transaction.
 pub const TXN_WRITES_MAX: usize = 10_000;
+/// `TransactionManager.ADD_PARTITIONS_RETRY_BACKOFF_MS`.
+pub const ADD_PARTITIONS_RETRY_BACKOFF_MS: u64 = 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxnProducerConfig {
@@ -42,6 +44,10 @@ pub struct TxnProducerConfig {
     pub transaction_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub retry_backoff_ms: u64,
+    /// `delivery.timeout.ms`: a batch not acknowledged this long after its transaction
+    /// began fails, which makes the transaction abort (its request may still be on its
+    /// way: the late produce of KIP-890).
+    pub delivery_timeout_ms: u64,
     /// `max.block.ms` for `commitTransaction()`/`abortTransaction()`: a transaction
     /// running this long fails the producer (its successor aborts what is left).
     pub max_block_ms: u64,
@@ -54,6 +60,7 @@ impl Default for TxnProducerConfig {
             transaction_timeout_ms: 60_000,
             request_timeout_ms: 30_000,
             retry_backoff_ms: 100,
+            delivery_timeout_ms: 120_000,
             max_block_ms: 60_000,
         }
     }
@@ -193,6 +200,12 @@ impl TxnProducer {
         self.current.as_ref().map(|c| c.txn)
     }
 
+    /// Whether the running transaction's EndTxn(commit) has gone out (it may commit
+    /// whatever happens to this producer now).
+    pub fn commit_asked(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.commit_sent)
+    }
+
     /// Begins transaction `txn`: `writes` are sent, then the transaction commits
     /// (`commit`) or aborts. False (and nothing done) unless [`TxnProducer::ready`] or
     /// when `writes` is empty or beyond [`TXN_WRITES_MAX`].
@@ -267,6 +280,9 @@ impl TxnProducer {
                 }
             }
             consider(current.started.plus(self.config.max_block_ms));
+            if current.abort.is_none() {
+                consider(current.started.plus(self.config.delivery_timeout_ms));
+            }
         }
         next
     }
@@ -291,6 +307,7 @@ impl TxnProducer {
         for correlation in expired {
             self.produce_failed(now, correlation, ErrorCode::RequestTimedOut);
         }
+        self.expire_batches(now);
         if self.current.as_ref().is_some_and(|c| now.since(c.started) >= self.config.max_block_ms) {
             self.fatal(now, ErrorCode::RequestTimedOut);
         }
@@ -411,6 +428,11 @@ impl TxnProducer {
 
     fn coordinator_error(&mut self, now: Millis, call: Call, error: ErrorCode) {
         self.call_retry_at = now.plus(self.config.retry_backoff_ms);
+        if call == Call::Add && error == ErrorCode::ConcurrentTransactions {
+            // The previous transaction is still completing: the Java client retries
+            // AddPartitionsToTxn sooner (TransactionManager's 20 ms backoff for it).
+            self.call_retry_at = now.plus(self.config.retry_backoff_ms.min(ADD_PARTITIONS_RETRY_BACKOFF_MS));
+        }
         match error {
             ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::CoordinatorLoadInProgress => {
                 self.coordinator = None
@@ -495,6 +517,27 @@ impl TxnProducer {
             // INVALID_TXN_STATE …): the transaction aborts.
             batch.state = BatchState::Retry { at: now.plus(backoff) };
             current.abort.get_or_insert(error);
+        }
+    }
+
+    /// `delivery.timeout.ms` passed with batches unacknowledged: they fail (their requests
+    /// are forgotten, though they may still arrive) and the transaction aborts.
+    fn expire_batches(&mut self, now: Millis) {
+        let timeout = self.config.delivery_timeout_ms;
+        let Some(current) = self.current.as_mut() else { return };
+        if current.abort.is_some() || now.since(current.started) < timeout {
+            return;
+        }
+        if current.batches.iter().all(|b| b.state == BatchState::Done) {
+            return;
+        }
+        current.abort = Some(ErrorCode::DeliveryTimeout);
+        for batch in &mut current.batches {
+            if let BatchState::InFlight { correlation } = batch.state {
+                self.produces.remove(&correlation);
+                batch.unsettled = true;
+                batch.state = BatchState::Retry { at: now };
+            }
         }
     }
 
