@@ -24,6 +24,11 @@ pub enum Target {
     /// Whichever broker coordinates the scenario's group with this index when the fault
     /// fires (the leader of the group's `__consumer_offsets` partition).
     CoordinatorOf(u32),
+    /// A transactional producer of the scenario's `[transactions]`, by index.
+    TxnProducer(u32),
+    /// Whichever broker coordinates transactional producer N's transactional id when the
+    /// fault fires (the leader of its `__transaction_state` partition).
+    TxnCoordinatorOf(u32),
 }
 
 impl Target {
@@ -85,6 +90,8 @@ impl fmt::Display for Target {
             Target::Consumer(id) => write!(f, "consumer:{id}"),
             Target::App(id) => write!(f, "app:{id}"),
             Target::CoordinatorOf(group) => write!(f, "coordinator-of-group:{group}"),
+            Target::TxnProducer(index) => write!(f, "txn-producer:{index}"),
+            Target::TxnCoordinatorOf(index) => write!(f, "txn-coordinator:{index}"),
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
         }
     }
@@ -118,6 +125,9 @@ pub enum Fault {
     Duplicate(f64),
     Latency(u64, u64),
     DropKind(MessageKind, f64),
+    /// Messages of this kind take `[low, high]` ms instead of the network's latency, with
+    /// this probability (a slow path for one request type; links stay FIFO).
+    DelayKind(MessageKind, u64, u64, f64),
     ClockOffset(Target, i64),
 }
 
@@ -144,6 +154,7 @@ impl fmt::Display for Fault {
             Fault::Duplicate(p) => write!(f, "duplicate p={p}"),
             Fault::Latency(low, high) => write!(f, "latency {low}..{high} ms"),
             Fault::DropKind(kind, p) => write!(f, "drop {} p={p}", kind.name()),
+            Fault::DelayKind(kind, low, high, p) => write!(f, "delay {} by {low}..{high} ms p={p}", kind.name()),
             Fault::ClockOffset(t, ms) => write!(f, "clock-offset {t} {ms} ms"),
         }
     }

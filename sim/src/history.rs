@@ -116,6 +116,26 @@ impl PartitionFinal {
     }
 }
 
+/// One transaction of the transactional workload: its writes and how it ended, as the
+/// application that ran it learned (none: it never heard).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TxnOp {
+    /// The transactional producer's index in `[transactions]`.
+    pub producer: u32,
+    pub writes: Vec<WriteId>,
+    /// Whether the application meant to commit it (else it aborts it).
+    pub commit: bool,
+    pub begun_at: Millis,
+    pub ended: Option<TxnEnd>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct TxnEnd {
+    pub at: Millis,
+    pub outcome: trial_model::txn::TxnOutcome,
+    pub error: ErrorCode,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct History {
     /// Indexed by write id (ids are dense from 0).
@@ -125,6 +145,8 @@ pub struct History {
     /// offset: what a consumer could have read.
     pub readable: trial_model::TpMap<Vec<WriteId>>,
     pub partitions: Vec<PartitionFinal>,
+    /// Transactions of the transactional workload, indexed by transaction id.
+    pub txns: Vec<TxnOp>,
     /// Whether the healed cluster converged before the liveness phase ran out.
     pub converged: bool,
     pub safety_end: Millis,

@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod strategies;
 pub mod sweep;
 pub mod trace;
+pub mod txns;
 
 pub use checkers::{check, Property, Verdicts};
 pub use engine::{run, RunOutput};

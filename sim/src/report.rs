@@ -6,6 +6,7 @@ use crate::engine::{RunOutput, Stop};
 use crate::groups::{check_groups, GroupVerdicts};
 use crate::history::Happening;
 use crate::scenario::Scenario;
+use crate::txns::{check_txns, TxnVerdicts};
 use serde_json::json;
 use std::fmt::Write as _;
 use trial_model::{ClusterEvent, Truncation};
@@ -27,6 +28,8 @@ pub struct Outcome {
     pub verdicts: Verdicts,
     /// One per consumer group, in declaration order.
     pub groups: Vec<GroupVerdicts>,
+    /// The transaction checkers' verdicts, when the scenario has transactions.
+    pub txns: Option<TxnVerdicts>,
     /// Whether every expectation of the scenario was met.
     pub pass: bool,
     /// Why it failed, one line each.
@@ -79,6 +82,24 @@ impl Outcome {
                 }
             }
         }
+        let txns = scenario.transactions.as_ref().map(|spec| check_txns(&run.history, spec.topic));
+        if let Some(verdicts) = &txns {
+            for property in &scenario.expect.txn_hold {
+                let result = verdicts.result(*property);
+                if !result.held() {
+                    failures.push(format!(
+                        "{} was expected to hold but has {} violation(s)",
+                        property.name(),
+                        result.violations
+                    ));
+                }
+            }
+            for property in &scenario.expect.txn_violate {
+                if verdicts.result(*property).held() {
+                    failures.push(format!("{} was expected to be violated but held", property.name()));
+                }
+            }
+        }
         Outcome {
             scenario_name: scenario.name.clone(),
             seed,
@@ -88,6 +109,7 @@ impl Outcome {
             run,
             verdicts,
             groups,
+            txns,
         }
     }
 
@@ -166,6 +188,10 @@ impl Outcome {
                 let _ = writeln!(out, "             {example}");
             }
         }
+        if let Some(txns) = &self.txns {
+            let _ = writeln!(out);
+            let _ = write!(out, "{}", txns.text());
+        }
         for (index, group) in self.groups.iter().enumerate() {
             let _ = writeln!(out);
             let _ = write!(out, "{}", group.text());
@@ -226,6 +252,7 @@ impl Outcome {
             "events": self.run.stats.events,
             "messages": self.run.stats.messages,
             "groups": self.groups.iter().map(group_json).collect::<Vec<_>>(),
+            "transactions": self.txns,
             "lag": self.run.lag,
             "replay": self.replay,
         })

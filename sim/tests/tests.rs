@@ -25,3 +25,5 @@ mod matrix;
 mod properties;
 #[path = "suite/scenarios.rs"]
 mod scenarios;
+#[path = "suite/txn_checkers.rs"]
+mod txn_checkers;

@@ -14,6 +14,13 @@ impl Engine<'_> {
             Target::Producer(index) => self.producers.get(index as usize).map(|p| p.node),
             Target::Consumer(index) => self.consumers.slots.get(index as usize).map(|c| c.node),
             Target::App(index) => self.apps.slots.get(index as usize).map(|a| a.node),
+            Target::TxnProducer(index) => self.txns.nodes.get(index as usize).copied(),
+            Target::TxnCoordinatorOf(index) => {
+                let settings = self.scenario.broker.txn.as_ref()?;
+                let id = crate::scenario::TxnSpec::transactional_id(index);
+                let partition = trial_model::txn::txn_partition_for(&id, settings.coordinator.partitions);
+                self.resolve(Target::LeaderOf(TopicPartition { topic: settings.state_topic, partition }))
+            }
             Target::CoordinatorOf(group) => {
                 let settings = self.scenario.broker.groups.as_ref()?;
                 let name = &self.scenario.groups.get(group as usize)?.name;
@@ -130,6 +137,10 @@ impl Engine<'_> {
                 self.drop_kinds.retain(|(k, _)| *k != kind);
                 self.drop_kinds.push((kind, p));
             }
+            Fault::DelayKind(kind, low, high, p) => {
+                self.delay_kinds.retain(|(k, _, _)| *k != kind);
+                self.delay_kinds.push((kind, (low, high), p));
+            }
             Fault::ClockOffset(target, ms) => {
                 if let Some(node) = self.resolve(target) {
                     node_id = Some(self.nodes[node].id);
@@ -170,6 +181,10 @@ impl Engine<'_> {
             // An application's process dies with its clients.
             Life::Up(Actor::Producer(_)) => Durable::App,
             Life::Up(Actor::Consumer(_)) => Durable::Consumer,
+            Life::Up(Actor::TxnProducer(p)) => {
+                self.txn_producer_crashed(&p);
+                Durable::TxnProducer(self.txns.slot_of(node).unwrap_or(0) as u32)
+            }
             Life::Down { durable, .. } => durable,
         };
         if matches!(durable, Durable::Consumer) {
@@ -227,6 +242,12 @@ impl Engine<'_> {
             }
             Durable::Consumer => Life::Up(Actor::Consumer(Box::new(self.consumers.new_consumer(id, now)))),
             Durable::App => Life::Up(Actor::Producer(Box::new(self.apps.new_producer(node, id, self.brokers)))),
+            Durable::TxnProducer(index) => match self.scenario.transactions.as_ref() {
+                Some(spec) => {
+                    Life::Up(Actor::TxnProducer(Box::new(super::txns::new_producer(spec, index, self.brokers))))
+                }
+                None => Life::Down { durable: Durable::TxnProducer(index), machine_up: true },
+            },
         };
         if matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
             self.consumer_happening(node, groups::Happened::Restarted);
@@ -248,6 +269,7 @@ impl Engine<'_> {
                 Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
                 Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
                 Life::Up(Actor::Consumer(c)) => c.handle_message(now, from, msg),
+                Life::Up(Actor::TxnProducer(p)) => p.handle_message(now, from, msg),
                 Life::Down { .. } => break,
             }
         }

@@ -36,6 +36,8 @@ pub enum NodeRole {
     Consumer,
     /// An application node of the madsim host.
     App,
+    /// A transactional producer of `[transactions]`.
+    TxnProducer,
 }
 
 /// The next event, as far as the host has to bring it about.
@@ -116,6 +118,8 @@ impl<'a> Engine<'a> {
             NodeRole::Controller
         } else if self.is_app(node) {
             NodeRole::App
+        } else if self.txns.slot_of(node).is_some() {
+            NodeRole::TxnProducer
         } else if node <= self.controller_index + self.producers.len() {
             NodeRole::Producer
         } else {

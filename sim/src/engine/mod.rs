@@ -18,6 +18,7 @@ pub mod groups;
 mod host;
 pub use host::{Next, NodeRole, Outgoing};
 mod network;
+pub mod txns;
 use crate::scenario::Scenario;
 use crate::trace::TraceSink;
 use rand_chacha::ChaCha8Rng;
@@ -90,6 +91,8 @@ enum EventKind {
     EndSafety,
     CheckConvergence,
     SampleLag,
+    /// A tick of the transactional workload.
+    TxnTick,
 }
 
 enum Actor {
@@ -97,6 +100,7 @@ enum Actor {
     Controller(Box<Controller>),
     Producer(Box<Producer>),
     Consumer(Box<Consumer>),
+    TxnProducer(Box<trial_model::txn::TxnProducer>),
 }
 
 enum Durable {
@@ -106,6 +110,8 @@ enum Durable {
     Consumer,
     /// An application's process keeps nothing either; its restart makes new clients.
     App,
+    /// Transactional producer N's application: its restart is a new producer instance.
+    TxnProducer(u32),
 }
 
 enum Life {
@@ -189,6 +195,7 @@ pub struct Engine<'a> {
     producers: Vec<ProducerLoad>,
     consumers: groups::Consumers,
     apps: apps::Apps,
+    txns: txns::TxnProducers,
     /// Producers grouped by send interval (indices into `producers`).
     tick_groups: Vec<Vec<usize>>,
     brokers: usize,
@@ -198,6 +205,7 @@ pub struct Engine<'a> {
     loss: f64,
     duplicate: f64,
     drop_kinds: Vec<(MessageKind, f64)>,
+    delay_kinds: Vec<(MessageKind, (u64, u64), f64)>,
     blocked: Vec<bool>,
     link_last: Vec<Millis>,
     net_rng: ChaCha8Rng,
@@ -262,6 +270,7 @@ impl<'a> Engine<'a> {
             producers.push(ProducerLoad { node: nodes.len() - 1, spec: index, interval_ms, per_tick, carry: 0.0 });
         }
         let consumers = groups::Consumers::start(scenario, &broker_ids, &mut nodes);
+        let txns = txns::TxnProducers::start(scenario, &broker_ids, &mut nodes);
         let count = nodes.len();
         let mut fault_rng = ChaCha8Rng::seed_from_u64(seeds.faults);
         let mut faults = scenario.faults.clone();
@@ -279,6 +288,7 @@ impl<'a> Engine<'a> {
             producers,
             consumers,
             apps: apps::Apps::default(),
+            txns,
             tick_groups: Vec::new(),
             brokers: n,
             controller_index,
@@ -286,6 +296,7 @@ impl<'a> Engine<'a> {
             loss: scenario.network.loss,
             duplicate: scenario.network.duplicate,
             drop_kinds: Vec::new(),
+            delay_kinds: Vec::new(),
             blocked: vec![false; count * count],
             link_last: vec![Millis::ZERO; count * count],
             net_rng: ChaCha8Rng::seed_from_u64(seeds.network),
@@ -307,6 +318,9 @@ impl<'a> Engine<'a> {
         engine.push(Millis(scenario.duration_ms), EventKind::EndSafety);
         if !scenario.groups.is_empty() {
             engine.push(Millis(groups::LAG_SAMPLE_MS), EventKind::SampleLag);
+        }
+        if scenario.transactions.is_some() {
+            engine.push(Millis(1), EventKind::TxnTick);
         }
         for index in 0..engine.producers.len() {
             let interval = engine.producers[index].interval_ms;
@@ -367,6 +381,9 @@ impl<'a> Engine<'a> {
         }
         if id == CONTROLLER_ID {
             return Some(self.controller_index);
+        }
+        if let Some(index) = id.0.checked_sub(txns::TXN_PRODUCER_BASE) {
+            return self.txns.nodes.get(index as usize).copied();
         }
         if let Some(app) = id.0.checked_sub(APP_BASE) {
             return self.apps.slots.get(app as usize).map(|slot| slot.node);
@@ -432,6 +449,7 @@ impl<'a> Engine<'a> {
                 self.apply_fault(fault);
             }
             EventKind::EndSafety => self.end_safety(),
+            EventKind::TxnTick => self.txn_tick(),
             EventKind::SampleLag => {
                 self.sample_lag();
                 self.push(self.now.plus(groups::LAG_SAMPLE_MS), EventKind::SampleLag);
@@ -484,6 +502,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Controller(c)) => c.handle_timeout(now),
             Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
             Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
+            Life::Up(Actor::TxnProducer(p)) => p.handle_timeout(now),
             Life::Down { .. } => return false,
         }
         true
@@ -508,6 +527,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Controller(c)) => c.handle_message(now, from, msg),
             Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
             Life::Up(Actor::Consumer(c)) => c.handle_message(now, from, msg),
+            Life::Up(Actor::TxnProducer(p)) => p.handle_message(now, from, msg),
             Life::Down { .. } => return,
         }
         self.after_input(to);
@@ -525,6 +545,7 @@ impl<'a> Engine<'a> {
                 Life::Up(Actor::Controller(c)) => c.poll_action(),
                 Life::Up(Actor::Producer(p)) => p.poll_action(),
                 Life::Up(Actor::Consumer(c)) => c.poll_action(),
+                Life::Up(Actor::TxnProducer(p)) => p.poll_action(),
                 Life::Down { .. } => None,
             };
             let Some(action) = action else { break };
@@ -537,9 +558,13 @@ impl<'a> Engine<'a> {
                 Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
                 Action::Event(event) => self.record_event(node, event),
                 Action::Group(event) => self.record_group_event(node, *event),
-                // The transaction coordinator's history: no scenario configures
-                // transactions yet (issue 6), so there is nothing to record.
-                Action::Txn(_) => {}
+                // The clients' ends of transactions; the coordinators' events stay out
+                // of the history (the checkers judge what clients and readers see).
+                Action::Txn(event) => {
+                    if self.txns.slot_of(node).is_some() {
+                        self.record_txn_event(*event);
+                    }
+                }
             }
         }
         self.reschedule(node);
@@ -552,6 +577,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Controller(c)) => c.poll_timeout(),
             Life::Up(Actor::Producer(p)) => p.poll_timeout(),
             Life::Up(Actor::Consumer(c)) => c.poll_timeout(),
+            Life::Up(Actor::TxnProducer(p)) => p.poll_timeout(),
             Life::Down { .. } => None,
         };
         // Local deadline to global time; a deadline already due fires one tick later so a
@@ -665,7 +691,7 @@ impl<'a> Engine<'a> {
             if op.completed.is_none() {
                 op.completed = Some(Completion { at: self.now, tp, outcome });
             }
-            if op.producer as usize >= self.producers.len() {
+            if op.producer as usize >= self.producers.len() && op.producer < txns::TXN_HISTORY_BASE {
                 self.apps.acks.push((write, tp, outcome));
             }
         }
@@ -743,10 +769,10 @@ impl<'a> Engine<'a> {
     /// level with the leader, and every HW at the log end.
     fn converged(&self) -> bool {
         for node in &self.nodes {
-            if let Life::Up(Actor::Producer(p)) = &node.life {
-                if p.outstanding() > 0 {
-                    return false;
-                }
+            match &node.life {
+                Life::Up(Actor::Producer(p)) if p.outstanding() > 0 => return false,
+                Life::Up(Actor::TxnProducer(p)) if p.running().is_some() => return false,
+                _ => {}
             }
         }
         // No op-by-op scan: a producer counts every write until it is answered.

@@ -31,7 +31,15 @@ impl Engine<'_> {
                 }
             }
         }
-        let (low, high) = self.latency_ms;
+        let (mut low, mut high) = self.latency_ms;
+        if !self.delay_kinds.is_empty() {
+            let kind = msg.kind();
+            if let Some((_, range, p)) = self.delay_kinds.iter().find(|(k, _, _)| *k == kind).copied() {
+                if self.chance(p) {
+                    (low, high) = range;
+                }
+            }
+        }
         let mut msg = msg;
         let mut from = from;
         let mut to = to;
@@ -86,6 +94,7 @@ impl Engine<'_> {
         self.duplicate = self.scenario.network.duplicate;
         self.latency_ms = self.scenario.network.latency_ms;
         self.drop_kinds.clear();
+        self.delay_kinds.clear();
         if !self.producing {
             // The liveness phase runs on a clean network.
             self.loss = 0.0;

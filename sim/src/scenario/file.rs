@@ -22,6 +22,7 @@ pub(super) struct RawScenario {
     producers: Vec<Spanned<RawProducer>>,
     #[serde(default)]
     groups: Vec<Spanned<RawGroup>>,
+    transactions: Option<Spanned<RawTransactions>>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     nemesis: Option<Spanned<RawNemesis>>,
@@ -121,6 +122,24 @@ struct RawGroup {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTransactions {
+    producers: Spanned<u32>,
+    topic: Spanned<String>,
+    records_per_txn: Option<Spanned<u32>>,
+    abort_ratio: Option<Spanned<f64>>,
+    interval_ms: Option<Spanned<u64>>,
+    transaction_timeout_ms: Option<Spanned<u64>>,
+    request_timeout_ms: Option<Spanned<u64>>,
+    delivery_timeout_ms: Option<Spanned<u64>>,
+    /// KIP-890 part 2 (transaction version 2): EndTxn bumps the epoch. On, as in Kafka 4.0.
+    kip890: Option<bool>,
+    state_partitions: Option<Spanned<u32>>,
+    state_replication_factor: Option<Spanned<u32>>,
+    state_min_insync_replicas: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawFault {
     at_ms: Spanned<u64>,
     kind: Spanned<String>,
@@ -155,6 +174,8 @@ struct RawExpect {
 pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
     pub(super) file: &'a str,
+    /// Transactional producers of the scenario, once known (for fault targets).
+    pub(super) txn_producers: std::cell::Cell<usize>,
 }
 
 impl Validator<'_> {
@@ -205,6 +226,11 @@ impl Validator<'_> {
             let fencing = raw.protocol.commit_fencing.unwrap_or(true);
             broker.groups = Some(self.offsets_topic(&raw.cluster, brokers, fencing, &mut topics)?);
         }
+        let transactions = match &raw.transactions {
+            Some(t) => Some(self.transactions(t, &raw.cluster, brokers, &mut broker, &mut topics)?),
+            None => None,
+        };
+        self.txn_producers.set(transactions.as_ref().map_or(0, |t| t.producers as usize));
         let consumers = groups.iter().map(|g| g.consumers as usize).sum::<usize>();
         let faults = self.faults(&raw.faults, brokers, producers.len(), consumers, &topics, duration_ms)?;
         let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
@@ -221,6 +247,7 @@ impl Validator<'_> {
             topics,
             producers,
             groups,
+            transactions,
             network,
             duration_ms,
             liveness_ms,
@@ -706,6 +733,150 @@ impl Validator<'_> {
         Ok(GroupsConfig { offsets_topic, offsets_partitions: partitions, commit_timeout_ms: 5_000, coordinator })
     }
 
+    /// `[transactions]`: the workload, `__transaction_state` (appended after the other
+    /// topics) and the brokers' transaction settings.
+    fn transactions(
+        &self,
+        raw: &Spanned<RawTransactions>,
+        cluster: &Spanned<RawCluster>,
+        brokers: u32,
+        broker: &mut BrokerConfig,
+        topics: &mut Vec<TopicConfig>,
+    ) -> Result<TxnSpec, ScenarioError> {
+        let t = raw.get_ref();
+        let producers = *t.producers.get_ref();
+        if producers == 0 || producers as usize > TXN_PRODUCERS_MAX {
+            return self.error(
+                t.producers.span(),
+                "transactions.producers",
+                format!("must be 1..={TXN_PRODUCERS_MAX}"),
+            );
+        }
+        let Some(topic) = topics.iter().position(|x| x.name == *t.topic.get_ref() && !x.name.starts_with("__")) else {
+            return self.error(
+                t.topic.span(),
+                "transactions.topic",
+                format!("no topic named `{}` is declared", t.topic.get_ref()),
+            );
+        };
+        let records_per_txn = match &t.records_per_txn {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > RECORDS_PER_TXN_MAX => {
+                return self.error(
+                    v.span(),
+                    "transactions.records_per_txn",
+                    format!("must be 1..={RECORDS_PER_TXN_MAX}"),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            None => 4,
+        };
+        let abort_ratio = match &t.abort_ratio {
+            Some(v) if !(0.0..=1.0).contains(v.get_ref()) => {
+                return self.error(v.span(), "transactions.abort_ratio", format!("{} is not a fraction", v.get_ref()))
+            }
+            Some(v) => *v.get_ref(),
+            None => 0.0,
+        };
+        let interval_ms = match &t.interval_ms {
+            Some(v) => self.positive(v, "transactions.interval_ms")?,
+            None => 10,
+        };
+        let mut config = trial_model::txn::TxnProducerConfig::default();
+        let coordinator_defaults = trial_model::txn::TxnCoordinatorConfig::default();
+        if let Some(v) = &t.transaction_timeout_ms {
+            let timeout = self.positive(v, "transactions.transaction_timeout_ms")?;
+            if timeout > coordinator_defaults.max_timeout_ms {
+                return self.error(
+                    v.span(),
+                    "transactions.transaction_timeout_ms",
+                    format!(
+                        "{timeout} is above transaction.max.timeout.ms ({}): the coordinator refuses it",
+                        coordinator_defaults.max_timeout_ms
+                    ),
+                );
+            }
+            config.transaction_timeout_ms = timeout;
+        }
+        if let Some(v) = &t.request_timeout_ms {
+            config.request_timeout_ms = self.positive(v, "transactions.request_timeout_ms")?;
+        }
+        if let Some(v) = &t.delivery_timeout_ms {
+            let delivery = self.positive(v, "transactions.delivery_timeout_ms")?;
+            // Kafka's producer refuses delivery.timeout.ms < linger.ms + request.timeout.ms.
+            if delivery < config.request_timeout_ms {
+                return self.error(
+                    v.span(),
+                    "transactions.delivery_timeout_ms",
+                    format!("must be at least request_timeout_ms ({})", config.request_timeout_ms),
+                );
+            }
+            config.delivery_timeout_ms = delivery;
+        }
+        config.max_block_ms = config.max_block_ms.max(config.transaction_timeout_ms);
+        let partitions = match &t.state_partitions {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > PARTITIONS_MAX => {
+                return self.error(v.span(), "transactions.state_partitions", format!("must be 1..={PARTITIONS_MAX}"))
+            }
+            Some(v) => *v.get_ref(),
+            None => trial_model::txn::coordinator::TXN_PARTITIONS_DEFAULT,
+        };
+        let replication_factor = match &t.state_replication_factor {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > brokers => {
+                return self.error(
+                    v.span(),
+                    "transactions.state_replication_factor",
+                    format!("must be 1..={brokers} (the broker count)"),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            None => brokers.min(3),
+        };
+        let min_insync_replicas = match &t.state_min_insync_replicas {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > replication_factor => {
+                return self.error(
+                    v.span(),
+                    "transactions.state_min_insync_replicas",
+                    format!("must be 1..={replication_factor} (the state topic's replication factor)"),
+                )
+            }
+            Some(v) => *v.get_ref(),
+            // `transaction.state.log.min.isr` is 2 in Kafka, which needs 2 replicas.
+            None => replication_factor.min(2),
+        };
+        if topics.iter().any(|x| x.name == TXN_STATE_TOPIC) {
+            return self.error(
+                cluster.span(),
+                "topics",
+                format!("`{TXN_STATE_TOPIC}` is internal and cannot be declared"),
+            );
+        }
+        let state_topic = TopicId(topics.len() as u32);
+        topics.push(TopicConfig {
+            name: TXN_STATE_TOPIC.into(),
+            partitions,
+            replication_factor,
+            min_insync_replicas,
+            unclean_leader_election: false,
+            replica_assignment: None,
+        });
+        let (offsets_topic, offsets_partitions) = broker
+            .groups
+            .as_ref()
+            .map_or((coordinator_defaults.offsets_topic, coordinator_defaults.offsets_partitions), |g| {
+                (g.offsets_topic, g.offsets_partitions)
+            });
+        let coordinator = trial_model::txn::TxnCoordinatorConfig {
+            partitions,
+            bump_epoch_per_transaction: t.kip890.unwrap_or(true),
+            offsets_topic,
+            offsets_partitions,
+            ..coordinator_defaults
+        };
+        broker.txn =
+            Some(trial_model::TxnConfig { state_topic, coordinator, append_timeout_ms: 5_000, marker_retry_ms: 100 });
+        Ok(TxnSpec { producers, topic: TopicId(topic as u32), records_per_txn, abort_ratio, interval_ms, config })
+    }
+
     fn positive<T: Copy + PartialOrd + Default + fmt::Display>(
         &self,
         value: &Spanned<T>,
@@ -726,10 +897,36 @@ impl Validator<'_> {
         consumers: usize,
         topics: &[TopicConfig],
     ) -> Result<Target, ScenarioError> {
-        match Target::parse(value.get_ref(), brokers, producers, consumers, topics) {
+        match self.parse_target(value.get_ref(), brokers, producers, consumers, topics) {
             Ok(target) => Ok(target),
             Err(message) => self.error(value.span(), key, message),
         }
+    }
+
+    /// `Target::parse`, plus the transactional producers and their coordinators.
+    fn parse_target(
+        &self,
+        text: &str,
+        brokers: u32,
+        producers: usize,
+        consumers: usize,
+        topics: &[TopicConfig],
+    ) -> Result<Target, String> {
+        let txn = self.txn_producers.get();
+        let index = |rest: &str| -> Result<u32, String> {
+            let index: u32 = rest.trim().parse().map_err(|_| format!("`{text}`: the index must be a number"))?;
+            if index as usize >= txn {
+                return Err(format!("`{text}`: the scenario has {txn} transactional producer(s)"));
+            }
+            Ok(index)
+        };
+        if let Some(rest) = text.trim().strip_prefix("txn-producer:") {
+            return index(rest).map(Target::TxnProducer);
+        }
+        if let Some(rest) = text.trim().strip_prefix("txn-coordinator:") {
+            return index(rest).map(Target::TxnCoordinatorOf);
+        }
+        Target::parse(text, brokers, producers, consumers, topics)
     }
 
     fn targets(
@@ -743,7 +940,7 @@ impl Validator<'_> {
     ) -> Result<Vec<Target>, ScenarioError> {
         let mut targets = Vec::new();
         for name in value.get_ref() {
-            match Target::parse(name, brokers, producers, consumers, topics) {
+            match self.parse_target(name, brokers, producers, consumers, topics) {
                 Ok(target) => targets.push(target),
                 Err(message) => return self.error(value.span(), key, message),
             }
@@ -860,9 +1057,9 @@ impl Validator<'_> {
                 let (low, high) = self.range(latency, "faults.latency_ms")?;
                 Fault::Latency(low, high)
             }
-            "drop-kind" => {
+            "drop-kind" | "delay-kind" => {
                 let Some(message) = &f.message else {
-                    return self.error(spanned.span(), "faults.message", "a `drop-kind` fault needs message = \"produce-response\" (or another kind)");
+                    return self.error(spanned.span(), "faults.message", format!("a `{kind}` fault needs message = \"produce-response\" (or another kind)"));
                 };
                 let Some(kind) = MessageKind::parse(message.get_ref()) else {
                     let names: Vec<&str> = MessageKind::ALL.iter().map(|k| k.name()).collect();
@@ -872,7 +1069,15 @@ impl Validator<'_> {
                     Some(p) => self.probability(p, "faults.probability")?,
                     None => 1.0,
                 };
-                Fault::DropKind(kind, probability)
+                if f.kind.get_ref() == "drop-kind" {
+                    Fault::DropKind(kind, probability)
+                } else {
+                    let Some(latency) = &f.latency_ms else {
+                        return self.error(spanned.span(), "faults.latency_ms", "a `delay-kind` fault needs latency_ms = [MIN, MAX]");
+                    };
+                    let (low, high) = self.range(latency, "faults.latency_ms")?;
+                    Fault::DelayKind(kind, low, high, probability)
+                }
             }
             "clock-offset" => {
                 let Some(offset) = f.offset_ms else {
@@ -884,7 +1089,7 @@ impl Validator<'_> {
                 return self.error(
                     f.kind.span(),
                     "faults.kind",
-                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, close, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, clock-offset"),
+                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, close, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, delay-kind, clock-offset"),
                 )
             }
         };
@@ -947,23 +1152,28 @@ impl Validator<'_> {
 
     fn expect(&self, raw: Option<&RawExpect>) -> Result<Expect, ScenarioError> {
         use crate::groups::GroupProperty;
+        use crate::txns::TxnProperty;
         let Some(raw) = raw else {
-            return Ok(Expect { hold: Property::ALL.to_vec(), ..Expect::default() });
+            let (hold, txn_hold) = (Property::ALL.to_vec(), TxnProperty::ALL.to_vec());
+            return Ok(Expect { hold, txn_hold, ..Expect::default() });
         };
-        type Parsed = (Vec<Property>, Vec<GroupProperty>);
+        type Parsed = (Vec<Property>, Vec<GroupProperty>, Vec<TxnProperty>);
         let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Parsed, ScenarioError> {
-            let (mut cluster, mut group) = (Vec::new(), Vec::new());
-            let Some(list) = list else { return Ok((cluster, group)) };
+            let (mut cluster, mut group, mut txn) = (Vec::new(), Vec::new(), Vec::new());
+            let Some(list) = list else { return Ok((cluster, group, txn)) };
             for name in list.get_ref() {
                 if let Some(p) = Property::parse(name) {
                     cluster.push(p);
                 } else if let Some(p) = GroupProperty::parse(name) {
                     group.push(p);
+                } else if let Some(p) = TxnProperty::parse(name) {
+                    txn.push(p);
                 } else {
                     let names: Vec<&str> = Property::ALL
                         .iter()
                         .map(|p| p.name())
                         .chain(GroupProperty::ALL.iter().map(|p| p.name()))
+                        .chain(TxnProperty::ALL.iter().map(|p| p.name()))
                         .collect();
                     return self.error(
                         list.span(),
@@ -972,10 +1182,10 @@ impl Validator<'_> {
                     );
                 }
             }
-            Ok((cluster, group))
+            Ok((cluster, group, txn))
         };
-        let (hold, group_hold) = parse(&raw.hold, "expect.hold")?;
-        let (violate, group_violate) = parse(&raw.violate, "expect.violate")?;
+        let (hold, group_hold, txn_hold) = parse(&raw.hold, "expect.hold")?;
+        let (violate, group_violate, txn_violate) = parse(&raw.violate, "expect.violate")?;
         let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
         if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
             return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
@@ -983,6 +1193,9 @@ impl Validator<'_> {
         if let Some(both) = group_hold.iter().find(|p| group_violate.contains(p)) {
             return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
         }
-        Ok(Expect { hold, violate, group_hold, group_violate })
+        if let Some(both) = txn_hold.iter().find(|p| txn_violate.contains(p)) {
+            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
+        }
+        Ok(Expect { hold, violate, group_hold, group_violate, txn_hold, txn_violate })
     }
 }

@@ -557,7 +557,8 @@ impl Validator<'_> {
                     format!("`{}` cannot both hold and be violated", both.name()),
                 );
             }
-            expects.push(CellExpect { when, expect: Expect { hold, violate, group_hold, group_violate } });
+            let expect = Expect { hold, violate, group_hold, group_violate, ..Expect::default() };
+            expects.push(CellExpect { when, expect });
         }
         Ok(expects)
     }

@@ -22,6 +22,12 @@ pub const PRODUCERS_MAX: usize = 64;
 pub const CONSUMERS_MAX: usize = 256;
 /// Name of the internal topic of committed offsets (created when a scenario has groups).
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Name of the internal topic of transaction states (created when a scenario has
+/// transactions).
+pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+pub const TXN_PRODUCERS_MAX: usize = 64;
+/// Bound on the records of one transaction of the workload.
+pub const RECORDS_PER_TXN_MAX: u32 = 1_000;
 pub const PARTITIONS_MAX: u32 = 4_096;
 pub const FAULTS_MAX: usize = 10_000;
 pub const RATE_MAX: f64 = 1_000_000.0;
@@ -73,6 +79,29 @@ pub fn resolve_idempotence(config: &mut ProducerConfig, explicit: Option<bool>) 
             Ok(())
         }
         None => Ok(()),
+    }
+}
+
+/// The transactional workload: `producers` transactional producers (transactional ids
+/// `txn-0`, `txn-1`, …), each running one transaction after another on `topic`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnSpec {
+    pub producers: u32,
+    pub topic: TopicId,
+    /// Records per transaction, spread over the topic's partitions at random.
+    pub records_per_txn: u32,
+    /// Fraction of transactions the application aborts instead of committing.
+    pub abort_ratio: f64,
+    /// How often an idle producer begins the next transaction.
+    pub interval_ms: u64,
+    /// The client settings every producer starts from (its transactional id is set
+    /// per producer).
+    pub config: trial_model::txn::TxnProducerConfig,
+}
+
+impl TxnSpec {
+    pub fn transactional_id(index: u32) -> String {
+        format!("txn-{index}")
     }
 }
 
@@ -169,6 +198,9 @@ pub struct Expect {
     /// Consumer-group properties, judged for every group of the scenario.
     pub group_hold: Vec<crate::groups::GroupProperty>,
     pub group_violate: Vec<crate::groups::GroupProperty>,
+    /// Transaction properties, judged when the scenario has transactions.
+    pub txn_hold: Vec<crate::txns::TxnProperty>,
+    pub txn_violate: Vec<crate::txns::TxnProperty>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +214,7 @@ pub struct Scenario {
     pub topics: Vec<TopicConfig>,
     pub producers: Vec<ProducerSpec>,
     pub groups: Vec<GroupSpec>,
+    pub transactions: Option<TxnSpec>,
     pub network: NetworkSpec,
     pub duration_ms: u64,
     pub liveness_ms: u64,
@@ -219,6 +252,7 @@ impl Scenario {
             topics: vec![topic],
             producers: vec![producer],
             groups: Vec::new(),
+            transactions: None,
             network: NetworkSpec::default(),
             duration_ms: 60_000,
             liveness_ms: 180_000,
@@ -265,7 +299,7 @@ impl Scenario {
             let line = error.span().map(|span| line_of(text, span.start));
             ScenarioError { file: file.into(), line, key: String::new(), message: error.message().trim().to_string() }
         })?;
-        file::Validator { text, file }.scenario(raw)
+        file::Validator { text, file, txn_producers: Default::default() }.scenario(raw)
     }
 }
 

@@ -81,8 +81,9 @@ impl Scenario {
             n.latency_ms.0, n.latency_ms.1, n.loss, n.duplicate
         );
         let internal = b.groups.as_ref().map(|g| g.offsets_topic.0 as usize);
+        let state = b.txn.as_ref().map(|t| t.state_topic.0 as usize);
         for (index, t) in self.topics.iter().enumerate() {
-            if Some(index) == internal {
+            if Some(index) == internal || Some(index) == state {
                 // Created from the [cluster] settings above.
                 continue;
             }
@@ -171,6 +172,29 @@ impl Scenario {
             );
             let _ = writeln!(out, "static_membership = {}", g.static_membership);
         }
+        if let (Some(t), Some(settings)) = (&self.transactions, &b.txn) {
+            let topic = self.topics.get(t.topic.0 as usize).map_or("?", |x| x.name.as_str());
+            let state = &self.topics[settings.state_topic.0 as usize];
+            let _ = writeln!(out, "\n[transactions]\nproducers = {}\ntopic = {}", t.producers, quote(topic));
+            let _ = writeln!(
+                out,
+                "records_per_txn = {}\nabort_ratio = {:?}\ninterval_ms = {}",
+                t.records_per_txn, t.abort_ratio, t.interval_ms
+            );
+            let _ = writeln!(
+                out,
+                "transaction_timeout_ms = {}\nrequest_timeout_ms = {}\ndelivery_timeout_ms = {}\nkip890 = {}",
+                t.config.transaction_timeout_ms,
+                t.config.request_timeout_ms,
+                t.config.delivery_timeout_ms,
+                settings.coordinator.bump_epoch_per_transaction
+            );
+            let _ = writeln!(
+                out,
+                "state_partitions = {}\nstate_replication_factor = {}\nstate_min_insync_replicas = {}",
+                state.partitions, state.replication_factor, state.min_insync_replicas
+            );
+        }
         for f in &self.faults {
             let _ = writeln!(out, "\n[[faults]]\nat_ms = {}", f.at_ms);
             let _ = writeln!(out, "{}", self.fault_fields(&f.fault));
@@ -186,9 +210,20 @@ impl Scenario {
             let _ = writeln!(out, "swarm = {}\nmax_down = {}\ncontroller = {}", n.swarm, n.max_down, n.controller);
         }
         let e = &self.expect;
-        let hold = list(e.hold.iter().map(|p| quote(p.name())).chain(e.group_hold.iter().map(|p| quote(p.name()))));
-        let violate =
-            list(e.violate.iter().map(|p| quote(p.name())).chain(e.group_violate.iter().map(|p| quote(p.name()))));
+        let hold = list(
+            e.hold
+                .iter()
+                .map(|p| quote(p.name()))
+                .chain(e.group_hold.iter().map(|p| quote(p.name())))
+                .chain(e.txn_hold.iter().map(|p| quote(p.name()))),
+        );
+        let violate = list(
+            e.violate
+                .iter()
+                .map(|p| quote(p.name()))
+                .chain(e.group_violate.iter().map(|p| quote(p.name())))
+                .chain(e.txn_violate.iter().map(|p| quote(p.name()))),
+        );
         let _ = writeln!(out, "\n[expect]\nhold = {hold}\nviolate = {violate}");
         out
     }
@@ -221,6 +256,10 @@ impl Scenario {
             Fault::DropKind(kind, p) => {
                 format!("kind = \"drop-kind\"\nmessage = \"{}\"\nprobability = {p:?}", kind.name())
             }
+            Fault::DelayKind(kind, low, high, p) => format!(
+                "kind = \"delay-kind\"\nmessage = \"{}\"\nlatency_ms = [{low}, {high}]\nprobability = {p:?}",
+                kind.name()
+            ),
             Fault::ClockOffset(t, ms) => format!("{}\noffset_ms = {ms}", target("clock-offset", t)),
         }
     }

@@ -1,0 +1,199 @@
+//! Transactions in the history, and the checkers that judge them, after the Jepsen
+//! Kafka checker's taxonomy (its Redpanda 2022 and Bufstream 2024 analyses): what a
+//! read_committed reader of the final logs sees, against how each transaction ended for
+//! the application that ran it.
+//!
+//! The reader's view of a partition is the leader's log below its high watermark, cut at
+//! the last stable offset, without markers and without the records of aborted
+//! transactions (`trial_model::log::committed_records`, as Kafka's consumer filters
+//! them). What is judged (names as [`TxnProperty::name`]):
+//! - no aborted reads (G1a): no write of an aborted transaction is visible;
+//! - no torn transactions: every committed transaction is visible whole (a committed
+//!   transaction of which none is visible counts too, as lost);
+//! - no hanging transactions: at the end, no partition's last stable offset is below its
+//!   high watermark (an open transaction nobody will end holds every read_committed
+//!   reader back, the KIP-890 "hanging transaction").
+
+use crate::checkers::EXAMPLES_MAX;
+use crate::history::{History, PartitionFinal};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use trial_model::log::{committed_records, PartitionLog};
+use trial_model::txn::TxnOutcome;
+use trial_model::{Offset, TopicId, TopicPartition, WriteId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnProperty {
+    NoAbortedReads,
+    NoTornTransactions,
+    NoHangingTransactions,
+}
+
+impl TxnProperty {
+    pub const ALL: [TxnProperty; 3] =
+        [TxnProperty::NoAbortedReads, TxnProperty::NoTornTransactions, TxnProperty::NoHangingTransactions];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnProperty::NoAbortedReads => "no-aborted-reads",
+            TxnProperty::NoTornTransactions => "no-torn-transactions",
+            TxnProperty::NoHangingTransactions => "no-hanging-transactions",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TxnProperty> {
+        TxnProperty::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TxnPropertyResult {
+    pub property: TxnProperty,
+    pub violations: u64,
+    pub examples: Vec<String>,
+}
+
+impl TxnPropertyResult {
+    pub fn held(&self) -> bool {
+        self.violations == 0
+    }
+
+    fn violation(&mut self, example: impl FnOnce() -> String) {
+        self.violations += 1;
+        if self.examples.len() < EXAMPLES_MAX {
+            self.examples.push(example());
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TxnCounts {
+    pub begun: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub unknown: u64,
+    /// Still running when the run ended.
+    pub pending: u64,
+    /// Writes a read_committed reader of the final logs sees.
+    pub visible_writes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TxnVerdicts {
+    pub results: Vec<TxnPropertyResult>,
+    pub counts: TxnCounts,
+}
+
+impl TxnVerdicts {
+    pub fn result(&self, property: TxnProperty) -> &TxnPropertyResult {
+        // Every property gets a result in `check_txns`, in `ALL` order.
+        &self.results[TxnProperty::ALL.iter().position(|p| *p == property).unwrap_or(0)]
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let c = &self.counts;
+        let _ = writeln!(
+            out,
+            "transactions: begun {} · committed {} · aborted {} · unknown {} · pending {} · writes visible to read_committed {}",
+            c.begun, c.committed, c.aborted, c.unknown, c.pending, c.visible_writes
+        );
+        for result in &self.results {
+            let status = if result.held() { "held    " } else { "VIOLATED" };
+            let _ = writeln!(out, "  {status} {:<32} {:>8} violation(s)", result.property.name(), result.violations);
+            for example in &result.examples {
+                let _ = writeln!(out, "             {example}");
+            }
+        }
+        out
+    }
+}
+
+/// What a read_committed reader of `partition`'s final log sees, and the partition's
+/// last stable offset and high watermark.
+pub fn read_committed_view(partition: &PartitionFinal) -> (Vec<(Offset, WriteId)>, Offset, Offset) {
+    let entries = partition.committed();
+    let mut log = PartitionLog::default();
+    log.append_as_follower(entries, &[]);
+    let hw = log.log_end_offset();
+    let lso = log.last_stable_offset(hw);
+    let aborted = log.aborted_between(Offset(0), lso);
+    let visible = &entries[..(lso.0 as usize).min(entries.len())];
+    let seen = committed_records(visible, Offset(0), &aborted).map(|(offset, r)| (offset, r.write)).collect();
+    (seen, lso, hw)
+}
+
+/// Judges the transactions of `history` on the partitions of `topic`.
+pub fn check_txns(history: &History, topic: TopicId) -> TxnVerdicts {
+    let mut results: Vec<TxnPropertyResult> = TxnProperty::ALL
+        .iter()
+        .map(|p| TxnPropertyResult { property: *p, violations: 0, examples: Vec::new() })
+        .collect();
+    let mut counts = TxnCounts { begun: history.txns.len() as u64, ..TxnCounts::default() };
+    for txn in &history.txns {
+        match txn.ended.map(|e| e.outcome) {
+            Some(TxnOutcome::Committed) => counts.committed += 1,
+            Some(TxnOutcome::Aborted) => counts.aborted += 1,
+            Some(TxnOutcome::Unknown) => counts.unknown += 1,
+            None => counts.pending += 1,
+        }
+    }
+    // Which transaction each write belongs to.
+    let mut txn_of: BTreeMap<WriteId, usize> = BTreeMap::new();
+    for (index, txn) in history.txns.iter().enumerate() {
+        for write in &txn.writes {
+            txn_of.insert(*write, index);
+        }
+    }
+    let mut visible: BTreeMap<WriteId, (TopicPartition, Offset)> = BTreeMap::new();
+    for partition in history.partitions.iter().filter(|p| p.tp.topic == topic) {
+        let (seen, lso, hw) = read_committed_view(partition);
+        for (offset, write) in seen {
+            visible.entry(write).or_insert((partition.tp, offset));
+        }
+        if lso < hw {
+            results[2].violation(|| {
+                format!(
+                    "{}: last stable offset {} below the high watermark {} at the end: an open transaction holds read_committed readers back",
+                    partition.tp, lso.0, hw.0
+                )
+            });
+        }
+    }
+    counts.visible_writes = visible.len() as u64;
+    for (write, (tp, offset)) in &visible {
+        let Some(index) = txn_of.get(write) else { continue };
+        let txn = &history.txns[*index];
+        if let Some(end) = txn.ended.filter(|e| e.outcome == TxnOutcome::Aborted) {
+            results[0].violation(|| {
+                format!(
+                    "{write} of transaction {index} (txn-{}, aborted at t={}ms, {}) is visible at {tp} offset {}",
+                    txn.producer,
+                    end.at.0,
+                    end.error.name(),
+                    offset.0
+                )
+            });
+        }
+    }
+    for (index, txn) in history.txns.iter().enumerate() {
+        let Some(end) = txn.ended.filter(|e| e.outcome == TxnOutcome::Committed) else { continue };
+        let seen = txn.writes.iter().filter(|w| visible.contains_key(w)).count();
+        if seen < txn.writes.len() {
+            results[1].violation(|| {
+                let missing: Vec<String> =
+                    txn.writes.iter().filter(|w| !visible.contains_key(w)).map(|w| w.to_string()).collect();
+                format!(
+                    "transaction {index} (txn-{}) committed at t={}ms: {seen} of {} writes visible to read_committed (missing {})",
+                    txn.producer,
+                    end.at.0,
+                    txn.writes.len(),
+                    missing.join(", ")
+                )
+            });
+        }
+    }
+    TxnVerdicts { results, counts }
+}

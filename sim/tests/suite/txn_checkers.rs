@@ -1,0 +1,129 @@
+//! Each transaction checker fires on a hand-built history that has its anomaly and stays
+//! quiet on one that does not, apart from the model (Jepsen's Kafka checker taxonomy:
+//! aborted reads, torn transactions; KIP-890's hanging transaction).
+
+use std::num::NonZeroU32;
+use trial_model::txn::TxnOutcome;
+use trial_model::{
+    BatchKind, ErrorCode, LeaderEpoch, LogEntry, Millis, NodeId, Offset, ProducerId, Record, Stamp, TopicId,
+    TopicPartition, WriteId,
+};
+use trial_sim::history::{History, PartitionFinal, ReplicaFinal, TxnEnd, TxnOp};
+use trial_sim::txns::{check_txns, TxnProperty};
+
+const TOPIC: TopicId = TopicId(0);
+const TP: TopicPartition = TopicPartition { topic: TOPIC, partition: 0 };
+
+fn pid() -> NonZeroU32 {
+    NonZeroU32::new(9).expect("non-zero")
+}
+
+fn data(write: u64, epoch: u16, sequence: u32) -> LogEntry {
+    let stamp = Stamp { pid: pid(), epoch, index: 0, sequence, kind: BatchKind::Transactional };
+    let record = Record {
+        write: WriteId(write),
+        key: None,
+        producer: ProducerId(5_000),
+        sequence,
+        timestamp: Millis(0),
+        stamp: Some(stamp),
+    };
+    LogEntry { leader_epoch: LeaderEpoch(0), record }
+}
+
+fn marker(epoch: u16, commit: bool) -> LogEntry {
+    let record = Record::marker(pid(), epoch, commit, WriteId(1 << 62), ProducerId(u32::MAX), Millis(0));
+    LogEntry { leader_epoch: LeaderEpoch(0), record }
+}
+
+fn txn(writes: &[u64], outcome: TxnOutcome) -> TxnOp {
+    TxnOp {
+        producer: 0,
+        writes: writes.iter().map(|w| WriteId(*w)).collect(),
+        commit: outcome == TxnOutcome::Committed,
+        begun_at: Millis(0),
+        ended: Some(TxnEnd { at: Millis(10), outcome, error: ErrorCode::None }),
+    }
+}
+
+/// One partition whose leader holds `log`, all of it below the high watermark.
+fn history(log: Vec<LogEntry>, txns: Vec<TxnOp>) -> History {
+    let hw = log.len() as u64;
+    History {
+        txns,
+        partitions: vec![PartitionFinal {
+            tp: TP,
+            leader: Some(NodeId(0)),
+            leader_epoch: 0,
+            isr: vec![NodeId(0)],
+            elr: Vec::new(),
+            replicas: vec![ReplicaFinal { broker: NodeId(0), high_watermark: Offset(hw), log }],
+        }],
+        converged: true,
+        ..History::default()
+    }
+}
+
+fn violations(history: &History, property: TxnProperty) -> u64 {
+    check_txns(history, TOPIC).result(property).violations
+}
+
+/// A committed transaction (writes 0, 1) and an aborted one (write 2), as Kafka leaves them.
+fn clean() -> History {
+    let log = vec![data(0, 0, 0), data(1, 0, 1), marker(0, true), data(2, 0, 2), marker(0, false)];
+    history(log, vec![txn(&[0, 1], TxnOutcome::Committed), txn(&[2], TxnOutcome::Aborted)])
+}
+
+// Shows every transaction checker stays quiet when commits are whole and aborts hidden
+// (KIP-98 read_committed semantics).
+#[test]
+fn quiet_on_a_clean_history() {
+    let verdicts = check_txns(&clean(), TOPIC);
+    for result in &verdicts.results {
+        assert!(result.held(), "{} fired: {:?}", result.property.name(), result.examples);
+    }
+    assert_eq!((verdicts.counts.committed, verdicts.counts.aborted, verdicts.counts.visible_writes), (1, 1, 2));
+}
+
+// Shows no-aborted-reads (Jepsen's G1a) fires when an aborted transaction's write is
+// visible: here the write the client saw aborted sits inside a later committed
+// transaction, the pre-KIP-890 late-produce anomaly.
+#[test]
+fn aborted_read_fires() {
+    let log = vec![data(2, 0, 0), marker(0, false), data(3, 0, 1), data(4, 0, 2), marker(0, true)];
+    // Write 3 belonged to an aborted transaction but landed after its abort marker.
+    let txns = vec![txn(&[2, 3], TxnOutcome::Aborted), txn(&[4], TxnOutcome::Committed)];
+    let history = history(log, txns);
+    assert_eq!(violations(&history, TxnProperty::NoAbortedReads), 1);
+    assert_eq!(violations(&history, TxnProperty::NoTornTransactions), 0);
+}
+
+// Shows no-torn-transactions fires when only part of a committed transaction is visible
+// (a write lost from the log, as an unclean election could lose it), and when none is.
+#[test]
+fn torn_transaction_fires() {
+    let log = vec![data(0, 0, 0), marker(0, true)];
+    let history = history(log, vec![txn(&[0, 1], TxnOutcome::Committed), txn(&[7], TxnOutcome::Committed)]);
+    let verdicts = check_txns(&history, TOPIC);
+    let torn = verdicts.result(TxnProperty::NoTornTransactions);
+    assert_eq!(torn.violations, 2, "{:?}", torn.examples);
+    assert!(torn.examples[0].contains("1 of 2 writes"), "{:?}", torn.examples);
+    assert!(torn.examples[1].contains("0 of 1 writes"), "{:?}", torn.examples);
+}
+
+// Shows no-hanging-transactions fires when a transaction is left open at the end: the
+// last stable offset stays below the high watermark (KIP-890's hanging transaction), and
+// the committed data after it is invisible too.
+#[test]
+fn hanging_transaction_fires() {
+    let mut log = clean().partitions[0].replicas[0].log.clone();
+    log.push(data(5, 0, 3));
+    let other = LogEntry { record: Record { write: WriteId(6), stamp: None, ..log[0].record }, ..log[0] };
+    log.push(other);
+    let mut history = history(log, clean().txns);
+    history.txns.push(txn(&[5], TxnOutcome::Aborted));
+    let verdicts = check_txns(&history, TOPIC);
+    assert_eq!(verdicts.result(TxnProperty::NoHangingTransactions).violations, 1);
+    assert_eq!(verdicts.result(TxnProperty::NoAbortedReads).violations, 0, "the open data stays unread");
+    assert_eq!(verdicts.counts.visible_writes, 2, "the plain write behind it is held back too");
+}
