@@ -90,9 +90,10 @@ pub enum OffsetReset {
     None,
 }
 
-/// `isolation.level`: what a fetch returns of transactional data (KIP-98).
+/// `isolation.level`: what a fetch returns of transactional data (KIP-98), spelt as
+/// Kafka spells it (`read_committed`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum IsolationLevel {
     /// Everything below the high watermark, aborted transactions included (the default).
     #[default]
@@ -151,6 +152,10 @@ struct PartitionState {
     /// Fetched records from `position` on, each with whether the application gets it
     /// (markers and, for read_committed, aborted records take an offset but are skipped).
     buffer: VecDeque<(LogEntry, bool)>,
+    /// Skipped entries that follow a record handed to the application: once that record
+    /// (the key) is processed, the processed offset moves past them (the value), as the
+    /// position does, so a commit after processing covers trailing markers.
+    skip_through: BTreeMap<Offset, Offset>,
     /// A position lookup is in flight (OffsetFetch or ListOffsets).
     looking_up: bool,
 }
@@ -492,8 +497,14 @@ impl Consumer {
         if self.member.state() != MemberState::Stable {
             return false;
         }
-        let batch = self.take_batch();
+        let (batch, skipped_only) = self.take_batch();
         if batch.is_empty() {
+            if skipped_only && matches!(self.config.commit, CommitMode::SyncAfter | CommitMode::AsyncAfter) {
+                // A poll that returned only markers (or aborted records) moved the
+                // position; the application's commit after the (empty) poll covers it.
+                let offsets = self.processed_offsets();
+                self.commit(now, offsets);
+            }
             return false;
         }
         if self.config.commit == CommitMode::SyncBefore {
@@ -508,9 +519,12 @@ impl Consumer {
         true
     }
 
-    /// Takes up to `max.poll.records` buffered records, moving the positions past them.
-    fn take_batch(&mut self) -> Vec<(TopicPartition, Offset, LogEntry)> {
+    /// Takes up to `max.poll.records` buffered records, moving the positions past them
+    /// and past the skipped entries (markers, aborted records) among and after them;
+    /// also whether skipped entries alone moved a processed offset.
+    fn take_batch(&mut self) -> (Vec<(TopicPartition, Offset, LogEntry)>, bool) {
         let mut batch = Vec::new();
+        let mut skipped_only = false;
         let mut owned = self.owned_tps();
         // Round-robin over the partitions, as the Java fetcher drains completed fetches
         // in turn: a partition with a deep backlog must not starve the others.
@@ -521,16 +535,27 @@ impl Consumer {
         }
         for tp in owned {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
-            while batch.len() < self.config.max_poll_records {
+            let mut last_delivered = None;
+            loop {
                 let Some(position) = part.position else { break };
+                let Some((_, deliver)) = part.buffer.front() else { break };
+                if *deliver && batch.len() >= self.config.max_poll_records {
+                    break;
+                }
                 let Some((entry, deliver)) = part.buffer.pop_front() else { break };
                 part.position = Some(Offset(position.0 + 1));
                 if deliver {
                     batch.push((tp, position, entry));
+                    last_delivered = Some(position);
+                } else if let Some(last) = last_delivered {
+                    part.skip_through.insert(last, Offset(position.0 + 1));
+                } else if part.processed == Some(position) {
+                    part.processed = Some(Offset(position.0 + 1));
+                    skipped_only = true;
                 }
             }
         }
-        batch
+        (batch, skipped_only)
     }
 
     fn process(&mut self, now: Millis, batch: Vec<(TopicPartition, Offset, LogEntry)>, index: usize) {
@@ -539,7 +564,7 @@ impl Consumer {
         // application has it in hand), but its offset must not be committed later, when
         // the partition may be owned again from a newer committed offset.
         if let Some(part) = self.parts.get_mut(&tp) {
-            part.processed = Some(Offset(offset.0 + 1));
+            part.processed = Some(part.skip_through.remove(&offset).unwrap_or(Offset(offset.0 + 1)));
         }
         self.event(GroupEvent::Processed { tp, offset, write: entry.record.write });
         if index + 1 < batch.len() {
@@ -590,7 +615,7 @@ impl Consumer {
         // The callbacks this poll hands over may commit what they revoke.
         self.revoked_in_listener = std::mem::take(&mut self.revoking);
         let records = match self.member.state() {
-            MemberState::Stable => self.take_batch(),
+            MemberState::Stable => self.take_batch().0,
             _ => Vec::new(),
         };
         let records = records
@@ -634,6 +659,7 @@ impl Consumer {
         part.position = Some(offset);
         part.processed = Some(offset);
         part.buffer.clear();
+        part.skip_through.clear();
         part.looking_up = false;
         self.event(GroupEvent::PositionReset { group, tp, from, to: offset });
         self.run(now);
@@ -947,6 +973,7 @@ impl Consumer {
             let from = part.processed.or(part.position);
             part.position = Some(offset);
             part.buffer.clear();
+            part.skip_through.clear();
             if manual {
                 part.processed = Some(offset);
             }

@@ -35,6 +35,8 @@ struct World {
     list_offsets: Vec<(TopicPartition, bool)>,
     /// Fetches that found nothing, answered at the next millisecond (a broker long-polls).
     parked: Vec<Message>,
+    /// The aborted transactions every fetch reports (read_committed).
+    aborted: Vec<crate::log::AbortedTxn>,
 }
 
 impl World {
@@ -62,6 +64,7 @@ impl World {
             events: Vec::new(),
             list_offsets: Vec::new(),
             parked: Vec::new(),
+            aborted: Vec::new(),
         }
     }
 
@@ -157,7 +160,7 @@ impl World {
                             high_watermark: Offset(self.hw),
                             last_stable_offset: Offset(self.hw),
                             records,
-                            aborted: Vec::new(),
+                            aborted: if read_committed { self.aborted.clone() } else { Vec::new() },
                         }
                     })
                     .collect();
@@ -373,4 +376,41 @@ fn revoked_partitions_are_committable_only_inside_the_callback() {
     let after = world.consumer.app_commit(world.now, None);
     world.run(10);
     assert_eq!(sent(&world, after), Some(Vec::new()), "after the callback returned");
+}
+
+/// A transactional record of producer 9 (write `write`), or its commit/abort marker.
+fn txn_entry(write: u64) -> LogEntry {
+    let mut e = entry(write);
+    let pid = std::num::NonZeroU32::new(9).expect("non-zero");
+    let kind = crate::types::BatchKind::Transactional;
+    e.record.stamp = Some(crate::types::Stamp { pid, epoch: 0, index: 0, sequence: write as u32, kind });
+    e
+}
+
+fn marker_entry(commit: bool) -> LogEntry {
+    let pid = std::num::NonZeroU32::new(9).expect("non-zero");
+    let record = Record::marker(pid, 0, commit, WriteId(1 << 62), ProducerId(u32::MAX), Millis(0));
+    LogEntry { leader_epoch: LeaderEpoch(0), record }
+}
+
+// Shows isolation.level (KIP-98): a read_committed consumer skips an aborted transaction's
+// records, using the aborted transactions the fetch returns, and no consumer hands a
+// marker to the application; a commit after processing covers the trailing marker, as
+// the Java client's position does, so the group's committed offset reaches the log end.
+#[test]
+fn read_committed_skips_aborted_records_and_commits_past_markers() {
+    let log = vec![txn_entry(0), txn_entry(1), marker_entry(false), entry(3), txn_entry(4), marker_entry(true)];
+    for (isolation, expected) in
+        [(IsolationLevel::ReadCommitted, vec![3, 4]), (IsolationLevel::ReadUncommitted, vec![0, 1, 3, 4])]
+    {
+        let mut world = World::new(CommitMode::SyncAfter, OffsetReset::Earliest, 0);
+        world.consumer.config.isolation_level = isolation;
+        world.log = log.clone();
+        world.hw = log.len() as u64;
+        let pid = std::num::NonZeroU32::new(9).expect("non-zero");
+        world.aborted = vec![crate::log::AbortedTxn { pid, first_offset: Offset(0) }];
+        world.run(5_000);
+        assert_eq!(world.processed(), expected, "{isolation:?}");
+        assert_eq!(world.coordinator.committed("billing", tp()), Some(Offset(6)), "{isolation:?}");
+    }
 }
