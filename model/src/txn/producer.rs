@@ -132,7 +132,8 @@ pub struct TxnProducer {
     coordinator: Option<NodeId>,
     leaders: BTreeMap<TopicPartition, NodeId>,
     metadata_wanted: bool,
-    metadata_in_flight: Option<(u64, Millis)>,
+    /// Metadata request out: (correlation, broker, deadline).
+    metadata_in_flight: Option<(u64, NodeId, Millis)>,
     metadata_retry_at: Millis,
     /// The coordinator request out: (call, correlation, to, deadline).
     call: Option<(Call, u64, NodeId, Millis)>,
@@ -266,7 +267,7 @@ impl TxnProducer {
             None => {}
         }
         match self.metadata_in_flight {
-            Some((_, deadline)) => consider(deadline),
+            Some((_, _, deadline)) => consider(deadline),
             None if self.metadata_wanted => consider(self.metadata_retry_at),
             None => {}
         }
@@ -300,7 +301,7 @@ impl TxnProducer {
             self.coordinator = None;
             self.call_retry_at = now;
         }
-        if self.metadata_in_flight.is_some_and(|(_, deadline)| deadline <= now) {
+        if self.metadata_in_flight.is_some_and(|(_, _, deadline)| deadline <= now) {
             self.metadata_in_flight = None;
         }
         let expired: Vec<u64> = self.produces.iter().filter(|(_, (_, _, d))| *d <= now).map(|(c, _)| *c).collect();
@@ -331,6 +332,10 @@ impl TxnProducer {
                 self.handle_produce_response(now, correlation, partitions)
             }
             Message::ConnectionClosed => {
+                if self.metadata_in_flight.is_some_and(|(_, to, _)| to == from) {
+                    self.metadata_in_flight = None;
+                    self.metadata_retry_at = now.plus(self.config.retry_backoff_ms);
+                }
                 if self.call.is_some_and(|(_, _, to, _)| to == from) {
                     self.call = None;
                     self.coordinator = None;
@@ -367,7 +372,7 @@ impl TxnProducer {
     }
 
     fn handle_metadata(&mut self, now: Millis, correlation: u64, partitions: Vec<PartitionLeader>) {
-        if self.metadata_in_flight.map(|(c, _)| c) != Some(correlation) {
+        if self.metadata_in_flight.map(|(c, _, _)| c) != Some(correlation) {
             return;
         }
         self.metadata_in_flight = None;
@@ -551,7 +556,7 @@ impl TxnProducer {
         if self.metadata_wanted && self.metadata_in_flight.is_none() && now >= self.metadata_retry_at {
             if let Some(broker) = self.next_bootstrap_broker() {
                 let correlation = self.correlation();
-                self.metadata_in_flight = Some((correlation, now.plus(self.config.request_timeout_ms)));
+                self.metadata_in_flight = Some((correlation, broker, now.plus(self.config.request_timeout_ms)));
                 self.send(broker, Message::Metadata { correlation });
             }
         }

@@ -267,3 +267,24 @@ fn begin_needs_a_ready_producer() {
     assert!(net.producers[0].begin(Millis(1_000), 1, writes(), true));
     assert!(!net.producers[0].begin(Millis(1_000), 2, writes(), true), "one at a time");
 }
+
+// A broker whose process died resets its connections: the Metadata request out to it is
+// asked again after retry.backoff.ms rather than after request.timeout.ms (the Java
+// NetworkClient fails in-flight requests on disconnect). Found as a 30 s stall per
+// transaction after a broker kill in txn-read-committed.
+#[test]
+fn a_reset_connection_resends_metadata_at_once() {
+    let config = TxnProducerConfig { transactional_id: ID.into(), ..TxnProducerConfig::default() };
+    let mut p = TxnProducer::new(NodeId(100), config, vec![BROKER]);
+    p.handle_timeout(Millis(0));
+    let metadata = |p: &mut TxnProducer| {
+        std::iter::from_fn(|| p.poll_action())
+            .filter(|a| matches!(a, Action::Send { msg: Message::Metadata { .. }, .. }))
+            .count()
+    };
+    assert_eq!(metadata(&mut p), 1);
+    p.handle_message(Millis(5), BROKER, Message::ConnectionClosed);
+    assert_eq!(metadata(&mut p), 0, "not before the backoff");
+    p.handle_timeout(Millis(105));
+    assert_eq!(metadata(&mut p), 1, "asked again after retry.backoff.ms");
+}
