@@ -82,7 +82,7 @@ impl Outcome {
                 }
             }
         }
-        let txns = scenario.transactions.as_ref().map(|spec| check_txns(&run.history, spec.topic));
+        let txns = scenario.transactions.as_ref().map(|spec| check_txns(&run.history, spec.topic, &run.groups));
         if let Some(verdicts) = &txns {
             for property in &scenario.expect.txn_hold {
                 let result = verdicts.result(*property);

@@ -7,7 +7,8 @@
 //! the last stable offset, without markers and without the records of aborted
 //! transactions (`trial_model::log::committed_records`, as Kafka's consumer filters
 //! them). What is judged (names as [`TxnProperty::name`]):
-//! - no aborted reads (G1a): no write of an aborted transaction is visible;
+//! - no aborted reads (G1a): no write of an aborted transaction is visible, and no
+//!   consumer group processed one (a read_uncommitted group does: that is its setting);
 //! - no torn transactions: every committed transaction is visible whole (a committed
 //!   transaction of which none is visible counts too, as lost);
 //! - no hanging transactions: at the end, no partition's last stable offset is below its
@@ -15,6 +16,7 @@
 //!   reader back, the KIP-890 "hanging transaction").
 
 use crate::checkers::EXAMPLES_MAX;
+use crate::groups::{GroupEvent, GroupHistory};
 use crate::history::{History, PartitionFinal};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -125,8 +127,9 @@ pub fn read_committed_view(partition: &PartitionFinal) -> (Vec<(Offset, WriteId)
     (seen, lso, hw)
 }
 
-/// Judges the transactions of `history` on the partitions of `topic`.
-pub fn check_txns(history: &History, topic: TopicId) -> TxnVerdicts {
+/// Judges the transactions of `history` on the partitions of `topic`, and what the
+/// consumer groups in `groups` processed of them.
+pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) -> TxnVerdicts {
     let mut results: Vec<TxnPropertyResult> = TxnProperty::ALL
         .iter()
         .map(|p| TxnPropertyResult { property: *p, violations: 0, examples: Vec::new() })
@@ -176,6 +179,22 @@ pub fn check_txns(history: &History, topic: TopicId) -> TxnVerdicts {
                     offset.0
                 )
             });
+        }
+    }
+    // A consumer that processed a write of an aborted transaction read it too.
+    for group in groups {
+        for (at, event) in &group.events {
+            let GroupEvent::Processed { consumer, tp, offset, write, .. } = event else { continue };
+            let Some(index) = txn_of.get(write) else { continue };
+            let txn = &history.txns[*index];
+            if txn.ended.is_some_and(|e| e.outcome == TxnOutcome::Aborted) {
+                results[0].violation(|| {
+                    format!(
+                        "consumer c{consumer} of group {} processed {write} of aborted transaction {index} (txn-{}) from {tp} offset {} at t={}ms",
+                        group.group, txn.producer, offset.0, at.0
+                    )
+                });
+            }
         }
     }
     for (index, txn) in history.txns.iter().enumerate() {

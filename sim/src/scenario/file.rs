@@ -118,6 +118,7 @@ struct RawGroup {
     heartbeat_interval_ms: Option<Spanned<u64>>,
     max_poll_interval_ms: Option<Spanned<u64>>,
     static_membership: Option<bool>,
+    isolation_level: Option<trial_model::IsolationLevel>,
 }
 
 #[derive(Deserialize)]
@@ -622,6 +623,9 @@ impl Validator<'_> {
             }
             if let Some(v) = g.auto_offset_reset {
                 config.auto_offset_reset = v;
+            }
+            if let Some(v) = g.isolation_level {
+                config.isolation_level = v;
             }
             if let Some(list) = &g.assignors {
                 let mut assignors = Vec::new();

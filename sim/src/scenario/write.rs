@@ -4,7 +4,7 @@
 use super::Scenario;
 use crate::faults::{Fault, Target};
 use std::fmt::Write as _;
-use trial_model::{Acks, CommitMode, NullKeyPartitioner, OffsetReset, Registration, Truncation};
+use trial_model::{Acks, CommitMode, IsolationLevel, NullKeyPartitioner, OffsetReset, Registration, Truncation};
 
 fn quote(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
@@ -171,6 +171,9 @@ impl Scenario {
                 m.session_timeout_ms, m.heartbeat_interval_ms, m.max_poll_interval_ms
             );
             let _ = writeln!(out, "static_membership = {}", g.static_membership);
+            if c.isolation_level == IsolationLevel::ReadCommitted {
+                let _ = writeln!(out, "isolation_level = \"read_committed\"");
+            }
         }
         if let (Some(t), Some(settings)) = (&self.transactions, &b.txn) {
             let topic = self.topics.get(t.topic.0 as usize).map_or("?", |x| x.name.as_str());

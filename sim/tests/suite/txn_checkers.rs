@@ -65,7 +65,7 @@ fn history(log: Vec<LogEntry>, txns: Vec<TxnOp>) -> History {
 }
 
 fn violations(history: &History, property: TxnProperty) -> u64 {
-    check_txns(history, TOPIC).result(property).violations
+    check_txns(history, TOPIC, &[]).result(property).violations
 }
 
 /// A committed transaction (writes 0, 1) and an aborted one (write 2), as Kafka leaves them.
@@ -78,7 +78,7 @@ fn clean() -> History {
 // (KIP-98 read_committed semantics).
 #[test]
 fn quiet_on_a_clean_history() {
-    let verdicts = check_txns(&clean(), TOPIC);
+    let verdicts = check_txns(&clean(), TOPIC, &[]);
     for result in &verdicts.results {
         assert!(result.held(), "{} fired: {:?}", result.property.name(), result.examples);
     }
@@ -104,7 +104,7 @@ fn aborted_read_fires() {
 fn torn_transaction_fires() {
     let log = vec![data(0, 0, 0), marker(0, true)];
     let history = history(log, vec![txn(&[0, 1], TxnOutcome::Committed), txn(&[7], TxnOutcome::Committed)]);
-    let verdicts = check_txns(&history, TOPIC);
+    let verdicts = check_txns(&history, TOPIC, &[]);
     let torn = verdicts.result(TxnProperty::NoTornTransactions);
     assert_eq!(torn.violations, 2, "{:?}", torn.examples);
     assert!(torn.examples[0].contains("1 of 2 writes"), "{:?}", torn.examples);
@@ -122,8 +122,32 @@ fn hanging_transaction_fires() {
     log.push(other);
     let mut history = history(log, clean().txns);
     history.txns.push(txn(&[5], TxnOutcome::Aborted));
-    let verdicts = check_txns(&history, TOPIC);
+    let verdicts = check_txns(&history, TOPIC, &[]);
     assert_eq!(verdicts.result(TxnProperty::NoHangingTransactions).violations, 1);
     assert_eq!(verdicts.result(TxnProperty::NoAbortedReads).violations, 0, "the open data stays unread");
     assert_eq!(verdicts.counts.visible_writes, 2, "the plain write behind it is held back too");
+}
+
+// Shows no-aborted-reads also fires when a consumer group processed a write of an
+// aborted transaction (what a read_uncommitted consumer does, KIP-98's isolation.level),
+// and stays quiet when it processed only committed ones.
+#[test]
+fn a_consumer_processing_aborted_data_fires() {
+    use trial_sim::groups::{GroupEvent, GroupHistory, GroupProtocol};
+    let processed = |write: u64, offset: u64| GroupEvent::Processed {
+        consumer: 0,
+        generation: 1,
+        tp: TP,
+        offset: Offset(offset),
+        write: WriteId(write),
+    };
+    let mut group = GroupHistory::new("audit", GroupProtocol::Eager, vec![TOPIC]);
+    group.push(Millis(20), processed(0, 0));
+    group.push(Millis(21), processed(1, 1));
+    assert!(check_txns(&clean(), TOPIC, std::slice::from_ref(&group)).result(TxnProperty::NoAbortedReads).held());
+    group.push(Millis(22), processed(2, 3));
+    let verdicts = check_txns(&clean(), TOPIC, &[group]);
+    let result = verdicts.result(TxnProperty::NoAbortedReads);
+    assert_eq!(result.violations, 1);
+    assert!(result.examples[0].contains("group audit processed w2"), "{:?}", result.examples);
 }
