@@ -536,8 +536,7 @@ impl Consumer {
         for tp in owned {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             let mut last_delivered = None;
-            loop {
-                let Some(position) = part.position else { break };
+            while let Some(position) = part.position {
                 let Some((_, deliver)) = part.buffer.front() else { break };
                 if *deliver && batch.len() >= self.config.max_poll_records {
                     break;
