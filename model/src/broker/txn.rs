@@ -102,6 +102,8 @@ impl Broker {
         self.send(from, Message::FindCoordinatorResponse { correlation, error, coordinator });
     }
 
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn handle_txn_request(&mut self, now: Millis, from: NodeId, correlation: u64, request: TxnRequest) {
         if self.config.txn.is_none() {
             let response = request.error_response(ErrorCode::CoordinatorNotAvailable);
@@ -173,6 +175,8 @@ impl Broker {
     }
 
     /// After `tp`'s HW moved: state records and markers now below it are durable.
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn txn_high_watermark_moved(&mut self, now: Millis, tp: TopicPartition, hw: Offset) {
         if !self.txn_appends.is_empty() {
             let mut done = Vec::new();
@@ -204,6 +208,8 @@ impl Broker {
 
     /// Leadership of `tp` went (or came): parked markers on it fail; for a state
     /// partition, the coordinator loads or unloads its ids.
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn txn_leadership_changed(&mut self, now: Millis, tp: TopicPartition, leader: bool) {
         if self.config.txn.is_none() {
             return;
@@ -313,6 +319,8 @@ impl Broker {
         }
     }
 
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn handle_write_txn_markers_response(
         &mut self,
         now: Millis,
@@ -348,6 +356,8 @@ impl Broker {
     /// WriteTxnMarkers at a partition leader: each marker is checked and appended, and
     /// the answer waits until all of them are below the high watermark.
     #[allow(clippy::too_many_arguments)]
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn handle_write_txn_markers(
         &mut self,
         now: Millis,
@@ -447,6 +457,8 @@ impl Broker {
 
     // ---- timers ----
 
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn txn_timeouts(&mut self, now: Millis) {
         if self.config.txn.is_none() {
             return;
@@ -478,6 +490,8 @@ impl Broker {
         self.drain_txn(now);
     }
 
+    // Off the hot paths of clusters without transactions.
+    #[cold]
     pub(super) fn txn_deadline(&self) -> Option<Millis> {
         let appends = self.txn_appends.iter().map(|a| a.deadline);
         let writes = self.marker_writes.values().map(|w| w.send_at);
