@@ -193,7 +193,8 @@ impl Broker {
         let coordinator = GroupCoordinator::new(
             config.groups.as_ref().map(|g| g.coordinator.clone()).unwrap_or_default(),
             incarnation,
-        );
+        )
+        .on_broker(id.0);
         let txn_coordinator =
             TxnCoordinator::new(config.txn.as_ref().map(|t| t.coordinator.clone()).unwrap_or_default());
         Broker {

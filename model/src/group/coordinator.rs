@@ -362,6 +362,9 @@ pub struct GroupCoordinator {
     next_member: u64,
     /// Makes member ids unique across coordinator lives (a broker's incarnation).
     incarnation: u64,
+    /// The broker this coordinator runs on, so that two brokers' coordinators never hand
+    /// out the same member id (Kafka's ids carry a UUID).
+    node: Option<u32>,
     outbox: VecDeque<CoordinatorOutput>,
 }
 
@@ -377,8 +380,15 @@ impl GroupCoordinator {
             next_token: 0,
             next_member: 0,
             incarnation,
+            node: None,
             outbox: VecDeque::new(),
         }
+    }
+
+    /// The same coordinator, on broker `node` (its member ids name the broker).
+    pub fn on_broker(mut self, node: u32) -> GroupCoordinator {
+        self.node = Some(node);
+        self
     }
 
     // ---- getters ----

@@ -50,7 +50,10 @@ impl GroupCoordinator {
     fn new_member_id(&mut self) -> String {
         self.next_member += 1;
         // Zero-padded so that ids sort in the order they were handed out.
-        format!("member-{}-{:08}", self.incarnation, self.next_member)
+        match self.node {
+            Some(node) => format!("member-{node}-{}-{:08}", self.incarnation, self.next_member),
+            None => format!("member-{}-{:08}", self.incarnation, self.next_member),
+        }
     }
 
     /// KIP-394: a dynamic member first gets an id, and must join again with it.

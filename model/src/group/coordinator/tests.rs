@@ -714,3 +714,15 @@ fn a_static_replacement_whose_new_member_left_reports_the_old_member_removed() {
     assert!(removed(&outputs, &old_id), "{outputs:?}");
     assert!(c.members(GROUP).is_empty());
 }
+
+// Shows two brokers' coordinators never hand out the same member id (Kafka's member ids
+// carry a UUID): after a coordinator failover the new coordinator's ids cannot collide
+// with ids the old one gave, which fencing by member id relies on (KIP-394 ids).
+#[test]
+fn member_ids_name_the_broker() {
+    let mut a = GroupCoordinator::new(CoordinatorConfig::default(), 1).on_broker(0);
+    let mut b = GroupCoordinator::new(CoordinatorConfig::default(), 1).on_broker(1);
+    let first = join_dynamic(&mut a, Millis(0), 7);
+    let second = join_dynamic(&mut b, Millis(0), 7);
+    assert_ne!(first, second);
+}
