@@ -985,14 +985,24 @@ impl Consumer {
             return;
         }
         let mut per_leader: BTreeMap<NodeId, Vec<ConsumerFetchPartition>> = BTreeMap::new();
+        let mut leaderless = false;
         for (tp, part) in &self.parts {
             let Some(position) = part.position else { continue };
             if part.buffer.len() >= BUFFER_MAX {
                 continue;
             }
-            let Some(leader) = self.leaders.get(tp) else { continue };
+            let Some(leader) = self.leaders.get(tp) else {
+                // No leader in the last metadata (it was being elected): ask again, as the
+                // Java fetcher requests a metadata update for a partition without one
+                // (paced by the metadata retry backoff).
+                leaderless = true;
+                continue;
+            };
             let fetch_offset = Offset(position.0 + part.buffer.len() as u64);
             per_leader.entry(*leader).or_default().push(ConsumerFetchPartition { tp: *tp, fetch_offset });
+        }
+        if leaderless {
+            self.metadata_fetched_at = None;
         }
         for (leader, partitions) in per_leader {
             if self.in_flight(|o| matches!(o, Own::Fetch { broker } if *broker == leader))

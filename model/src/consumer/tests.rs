@@ -37,6 +37,9 @@ struct World {
     parked: Vec<Message>,
     /// The aborted transactions every fetch reports (read_committed).
     aborted: Vec<crate::log::AbortedTxn>,
+    /// The partition's leader as Metadata reports it (none: an election is running).
+    leader: Option<NodeId>,
+    metadata_requests: u32,
 }
 
 impl World {
@@ -65,6 +68,8 @@ impl World {
             list_offsets: Vec::new(),
             parked: Vec::new(),
             aborted: Vec::new(),
+            leader: Some(BROKER),
+            metadata_requests: 0,
         }
     }
 
@@ -119,14 +124,18 @@ impl World {
     fn answer(&mut self, msg: Message) {
         let reply = match msg {
             Message::Metadata { correlation } => Message::MetadataResponse {
-                correlation,
+                // Counted here: a struct literal cannot hold a statement.
+                correlation: {
+                    self.metadata_requests += 1;
+                    correlation
+                },
                 topics: vec![TopicMeta {
                     id: TopicId(0),
                     name: "orders".into(),
                     partitions: 1,
                     min_insync_replicas: 1,
                 }],
-                partitions: vec![PartitionLeader { tp: tp(), leader: Some(BROKER), leader_epoch: LeaderEpoch(0) }],
+                partitions: vec![PartitionLeader { tp: tp(), leader: self.leader, leader_epoch: LeaderEpoch(0) }],
             },
             Message::FindCoordinator { correlation, .. } => {
                 Message::FindCoordinatorResponse { correlation, error: ErrorCode::None, coordinator: Some(BROKER) }
@@ -413,4 +422,21 @@ fn read_committed_skips_aborted_records_and_commits_past_markers() {
         assert_eq!(world.processed(), expected, "{isolation:?}");
         assert_eq!(world.coordinator.committed("billing", tp()), Some(Offset(6)), "{isolation:?}");
     }
+}
+
+// Shows a partition whose leader the last Metadata did not name (an election was running)
+// makes the consumer ask for metadata again, paced by retry.backoff.ms, as the Java
+// fetcher requests an update for a partition without a leader, instead of waiting for
+// metadata.max.age.ms (found by a nemesis sweep with transactions: a group stuck for good).
+#[test]
+fn a_partition_without_a_leader_refreshes_metadata() {
+    let mut world = World::new(CommitMode::SyncAfter, OffsetReset::Earliest, 5);
+    world.leader = None;
+    world.run(2_000);
+    assert!(world.processed().is_empty());
+    assert!(world.metadata_requests >= 5, "asked again and again: {}", world.metadata_requests);
+    assert!(world.metadata_requests <= 25, "but paced by the backoff: {}", world.metadata_requests);
+    world.leader = Some(BROKER);
+    world.run(2_000);
+    assert_eq!(world.processed(), (0..5).collect::<Vec<_>>());
 }
