@@ -26,6 +26,22 @@ pub enum Payload {
     Txn(TxnRecord),
 }
 
+impl Payload {
+    pub fn as_offsets(&self) -> Option<&OffsetsRecord> {
+        match self {
+            Payload::Offsets(record) => Some(record),
+            Payload::Txn(_) => None,
+        }
+    }
+
+    pub fn as_txn(&self) -> Option<&TxnRecord> {
+        match self {
+            Payload::Txn(record) => Some(record),
+            Payload::Offsets(_) => None,
+        }
+    }
+}
+
 /// One record as the producer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -342,6 +358,12 @@ impl PartitionLog {
         }
         let start = self.payloads.partition_point(|(offset, _)| *offset < from);
         self.payloads[start..].iter().take_while(|(offset, _)| *offset < to).cloned().collect()
+    }
+
+    /// Every internal record of one kind in the log, in log order (what a coordinator
+    /// loads): `pick` is `Payload::as_offsets` or `Payload::as_txn`.
+    pub fn payload_records<T: Clone>(&self, pick: fn(&Payload) -> Option<&T>) -> Vec<T> {
+        self.payloads.iter().filter_map(|(_, p)| pick(p).cloned()).collect()
     }
 
     /// The producer state of `pid`, if this log holds any of its batches.

@@ -11,6 +11,26 @@ use serde_json::json;
 use std::fmt::Write as _;
 use trial_model::{ClusterEvent, Truncation};
 
+/// Adds a failure line for every property of `hold` with violations and every one of
+/// `violate` without: (name, violations) pairs, lines prefixed with `prefix`.
+fn judge<'a>(
+    failures: &mut Vec<String>,
+    prefix: &str,
+    hold: impl IntoIterator<Item = (&'a str, u64)>,
+    violate: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    for (name, violations) in hold {
+        if violations > 0 {
+            failures.push(format!("{prefix}{name} was expected to hold but has {violations} violation(s)"));
+        }
+    }
+    for (name, violations) in violate {
+        if violations == 0 {
+            failures.push(format!("{prefix}{name} was expected to be violated but held"));
+        }
+    }
+}
+
 /// Cluster events shown in a text report before it refers to `--trace`.
 pub const REPORT_EVENTS_MAX: usize = 60;
 
@@ -41,64 +61,33 @@ impl Outcome {
     pub fn new(scenario: &Scenario, seed: u64, run: RunOutput) -> Outcome {
         let verdicts = check(&run.history);
         let mut failures = Vec::new();
-        for property in &scenario.expect.hold {
-            let result = verdicts.result(*property);
-            if !result.held() {
-                failures.push(format!(
-                    "{} was expected to hold but has {} violation(s)",
-                    property.name(),
-                    result.violations
-                ));
-            }
-        }
-        for property in &scenario.expect.violate {
-            if verdicts.result(*property).held() {
-                failures.push(format!("{} was expected to be violated but held", property.name()));
-            }
-        }
+        let e = &scenario.expect;
+        judge(
+            &mut failures,
+            "",
+            e.hold.iter().map(|p| (p.name(), verdicts.result(*p).violations)),
+            e.violate.iter().map(|p| (p.name(), verdicts.result(*p).violations)),
+        );
         if run.stop == Stop::EventLimit {
             failures.push("the run hit the event limit (a livelock?)".into());
         }
         let groups = check_groups(&run.groups, &run.history);
         for group in &groups {
-            for property in &scenario.expect.group_hold {
-                let result = group.result(*property);
-                if !result.held() {
-                    failures.push(format!(
-                        "group {}: {} was expected to hold but has {} violation(s)",
-                        group.group,
-                        property.name(),
-                        result.violations
-                    ));
-                }
-            }
-            for property in &scenario.expect.group_violate {
-                if group.result(*property).held() {
-                    failures.push(format!(
-                        "group {}: {} was expected to be violated but held",
-                        group.group,
-                        property.name()
-                    ));
-                }
-            }
+            judge(
+                &mut failures,
+                &format!("group {}: ", group.group),
+                e.group_hold.iter().map(|p| (p.name(), group.result(*p).violations)),
+                e.group_violate.iter().map(|p| (p.name(), group.result(*p).violations)),
+            );
         }
         let txns = scenario.transactions.as_ref().map(|spec| check_txns(&run.history, spec.topic, &run.groups));
         if let Some(verdicts) = &txns {
-            for property in &scenario.expect.txn_hold {
-                let result = verdicts.result(*property);
-                if !result.held() {
-                    failures.push(format!(
-                        "{} was expected to hold but has {} violation(s)",
-                        property.name(),
-                        result.violations
-                    ));
-                }
-            }
-            for property in &scenario.expect.txn_violate {
-                if verdicts.result(*property).held() {
-                    failures.push(format!("{} was expected to be violated but held", property.name()));
-                }
-            }
+            judge(
+                &mut failures,
+                "",
+                e.txn_hold.iter().map(|p| (p.name(), verdicts.result(*p).violations)),
+                e.txn_violate.iter().map(|p| (p.name(), verdicts.result(*p).violations)),
+            );
         }
         Outcome {
             scenario_name: scenario.name.clone(),

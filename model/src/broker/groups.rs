@@ -121,15 +121,7 @@ impl Broker {
         let epoch = replica.state.leader_epoch;
         let log = self.disk.logs.get_or_default(tp);
         for payload in records {
-            let offset = log.log_end_offset();
-            let record = Record {
-                write: WriteId(INTERNAL_WRITE_BASE + offset.0),
-                key: None,
-                producer: COORDINATOR_PRODUCER,
-                sequence: offset.0 as u32,
-                timestamp: now,
-                stamp: None,
-            };
+            let record = internal_record(log.log_end_offset(), now);
             log.append_internal(epoch, record, Arc::new(Payload::Offsets(payload)));
             self.leader_appends += 1;
         }
@@ -183,16 +175,8 @@ impl Broker {
             return;
         };
         if leader {
-            let records: Vec<OffsetsRecord> = self.disk.logs.get(&tp).map_or_else(Vec::new, |log| {
-                let payloads = log.payloads_in(Offset(0), log.log_end_offset());
-                payloads
-                    .into_iter()
-                    .filter_map(|(_, p)| match &*p {
-                        Payload::Offsets(record) => Some(record.clone()),
-                        Payload::Txn(_) => None,
-                    })
-                    .collect()
-            });
+            let records: Vec<OffsetsRecord> =
+                self.disk.logs.get(&tp).map_or_else(Vec::new, |log| log.payload_records(Payload::as_offsets));
             self.coordinator.load(now, tp.partition, partitions, &records);
             self.coordinated.insert(tp.partition);
             self.group_event(GroupEvent::CoordinatorLoaded { partition: tp.partition, records: records.len() });
@@ -352,6 +336,19 @@ impl Broker {
 
     fn group_event(&mut self, event: GroupEvent) {
         self.outbox.push_back(Action::Group(Box::new(event)));
+    }
+}
+
+/// The record an internal topic holds at `offset` for a coordinator's payload (write ids
+/// from `INTERNAL_WRITE_BASE`, never a client's).
+pub(super) fn internal_record(offset: Offset, now: Millis) -> Record {
+    Record {
+        write: WriteId(INTERNAL_WRITE_BASE + offset.0),
+        key: None,
+        producer: COORDINATOR_PRODUCER,
+        sequence: offset.0 as u32,
+        timestamp: now,
+        stamp: None,
     }
 }
 

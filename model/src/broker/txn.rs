@@ -14,7 +14,7 @@
 //! `TransactionMarkerRequestCompletionHandler` gives it up: the producer or coordinator has
 //! moved on, and the transaction stays prepared until its partition is loaded again.
 
-use super::groups::{COORDINATOR_PRODUCER, INTERNAL_WRITE_BASE};
+use super::groups::{internal_record, COORDINATOR_PRODUCER, INTERNAL_WRITE_BASE};
 use super::{Broker, Role, PARKED_REQUESTS_MAX};
 use crate::action::Action;
 use crate::error::ErrorCode;
@@ -156,15 +156,7 @@ impl Broker {
         }
         let epoch = replica.state.leader_epoch;
         let log = self.disk.logs.get_or_default(tp);
-        let offset = log.log_end_offset();
-        let internal = Record {
-            write: WriteId(INTERNAL_WRITE_BASE + offset.0),
-            key: None,
-            producer: COORDINATOR_PRODUCER,
-            sequence: offset.0 as u32,
-            timestamp: now,
-            stamp: None,
-        };
+        let internal = internal_record(log.log_end_offset(), now);
         log.append_internal(epoch, internal, Arc::new(Payload::Txn(record)));
         self.leader_appends += 1;
         let required = log.log_end_offset();
@@ -230,16 +222,8 @@ impl Broker {
         }
         let partitions = self.txn_coordinator.config().partitions;
         if leader {
-            let records: Vec<TxnRecord> = self.disk.logs.get(&tp).map_or_else(Vec::new, |log| {
-                let payloads = log.payloads_in(Offset(0), log.log_end_offset());
-                payloads
-                    .into_iter()
-                    .filter_map(|(_, p)| match &*p {
-                        Payload::Txn(record) => Some(record.clone()),
-                        Payload::Offsets(_) => None,
-                    })
-                    .collect()
-            });
+            let records: Vec<TxnRecord> =
+                self.disk.logs.get(&tp).map_or_else(Vec::new, |log| log.payload_records(Payload::as_txn));
             self.txn_coordinator.load(now, tp.partition, &records);
         } else {
             let mut failed = Vec::new();
