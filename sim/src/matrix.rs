@@ -13,6 +13,7 @@ use crate::groups::GroupProperty;
 use crate::report::Outcome;
 use crate::scenario::matrix::{replay_command, AxisKey, Cell, Matrix};
 use crate::scenario::Scenario;
+use crate::txns::TxnProperty;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +32,8 @@ pub enum Kind {
     /// A cluster property: `no-lost-acked-writes` and `no-duplicates` are the producer
     /// side of delivery.
     Cluster(Property),
+    /// A transaction property (scenarios with `[transactions]`).
+    Txn(TxnProperty),
     /// The run hit the engine's event limit (a livelock?).
     EventLimit,
     Panic,
@@ -47,6 +50,7 @@ impl Kind {
         match self {
             Kind::Group(p) => p.name(),
             Kind::Cluster(p) => p.name(),
+            Kind::Txn(p) => p.name(),
             Kind::EventLimit => "event-limit",
             Kind::Panic => "panic",
         }
@@ -102,6 +106,9 @@ impl CellSeed {
             for result in group.results.iter().filter(|r| !r.held()) {
                 *violations.entry(Kind::Group(result.property)).or_default() += result.violations;
             }
+        }
+        for result in outcome.txns.iter().flat_map(|t| t.results.iter()).filter(|r| !r.held()) {
+            *violations.entry(Kind::Txn(result.property)).or_default() += result.violations;
         }
         if outcome.run.stop == Stop::EventLimit {
             violations.insert(Kind::EventLimit, 1);
@@ -325,7 +332,11 @@ fn judge(matrix: &Matrix, cells: &[CellSummary]) -> Vec<ClaimResult> {
             let group_hold = e.group_hold.iter().map(|p| (Kind::Group(*p), true));
             let violate = e.violate.iter().map(|p| (Kind::Cluster(*p), false));
             let group_violate = e.group_violate.iter().map(|p| (Kind::Group(*p), false));
-            for (kind, must_hold) in hold.chain(group_hold).chain(violate).chain(group_violate) {
+            let txn_hold = e.txn_hold.iter().map(|p| (Kind::Txn(*p), true));
+            let txn_violate = e.txn_violate.iter().map(|p| (Kind::Txn(*p), false));
+            let claims_of =
+                hold.chain(group_hold).chain(txn_hold).chain(violate).chain(group_violate).chain(txn_violate);
+            for (kind, must_hold) in claims_of {
                 let seeds_violated = cell.seeds(kind);
                 let met = if must_hold { seeds_violated == 0 } else { seeds_violated > 0 };
                 claims.push(ClaimResult { cell: index, kind, hold: must_hold, seeds_violated, met });

@@ -26,12 +26,13 @@
 use super::{line_of, resolve_idempotence, Expect, ProducerSpec, Scenario, ScenarioError};
 use crate::checkers::Property;
 use crate::groups::GroupProperty;
+use crate::txns::TxnProperty;
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 use toml::Spanned;
 use trial_model::group::assignor::Assignor;
-use trial_model::{Acks, CommitMode, ProducerConfig};
+use trial_model::{Acks, CommitMode, IsolationLevel, ProducerConfig};
 
 /// Bound on the cells of one grid, so that a typo cannot ask for a day of runs.
 pub const CELLS_MAX: usize = 256;
@@ -50,10 +51,14 @@ pub enum AxisKey {
     Commit,
     MaxPollRecords,
     Assignors,
+    /// `[transactions] kip890`.
+    Kip890,
+    /// The groups' `isolation_level`.
+    IsolationLevel,
 }
 
 impl AxisKey {
-    pub const ALL: [AxisKey; 7] = [
+    pub const ALL: [AxisKey; 9] = [
         AxisKey::Acks,
         AxisKey::Retries,
         AxisKey::MaxInFlight,
@@ -61,6 +66,8 @@ impl AxisKey {
         AxisKey::Commit,
         AxisKey::MaxPollRecords,
         AxisKey::Assignors,
+        AxisKey::Kip890,
+        AxisKey::IsolationLevel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +79,8 @@ impl AxisKey {
             AxisKey::Commit => "commit",
             AxisKey::MaxPollRecords => "max_poll_records",
             AxisKey::Assignors => "assignors",
+            AxisKey::Kip890 => "kip890",
+            AxisKey::IsolationLevel => "isolation_level",
         }
     }
 
@@ -127,6 +136,8 @@ pub enum Setting {
     Commit(Commit),
     MaxPollRecords(u32),
     Assignors(Vec<Assignor>),
+    Kip890(bool),
+    ReadCommitted(bool),
 }
 
 impl fmt::Display for Setting {
@@ -135,7 +146,9 @@ impl fmt::Display for Setting {
         match self {
             Setting::Acks(acks) => write!(f, "{}", acks.name()),
             Setting::Retries(v) | Setting::MaxInFlight(v) | Setting::MaxPollRecords(v) => write!(f, "{v}"),
-            Setting::Idempotence(on) => write!(f, "{on}"),
+            Setting::Idempotence(on) | Setting::Kip890(on) => write!(f, "{on}"),
+            Setting::ReadCommitted(true) => write!(f, "read_committed"),
+            Setting::ReadCommitted(false) => write!(f, "read_uncommitted"),
             Setting::Commit(commit) => write!(f, "{}", commit.name()),
             Setting::Assignors(list) => {
                 let names: Vec<&str> = list.iter().map(|a| a.name()).collect();
@@ -231,6 +244,10 @@ impl Matrix {
             }
         }
         for (key, value) in &cell.settings {
+            if let (Setting::Kip890(on), Some(txn)) = (value, scenario.broker.txn.as_mut()) {
+                txn.coordinator.bump_epoch_per_transaction = *on;
+                continue;
+            }
             for (index, group) in scenario.groups.iter_mut().enumerate() {
                 let config = &mut group.config;
                 match value {
@@ -244,6 +261,10 @@ impl Matrix {
                     }
                     Setting::MaxPollRecords(v) => config.max_poll_records = *v as usize,
                     Setting::Assignors(list) => config.member.assignors = list.clone(),
+                    Setting::ReadCommitted(on) => {
+                        config.isolation_level =
+                            if *on { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted }
+                    }
                     _ => debug_assert!(key.is_producer()),
                 }
             }
@@ -348,6 +369,8 @@ struct RawMatrix {
     commit: Option<Spanned<Vec<String>>>,
     max_poll_records: Option<Spanned<Vec<u32>>>,
     assignors: Option<Spanned<Vec<Vec<String>>>>,
+    kip890: Option<Spanned<Vec<bool>>>,
+    isolation_level: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     expect: Vec<Spanned<RawCellExpect>>,
 }
@@ -366,6 +389,8 @@ struct Validator<'a> {
 }
 
 type Span = std::ops::Range<usize>;
+/// Properties a claim names: cluster, group and transaction ones.
+type Properties = (Vec<Property>, Vec<GroupProperty>, Vec<TxnProperty>);
 
 impl Validator<'_> {
     fn error<T>(&self, span: Span, key: &str, message: impl Into<String>) -> Result<T, ScenarioError> {
@@ -414,6 +439,28 @@ impl Validator<'_> {
         if let Some(list) = &m.assignors {
             axes.push((list.span(), self.axis(AxisKey::Assignors, list, |v| self.assignors(v, list.span()))?));
         }
+        if let Some(list) = &m.kip890 {
+            if scenario.transactions.is_none() {
+                return self.error(
+                    list.span(),
+                    "matrix.kip890",
+                    "the scenario has no [transactions] for this axis to set",
+                );
+            }
+            axes.push((list.span(), self.axis(AxisKey::Kip890, list, |v| Ok(Setting::Kip890(*v)))?));
+        }
+        if let Some(list) = &m.isolation_level {
+            let parse = |v: &String| match v.as_str() {
+                "read_committed" => Ok(Setting::ReadCommitted(true)),
+                "read_uncommitted" => Ok(Setting::ReadCommitted(false)),
+                other => self.error(
+                    list.span(),
+                    "matrix.isolation_level",
+                    format!("`{other}` is not an isolation level; one of: read_uncommitted, read_committed"),
+                ),
+            };
+            axes.push((list.span(), self.axis(AxisKey::IsolationLevel, list, parse)?));
+        }
         if axes.is_empty() {
             let keys: Vec<&str> = AxisKey::ALL.iter().map(|k| k.name()).collect();
             return self.error(raw.span(), "matrix", format!("declare at least one axis: {}", keys.join(", ")));
@@ -423,7 +470,7 @@ impl Validator<'_> {
             if axis.key.is_producer() && scenario.producers.is_empty() {
                 return self.error(span.clone(), &key, "the scenario has no producers for this axis to set");
             }
-            if !axis.key.is_producer() && scenario.groups.is_empty() {
+            if !axis.key.is_producer() && axis.key != AxisKey::Kip890 && scenario.groups.is_empty() {
                 return self.error(span.clone(), &key, "the scenario has no [[groups]] for this axis to set");
             }
         }
@@ -540,8 +587,8 @@ impl Validator<'_> {
             if e.hold.is_none() && e.violate.is_none() {
                 return self.error(spanned.span(), "matrix.expect", "an entry needs `hold` or `violate`");
             }
-            let (hold, group_hold) = self.properties(&e.hold, "matrix.expect.hold")?;
-            let (violate, group_violate) = self.properties(&e.violate, "matrix.expect.violate")?;
+            let (hold, group_hold, txn_hold) = self.properties(&e.hold, "matrix.expect.hold")?;
+            let (violate, group_violate, txn_violate) = self.properties(&e.violate, "matrix.expect.violate")?;
             let span = e.violate.as_ref().map_or(spanned.span(), |v| v.span());
             if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
                 return self.error(
@@ -557,7 +604,14 @@ impl Validator<'_> {
                     format!("`{}` cannot both hold and be violated", both.name()),
                 );
             }
-            let expect = Expect { hold, violate, group_hold, group_violate, ..Expect::default() };
+            if let Some(both) = txn_hold.iter().find(|p| txn_violate.contains(p)) {
+                return self.error(
+                    span,
+                    "matrix.expect.violate",
+                    format!("`{}` cannot both hold and be violated", both.name()),
+                );
+            }
+            let expect = Expect { hold, violate, group_hold, group_violate, txn_hold, txn_violate };
             expects.push(CellExpect { when, expect });
         }
         Ok(expects)
@@ -567,17 +621,23 @@ impl Validator<'_> {
         &self,
         list: &Option<Spanned<Vec<String>>>,
         key: &str,
-    ) -> Result<(Vec<Property>, Vec<GroupProperty>), ScenarioError> {
-        let (mut cluster, mut group) = (Vec::new(), Vec::new());
-        let Some(list) = list else { return Ok((cluster, group)) };
+    ) -> Result<Properties, ScenarioError> {
+        let (mut cluster, mut group, mut txn) = (Vec::new(), Vec::new(), Vec::new());
+        let Some(list) = list else { return Ok((cluster, group, txn)) };
         for name in list.get_ref() {
             if let Some(p) = Property::parse(name) {
                 cluster.push(p);
             } else if let Some(p) = GroupProperty::parse(name) {
                 group.push(p);
+            } else if let Some(p) = TxnProperty::parse(name) {
+                txn.push(p);
             } else {
-                let names: Vec<&str> =
-                    Property::ALL.iter().map(|p| p.name()).chain(GroupProperty::ALL.iter().map(|p| p.name())).collect();
+                let names: Vec<&str> = Property::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .chain(GroupProperty::ALL.iter().map(|p| p.name()))
+                    .chain(TxnProperty::ALL.iter().map(|p| p.name()))
+                    .collect();
                 return self.error(
                     list.span(),
                     key,
@@ -585,6 +645,6 @@ impl Validator<'_> {
                 );
             }
         }
-        Ok((cluster, group))
+        Ok((cluster, group, txn))
     }
 }
