@@ -617,11 +617,7 @@ impl Validator<'_> {
         Ok(expects)
     }
 
-    fn properties(
-        &self,
-        list: &Option<Spanned<Vec<String>>>,
-        key: &str,
-    ) -> Result<Properties, ScenarioError> {
+    fn properties(&self, list: &Option<Spanned<Vec<String>>>, key: &str) -> Result<Properties, ScenarioError> {
         let (mut cluster, mut group, mut txn) = (Vec::new(), Vec::new(), Vec::new());
         let Some(list) = list else { return Ok((cluster, group, txn)) };
         for name in list.get_ref() {
