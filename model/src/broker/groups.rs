@@ -10,6 +10,7 @@
 
 use super::{Broker, Role, PARKED_REQUESTS_MAX};
 use crate::action::Action;
+use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::group::coordinator::{
     offsets_partition_for, CoordinatorOutput, GroupRequest, GroupResponse, JoinResponse, OffsetsRecord,
@@ -105,20 +106,14 @@ impl Broker {
         let Some((tp, _)) = self.offsets_tp(group) else {
             return self.coordinator.handle_append_result(now, token, ErrorCode::NotCoordinator);
         };
-        let Some(replica) = self.replicas.get(&tp) else {
-            return self.coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
-        };
-        if !matches!(replica.role, Role::Leader { .. }) {
-            return self.coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
-        }
         // The coordinator appends with acks=all (`offsets.commit.required.acks` = -1).
-        if replica.state.isr.len() < self.effective_min_isr(tp) {
-            return self.coordinator.handle_append_result(now, token, ErrorCode::NotEnoughReplicas);
-        }
+        let epoch = match self.leader_epoch_for_append(tp, Acks::All) {
+            Ok(epoch) => epoch,
+            Err(error) => return self.coordinator.handle_append_result(now, token, error),
+        };
         if self.group_appends.len() >= PARKED_REQUESTS_MAX {
             return self.coordinator.handle_append_result(now, token, ErrorCode::RequestTimedOut);
         }
-        let epoch = replica.state.leader_epoch;
         let log = self.disk.logs.get_or_default(tp);
         for payload in records {
             let record = internal_record(log.log_end_offset(), now);

@@ -88,17 +88,10 @@ impl Broker {
     ) -> (ProducePartitionResponse, Option<Offset>) {
         let tp = batch.tp;
         let fail = |error| (ProducePartitionResponse { tp, error, base_offset: None }, None);
-        let Some(replica) = self.replicas.get(&tp) else {
-            return fail(ErrorCode::NotLeaderOrFollower);
+        let leader_epoch = match self.leader_epoch_for_append(tp, acks) {
+            Ok(epoch) => epoch,
+            Err(error) => return fail(error),
         };
-        if !matches!(replica.role, Role::Leader { .. }) {
-            return fail(ErrorCode::NotLeaderOrFollower);
-        }
-        let min_isr = self.effective_min_isr(tp);
-        if acks == Acks::All && replica.state.isr.len() < min_isr {
-            return fail(ErrorCode::NotEnoughReplicas);
-        }
-        let leader_epoch = replica.state.leader_epoch;
         let log = self.disk.logs.get_or_default(tp);
         if let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) {
             if let (Some(stamp), Some(last)) = (first.stamp, last.stamp) {
@@ -130,6 +123,21 @@ impl Broker {
         let result = ProducePartitionResponse { tp, error: ErrorCode::None, base_offset: Some(base) };
         let required = (acks == Acks::All).then_some(end);
         (result, required)
+    }
+
+    /// The leader epoch an append to `tp` with `acks` goes under: this broker must lead
+    /// `tp` (else NOT_LEADER_OR_FOLLOWER), and for acks=all the ISR must hold at least
+    /// min.insync.replicas (else NOT_ENOUGH_REPLICAS). Produces and the coordinators'
+    /// records and markers (all acks=all) check the same way.
+    pub(super) fn leader_epoch_for_append(&self, tp: TopicPartition, acks: Acks) -> Result<LeaderEpoch, ErrorCode> {
+        let replica = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. }));
+        let Some(replica) = replica else {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        };
+        if acks == Acks::All && replica.state.isr.len() < self.effective_min_isr(tp) {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        Ok(replica.state.leader_epoch)
     }
 
     pub(super) fn effective_min_isr(&self, tp: TopicPartition) -> usize {

@@ -60,11 +60,11 @@ fn registered_broker(id: u32, state: PartitionState) -> Broker {
     start_broker(id, BrokerConfig::default(), BrokerDisk::default(), state).0
 }
 
-fn drain(broker: &mut Broker) -> Vec<Action> {
+pub(super) fn drain(broker: &mut Broker) -> Vec<Action> {
     std::iter::from_fn(|| broker.poll_action()).collect()
 }
 
-fn sends_of_kind(actions: &[Action], kind: MessageKind) -> Vec<(NodeId, Message)> {
+pub(super) fn sends_of_kind(actions: &[Action], kind: MessageKind) -> Vec<(NodeId, Message)> {
     actions
         .iter()
         .filter_map(|action| match action {

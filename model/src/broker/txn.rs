@@ -15,8 +15,9 @@
 //! moved on, and the transaction stays prepared until its partition is loaded again.
 
 use super::groups::{internal_record, COORDINATOR_PRODUCER, INTERNAL_WRITE_BASE};
-use super::{Broker, Role, PARKED_REQUESTS_MAX};
+use super::{Broker, PARKED_REQUESTS_MAX};
 use crate::action::Action;
+use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::log::{BrokerDisk, Payload, Record};
 use crate::messages::Message;
@@ -144,17 +145,14 @@ impl Broker {
         let Some(txn) = self.config.txn.as_ref() else { return };
         let tp = TopicPartition { topic: txn.state_topic, partition };
         let timeout_ms = txn.append_timeout_ms;
-        let Some(replica) = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. })) else {
-            return self.txn_coordinator.handle_append_result(now, token, ErrorCode::NotLeaderOrFollower);
-        };
         // `transaction.state.log` appends are acks=all.
-        if replica.state.isr.len() < self.effective_min_isr(tp) {
-            return self.txn_coordinator.handle_append_result(now, token, ErrorCode::NotEnoughReplicas);
-        }
+        let epoch = match self.leader_epoch_for_append(tp, Acks::All) {
+            Ok(epoch) => epoch,
+            Err(error) => return self.txn_coordinator.handle_append_result(now, token, error),
+        };
         if self.txn_appends.len() >= PARKED_REQUESTS_MAX {
             return self.txn_coordinator.handle_append_result(now, token, ErrorCode::RequestTimedOut);
         }
-        let epoch = replica.state.leader_epoch;
         let log = self.disk.logs.get_or_default(tp);
         let internal = internal_record(log.log_end_offset(), now);
         log.append_internal(epoch, internal, Arc::new(Payload::Txn(record)));
@@ -179,10 +177,12 @@ impl Broker {
                 }
                 !durable
             });
-            for token in done {
-                self.txn_coordinator.handle_append_result(now, token, ErrorCode::None);
+            if !done.is_empty() {
+                for token in done {
+                    self.txn_coordinator.handle_append_result(now, token, ErrorCode::None);
+                }
+                self.drain_txn(now);
             }
-            self.drain_txn(now);
         }
         if !self.parked_markers.is_empty() {
             for parked in &mut self.parked_markers {
@@ -396,15 +396,8 @@ impl Broker {
         epoch: u16,
         commit: bool,
     ) -> Result<Offset, ErrorCode> {
-        let replica = self.replicas.get(&tp).filter(|r| matches!(r.role, Role::Leader { .. }));
-        let Some(replica) = replica else {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        };
         // Markers are written with acks=all.
-        if replica.state.isr.len() < self.effective_min_isr(tp) {
-            return Err(ErrorCode::NotEnoughReplicas);
-        }
-        let leader_epoch = replica.state.leader_epoch;
+        let leader_epoch = self.leader_epoch_for_append(tp, Acks::All)?;
         let log = self.disk.logs.get_or_default(tp);
         log.check_marker(producer_id, epoch, false)?;
         let offset = log.log_end_offset();

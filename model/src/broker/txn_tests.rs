@@ -2,6 +2,7 @@
 //! `__transaction_state` leader, markers written to the partition leaders, the last
 //! stable offset and read_committed fetches (KIP-98, KIP-890).
 
+use super::tests::{drain, sends_of_kind};
 use super::*;
 use crate::config::{Acks, TxnConfig};
 use crate::log::Record;
@@ -61,25 +62,11 @@ fn start_with_actions(id: u32, disk: BrokerDisk, data_leader: u32, state_leader:
     (broker, actions)
 }
 
-fn drain(broker: &mut Broker) -> Vec<Action> {
-    std::iter::from_fn(|| broker.poll_action()).collect()
-}
-
-fn sends(actions: &[Action], kind: MessageKind) -> Vec<(NodeId, Message)> {
-    actions
-        .iter()
-        .filter_map(|action| match action {
-            Action::Send { to, msg } if msg.kind() == kind => Some((*to, msg.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Sends `request` to the coordinator and returns its answer (and the other actions).
 fn txn(broker: &mut Broker, now: u64, correlation: u64, request: TxnRequest) -> (TxnResponse, Vec<Action>) {
     broker.handle_message(Millis(now), CLIENT, Message::Txn { correlation, request: Box::new(request) });
     let actions = drain(broker);
-    let response = sends(&actions, MessageKind::TxnResponse)
+    let response = sends_of_kind(&actions, MessageKind::TxnResponse)
         .into_iter()
         .find_map(|(_, msg)| match msg {
             Message::TxnResponse { correlation: c, response } if c == correlation => Some(*response),
@@ -143,7 +130,7 @@ fn produce_txn(
         Message::Produce { correlation: now, acks: Acks::All, timeout_ms: 30_000, batches },
     );
     let actions = drain(broker);
-    sends(&actions, MessageKind::ProduceResponse)
+    sends_of_kind(&actions, MessageKind::ProduceResponse)
         .into_iter()
         .find_map(|(_, msg)| match msg {
             Message::ProduceResponse { mut partitions, .. } => partitions.pop(),
@@ -160,7 +147,7 @@ fn fetch(broker: &mut Broker, now: u64, read_committed: bool) -> ConsumerFetchPa
         Message::ConsumerFetch { correlation: now, max_wait_ms: 0, read_committed, partitions },
     );
     let actions = drain(broker);
-    sends(&actions, MessageKind::ConsumerFetchResponse)
+    sends_of_kind(&actions, MessageKind::ConsumerFetchResponse)
         .into_iter()
         .find_map(|(_, msg)| match msg {
             Message::ConsumerFetchResponse { mut partitions, .. } => partitions.pop(),
@@ -245,7 +232,7 @@ fn a_restarted_coordinator_finishes_a_prepared_commit() {
     assert_eq!(produce_txn(&mut leader, 3, producer, 0, &[1]).error, ErrorCode::None);
     let (response, actions) = end(&mut coordinator, 4, producer, true);
     assert_eq!(response.error(), ErrorCode::None);
-    let markers = sends(&actions, MessageKind::WriteTxnMarkers);
+    let markers = sends_of_kind(&actions, MessageKind::WriteTxnMarkers);
     assert_eq!(markers.len(), 1, "one request to the data partition's leader");
     assert_eq!(markers[0].0, NodeId(1));
     assert_eq!(coordinator.txn_state(ID).map(|s| s.state), Some(TxnState::PrepareCommit));
@@ -253,11 +240,11 @@ fn a_restarted_coordinator_finishes_a_prepared_commit() {
     let disk = coordinator.into_disk();
     let (mut coordinator, actions) = start_with_actions(0, disk, 1, 0);
     assert_eq!(coordinator.txn_state(ID).map(|s| s.state), Some(TxnState::PrepareCommit));
-    let resent = sends(&actions, MessageKind::WriteTxnMarkers);
+    let resent = sends_of_kind(&actions, MessageKind::WriteTxnMarkers);
     assert_eq!(resent.len(), 1, "the markers go out again on the load");
     assert!(committed_writes(&mut leader, 6).is_empty(), "not committed before the marker");
     leader.handle_message(Millis(6), NodeId(0), resent[0].1.clone());
-    let answers = sends(&drain(&mut leader), MessageKind::WriteTxnMarkersResponse);
+    let answers = sends_of_kind(&drain(&mut leader), MessageKind::WriteTxnMarkersResponse);
     assert_eq!(answers.len(), 1);
     assert_eq!(committed_writes(&mut leader, 7), vec![1]);
     coordinator.handle_message(Millis(7), NodeId(1), answers[0].1.clone());
@@ -276,7 +263,7 @@ fn a_stale_marker_is_refused_and_given_up() {
     let stale =
         Message::WriteTxnMarkers { correlation: 9, producer_id: pid, epoch: 2, commit: true, partitions: vec![DATA] };
     leader.handle_message(Millis(2), NodeId(0), stale);
-    let answers = sends(&drain(&mut leader), MessageKind::WriteTxnMarkersResponse);
+    let answers = sends_of_kind(&drain(&mut leader), MessageKind::WriteTxnMarkersResponse);
     match &answers[..] {
         [(_, Message::WriteTxnMarkersResponse { partitions, .. })] => {
             assert_eq!(partitions, &vec![(DATA, ErrorCode::InvalidProducerEpoch)])
@@ -295,12 +282,12 @@ fn a_lost_marker_request_is_sent_again() {
     let producer = init(&mut coordinator, 1);
     assert_eq!(add_partition(&mut coordinator, 2, producer), ErrorCode::None);
     let (_, actions) = end(&mut coordinator, 4, producer, false);
-    assert_eq!(sends(&actions, MessageKind::WriteTxnMarkers).len(), 1);
+    assert_eq!(sends_of_kind(&actions, MessageKind::WriteTxnMarkers).len(), 1);
     // The request is lost; nothing goes out while it may still be answered.
     coordinator.handle_timeout(Millis(104));
-    assert!(sends(&drain(&mut coordinator), MessageKind::WriteTxnMarkers).is_empty());
+    assert!(sends_of_kind(&drain(&mut coordinator), MessageKind::WriteTxnMarkers).is_empty());
     coordinator.handle_timeout(Millis(4 + 5_000));
-    let resent = sends(&drain(&mut coordinator), MessageKind::WriteTxnMarkers);
+    let resent = sends_of_kind(&drain(&mut coordinator), MessageKind::WriteTxnMarkers);
     assert_eq!(resent.len(), 1, "sent again after the request timeout");
     assert_eq!(coordinator.txn_state(ID).map(|s| s.state), Some(TxnState::PrepareAbort));
 }

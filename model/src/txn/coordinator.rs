@@ -363,7 +363,13 @@ impl TxnCoordinator {
 
     /// The durable state of `transactional_id`.
     pub fn state(&self, transactional_id: &str) -> Option<&TxnRecord> {
-        self.txns.get(transactional_id).map(|t| &t.meta).filter(|m| m.producer_epoch != NO_EPOCH)
+        self.known(transactional_id).map(|t| &t.meta)
+    }
+
+    /// `transactional_id`'s entry once it has a stored epoch (a new id's placeholder,
+    /// before its first InitProducerId record commits, does not count).
+    fn known(&self, transactional_id: &str) -> Option<&Txn> {
+        self.txns.get(transactional_id).filter(|t| t.meta.producer_epoch != NO_EPOCH)
     }
 
     pub fn poll_output(&mut self) -> Option<TxnOutput> {
@@ -517,7 +523,7 @@ impl TxnCoordinator {
         partitions: Vec<TopicPartition>,
         verify_only: bool,
     ) {
-        let Some(txn) = self.txns.get(id).filter(|t| t.meta.producer_epoch != NO_EPOCH) else {
+        let Some(txn) = self.known(id) else {
             return self.respond(waiter, ErrorCode::InvalidProducerIdMapping, None);
         };
         let meta = &txn.meta;
@@ -560,7 +566,7 @@ impl TxnCoordinator {
         allocate: &mut dyn FnMut() -> Option<NonZeroU32>,
     ) {
         let bump = self.config.bump_epoch_per_transaction;
-        let Some(txn) = self.txns.get(id).filter(|t| t.meta.producer_epoch != NO_EPOCH) else {
+        let Some(txn) = self.known(id) else {
             return self.respond(waiter, ErrorCode::InvalidProducerIdMapping, None);
         };
         let meta = &txn.meta;
