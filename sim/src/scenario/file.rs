@@ -1155,51 +1155,18 @@ impl Validator<'_> {
     }
 
     fn expect(&self, raw: Option<&RawExpect>) -> Result<Expect, ScenarioError> {
-        use crate::groups::GroupProperty;
         use crate::txns::TxnProperty;
         let Some(raw) = raw else {
             let (hold, txn_hold) = (Property::ALL.to_vec(), TxnProperty::ALL.to_vec());
             return Ok(Expect { hold, txn_hold, ..Expect::default() });
         };
-        type Parsed = (Vec<Property>, Vec<GroupProperty>, Vec<TxnProperty>);
-        let parse = |list: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Parsed, ScenarioError> {
-            let (mut cluster, mut group, mut txn) = (Vec::new(), Vec::new(), Vec::new());
-            let Some(list) = list else { return Ok((cluster, group, txn)) };
-            for name in list.get_ref() {
-                if let Some(p) = Property::parse(name) {
-                    cluster.push(p);
-                } else if let Some(p) = GroupProperty::parse(name) {
-                    group.push(p);
-                } else if let Some(p) = TxnProperty::parse(name) {
-                    txn.push(p);
-                } else {
-                    let names: Vec<&str> = Property::ALL
-                        .iter()
-                        .map(|p| p.name())
-                        .chain(GroupProperty::ALL.iter().map(|p| p.name()))
-                        .chain(TxnProperty::ALL.iter().map(|p| p.name()))
-                        .collect();
-                    return self.error(
-                        list.span(),
-                        key,
-                        format!("unknown property `{name}`; one of: {}", names.join(", ")),
-                    );
-                }
-            }
-            Ok((cluster, group, txn))
-        };
-        let (hold, group_hold, txn_hold) = parse(&raw.hold, "expect.hold")?;
-        let (violate, group_violate, txn_violate) = parse(&raw.violate, "expect.violate")?;
-        let span = raw.violate.as_ref().map_or(0..0, |v| v.span());
-        if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
-            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
-        }
-        if let Some(both) = group_hold.iter().find(|p| group_violate.contains(p)) {
-            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
-        }
-        if let Some(both) = txn_hold.iter().find(|p| txn_violate.contains(p)) {
-            return self.error(span, "expect.violate", format!("`{}` cannot both hold and be violated", both.name()));
-        }
-        Ok(Expect { hold, violate, group_hold, group_violate, txn_hold, txn_violate })
+        let names = |list: &Option<Spanned<Vec<String>>>| list.as_ref().map_or(Vec::new(), |l| l.get_ref().clone());
+        parse_expect(&names(&raw.hold), &names(&raw.violate)).or_else(|(list, message)| {
+            let (list, key) = match list {
+                ExpectList::Hold => (&raw.hold, "expect.hold"),
+                ExpectList::Violate => (&raw.violate, "expect.violate"),
+            };
+            self.error(list.as_ref().map_or(0..0, |l| l.span()), key, message)
+        })
     }
 }

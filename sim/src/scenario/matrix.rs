@@ -23,10 +23,7 @@
 //! seed range by `kafka-trial matrix` (`hold`: no seed violates the property; `violate`:
 //! at least one seed does), because "may lose records" is a claim about some runs.
 
-use super::{line_of, resolve_idempotence, Expect, ProducerSpec, Scenario, ScenarioError};
-use crate::checkers::Property;
-use crate::groups::GroupProperty;
-use crate::txns::TxnProperty;
+use super::{line_of, parse_expect, resolve_idempotence, Expect, ExpectList, ProducerSpec, Scenario, ScenarioError};
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
@@ -389,8 +386,6 @@ struct Validator<'a> {
 }
 
 type Span = std::ops::Range<usize>;
-/// Properties a claim names: cluster, group and transaction ones.
-type Properties = (Vec<Property>, Vec<GroupProperty>, Vec<TxnProperty>);
 
 impl Validator<'_> {
     fn error<T>(&self, span: Span, key: &str, message: impl Into<String>) -> Result<T, ScenarioError> {
@@ -587,60 +582,19 @@ impl Validator<'_> {
             if e.hold.is_none() && e.violate.is_none() {
                 return self.error(spanned.span(), "matrix.expect", "an entry needs `hold` or `violate`");
             }
-            let (hold, group_hold, txn_hold) = self.properties(&e.hold, "matrix.expect.hold")?;
-            let (violate, group_violate, txn_violate) = self.properties(&e.violate, "matrix.expect.violate")?;
-            let span = e.violate.as_ref().map_or(spanned.span(), |v| v.span());
-            if let Some(both) = hold.iter().find(|p| violate.contains(p)) {
-                return self.error(
-                    span,
-                    "matrix.expect.violate",
-                    format!("`{}` cannot both hold and be violated", both.name()),
-                );
-            }
-            if let Some(both) = group_hold.iter().find(|p| group_violate.contains(p)) {
-                return self.error(
-                    span,
-                    "matrix.expect.violate",
-                    format!("`{}` cannot both hold and be violated", both.name()),
-                );
-            }
-            if let Some(both) = txn_hold.iter().find(|p| txn_violate.contains(p)) {
-                return self.error(
-                    span,
-                    "matrix.expect.violate",
-                    format!("`{}` cannot both hold and be violated", both.name()),
-                );
-            }
-            let expect = Expect { hold, violate, group_hold, group_violate, txn_hold, txn_violate };
+            let names = |list: &Option<Spanned<Vec<String>>>| list.as_ref().map_or(Vec::new(), |l| l.get_ref().clone());
+            let expect = match parse_expect(&names(&e.hold), &names(&e.violate)) {
+                Ok(expect) => expect,
+                Err((list, message)) => {
+                    let (list, key) = match list {
+                        ExpectList::Hold => (&e.hold, "matrix.expect.hold"),
+                        ExpectList::Violate => (&e.violate, "matrix.expect.violate"),
+                    };
+                    return self.error(list.as_ref().map_or(spanned.span(), |l| l.span()), key, message);
+                }
+            };
             expects.push(CellExpect { when, expect });
         }
         Ok(expects)
-    }
-
-    fn properties(&self, list: &Option<Spanned<Vec<String>>>, key: &str) -> Result<Properties, ScenarioError> {
-        let (mut cluster, mut group, mut txn) = (Vec::new(), Vec::new(), Vec::new());
-        let Some(list) = list else { return Ok((cluster, group, txn)) };
-        for name in list.get_ref() {
-            if let Some(p) = Property::parse(name) {
-                cluster.push(p);
-            } else if let Some(p) = GroupProperty::parse(name) {
-                group.push(p);
-            } else if let Some(p) = TxnProperty::parse(name) {
-                txn.push(p);
-            } else {
-                let names: Vec<&str> = Property::ALL
-                    .iter()
-                    .map(|p| p.name())
-                    .chain(GroupProperty::ALL.iter().map(|p| p.name()))
-                    .chain(TxnProperty::ALL.iter().map(|p| p.name()))
-                    .collect();
-                return self.error(
-                    list.span(),
-                    key,
-                    format!("unknown property `{name}`; one of: {}", names.join(", ")),
-                );
-            }
-        }
-        Ok((cluster, group, txn))
     }
 }

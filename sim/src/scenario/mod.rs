@@ -203,6 +203,53 @@ pub struct Expect {
     pub txn_violate: Vec<crate::txns::TxnProperty>,
 }
 
+/// Which list of an expectation an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExpectList {
+    Hold,
+    Violate,
+}
+
+/// The `hold` and `violate` lists of an `[expect]` or a `[[matrix.expect]]` entry, each
+/// name sorted into cluster, group or transaction properties. An unknown name, or one in
+/// both lists, is an error about that list.
+pub(crate) fn parse_expect(hold: &[String], violate: &[String]) -> Result<Expect, (ExpectList, String)> {
+    use crate::groups::GroupProperty;
+    use crate::txns::TxnProperty;
+    let mut expect = Expect::default();
+    for (list, names) in [(ExpectList::Hold, hold), (ExpectList::Violate, violate)] {
+        for name in names {
+            let holds = list == ExpectList::Hold;
+            if let Some(p) = Property::parse(name) {
+                if holds { &mut expect.hold } else { &mut expect.violate }.push(p);
+            } else if let Some(p) = GroupProperty::parse(name) {
+                if holds { &mut expect.group_hold } else { &mut expect.group_violate }.push(p);
+            } else if let Some(p) = TxnProperty::parse(name) {
+                if holds { &mut expect.txn_hold } else { &mut expect.txn_violate }.push(p);
+            } else {
+                let names: Vec<&str> = Property::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .chain(GroupProperty::ALL.iter().map(|p| p.name()))
+                    .chain(TxnProperty::ALL.iter().map(|p| p.name()))
+                    .collect();
+                return Err((list, format!("unknown property `{name}`; one of: {}", names.join(", "))));
+            }
+        }
+    }
+    let both = |name: &str| Err((ExpectList::Violate, format!("`{name}` cannot both hold and be violated")));
+    if let Some(p) = expect.hold.iter().find(|p| expect.violate.contains(p)) {
+        return both(p.name());
+    }
+    if let Some(p) = expect.group_hold.iter().find(|p| expect.group_violate.contains(p)) {
+        return both(p.name());
+    }
+    if let Some(p) = expect.txn_hold.iter().find(|p| expect.txn_violate.contains(p)) {
+        return both(p.name());
+    }
+    Ok(expect)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub name: String,
