@@ -312,6 +312,12 @@ impl Consumer {
         self.parts.iter().map(|(tp, p)| (*tp, if manual { p.processed } else { p.processed.or(p.position) })).collect()
     }
 
+    /// The position of every owned partition that has one: what `commitSync()` with no
+    /// offsets commits, and what an exactly-once application commits in its transaction.
+    pub fn app_positions(&self) -> Vec<(TopicPartition, Offset)> {
+        self.consumed_offsets()
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.outbox.pop_front()
     }
@@ -665,6 +671,22 @@ impl Consumer {
         true
     }
 
+    /// Every owned partition's position is looked up again from the group's committed
+    /// offsets (`seek(tp, committed(tp))` for each), as an exactly-once application does
+    /// after a transaction that did not commit. A read_committed consumer's lookup waits
+    /// out pending transactional commits (KIP-447), so it never starts from an offset
+    /// that is about to move.
+    pub fn app_refresh_positions(&mut self, now: Millis) {
+        for part in self.parts.values_mut() {
+            part.position = None;
+            part.processed = None;
+            part.buffer.clear();
+            part.skip_through.clear();
+            part.looking_up = false;
+        }
+        self.run(now);
+    }
+
     /// The application wrote the record at `tp`/`offset` to its sink.
     pub fn app_processed(&mut self, tp: TopicPartition, offset: Offset, write: crate::types::WriteId) {
         if let Some(part) = self.parts.get_mut(&tp) {
@@ -879,7 +901,11 @@ impl Consumer {
             }
         }
         let correlation = self.own(Own::OffsetFetch, coordinator, now);
-        let request = GroupRequest::OffsetFetch { group: self.group().to_string(), partitions: missing };
+        // KIP-447: a read_committed consumer waits out pending transactional commits
+        // (the Java client's `requireStable`), or it would start from an offset about to move.
+        let require_stable = self.config.isolation_level == IsolationLevel::ReadCommitted;
+        let request =
+            GroupRequest::OffsetFetch { group: self.group().to_string(), partitions: missing, require_stable };
         self.send(coordinator, Message::Group { correlation, request: Box::new(request) });
     }
 
@@ -1184,7 +1210,8 @@ fn coordinator_moved(response: &GroupResponse) -> bool {
         | GroupResponse::Heartbeat { error }
         | GroupResponse::Leave { error, .. }
         | GroupResponse::OffsetCommit { error, .. }
-        | GroupResponse::OffsetFetch { error, .. } => *error,
+        | GroupResponse::OffsetFetch { error, .. }
+        | GroupResponse::TxnOffsetCommit { error, .. } => *error,
     };
     coordinator_error(error)
 }

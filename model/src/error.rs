@@ -42,6 +42,9 @@ pub enum ErrorCode {
     InvalidTransactionTimeout,
     ConcurrentTransactions,
     ProducerFenced,
+    /// An OffsetFetch with `require_stable` (KIP-447) asked for a partition with a
+    /// transactional offset commit still pending.
+    UnstableOffsetCommit,
     /// The producer gave up on a batch after `delivery.timeout.ms` (client-side).
     DeliveryTimeout,
     /// The write's transaction was aborted (client-side, the Java client's
@@ -91,6 +94,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransactionTimeout => 50,
             ErrorCode::ConcurrentTransactions => 51,
             ErrorCode::ProducerFenced => 90,
+            ErrorCode::UnstableOffsetCommit => 88,
         }
     }
 
@@ -113,7 +117,7 @@ impl ErrorCode {
             | ErrorCode::InvalidProducerIdMapping
             | ErrorCode::InvalidTransactionTimeout
             | ErrorCode::ProducerFenced => false,
-            ErrorCode::ConcurrentTransactions => true,
+            ErrorCode::ConcurrentTransactions | ErrorCode::UnstableOffsetCommit => true,
             // As in Errors.java: only the coordinator-availability errors are retriable;
             // the membership errors make the consumer rejoin instead.
             ErrorCode::IllegalGeneration
@@ -198,6 +202,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransactionTimeout => "INVALID_TRANSACTION_TIMEOUT",
             ErrorCode::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
             ErrorCode::ProducerFenced => "PRODUCER_FENCED",
+            ErrorCode::UnstableOffsetCommit => "UNSTABLE_OFFSET_COMMIT",
             ErrorCode::DeliveryTimeout => "DELIVERY_TIMEOUT",
             ErrorCode::TransactionAborted => "TRANSACTION_ABORTED",
         }

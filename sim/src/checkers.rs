@@ -220,6 +220,10 @@ fn reordering(history: &History, result: &mut PropertyResult) {
         let mut highest: BTreeMap<ProducerId, u32> = BTreeMap::new();
         for (offset, entry) in partition.committed().iter().enumerate() {
             let record = entry.record;
+            // The coordinators' own records and markers are no client's sends.
+            if record.producer == trial_model::broker::groups::COORDINATOR_PRODUCER {
+                continue;
+            }
             if let Some(seen) = written.get_mut(record.write.0 as usize) {
                 if std::mem::replace(seen, true) {
                     continue;

@@ -29,6 +29,8 @@ pub enum Target {
     /// Whichever broker coordinates transactional producer N's transactional id when the
     /// fault fires (the leader of its `__transaction_state` partition).
     TxnCoordinatorOf(u32),
+    /// Process N of the `[pipeline]` (its consumer and its transactional producer).
+    Pipeline(u32),
 }
 
 impl Target {
@@ -92,6 +94,7 @@ impl fmt::Display for Target {
             Target::CoordinatorOf(group) => write!(f, "coordinator-of-group:{group}"),
             Target::TxnProducer(index) => write!(f, "txn-producer:{index}"),
             Target::TxnCoordinatorOf(index) => write!(f, "txn-coordinator:{index}"),
+            Target::Pipeline(index) => write!(f, "pipeline:{index}"),
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
         }
     }

@@ -127,6 +127,21 @@ pub struct TxnOp {
     pub commit: bool,
     pub begun_at: Millis,
     pub ended: Option<TxnEnd>,
+    /// A `[pipeline]` transaction's: the input write each of `writes` copies (in the
+    /// same order); empty for the transactional workload's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<WriteId>,
+}
+
+impl TxnOp {
+    /// The client that ran it, as the report names it.
+    pub fn client(&self) -> String {
+        if self.sources.is_empty() {
+            format!("txn-{}", self.producer)
+        } else {
+            format!("pipeline-{}", self.producer)
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

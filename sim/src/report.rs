@@ -6,7 +6,7 @@ use crate::engine::{RunOutput, Stop};
 use crate::groups::{check_groups, GroupVerdicts};
 use crate::history::Happening;
 use crate::scenario::Scenario;
-use crate::txns::{check_txns, TxnVerdicts};
+use crate::txns::{check_txns, PipelineTopics, TxnVerdicts};
 use serde_json::json;
 use std::fmt::Write as _;
 use trial_model::{ClusterEvent, Truncation};
@@ -80,7 +80,12 @@ impl Outcome {
                 e.group_violate.iter().map(|p| (p.name(), group.result(*p).violations)),
             );
         }
-        let txns = scenario.transactions.as_ref().map(|spec| check_txns(&run.history, spec.topic, &run.groups));
+        let txns = scenario.transactions.as_ref().map(|spec| {
+            let pipeline = scenario.pipeline.as_ref().map(|p| PipelineTopics { input: p.input.1, output: p.output });
+            let mut topics = vec![spec.topic];
+            topics.extend(pipeline.map(|p| p.output).filter(|t| *t != spec.topic));
+            check_txns(&run.history, &topics, &run.groups, pipeline)
+        });
         if let Some(verdicts) = &txns {
             judge(
                 &mut failures,

@@ -13,7 +13,13 @@
 //!   transaction of which none is visible counts too, as lost);
 //! - no hanging transactions: at the end, no partition's last stable offset is below its
 //!   high watermark (an open transaction nobody will end holds every read_committed
-//!   reader back, the KIP-890 "hanging transaction").
+//!   reader back, the KIP-890 "hanging transaction");
+//! - pipeline exactly-once (with a `[pipeline]`): every record a reader of the final
+//!   input topic sees is copied into the final output topic, as a read_committed reader
+//!   of it sees it, exactly once — never twice (a transaction's output committed while
+//!   its input offsets were not, or read again from an offset that moved), never zero
+//!   times once the healed cluster converged (the pipeline drained its input) — and the
+//!   output copies no record the input does not hold.
 
 use crate::checkers::EXAMPLES_MAX;
 use crate::groups::{GroupEvent, GroupHistory};
@@ -31,17 +37,23 @@ pub enum TxnProperty {
     NoAbortedReads,
     NoTornTransactions,
     NoHangingTransactions,
+    PipelineExactlyOnce,
 }
 
 impl TxnProperty {
-    pub const ALL: [TxnProperty; 3] =
-        [TxnProperty::NoAbortedReads, TxnProperty::NoTornTransactions, TxnProperty::NoHangingTransactions];
+    pub const ALL: [TxnProperty; 4] = [
+        TxnProperty::NoAbortedReads,
+        TxnProperty::NoTornTransactions,
+        TxnProperty::NoHangingTransactions,
+        TxnProperty::PipelineExactlyOnce,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             TxnProperty::NoAbortedReads => "no-aborted-reads",
             TxnProperty::NoTornTransactions => "no-torn-transactions",
             TxnProperty::NoHangingTransactions => "no-hanging-transactions",
+            TxnProperty::PipelineExactlyOnce => "pipeline-exactly-once",
         }
     }
 
@@ -80,6 +92,25 @@ pub struct TxnCounts {
     pub pending: u64,
     /// Writes a read_committed reader of the final logs sees.
     pub visible_writes: u64,
+    /// With a `[pipeline]`: input records, and those copied to the output once, more
+    /// than once, and not at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineCounts>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PipelineCounts {
+    pub input: u64,
+    pub once: u64,
+    pub duplicated: u64,
+    pub missing: u64,
+}
+
+/// What the end-to-end checker needs of a `[pipeline]`: its input and output topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipelineTopics {
+    pub input: TopicId,
+    pub output: TopicId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -102,6 +133,13 @@ impl TxnVerdicts {
             "transactions: begun {} · committed {} · aborted {} · unknown {} · pending {} · writes visible to read_committed {}",
             c.begun, c.committed, c.aborted, c.unknown, c.pending, c.visible_writes
         );
+        if let Some(p) = &c.pipeline {
+            let _ = writeln!(
+                out,
+                "pipeline: input records {} · in the output once {} · more than once {} · missing {}",
+                p.input, p.once, p.duplicated, p.missing
+            );
+        }
         for result in &self.results {
             let status = if result.held() { "held    " } else { "VIOLATED" };
             let _ = writeln!(out, "  {status} {:<32} {:>8} violation(s)", result.property.name(), result.violations);
@@ -127,9 +165,14 @@ pub fn read_committed_view(partition: &PartitionFinal) -> (Vec<(Offset, WriteId)
     (seen, lso, hw)
 }
 
-/// Judges the transactions of `history` on the partitions of `topic`, and what the
-/// consumer groups in `groups` processed of them.
-pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) -> TxnVerdicts {
+/// Judges the transactions of `history` on the partitions of `topics`, what the
+/// consumer groups in `groups` processed of them, and the `pipeline` end to end.
+pub fn check_txns(
+    history: &History,
+    topics: &[TopicId],
+    groups: &[GroupHistory],
+    pipeline: Option<PipelineTopics>,
+) -> TxnVerdicts {
     let mut results: Vec<TxnPropertyResult> = TxnProperty::ALL
         .iter()
         .map(|p| TxnPropertyResult { property: *p, violations: 0, examples: Vec::new() })
@@ -151,7 +194,7 @@ pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) ->
         }
     }
     let mut visible: BTreeMap<WriteId, (TopicPartition, Offset)> = BTreeMap::new();
-    for partition in history.partitions.iter().filter(|p| p.tp.topic == topic) {
+    for partition in history.partitions.iter().filter(|p| topics.contains(&p.tp.topic)) {
         let (seen, lso, hw) = read_committed_view(partition);
         for (offset, write) in seen {
             visible.entry(write).or_insert((partition.tp, offset));
@@ -172,8 +215,8 @@ pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) ->
         if let Some(end) = txn.ended.filter(|e| e.outcome == TxnOutcome::Aborted) {
             results[0].violation(|| {
                 format!(
-                    "{write} of transaction {index} (txn-{}, aborted at t={}ms, {}) is visible at {tp} offset {}",
-                    txn.producer,
+                    "{write} of transaction {index} ({}, aborted at t={}ms, {}) is visible at {tp} offset {}",
+                    txn.client(),
                     end.at.0,
                     end.error.name(),
                     offset.0
@@ -190,8 +233,8 @@ pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) ->
             if txn.ended.is_some_and(|e| e.outcome == TxnOutcome::Aborted) {
                 results[0].violation(|| {
                     format!(
-                        "consumer c{consumer} of group {} processed {write} of aborted transaction {index} (txn-{}) from {tp} offset {} at t={}ms",
-                        group.group, txn.producer, offset.0, at.0
+                        "consumer c{consumer} of group {} processed {write} of aborted transaction {index} ({}) from {tp} offset {} at t={}ms",
+                        group.group, txn.client(), offset.0, at.0
                     )
                 });
             }
@@ -205,8 +248,8 @@ pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) ->
                 let missing: Vec<String> =
                     txn.writes.iter().filter(|w| !visible.contains_key(w)).map(|w| w.to_string()).collect();
                 format!(
-                    "transaction {index} (txn-{}) committed at t={}ms: {seen} of {} writes visible to read_committed (missing {})",
-                    txn.producer,
+                    "transaction {index} ({}) committed at t={}ms: {seen} of {} writes visible to read_committed (missing {})",
+                    txn.client(),
                     end.at.0,
                     txn.writes.len(),
                     missing.join(", ")
@@ -214,5 +257,71 @@ pub fn check_txns(history: &History, topic: TopicId, groups: &[GroupHistory]) ->
             });
         }
     }
+    if let Some(topics) = pipeline {
+        counts.pipeline = Some(check_pipeline(history, topics, &visible, &mut results[3]));
+    }
     TxnVerdicts { results, counts }
+}
+
+/// Where a reader finds a record.
+type Place = (TopicPartition, Offset);
+
+/// End-to-end exactly-once of the pipeline: each record of the final input topic against
+/// the copies of it a read_committed reader of the final output topic sees.
+fn check_pipeline(
+    history: &History,
+    topics: PipelineTopics,
+    visible: &BTreeMap<WriteId, (TopicPartition, Offset)>,
+    result: &mut TxnPropertyResult,
+) -> PipelineCounts {
+    let mut source_of: BTreeMap<WriteId, WriteId> = BTreeMap::new();
+    for txn in &history.txns {
+        for (write, source) in txn.writes.iter().zip(&txn.sources) {
+            source_of.insert(*write, *source);
+        }
+    }
+    // Every input record, where a reader finds it, and the output copies of it.
+    let mut inputs: BTreeMap<WriteId, (Place, Vec<(WriteId, Place)>)> = BTreeMap::new();
+    for partition in history.partitions.iter().filter(|p| p.tp.topic == topics.input) {
+        for (offset, write) in read_committed_view(partition).0 {
+            inputs.entry(write).or_insert(((partition.tp, offset), Vec::new()));
+        }
+    }
+    for (write, (tp, offset)) in visible.iter().filter(|(_, (tp, _))| tp.topic == topics.output) {
+        let Some(source) = source_of.get(write) else { continue };
+        match inputs.get_mut(source) {
+            Some((_, copies)) => copies.push((*write, (*tp, *offset))),
+            None => result.violation(|| {
+                format!("{write} at {tp} offset {} copies {source}, which no reader of the input topic sees", offset.0)
+            }),
+        }
+    }
+    let mut counts = PipelineCounts { input: inputs.len() as u64, ..PipelineCounts::default() };
+    for (source, ((tp, offset), copies)) in &inputs {
+        match copies.len() {
+            1 => counts.once += 1,
+            0 => {
+                counts.missing += 1;
+                // Missing counts once the pipeline had the time to drain its input.
+                if history.converged {
+                    result.violation(|| {
+                        format!("{source} at {tp} offset {} is not in the output topic after the pipeline drained its input", offset.0)
+                    });
+                }
+            }
+            n => {
+                counts.duplicated += 1;
+                result.violation(|| {
+                    let list: Vec<String> =
+                        copies.iter().map(|(w, (tp, o))| format!("{w} at {tp} offset {}", o.0)).collect();
+                    format!(
+                        "{source} at {tp} offset {} is in the output topic {n} times: {}",
+                        offset.0,
+                        list.join(", ")
+                    )
+                });
+            }
+        }
+    }
+    counts
 }

@@ -13,12 +13,13 @@ use crate::action::Action;
 use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::group::coordinator::{
-    offsets_partition_for, CoordinatorOutput, GroupRequest, GroupResponse, JoinResponse, OffsetsRecord,
+    offsets_partition_for, CoordinatorOutput, GroupRequest, GroupResponse, JoinResponse, LoadedRecord, OffsetsRecord,
 };
 use crate::group::GroupEvent;
 use crate::log::{Payload, Record};
 use crate::messages::{ConsumerFetchPartition, ConsumerFetchPartitionResponse, Message};
-use crate::types::{Millis, NodeId, Offset, ProducerId, TopicPartition, WriteId};
+use crate::types::{BatchKind, Millis, NodeId, Offset, ProducerId, Stamp, TopicPartition, WriteId};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// Producer id of the coordinator's own records (never a client's).
@@ -82,8 +83,8 @@ impl Broker {
                 CoordinatorOutput::Respond { to, correlation, response } => {
                     self.send(to, Message::GroupResponse { correlation, response: Box::new(response) })
                 }
-                CoordinatorOutput::Append { token, group, records } => {
-                    self.append_group_records(now, token, &group, records)
+                CoordinatorOutput::Append { token, group, records, txn } => {
+                    self.append_group_records(now, token, &group, records, txn)
                 }
                 CoordinatorOutput::OffsetsStored { group, member_id, generation, group_generation, offsets } => self
                     .group_event(GroupEvent::OffsetsStored { group, member_id, generation, group_generation, offsets }),
@@ -102,7 +103,14 @@ impl Broker {
         }
     }
 
-    fn append_group_records(&mut self, now: Millis, token: u64, group: &str, records: Vec<OffsetsRecord>) {
+    fn append_group_records(
+        &mut self,
+        now: Millis,
+        token: u64,
+        group: &str,
+        records: Vec<OffsetsRecord>,
+        txn: Option<(NonZeroU32, u16)>,
+    ) {
         let Some((tp, _)) = self.offsets_tp(group) else {
             return self.coordinator.handle_append_result(now, token, ErrorCode::NotCoordinator);
         };
@@ -115,8 +123,20 @@ impl Broker {
             return self.coordinator.handle_append_result(now, token, ErrorCode::RequestTimedOut);
         }
         let log = self.disk.logs.get_or_default(tp);
-        for payload in records {
-            let record = internal_record(log.log_end_offset(), now);
+        if let Some((pid, producer_epoch)) = txn {
+            // A transactional batch goes through the producer-state epoch check
+            // (`ProducerAppendInfo.checkProducerEpoch`): a fenced producer's is refused.
+            if log.check_marker(pid, producer_epoch, false).is_err() {
+                return self.coordinator.handle_append_result(now, token, ErrorCode::InvalidProducerEpoch);
+            }
+        }
+        for (index, payload) in records.into_iter().enumerate() {
+            let mut record = internal_record(log.log_end_offset(), now);
+            if let Some((pid, producer_epoch)) = txn {
+                let index = index.min(u16::MAX as usize) as u16;
+                record.stamp =
+                    Some(Stamp { pid, epoch: producer_epoch, index, sequence: 0, kind: BatchKind::Transactional });
+            }
             log.append_internal(epoch, record, Arc::new(Payload::Offsets(payload)));
             self.leader_appends += 1;
         }
@@ -170,9 +190,8 @@ impl Broker {
             return;
         };
         if leader {
-            let records: Vec<OffsetsRecord> =
-                self.disk.logs.get(&tp).map_or_else(Vec::new, |log| log.payload_records(Payload::as_offsets));
-            self.coordinator.load(now, tp.partition, partitions, &records);
+            let records = self.disk.logs.get(&tp).map_or_else(Vec::new, loaded_records);
+            self.coordinator.load_with_txns(now, tp.partition, partitions, &records);
             self.coordinated.insert(tp.partition);
             self.group_event(GroupEvent::CoordinatorLoaded { partition: tp.partition, records: records.len() });
         } else if self.coordinated.remove(&tp.partition) {
@@ -332,6 +351,43 @@ impl Broker {
     fn group_event(&mut self, event: GroupEvent) {
         self.outbox.push_back(Action::Group(Box::new(event)));
     }
+
+    /// A transaction marker is durable in `tp`: if this broker coordinates that offsets
+    /// partition, the producer's pending offset commits there end with it.
+    #[cold]
+    pub(super) fn offsets_marker_durable(&mut self, tp: TopicPartition, producer_id: NonZeroU32, commit: bool) {
+        let Some(partitions) = self.config.groups.as_ref().map(|g| g.offsets_partitions) else { return };
+        if self.is_offsets_topic(tp) && self.coordinated.contains(&tp.partition) {
+            self.coordinator.txn_completed(tp.partition, partitions, producer_id, commit);
+        }
+    }
+}
+
+/// An offsets partition's records in log order, for a loading coordinator: its own,
+/// producers' transactional commits, and transaction markers.
+fn loaded_records(log: &crate::log::PartitionLog) -> Vec<LoadedRecord> {
+    let end = log.log_end_offset();
+    let payloads = log.payloads_in(Offset(0), end);
+    let mut out = Vec::with_capacity(payloads.len());
+    let mut next = 0usize;
+    for offset in log.log_start_offset().0..end.0 {
+        let Some(entry) = log.entry(Offset(offset)) else { continue };
+        let stamp = entry.record.stamp;
+        if let Some(stamp) = stamp.filter(|s| s.kind.is_control()) {
+            out.push(LoadedRecord::Marker { producer_id: stamp.pid, commit: stamp.kind == BatchKind::Commit });
+            continue;
+        }
+        while next < payloads.len() && payloads[next].0 .0 < offset {
+            next += 1;
+        }
+        let Some((_, payload)) = payloads.get(next).filter(|(at, _)| at.0 == offset) else { continue };
+        let Some(record) = payload.as_offsets() else { continue };
+        match stamp.filter(|s| s.kind == BatchKind::Transactional) {
+            Some(stamp) => out.push(LoadedRecord::Txn(stamp.pid, record.clone())),
+            None => out.push(LoadedRecord::Plain(record.clone())),
+        }
+    }
+    out
 }
 
 /// The record an internal topic holds at `offset` for a coordinator's payload (write ids
@@ -354,7 +410,8 @@ fn group_of(request: &GroupRequest) -> &str {
         | GroupRequest::Heartbeat { group, .. }
         | GroupRequest::Leave { group, .. }
         | GroupRequest::OffsetCommit { group, .. }
-        | GroupRequest::OffsetFetch { group, .. } => group,
+        | GroupRequest::OffsetFetch { group, .. }
+        | GroupRequest::TxnOffsetCommit { group, .. } => group,
     }
 }
 
@@ -371,5 +428,8 @@ pub fn error_response(request: &GroupRequest, error: ErrorCode) -> GroupResponse
             GroupResponse::OffsetCommit { error, partitions: offsets.iter().map(|(tp, _)| (*tp, error)).collect() }
         }
         GroupRequest::OffsetFetch { .. } => GroupResponse::OffsetFetch { error, offsets: Vec::new() },
+        GroupRequest::TxnOffsetCommit { offsets, .. } => {
+            GroupResponse::TxnOffsetCommit { error, partitions: offsets.iter().map(|(tp, _)| (*tp, error)).collect() }
+        }
     }
 }

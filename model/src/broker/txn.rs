@@ -70,6 +70,10 @@ pub(super) struct ParkedMarkers {
     /// Partitions whose marker must get below the HW: (partition, offset after it).
     waiting: Vec<(TopicPartition, Offset)>,
     deadline: Millis,
+    /// Whose transaction the markers end, and how (the group coordinator's pending
+    /// offsets in an offsets partition end with it).
+    producer_id: NonZeroU32,
+    commit: bool,
 }
 
 /// A fresh producer id from this broker's block, unless it is not registered or its
@@ -185,14 +189,22 @@ impl Broker {
             }
         }
         if !self.parked_markers.is_empty() {
+            let mut ended = Vec::new();
             for parked in &mut self.parked_markers {
                 parked.waiting.retain(|(t, required)| {
                     let durable = *t == tp && *required <= hw;
                     if durable {
                         parked.results.push((tp, ErrorCode::None));
+                        ended.push((parked.producer_id, parked.commit));
                     }
                     !durable
                 });
+            }
+            if self.is_offsets_topic(tp) && !ended.is_empty() {
+                for (producer_id, commit) in ended {
+                    self.offsets_marker_durable(tp, producer_id, commit);
+                }
+                self.drain_coordinator(now);
             }
             self.answer_finished_markers(now);
         }
@@ -359,6 +371,8 @@ impl Broker {
             results: Vec::new(),
             waiting: Vec::new(),
             deadline: now.plus(timeout_ms),
+            producer_id,
+            commit,
         };
         for tp in partitions {
             let error = self.append_marker(now, tp, producer_id, epoch, commit);

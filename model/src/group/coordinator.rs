@@ -12,6 +12,13 @@
 //! coordinator failover, an unclean election or a power loss loses or rolls back exactly
 //! what Kafka's would. A new coordinator rebuilds its state with `load`.
 //!
+//! Transactional offset commits (KIP-98, with KIP-447's group fencing) are appended as
+//! the producer's transactional records and stay pending until the transaction's marker
+//! reaches the partition (`txn_completed`): a commit marker makes them the group's
+//! offsets, an abort drops them. While any is pending for a partition, an OffsetFetch
+//! with `require_stable` (what a read_committed consumer sends) is answered
+//! UNSTABLE_OFFSET_COMMIT, so a new owner does not start from an offset about to move.
+//!
 //! `fencing = false` turns off the generation and member checks on commits, to show what
 //! they prevent (a zombie's commit accepted).
 
@@ -19,6 +26,7 @@ use crate::error::ErrorCode;
 use crate::types::{Millis, NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::num::NonZeroU32;
 
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const OFFSETS_PARTITIONS_DEFAULT: u32 = 50;
@@ -111,6 +119,23 @@ pub enum GroupRequest {
     OffsetFetch {
         group: String,
         partitions: Vec<TopicPartition>,
+        /// KIP-447: fail with UNSTABLE_OFFSET_COMMIT while a transactional commit of a
+        /// named partition is pending (the Java consumer sets it for read_committed).
+        #[serde(default)]
+        require_stable: bool,
+    },
+    /// TxnOffsetCommit, from a transactional producer: offsets that count only if its
+    /// transaction commits. KIP-447 adds the consumer's group metadata, checked as an
+    /// OffsetCommit's is.
+    TxnOffsetCommit {
+        group: String,
+        transactional_id: String,
+        producer_id: NonZeroU32,
+        epoch: u16,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<(TopicPartition, Offset)>,
     },
 }
 
@@ -173,6 +198,10 @@ pub enum GroupResponse {
         error: ErrorCode,
         offsets: Vec<(TopicPartition, Option<Offset>)>,
     },
+    TxnOffsetCommit {
+        error: ErrorCode,
+        partitions: Vec<(TopicPartition, ErrorCode)>,
+    },
 }
 
 /// What the coordinator writes to `__consumer_offsets`.
@@ -191,6 +220,15 @@ pub enum OffsetsRecord {
         leader: Option<String>,
         members: Vec<MemberRecord>,
     },
+}
+
+/// One record of an offsets partition as a loading coordinator reads it: the
+/// coordinator's own, a producer's transactional one, or a transaction's marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadedRecord {
+    Plain(OffsetsRecord),
+    Txn(NonZeroU32, OffsetsRecord),
+    Marker { producer_id: NonZeroU32, commit: bool },
 }
 
 /// One member as the group metadata record keeps it.
@@ -217,6 +255,9 @@ pub enum CoordinatorOutput {
         token: u64,
         group: String,
         records: Vec<OffsetsRecord>,
+        /// A TxnOffsetCommit's: the records go in as this producer's (id, epoch)
+        /// transactional batch.
+        txn: Option<(NonZeroU32, u16)>,
     },
     /// A commit is durable and applied (what the checkers of fencing and of committed
     /// offsets read): who sent it under which generation, and the group's generation then.
@@ -305,6 +346,20 @@ struct Group {
     pending_sync: BTreeSet<String>,
     sync_deadline: Option<Millis>,
     offsets: BTreeMap<TopicPartition, Offset>,
+    /// Transactional offset commits per producer, until their transaction ends.
+    pending_txn: BTreeMap<NonZeroU32, PendingTxnOffsets>,
+}
+
+/// A producer's transactional offsets in one group: appended ones, and partitions whose
+/// append is still in flight (both make an OffsetFetch with `require_stable` wait).
+#[derive(Clone, Debug, Default)]
+struct PendingTxnOffsets {
+    stored: BTreeMap<TopicPartition, Offset>,
+    in_flight: BTreeMap<TopicPartition, u32>,
+    /// Who committed them, for the history (the last TxnOffsetCommit's sender).
+    member_id: String,
+    generation: i32,
+    group_generation: i32,
 }
 
 impl Group {
@@ -323,7 +378,13 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            pending_txn: BTreeMap::new(),
         }
+    }
+
+    /// A transactional commit of `tp` is pending (KIP-447's unstable offset).
+    fn unstable(&self, tp: &TopicPartition) -> bool {
+        self.pending_txn.values().any(|p| p.stored.contains_key(tp) || p.in_flight.contains_key(tp))
     }
 }
 
@@ -347,11 +408,24 @@ enum PendingAppend {
         generation: i32,
     },
     /// The group metadata written after the leader's SyncGroup; the syncs wait for it.
-    Group { generation: i32 },
+    Group {
+        generation: i32,
+    },
     /// A static member's replacement in a stable group (KIP-345): the new member id is
     /// answered only once the group record naming it is durable, and undone if it fails
     /// (GroupCoordinator's `updateStaticMemberAndRebalance`).
-    StaticReplacement { waiter: Waiter, generation: i32, new_id: String, old_id: String, instance: String },
+    StaticReplacement {
+        waiter: Waiter,
+        generation: i32,
+        new_id: String,
+        old_id: String,
+        instance: String,
+    },
+    TxnCommit {
+        waiter: Waiter,
+        producer_id: NonZeroU32,
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
 }
 
 pub struct GroupCoordinator {
@@ -451,7 +525,22 @@ impl GroupCoordinator {
             GroupRequest::OffsetCommit { group, member_id, group_instance_id, generation, offsets } => {
                 self.handle_commit(waiter, &group, &member_id, group_instance_id.as_deref(), generation, offsets)
             }
-            GroupRequest::OffsetFetch { group, partitions } => self.handle_offset_fetch(waiter, &group, partitions),
+            GroupRequest::OffsetFetch { group, partitions, require_stable } => {
+                self.handle_offset_fetch(waiter, &group, partitions, require_stable)
+            }
+            GroupRequest::TxnOffsetCommit {
+                group,
+                producer_id,
+                epoch,
+                member_id,
+                group_instance_id,
+                generation,
+                offsets,
+                ..
+            } => {
+                let member = (member_id.as_str(), group_instance_id.as_deref(), generation);
+                self.handle_txn_commit(waiter, &group, (producer_id, epoch), member, offsets)
+            }
         }
     }
 
@@ -476,7 +565,11 @@ impl GroupCoordinator {
     /// failed joins under ever new names cannot grow the table.
     fn forget_if_unused(&mut self, name: &str) {
         let unused = self.groups.get(name).is_some_and(|g| {
-            g.state == GroupState::Empty && g.members.is_empty() && g.pending_members.is_empty() && g.offsets.is_empty()
+            g.state == GroupState::Empty
+                && g.members.is_empty()
+                && g.pending_members.is_empty()
+                && g.offsets.is_empty()
+                && g.pending_txn.is_empty()
         });
         if unused && !self.pending_appends.values().any(|(g, _)| g == name) {
             self.groups.remove(name);
@@ -492,13 +585,23 @@ impl GroupCoordinator {
     }
 
     fn append(&mut self, group: &str, records: Vec<OffsetsRecord>, pending: PendingAppend) -> Option<u64> {
+        self.append_as(group, records, pending, None)
+    }
+
+    fn append_as(
+        &mut self,
+        group: &str,
+        records: Vec<OffsetsRecord>,
+        pending: PendingAppend,
+        txn: Option<(NonZeroU32, u16)>,
+    ) -> Option<u64> {
         if self.pending_appends.len() >= PENDING_APPENDS_MAX {
             return None;
         }
         let token = self.next_token;
         self.next_token += 1;
         self.pending_appends.insert(token, (group.to_string(), pending));
-        self.outbox.push_back(CoordinatorOutput::Append { token, group: group.to_string(), records });
+        self.outbox.push_back(CoordinatorOutput::Append { token, group: group.to_string(), records, txn });
         Some(token)
     }
 }

@@ -351,7 +351,8 @@ impl GroupMember {
             GroupResponse::Sync { error, assignment } => self.handle_sync_response(now, correlation, error, assignment),
             GroupResponse::Heartbeat { error } => self.handle_heartbeat_response(now, correlation, error),
             GroupResponse::OffsetCommit { error, .. } => self.handle_commit_response(correlation, error),
-            GroupResponse::Leave { .. } | GroupResponse::OffsetFetch { .. } => {}
+            GroupResponse::Leave { .. } | GroupResponse::OffsetFetch { .. } | GroupResponse::TxnOffsetCommit { .. } => {
+            }
         }
     }
 

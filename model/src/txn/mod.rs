@@ -17,4 +17,6 @@ pub use coordinator::{
     txn_partition_for, TxnCoordinator, TxnCoordinatorConfig, TxnEvent, TxnOutcome, TxnOutput, TxnRecord, TxnRequest,
     TxnResponse, TxnState,
 };
-pub use producer::{TxnProducer, TxnProducerConfig, TxnWrite};
+pub mod pipeline;
+
+pub use producer::{TxnOffsets, TxnProducer, TxnProducerConfig, TxnWrite};

@@ -15,6 +15,10 @@
 //! returns is used from then on (sequences start again at 0); without it an abort that
 //! leaves a batch's fate unknown bumps the epoch with InitProducerId (KIP-360).
 //!
+//! A transaction may also carry a consumer group's offsets (`sendOffsetsToTransaction`):
+//! AddOffsetsToTxn to the transaction coordinator, then TxnOffsetCommit to the group
+//! coordinator with the consumer's group metadata (KIP-447), before EndTxn.
+//!
 //! Every write of a transaction gets one `Action::Ack` when the transaction ends: Ok when
 //! it committed, a definite failure when it aborted, an indefinite one when the producer
 //! failed after asking to commit. `Action::Txn` events tell the history which writes
@@ -23,10 +27,11 @@
 use crate::action::{Action, WriteOutcome};
 use crate::config::Acks;
 use crate::error::ErrorCode;
+use crate::group::coordinator::{GroupRequest, GroupResponse};
 use crate::log::Record;
 use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionResponse};
 use crate::txn::{TxnEvent, TxnOutcome, TxnRequest, TxnResponse};
-use crate::types::{BatchKind, Millis, NodeId, ProducerId, Stamp, TopicPartition, WriteId};
+use crate::types::{BatchKind, Millis, NodeId, Offset, ProducerId, Stamp, TopicPartition, WriteId};
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -74,13 +79,32 @@ pub struct TxnWrite {
     pub key: Option<u32>,
 }
 
+/// A consumer's offsets to commit inside a transaction, with its group metadata
+/// (`consumer.groupMetadata()`, KIP-447).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnOffsets {
+    pub group: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation: i32,
+    pub offsets: Vec<(TopicPartition, Offset)>,
+}
+
 /// The one coordinator request a producer has out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
     Find,
     Init,
     Add,
+    AddOffsets,
     End { commit: bool },
+}
+
+/// The one group coordinator request out: its lookup or the TxnOffsetCommit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GroupCall {
+    Find,
+    Commit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +136,9 @@ struct Current {
     abort: Option<ErrorCode>,
     /// An EndTxn(commit) went out: the transaction may have committed.
     commit_sent: bool,
+    offsets: Option<TxnOffsets>,
+    offsets_added: bool,
+    offsets_committed: bool,
 }
 
 impl Current {
@@ -120,7 +147,18 @@ impl Current {
         if self.abort.is_some() {
             return (!in_flight).then_some(false);
         }
-        self.batches.iter().all(|b| b.state == BatchState::Done).then_some(self.commit)
+        let offsets_done = self.offsets.is_none() || self.offsets_committed;
+        (offsets_done && self.batches.iter().all(|b| b.state == BatchState::Done)).then_some(self.commit)
+    }
+
+    /// AddOffsetsToTxn is due.
+    fn wants_add_offsets(&self) -> bool {
+        self.added && self.offsets.is_some() && !self.offsets_added && self.abort.is_none()
+    }
+
+    /// The TxnOffsetCommit is due.
+    fn wants_offset_commit(&self) -> bool {
+        self.offsets_added && !self.offsets_committed && self.abort.is_none()
     }
 }
 
@@ -146,9 +184,15 @@ pub struct TxnProducer {
     sequences: BTreeMap<TopicPartition, u32>,
     /// Send order per partition (`Record::sequence`, what the reordering checker reads).
     send_order: BTreeMap<TopicPartition, u32>,
+    /// Where every partition's send order starts (see `with_send_order_base`).
+    send_order_base: u32,
     current: Option<Current>,
     /// Produce requests out: correlation → (partition, broker, deadline).
     produces: BTreeMap<u64, (TopicPartition, NodeId, Millis)>,
+    group_coordinator: Option<NodeId>,
+    /// The group coordinator request out: (call, correlation, to, deadline).
+    group_call: Option<(GroupCall, u64, NodeId, Millis)>,
+    group_retry_at: Millis,
     next_correlation: u64,
     outbox: VecDeque<Action>,
 }
@@ -171,11 +215,30 @@ impl TxnProducer {
             init: Some(None),
             sequences: BTreeMap::new(),
             send_order: BTreeMap::new(),
+            send_order_base: 0,
             current: None,
             produces: BTreeMap::new(),
+            group_coordinator: None,
+            group_call: None,
+            group_retry_at: Millis::ZERO,
             next_correlation: 1,
             outbox: VecDeque::new(),
         }
+    }
+
+    /// The same producer with its send order (`Record::sequence`) counting from `base`:
+    /// a host that restarts an application under the same node id gives each process a
+    /// base above the last one's, so the order of all its processes' sends is one order.
+    pub fn with_send_order_base(mut self, base: u32) -> TxnProducer {
+        self.send_order_base = base;
+        self
+    }
+
+    /// The same producer with correlation ids from `base` on, so that a process that
+    /// also runs a consumer can tell their answers apart.
+    pub fn with_correlation_base(mut self, base: u64) -> TxnProducer {
+        self.next_correlation = base.max(1);
+        self
     }
 
     pub fn id(&self) -> NodeId {
@@ -211,6 +274,18 @@ impl TxnProducer {
     /// (`commit`) or aborts. False (and nothing done) unless [`TxnProducer::ready`] or
     /// when `writes` is empty or beyond [`TXN_WRITES_MAX`].
     pub fn begin(&mut self, now: Millis, txn: u64, writes: Vec<TxnWrite>, commit: bool) -> bool {
+        self.begin_with_offsets(now, txn, writes, commit, None)
+    }
+
+    /// [`TxnProducer::begin`], with a consumer's offsets committed in the transaction.
+    pub fn begin_with_offsets(
+        &mut self,
+        now: Millis,
+        txn: u64,
+        writes: Vec<TxnWrite>,
+        commit: bool,
+        offsets: Option<TxnOffsets>,
+    ) -> bool {
         let Some((pid, epoch)) = self.producer.filter(|_| self.ready()) else {
             return false;
         };
@@ -219,7 +294,7 @@ impl TxnProducer {
         }
         let mut per_tp: BTreeMap<TopicPartition, Vec<Record>> = BTreeMap::new();
         for w in &writes {
-            let order = self.send_order.entry(w.tp).or_insert(0);
+            let order = self.send_order.entry(w.tp).or_insert(self.send_order_base);
             let records = per_tp.entry(w.tp).or_default();
             let base = *self.sequences.get(&w.tp).unwrap_or(&0);
             let index = records.len() as u32;
@@ -248,8 +323,19 @@ impl TxnProducer {
                 PartitionBatch { tp, records: Arc::new(records), state: BatchState::Unsent, unsettled: false }
             })
             .collect();
-        self.current =
-            Some(Current { txn, writes, commit, started: now, added: false, batches, abort: None, commit_sent: false });
+        self.current = Some(Current {
+            txn,
+            writes,
+            commit,
+            started: now,
+            added: false,
+            batches,
+            abort: None,
+            commit_sent: false,
+            offsets,
+            offsets_added: false,
+            offsets_committed: false,
+        });
         self.step(now);
         true
     }
@@ -274,6 +360,11 @@ impl TxnProducer {
         for (_, _, deadline) in self.produces.values() {
             consider(*deadline);
         }
+        match self.group_call {
+            Some((_, _, _, deadline)) => consider(deadline),
+            None if self.current.as_ref().is_some_and(|c| c.wants_offset_commit()) => consider(self.group_retry_at),
+            None => {}
+        }
         if let Some(current) = &self.current {
             for batch in &current.batches {
                 if let BatchState::Retry { at } = batch.state {
@@ -291,7 +382,13 @@ impl TxnProducer {
     fn wants_call(&self) -> bool {
         self.coordinator.is_none()
             || self.init.is_some()
-            || self.current.as_ref().is_some_and(|c| !c.added || c.ending().is_some())
+            || self.current.as_ref().is_some_and(|c| !c.added || c.wants_add_offsets() || self.may_end(c))
+    }
+
+    /// Whether `current` can end now: its batches are settled and no TxnOffsetCommit is
+    /// out (one that arrived after the marker would open a transaction nobody ends).
+    fn may_end(&self, current: &Current) -> bool {
+        current.ending().is_some() && !self.group_call.is_some_and(|(call, ..)| call == GroupCall::Commit)
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
@@ -303,6 +400,10 @@ impl TxnProducer {
         }
         if self.metadata_in_flight.is_some_and(|(_, _, deadline)| deadline <= now) {
             self.metadata_in_flight = None;
+        }
+        if self.group_call.is_some_and(|(_, _, _, deadline)| deadline <= now) {
+            self.group_call = None;
+            self.group_coordinator = None;
         }
         let expired: Vec<u64> = self.produces.iter().filter(|(_, (_, _, d))| *d <= now).map(|(c, _)| *c).collect();
         for correlation in expired {
@@ -320,8 +421,26 @@ impl TxnProducer {
             Message::MetadataResponse { correlation, partitions, .. } => {
                 self.handle_metadata(now, correlation, partitions)
             }
+            Message::FindCoordinatorResponse { correlation, error, coordinator }
+                if self.group_call.is_some_and(|(_, c, _, _)| c == correlation) =>
+            {
+                self.group_call = None;
+                match coordinator.filter(|_| error == ErrorCode::None) {
+                    Some(node) => self.group_coordinator = Some(node),
+                    None => self.group_retry_at = now.plus(self.config.retry_backoff_ms),
+                }
+            }
             Message::FindCoordinatorResponse { correlation, error, coordinator } => {
                 self.handle_find_coordinator(now, correlation, error, coordinator)
+            }
+            Message::GroupResponse { correlation, response }
+                if self.group_call.is_some_and(|(call, c, _, _)| call == GroupCall::Commit && c == correlation) =>
+            {
+                self.group_call = None;
+                if let GroupResponse::TxnOffsetCommit { error, partitions } = *response {
+                    let error = partitions.iter().map(|(_, e)| *e).find(|e| *e != ErrorCode::None).unwrap_or(error);
+                    self.handle_offset_commit(now, error);
+                }
             }
             Message::TxnResponse { correlation, response } => {
                 if let Some(call) = self.take_call(correlation) {
@@ -340,6 +459,11 @@ impl TxnProducer {
                     self.call = None;
                     self.coordinator = None;
                     self.call_retry_at = now.plus(self.config.retry_backoff_ms);
+                }
+                if self.group_call.is_some_and(|(_, _, to, _)| to == from) {
+                    self.group_call = None;
+                    self.group_coordinator = None;
+                    self.group_retry_at = now.plus(self.config.retry_backoff_ms);
                 }
                 let lost: Vec<u64> =
                     self.produces.iter().filter(|(_, (_, to, _))| *to == from).map(|(c, _)| *c).collect();
@@ -404,6 +528,11 @@ impl TxnProducer {
                     current.added = true;
                 }
             }
+            (Call::AddOffsets, TxnResponse::AddOffsets { .. }) => {
+                if let Some(current) = self.current.as_mut() {
+                    current.offsets_added = true;
+                }
+            }
             (Call::End { commit }, TxnResponse::EndTxn { producer, .. }) => {
                 let Some(current) = self.current.take() else { return };
                 let error = current.abort.unwrap_or(ErrorCode::None);
@@ -451,6 +580,33 @@ impl TxnProducer {
         }
     }
 
+    /// The TxnOffsetCommit's answer, as the Java client's `TxnOffsetCommitHandler` takes
+    /// it: coordinator errors look it up again, load errors retry, a fenced producer is
+    /// fatal, and a stale group membership (KIP-447) aborts the transaction.
+    fn handle_offset_commit(&mut self, now: Millis, error: ErrorCode) {
+        self.group_retry_at = now.plus(self.config.retry_backoff_ms);
+        match error {
+            ErrorCode::None => {
+                if let Some(current) = self.current.as_mut() {
+                    current.offsets_committed = true;
+                }
+            }
+            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => self.group_coordinator = None,
+            ErrorCode::RequestTimedOut
+            | ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::ConcurrentTransactions
+            | ErrorCode::NetworkException => {}
+            ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration | ErrorCode::FencedInstanceId => {
+                if let Some(current) = self.current.as_mut() {
+                    current.abort.get_or_insert(error);
+                }
+            }
+            // INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, and whatever else: fatal.
+            _ => self.fatal(now, error),
+        }
+    }
+
     /// A fatal error: the transaction ends (aborted, or unknown once a commit was asked
     /// for) and the application opens a new producer with the same transactional id.
     fn fatal(&mut self, now: Millis, error: ErrorCode) {
@@ -463,6 +619,7 @@ impl TxnProducer {
         self.sequences.clear();
         self.produces.clear();
         self.call = None;
+        self.group_call = None;
         self.call_retry_at = now.plus(self.config.retry_backoff_ms);
     }
 
@@ -481,8 +638,9 @@ impl TxnProducer {
         let transactional_id = self.config.transactional_id.clone();
         let event = TxnEvent::Ended { transactional_id, txn: current.txn, outcome, error };
         self.outbox.push_back(Action::Txn(Box::new(event)));
-        // Answers to this transaction's produces no longer matter.
+        // Answers to this transaction's produces and offset commit no longer matter.
         self.produces.clear();
+        self.group_call = None;
     }
 
     fn handle_produce_response(&mut self, now: Millis, correlation: u64, partitions: Vec<ProducePartitionResponse>) {
@@ -563,7 +721,36 @@ impl TxnProducer {
         if self.call.is_none() && now >= self.call_retry_at {
             self.next_call(now);
         }
+        if self.group_call.is_none() && now >= self.group_retry_at {
+            self.next_group_call(now);
+        }
         self.send_batches(now);
+    }
+
+    fn next_group_call(&mut self, now: Millis) {
+        let (Some(current), Some((producer_id, epoch))) = (self.current.as_ref(), self.producer) else { return };
+        let Some(offsets) = current.offsets.as_ref().filter(|_| current.wants_offset_commit()) else { return };
+        let deadline = now.plus(self.config.request_timeout_ms);
+        let Some(coordinator) = self.group_coordinator else {
+            let group = offsets.group.clone();
+            let Some(broker) = self.next_bootstrap_broker() else { return };
+            let correlation = self.correlation();
+            self.group_call = Some((GroupCall::Find, correlation, broker, deadline));
+            return self.send(broker, Message::FindCoordinator { correlation, group });
+        };
+        let request = GroupRequest::TxnOffsetCommit {
+            group: offsets.group.clone(),
+            transactional_id: self.config.transactional_id.clone(),
+            producer_id,
+            epoch,
+            member_id: offsets.member_id.clone(),
+            group_instance_id: offsets.group_instance_id.clone(),
+            generation: offsets.generation,
+            offsets: offsets.offsets.clone(),
+        };
+        let correlation = self.correlation();
+        self.group_call = Some((GroupCall::Commit, correlation, coordinator, deadline));
+        self.send(coordinator, Message::Group { correlation, request: Box::new(request) });
     }
 
     fn next_call(&mut self, now: Millis) {
@@ -575,6 +762,7 @@ impl TxnProducer {
             return self.send(broker, Message::FindTxnCoordinator { correlation, transactional_id });
         };
         let transactional_id = self.config.transactional_id.clone();
+        let commit_in_flight = self.group_call.is_some_and(|(call, ..)| call == GroupCall::Commit);
         let (call, request) = if let Some(expected) = self.init {
             let timeout_ms = self.config.transaction_timeout_ms;
             (Call::Init, TxnRequest::InitProducerId { transactional_id, timeout_ms, expected })
@@ -586,7 +774,10 @@ impl TxnProducer {
                 let request =
                     TxnRequest::AddPartitions { transactional_id, producer_id, epoch, partitions, verify_only: false };
                 (Call::Add, request)
-            } else if let Some(commit) = current.ending() {
+            } else if current.wants_add_offsets() {
+                let group = current.offsets.as_ref().map_or_else(String::new, |o| o.group.clone());
+                (Call::AddOffsets, TxnRequest::AddOffsets { transactional_id, producer_id, epoch, group })
+            } else if let Some(commit) = current.ending().filter(|_| !commit_in_flight) {
                 current.commit_sent |= commit;
                 (Call::End { commit }, TxnRequest::EndTxn { transactional_id, producer_id, epoch, commit })
             } else {

@@ -15,6 +15,7 @@ impl Engine<'_> {
             Target::Consumer(index) => self.consumers.slots.get(index as usize).map(|c| c.node),
             Target::App(index) => self.apps.slots.get(index as usize).map(|a| a.node),
             Target::TxnProducer(index) => self.txns.nodes.get(index as usize).copied(),
+            Target::Pipeline(index) => self.pipelines.nodes.get(index as usize).copied(),
             Target::TxnCoordinatorOf(index) => {
                 let settings = self.scenario.broker.txn.as_ref()?;
                 let id = crate::scenario::TxnSpec::transactional_id(index);
@@ -185,6 +186,10 @@ impl Engine<'_> {
                 self.txn_producer_crashed(&p);
                 Durable::TxnProducer(self.txns.slot_of(node).unwrap_or(0) as u32)
             }
+            Life::Up(Actor::Pipeline(p)) => {
+                self.txn_producer_crashed(p.producer());
+                Durable::Pipeline(self.pipelines.slot_of(node).unwrap_or(0) as u32)
+            }
             Life::Down { durable, .. } => durable,
         };
         if matches!(durable, Durable::Consumer) {
@@ -231,6 +236,7 @@ impl Engine<'_> {
         slot.incarnation += 1;
         slot.paused = false;
         let id = slot.id;
+        let incarnation = slot.incarnation;
         slot.life = match durable {
             Durable::Broker(disk) => {
                 let broker = Broker::new(id, CONTROLLER_ID, self.scenario.broker.clone(), disk, slot.incarnation, now);
@@ -243,10 +249,23 @@ impl Engine<'_> {
             Durable::Consumer => Life::Up(Actor::Consumer(Box::new(self.consumers.new_consumer(id, now)))),
             Durable::App => Life::Up(Actor::Producer(Box::new(self.apps.new_producer(node, id, self.brokers)))),
             Durable::TxnProducer(index) => match self.scenario.transactions.as_ref() {
-                Some(spec) => {
-                    Life::Up(Actor::TxnProducer(Box::new(super::txns::new_producer(spec, index, self.brokers))))
-                }
+                Some(spec) => Life::Up(Actor::TxnProducer(Box::new(super::txns::new_producer(
+                    spec,
+                    index,
+                    self.brokers,
+                    incarnation,
+                )))),
                 None => Life::Down { durable: Durable::TxnProducer(index), machine_up: true },
+            },
+            Durable::Pipeline(index) => match self.scenario.pipeline.as_ref() {
+                Some(spec) => Life::Up(Actor::Pipeline(Box::new(super::pipeline::new_pipeline(
+                    spec,
+                    index,
+                    self.brokers,
+                    now,
+                    incarnation,
+                )))),
+                None => Life::Down { durable: Durable::Pipeline(index), machine_up: true },
             },
         };
         if matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
@@ -270,6 +289,7 @@ impl Engine<'_> {
                 Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
                 Life::Up(Actor::Consumer(c)) => c.handle_message(now, from, msg),
                 Life::Up(Actor::TxnProducer(p)) => p.handle_message(now, from, msg),
+                Life::Up(Actor::Pipeline(p)) => p.handle_message(now, from, msg),
                 Life::Down { .. } => break,
             }
         }

@@ -347,14 +347,14 @@ impl Engine<'_> {
         }
     }
 
-    fn leader_of(&self, tp: TopicPartition) -> Option<NodeId> {
+    pub(super) fn leader_of(&self, tp: TopicPartition) -> Option<NodeId> {
         let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else {
             return None;
         };
         controller.partition(tp)?.leader
     }
 
-    fn leader_end(&self, tp: TopicPartition) -> Option<Offset> {
+    pub(super) fn leader_end(&self, tp: TopicPartition) -> Option<Offset> {
         let Life::Up(Actor::Controller(controller)) = &self.nodes[self.controller_index].life else {
             return None;
         };

@@ -38,6 +38,8 @@ pub enum NodeRole {
     App,
     /// A transactional producer of `[transactions]`.
     TxnProducer,
+    /// A process of the `[pipeline]`.
+    Pipeline,
 }
 
 /// The next event, as far as the host has to bring it about.
@@ -120,6 +122,8 @@ impl<'a> Engine<'a> {
             NodeRole::App
         } else if self.txns.slot_of(node).is_some() {
             NodeRole::TxnProducer
+        } else if self.pipelines.slot_of(node).is_some() {
+            NodeRole::Pipeline
         } else if node <= self.controller_index + self.producers.len() {
             NodeRole::Producer
         } else {

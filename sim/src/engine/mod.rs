@@ -18,6 +18,7 @@ pub mod groups;
 mod host;
 pub use host::{Next, NodeRole, Outgoing};
 mod network;
+pub mod pipeline;
 pub mod txns;
 use crate::scenario::Scenario;
 use crate::trace::TraceSink;
@@ -93,6 +94,8 @@ enum EventKind {
     SampleLag,
     /// A tick of the transactional workload.
     TxnTick,
+    /// A tick of the `[pipeline]` processes.
+    PipelineTick,
 }
 
 enum Actor {
@@ -101,6 +104,7 @@ enum Actor {
     Producer(Box<Producer>),
     Consumer(Box<Consumer>),
     TxnProducer(Box<trial_model::txn::TxnProducer>),
+    Pipeline(Box<trial_model::txn::pipeline::Pipeline>),
 }
 
 enum Durable {
@@ -112,6 +116,8 @@ enum Durable {
     App,
     /// Transactional producer N's application: its restart is a new producer instance.
     TxnProducer(u32),
+    /// Pipeline process N: its restart is a new consumer and producer instance.
+    Pipeline(u32),
 }
 
 enum Life {
@@ -196,6 +202,7 @@ pub struct Engine<'a> {
     consumers: groups::Consumers,
     apps: apps::Apps,
     txns: txns::TxnProducers,
+    pipelines: pipeline::Pipelines,
     /// Producers grouped by send interval (indices into `producers`).
     tick_groups: Vec<Vec<usize>>,
     brokers: usize,
@@ -271,6 +278,7 @@ impl<'a> Engine<'a> {
         }
         let consumers = groups::Consumers::start(scenario, &broker_ids, &mut nodes);
         let txns = txns::TxnProducers::start(scenario, &broker_ids, &mut nodes);
+        let pipelines = pipeline::Pipelines::start(scenario, &broker_ids, &mut nodes);
         let count = nodes.len();
         let mut fault_rng = ChaCha8Rng::seed_from_u64(seeds.faults);
         let mut faults = scenario.faults.clone();
@@ -289,6 +297,7 @@ impl<'a> Engine<'a> {
             consumers,
             apps: apps::Apps::default(),
             txns,
+            pipelines,
             tick_groups: Vec::new(),
             brokers: n,
             controller_index,
@@ -321,6 +330,9 @@ impl<'a> Engine<'a> {
         }
         if scenario.transactions.is_some() {
             engine.push(Millis(1), EventKind::TxnTick);
+        }
+        if scenario.pipeline.is_some() {
+            engine.push(Millis(1), EventKind::PipelineTick);
         }
         for index in 0..engine.producers.len() {
             let interval = engine.producers[index].interval_ms;
@@ -381,6 +393,9 @@ impl<'a> Engine<'a> {
         }
         if id == CONTROLLER_ID {
             return Some(self.controller_index);
+        }
+        if let Some(index) = id.0.checked_sub(pipeline::PIPELINE_BASE) {
+            return self.pipelines.nodes.get(index as usize).copied();
         }
         if let Some(index) = id.0.checked_sub(txns::TXN_PRODUCER_BASE) {
             return self.txns.nodes.get(index as usize).copied();
@@ -450,6 +465,7 @@ impl<'a> Engine<'a> {
             }
             EventKind::EndSafety => self.end_safety(),
             EventKind::TxnTick => self.txn_tick(),
+            EventKind::PipelineTick => self.pipeline_tick(),
             EventKind::SampleLag => {
                 self.sample_lag();
                 self.push(self.now.plus(groups::LAG_SAMPLE_MS), EventKind::SampleLag);
@@ -503,6 +519,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Producer(p)) => p.handle_timeout(now),
             Life::Up(Actor::Consumer(c)) => c.handle_timeout(now),
             Life::Up(Actor::TxnProducer(p)) => p.handle_timeout(now),
+            Life::Up(Actor::Pipeline(p)) => p.handle_timeout(now),
             Life::Down { .. } => return false,
         }
         true
@@ -528,6 +545,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Producer(p)) => p.handle_message(now, from, msg),
             Life::Up(Actor::Consumer(c)) => c.handle_message(now, from, msg),
             Life::Up(Actor::TxnProducer(p)) => p.handle_message(now, from, msg),
+            Life::Up(Actor::Pipeline(p)) => p.handle_message(now, from, msg),
             Life::Down { .. } => return,
         }
         self.after_input(to);
@@ -546,6 +564,7 @@ impl<'a> Engine<'a> {
                 Life::Up(Actor::Producer(p)) => p.poll_action(),
                 Life::Up(Actor::Consumer(c)) => c.poll_action(),
                 Life::Up(Actor::TxnProducer(p)) => p.poll_action(),
+                Life::Up(Actor::Pipeline(p)) => p.poll_action(),
                 Life::Down { .. } => None,
             };
             let Some(action) = action else { break };
@@ -557,11 +576,13 @@ impl<'a> Engine<'a> {
                 }
                 Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
                 Action::Event(event) => self.record_event(node, event),
+                // A pipeline's consumer reports to nobody (its group is judged end to end).
+                Action::Group(_) if self.pipelines.slot_of(node).is_some() => {}
                 Action::Group(event) => self.record_group_event(node, *event),
                 // The clients' ends of transactions; the coordinators' events stay out
                 // of the history (the checkers judge what clients and readers see).
                 Action::Txn(event) => {
-                    if self.txns.slot_of(node).is_some() {
+                    if self.txns.slot_of(node).is_some() || self.pipelines.slot_of(node).is_some() {
                         self.record_txn_event(*event);
                     }
                 }
@@ -578,6 +599,7 @@ impl<'a> Engine<'a> {
             Life::Up(Actor::Producer(p)) => p.poll_timeout(),
             Life::Up(Actor::Consumer(c)) => c.poll_timeout(),
             Life::Up(Actor::TxnProducer(p)) => p.poll_timeout(),
+            Life::Up(Actor::Pipeline(p)) => p.poll_timeout(),
             Life::Down { .. } => None,
         };
         // Local deadline to global time; a deadline already due fires one tick later so a
@@ -804,7 +826,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        self.groups_caught_up()
+        self.groups_caught_up() && self.pipeline_caught_up()
     }
 
     fn broker(&self, id: NodeId) -> Option<&Broker> {

@@ -33,7 +33,7 @@ impl TxnProducers {
         let mut slots = TxnProducers::default();
         let Some(spec) = &scenario.transactions else { return slots };
         for index in 0..spec.producers {
-            let producer = new_producer(spec, index, brokers.len());
+            let producer = new_producer(spec, index, brokers.len(), 1);
             nodes.push(Node::new(producer.id(), Actor::TxnProducer(Box::new(producer))));
             slots.nodes.push(nodes.len() - 1);
         }
@@ -45,13 +45,21 @@ impl TxnProducers {
     }
 }
 
-/// Transactional producer `index`, a new instance (a new process of its application).
-pub(super) fn new_producer(spec: &TxnSpec, index: u32, brokers: usize) -> TxnProducer {
+/// Where the send order of a node's `incarnation`th process starts: each process of an
+/// application gets 2^20 sends per partition, so one node's processes make one order.
+pub(super) fn send_order_base(incarnation: u64) -> u32 {
+    (incarnation.saturating_sub(1).min(4_095) as u32) << 20
+}
+
+/// Transactional producer `index`, a new instance (a new process of its application),
+/// the node's `incarnation`th.
+pub(super) fn new_producer(spec: &TxnSpec, index: u32, brokers: usize, incarnation: u64) -> TxnProducer {
     let config = trial_model::txn::TxnProducerConfig {
         transactional_id: TxnSpec::transactional_id(index),
         ..spec.config.clone()
     };
     TxnProducer::new(NodeId(TXN_PRODUCER_BASE + index), config, (0..brokers as u32).map(NodeId).collect())
+        .with_send_order_base(send_order_base(incarnation))
 }
 
 impl Engine<'_> {
@@ -98,6 +106,7 @@ impl Engine<'_> {
                 commit,
                 begun_at: self.now,
                 ended: None,
+                sources: Vec::new(),
             });
             let now = self.local_now(node);
             if let Life::Up(Actor::TxnProducer(p)) = &mut self.nodes[node].life {

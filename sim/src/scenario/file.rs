@@ -23,6 +23,7 @@ pub(super) struct RawScenario {
     #[serde(default)]
     groups: Vec<Spanned<RawGroup>>,
     transactions: Option<Spanned<RawTransactions>>,
+    pipeline: Option<Spanned<RawPipeline>>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     nemesis: Option<Spanned<RawNemesis>>,
@@ -124,8 +125,10 @@ struct RawGroup {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTransactions {
+    /// 0: only a `[pipeline]` runs transactions.
     producers: Spanned<u32>,
-    topic: Spanned<String>,
+    /// The topic the producers write (with none, the pipeline's output).
+    topic: Option<Spanned<String>>,
     records_per_txn: Option<Spanned<u32>>,
     abort_ratio: Option<Spanned<f64>>,
     interval_ms: Option<Spanned<u64>>,
@@ -137,6 +140,22 @@ struct RawTransactions {
     state_partitions: Option<Spanned<u32>>,
     state_replication_factor: Option<Spanned<u32>>,
     state_min_insync_replicas: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    apps: Option<Spanned<u32>>,
+    input: Spanned<String>,
+    output: Spanned<String>,
+    group: Option<Spanned<String>>,
+    poll_interval_ms: Option<Spanned<u64>>,
+    max_poll_records: Option<Spanned<u32>>,
+    session_timeout_ms: Option<Spanned<u64>>,
+    heartbeat_interval_ms: Option<Spanned<u64>>,
+    max_poll_interval_ms: Option<Spanned<u64>>,
+    transaction_timeout_ms: Option<Spanned<u64>>,
+    request_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +196,8 @@ pub(super) struct Validator<'a> {
     pub(super) file: &'a str,
     /// Transactional producers of the scenario, once known (for fault targets).
     pub(super) txn_producers: std::cell::Cell<usize>,
+    /// Processes of the scenario's `[pipeline]`, once known (for fault targets).
+    pub(super) pipeline_apps: std::cell::Cell<usize>,
 }
 
 impl Validator<'_> {
@@ -223,15 +244,23 @@ impl Validator<'_> {
         let producers = self.producers(&raw.producers, &topics)?;
         let mut topics = topics;
         let groups = self.groups(&raw.groups, &topics)?;
-        if !groups.is_empty() {
+        if !groups.is_empty() || raw.pipeline.is_some() {
             let fencing = raw.protocol.commit_fencing.unwrap_or(true);
             broker.groups = Some(self.offsets_topic(&raw.cluster, brokers, fencing, &mut topics)?);
         }
+        let pipeline = match &raw.pipeline {
+            Some(p) => Some(self.pipeline(p, raw.transactions.is_some(), &topics)?),
+            None => None,
+        };
         let transactions = match &raw.transactions {
-            Some(t) => Some(self.transactions(t, &raw.cluster, brokers, &mut broker, &mut topics)?),
+            Some(t) => {
+                let output = pipeline.as_ref().map(|p| p.output);
+                Some(self.transactions(t, output, &raw.cluster, brokers, &mut broker, &mut topics)?)
+            }
             None => None,
         };
         self.txn_producers.set(transactions.as_ref().map_or(0, |t| t.producers as usize));
+        self.pipeline_apps.set(pipeline.as_ref().map_or(0, |p| p.apps as usize));
         let consumers = groups.iter().map(|g| g.consumers as usize).sum::<usize>();
         let faults = self.faults(&raw.faults, brokers, producers.len(), consumers, &topics, duration_ms)?;
         let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
@@ -249,6 +278,7 @@ impl Validator<'_> {
             producers,
             groups,
             transactions,
+            pipeline,
             network,
             duration_ms,
             liveness_ms,
@@ -739,9 +769,109 @@ impl Validator<'_> {
 
     /// `[transactions]`: the workload, `__transaction_state` (appended after the other
     /// topics) and the brokers' transaction settings.
+    /// `[pipeline]`: the consume–transform–produce processes (their transactions need
+    /// the coordinator settings of `[transactions]`).
+    fn pipeline(
+        &self,
+        raw: &Spanned<RawPipeline>,
+        has_transactions: bool,
+        topics: &[TopicConfig],
+    ) -> Result<PipelineSpec, ScenarioError> {
+        let p = raw.get_ref();
+        if !has_transactions {
+            return self.error(
+                raw.span(),
+                "pipeline",
+                "the pipeline's transactions need the brokers' transaction settings: add a [transactions] section (producers = 0 for no other transactional producers)",
+            );
+        }
+        let apps = match &p.apps {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() as usize > TXN_PRODUCERS_MAX => {
+                return self.error(v.span(), "pipeline.apps", format!("must be 1..={TXN_PRODUCERS_MAX}"))
+            }
+            Some(v) => *v.get_ref(),
+            None => 2,
+        };
+        let topic = |name: &Spanned<String>, key: &str| -> Result<TopicId, ScenarioError> {
+            match topics.iter().position(|x| x.name == *name.get_ref() && !x.name.starts_with("__")) {
+                Some(index) => Ok(TopicId(index as u32)),
+                None => self.error(name.span(), key, format!("no topic named `{}` is declared", name.get_ref())),
+            }
+        };
+        let input = topic(&p.input, "pipeline.input")?;
+        let output = topic(&p.output, "pipeline.output")?;
+        if input == output {
+            return self.error(p.output.span(), "pipeline.output", "must differ from pipeline.input");
+        }
+        let group = match &p.group {
+            Some(v) if v.get_ref().trim().is_empty() => {
+                return self.error(v.span(), "pipeline.group", "must not be empty")
+            }
+            Some(v) => v.get_ref().clone(),
+            None => "pipeline".to_string(),
+        };
+        let poll_interval_ms = match &p.poll_interval_ms {
+            Some(v) => self.positive(v, "pipeline.poll_interval_ms")?,
+            None => 10,
+        };
+        let mut consumer = ConsumerConfig {
+            topics: vec![(p.input.get_ref().clone(), input)],
+            commit: trial_model::CommitMode::Manual,
+            isolation_level: trial_model::IsolationLevel::ReadCommitted,
+            auto_offset_reset: trial_model::consumer::OffsetReset::Earliest,
+            max_poll_records: 50,
+            ..ConsumerConfig::default()
+        };
+        consumer.member.group = group.clone();
+        if let Some(v) = &p.max_poll_records {
+            consumer.max_poll_records = self.positive(v, "pipeline.max_poll_records")? as usize;
+        }
+        if let Some(v) = &p.session_timeout_ms {
+            consumer.member.session_timeout_ms = self.positive(v, "pipeline.session_timeout_ms")?;
+        }
+        if let Some(v) = &p.heartbeat_interval_ms {
+            consumer.member.heartbeat_interval_ms = self.positive(v, "pipeline.heartbeat_interval_ms")?;
+        }
+        if consumer.member.heartbeat_interval_ms >= consumer.member.session_timeout_ms {
+            let span = p.heartbeat_interval_ms.as_ref().map_or(raw.span(), |v| v.span());
+            return self.error(span, "pipeline.heartbeat_interval_ms", "must be below session_timeout_ms");
+        }
+        if let Some(v) = &p.max_poll_interval_ms {
+            consumer.member.max_poll_interval_ms = self.positive(v, "pipeline.max_poll_interval_ms")?;
+        }
+        let mut producer = trial_model::txn::TxnProducerConfig::default();
+        if let Some(v) = &p.transaction_timeout_ms {
+            producer.transaction_timeout_ms = self.positive(v, "pipeline.transaction_timeout_ms")?;
+            let max = trial_model::txn::TxnCoordinatorConfig::default().max_timeout_ms;
+            if producer.transaction_timeout_ms > max {
+                return self.error(
+                    v.span(),
+                    "pipeline.transaction_timeout_ms",
+                    format!("is above transaction.max.timeout.ms ({max}): the coordinator refuses it"),
+                );
+            }
+        }
+        if let Some(v) = &p.request_timeout_ms {
+            producer.request_timeout_ms = self.positive(v, "pipeline.request_timeout_ms")?;
+            consumer.request_timeout_ms = producer.request_timeout_ms;
+        }
+        producer.delivery_timeout_ms = producer.delivery_timeout_ms.max(producer.request_timeout_ms);
+        producer.max_block_ms = producer.max_block_ms.max(producer.transaction_timeout_ms);
+        Ok(PipelineSpec {
+            apps,
+            group,
+            input: (p.input.get_ref().clone(), input),
+            output,
+            poll_interval_ms,
+            consumer,
+            producer,
+        })
+    }
+
     fn transactions(
         &self,
         raw: &Spanned<RawTransactions>,
+        pipeline_output: Option<TopicId>,
         cluster: &Spanned<RawCluster>,
         brokers: u32,
         broker: &mut BrokerConfig,
@@ -749,19 +879,30 @@ impl Validator<'_> {
     ) -> Result<TxnSpec, ScenarioError> {
         let t = raw.get_ref();
         let producers = *t.producers.get_ref();
-        if producers == 0 || producers as usize > TXN_PRODUCERS_MAX {
+        let least = if pipeline_output.is_some() { 0 } else { 1 };
+        if producers < least || producers as usize > TXN_PRODUCERS_MAX {
             return self.error(
                 t.producers.span(),
                 "transactions.producers",
-                format!("must be 1..={TXN_PRODUCERS_MAX}"),
+                format!("must be {least}..={TXN_PRODUCERS_MAX}"),
             );
         }
-        let Some(topic) = topics.iter().position(|x| x.name == *t.topic.get_ref() && !x.name.starts_with("__")) else {
-            return self.error(
-                t.topic.span(),
-                "transactions.topic",
-                format!("no topic named `{}` is declared", t.topic.get_ref()),
-            );
+        let topic = match (&t.topic, pipeline_output) {
+            (Some(name), _) => {
+                let Some(topic) = topics.iter().position(|x| x.name == *name.get_ref() && !x.name.starts_with("__"))
+                else {
+                    return self.error(
+                        name.span(),
+                        "transactions.topic",
+                        format!("no topic named `{}` is declared", name.get_ref()),
+                    );
+                };
+                topic
+            }
+            (None, Some(output)) if producers == 0 => output.0 as usize,
+            (None, _) => {
+                return self.error(t.producers.span(), "transactions.topic", "the producers need a topic to write to")
+            }
         };
         let records_per_txn = match &t.records_per_txn {
             Some(v) if *v.get_ref() == 0 || *v.get_ref() > RECORDS_PER_TXN_MAX => {
@@ -929,6 +1070,14 @@ impl Validator<'_> {
         }
         if let Some(rest) = text.trim().strip_prefix("txn-coordinator:") {
             return index(rest).map(Target::TxnCoordinatorOf);
+        }
+        if let Some(rest) = text.trim().strip_prefix("pipeline:") {
+            let apps = self.pipeline_apps.get();
+            let index: u32 = rest.trim().parse().map_err(|_| format!("`{text}`: the index must be a number"))?;
+            if index as usize >= apps {
+                return Err(format!("`{text}`: the scenario's [pipeline] has {apps} process(es)"));
+            }
+            return Ok(Target::Pipeline(index));
         }
         Target::parse(text, brokers, producers, consumers, topics)
     }

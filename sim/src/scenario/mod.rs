@@ -105,6 +105,30 @@ impl TxnSpec {
     }
 }
 
+/// The consume–transform–produce workload: `apps` processes, each a read_committed
+/// consumer in `group` and a transactional producer (transactional ids `pipeline-0`,
+/// `pipeline-1`, …, one per process as KIP-447 allows), copying every record of `input`
+/// to `output` inside transactions that also commit the input offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSpec {
+    pub apps: u32,
+    pub group: String,
+    pub input: (String, TopicId),
+    pub output: TopicId,
+    /// How often an idle process calls `poll()`.
+    pub poll_interval_ms: u64,
+    /// The consumer every process starts from (manual commits, read_committed).
+    pub consumer: ConsumerConfig,
+    /// The producer every process starts from (its transactional id is set per process).
+    pub producer: trial_model::txn::TxnProducerConfig,
+}
+
+impl PipelineSpec {
+    pub fn transactional_id(index: u32) -> String {
+        format!("pipeline-{index}")
+    }
+}
+
 /// A consumer group: `consumers` members running the same application loop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpec {
@@ -262,6 +286,7 @@ pub struct Scenario {
     pub producers: Vec<ProducerSpec>,
     pub groups: Vec<GroupSpec>,
     pub transactions: Option<TxnSpec>,
+    pub pipeline: Option<PipelineSpec>,
     pub network: NetworkSpec,
     pub duration_ms: u64,
     pub liveness_ms: u64,
@@ -300,6 +325,7 @@ impl Scenario {
             producers: vec![producer],
             groups: Vec::new(),
             transactions: None,
+            pipeline: None,
             network: NetworkSpec::default(),
             duration_ms: 60_000,
             liveness_ms: 180_000,
@@ -346,7 +372,8 @@ impl Scenario {
             let line = error.span().map(|span| line_of(text, span.start));
             ScenarioError { file: file.into(), line, key: String::new(), message: error.message().trim().to_string() }
         })?;
-        file::Validator { text, file, txn_producers: Default::default() }.scenario(raw)
+        file::Validator { text, file, txn_producers: Default::default(), pipeline_apps: Default::default() }
+            .scenario(raw)
     }
 }
 

@@ -198,6 +198,22 @@ impl Scenario {
                 state.partitions, state.replication_factor, state.min_insync_replicas
             );
         }
+        if let Some(p) = &self.pipeline {
+            let name = |topic: trial_model::TopicId| self.topics.get(topic.0 as usize).map_or("?", |t| t.name.as_str());
+            let _ = writeln!(out, "\n[pipeline]\napps = {}\ngroup = {}", p.apps, quote(&p.group));
+            let _ = writeln!(out, "input = {}\noutput = {}", quote(name(p.input.1)), quote(name(p.output)));
+            let m = &p.consumer.member;
+            let _ = writeln!(
+                out,
+                "poll_interval_ms = {}\nmax_poll_records = {}\nsession_timeout_ms = {}\nheartbeat_interval_ms = {}\nmax_poll_interval_ms = {}",
+                p.poll_interval_ms, p.consumer.max_poll_records, m.session_timeout_ms, m.heartbeat_interval_ms, m.max_poll_interval_ms
+            );
+            let _ = writeln!(
+                out,
+                "transaction_timeout_ms = {}\nrequest_timeout_ms = {}",
+                p.producer.transaction_timeout_ms, p.producer.request_timeout_ms
+            );
+        }
         for f in &self.faults {
             let _ = writeln!(out, "\n[[faults]]\nat_ms = {}", f.at_ms);
             let _ = writeln!(out, "{}", self.fault_fields(&f.fault));

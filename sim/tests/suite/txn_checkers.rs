@@ -9,7 +9,7 @@ use trial_model::{
     TopicPartition, WriteId,
 };
 use trial_sim::history::{History, PartitionFinal, ReplicaFinal, TxnEnd, TxnOp};
-use trial_sim::txns::{check_txns, TxnProperty};
+use trial_sim::txns::{check_txns, PipelineTopics, TxnProperty};
 
 const TOPIC: TopicId = TopicId(0);
 const TP: TopicPartition = TopicPartition { topic: TOPIC, partition: 0 };
@@ -43,6 +43,7 @@ fn txn(writes: &[u64], outcome: TxnOutcome) -> TxnOp {
         commit: outcome == TxnOutcome::Committed,
         begun_at: Millis(0),
         ended: Some(TxnEnd { at: Millis(10), outcome, error: ErrorCode::None }),
+        sources: Vec::new(),
     }
 }
 
@@ -65,7 +66,7 @@ fn history(log: Vec<LogEntry>, txns: Vec<TxnOp>) -> History {
 }
 
 fn violations(history: &History, property: TxnProperty) -> u64 {
-    check_txns(history, TOPIC, &[]).result(property).violations
+    check_txns(history, &[TOPIC], &[], None).result(property).violations
 }
 
 /// A committed transaction (writes 0, 1) and an aborted one (write 2), as Kafka leaves them.
@@ -78,7 +79,7 @@ fn clean() -> History {
 // (KIP-98 read_committed semantics).
 #[test]
 fn quiet_on_a_clean_history() {
-    let verdicts = check_txns(&clean(), TOPIC, &[]);
+    let verdicts = check_txns(&clean(), &[TOPIC], &[], None);
     for result in &verdicts.results {
         assert!(result.held(), "{} fired: {:?}", result.property.name(), result.examples);
     }
@@ -104,7 +105,7 @@ fn aborted_read_fires() {
 fn torn_transaction_fires() {
     let log = vec![data(0, 0, 0), marker(0, true)];
     let history = history(log, vec![txn(&[0, 1], TxnOutcome::Committed), txn(&[7], TxnOutcome::Committed)]);
-    let verdicts = check_txns(&history, TOPIC, &[]);
+    let verdicts = check_txns(&history, &[TOPIC], &[], None);
     let torn = verdicts.result(TxnProperty::NoTornTransactions);
     assert_eq!(torn.violations, 2, "{:?}", torn.examples);
     assert!(torn.examples[0].contains("1 of 2 writes"), "{:?}", torn.examples);
@@ -122,7 +123,7 @@ fn hanging_transaction_fires() {
     log.push(other);
     let mut history = history(log, clean().txns);
     history.txns.push(txn(&[5], TxnOutcome::Aborted));
-    let verdicts = check_txns(&history, TOPIC, &[]);
+    let verdicts = check_txns(&history, &[TOPIC], &[], None);
     assert_eq!(verdicts.result(TxnProperty::NoHangingTransactions).violations, 1);
     assert_eq!(verdicts.result(TxnProperty::NoAbortedReads).violations, 0, "the open data stays unread");
     assert_eq!(verdicts.counts.visible_writes, 2, "the plain write behind it is held back too");
@@ -144,10 +145,85 @@ fn a_consumer_processing_aborted_data_fires() {
     let mut group = GroupHistory::new("audit", GroupProtocol::Eager, vec![TOPIC]);
     group.push(Millis(20), processed(0, 0));
     group.push(Millis(21), processed(1, 1));
-    assert!(check_txns(&clean(), TOPIC, std::slice::from_ref(&group)).result(TxnProperty::NoAbortedReads).held());
+    let quiet = check_txns(&clean(), &[TOPIC], std::slice::from_ref(&group), None);
+    assert!(quiet.result(TxnProperty::NoAbortedReads).held());
     group.push(Millis(22), processed(2, 3));
-    let verdicts = check_txns(&clean(), TOPIC, &[group]);
+    let verdicts = check_txns(&clean(), &[TOPIC], &[group], None);
     let result = verdicts.result(TxnProperty::NoAbortedReads);
     assert_eq!(result.violations, 1);
     assert!(result.examples[0].contains("group audit processed w2"), "{:?}", result.examples);
+}
+
+/// A pipeline run: input partition t0-0 holds plain writes 0 and 1; output partition
+/// t1-0 holds `output` (transactional, epoch 0), and `txns` say which input each output
+/// write copies.
+fn pipeline_history(output: Vec<LogEntry>, txns: Vec<TxnOp>, converged: bool) -> History {
+    let input_tp = TP;
+    let output_tp = TopicPartition { topic: TopicId(1), partition: 0 };
+    let plain = |write: u64| {
+        let record = Record {
+            write: WriteId(write),
+            key: None,
+            producer: ProducerId(2_000),
+            sequence: write as u32,
+            timestamp: Millis(0),
+            stamp: None,
+        };
+        LogEntry { leader_epoch: LeaderEpoch(0), record }
+    };
+    let partition = |tp: TopicPartition, log: Vec<LogEntry>| PartitionFinal {
+        tp,
+        leader: Some(NodeId(0)),
+        leader_epoch: 0,
+        isr: vec![NodeId(0)],
+        elr: Vec::new(),
+        replicas: vec![ReplicaFinal { broker: NodeId(0), high_watermark: Offset(log.len() as u64), log }],
+    };
+    History {
+        txns,
+        partitions: vec![partition(input_tp, vec![plain(0), plain(1)]), partition(output_tp, output)],
+        converged,
+        ..History::default()
+    }
+}
+
+/// A committed pipeline transaction writing `writes`, copies of `sources`.
+fn copy(writes: &[u64], sources: &[u64], outcome: TxnOutcome) -> TxnOp {
+    TxnOp { sources: sources.iter().map(|w| WriteId(*w)).collect(), ..txn(writes, outcome) }
+}
+
+fn pipeline_violations(history: &History) -> (u64, Vec<String>) {
+    let topics = PipelineTopics { input: TOPIC, output: TopicId(1) };
+    let verdicts = check_txns(history, &[TopicId(1)], &[], Some(topics));
+    let result = verdicts.result(TxnProperty::PipelineExactlyOnce);
+    (result.violations, result.examples.clone())
+}
+
+// Shows pipeline-exactly-once stays quiet when each input record is copied once by a
+// committed transaction, and an aborted attempt's copy is invisible (KIP-98's
+// consume–transform–produce loop: the retry after an abort copies the record again).
+#[test]
+fn pipeline_quiet_when_each_input_is_copied_once() {
+    let output = vec![data(10, 0, 0), marker(0, false), data(11, 0, 1), data(12, 0, 2), marker(0, true)];
+    let txns = vec![copy(&[10], &[0], TxnOutcome::Aborted), copy(&[11, 12], &[0, 1], TxnOutcome::Committed)];
+    assert_eq!(pipeline_violations(&pipeline_history(output, txns, true)).0, 0);
+}
+
+// Shows pipeline-exactly-once fires when an input record is in the output twice (a
+// zombie's transaction committed after the new owner copied the same records, what
+// KIP-447's generation fencing prevents) and when one is missing after the pipeline
+// drained its input; a missing record does not count while the run did not converge.
+#[test]
+fn pipeline_fires_on_duplicates_and_on_missing_records() {
+    let twice = vec![data(10, 0, 0), data(11, 0, 1), marker(0, true), data(12, 0, 2), marker(0, true)];
+    let txns = vec![copy(&[10, 11], &[0, 1], TxnOutcome::Committed), copy(&[12], &[0], TxnOutcome::Committed)];
+    let (violations, examples) = pipeline_violations(&pipeline_history(twice, txns, true));
+    assert_eq!(violations, 1, "{examples:?}");
+    assert!(examples[0].contains("w0 at t0-0 offset 0 is in the output topic 2 times"), "{examples:?}");
+    let once = || vec![data(10, 0, 0), marker(0, true)];
+    let txns = || vec![copy(&[10], &[0], TxnOutcome::Committed)];
+    let (violations, examples) = pipeline_violations(&pipeline_history(once(), txns(), true));
+    assert_eq!(violations, 1, "{examples:?}");
+    assert!(examples[0].contains("w1 at t0-0 offset 1 is not in the output topic"), "{examples:?}");
+    assert_eq!(pipeline_violations(&pipeline_history(once(), txns(), false)).0, 0);
 }

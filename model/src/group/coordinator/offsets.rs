@@ -3,11 +3,13 @@
 //! coordinator failover (GroupMetadataManager's `storeOffsets` / `loadGroupsAndOffsets`).
 
 use super::{
-    offsets_partition_for, CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, JoinResponse, Member,
-    OffsetsRecord, PendingAppend, Waiter,
+    offsets_partition_for, CoordinatorOutput, Group, GroupCoordinator, GroupResponse, GroupState, JoinResponse,
+    LoadedRecord, Member, OffsetsRecord, PendingAppend, PendingTxnOffsets, Waiter,
 };
 use crate::error::ErrorCode;
 use crate::types::{Millis, Offset, TopicPartition};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 impl GroupCoordinator {
     pub(super) fn handle_commit(
@@ -68,6 +70,114 @@ impl GroupCoordinator {
         ErrorCode::None
     }
 
+    /// TxnOffsetCommit (`handleTxnCommitOffsets`): the member checks of KIP-447 (none for
+    /// an old client that sends no member), then the records go in as the producer's
+    /// transactional batch and stay pending until its transaction ends.
+    pub(super) fn handle_txn_commit(
+        &mut self,
+        waiter: Waiter,
+        name: &str,
+        producer: (NonZeroU32, u16),
+        (member_id, instance, generation): (&str, Option<&str>, i32),
+        offsets: Vec<(TopicPartition, Offset)>,
+    ) {
+        let anonymous = generation < 0 && member_id.is_empty() && instance.is_none();
+        let error = if self.config.fencing && !anonymous {
+            self.check_member(name, member_id, instance, generation)
+        } else {
+            ErrorCode::None
+        };
+        if error != ErrorCode::None {
+            let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
+            return self.respond(waiter, GroupResponse::TxnOffsetCommit { error, partitions });
+        }
+        let group = self.groups.entry(name.to_string()).or_insert_with(Group::new);
+        let group_generation = group.generation;
+        let pending = group.pending_txn.entry(producer.0).or_default();
+        pending.member_id = member_id.to_string();
+        pending.generation = generation;
+        pending.group_generation = group_generation;
+        for (tp, _) in &offsets {
+            *pending.in_flight.entry(*tp).or_default() += 1;
+        }
+        let records = offsets
+            .iter()
+            .map(|(tp, offset)| OffsetsRecord::Commit { group: name.to_string(), tp: *tp, offset: *offset })
+            .collect();
+        let append = PendingAppend::TxnCommit { waiter, producer_id: producer.0, offsets: offsets.clone() };
+        if self.append_as(name, records, append, Some(producer)).is_none() {
+            self.txn_append_done(name, producer.0, &offsets, false);
+            let error = ErrorCode::CoordinatorNotAvailable;
+            let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
+            self.respond(waiter, GroupResponse::TxnOffsetCommit { error, partitions });
+        }
+    }
+
+    /// A TxnOffsetCommit's append ended: its partitions are no longer in flight, and
+    /// (`stored`) its offsets wait for the transaction's end.
+    fn txn_append_done(
+        &mut self,
+        name: &str,
+        producer_id: NonZeroU32,
+        offsets: &[(TopicPartition, Offset)],
+        stored: bool,
+    ) {
+        let Some(group) = self.groups.get_mut(name) else { return };
+        let Some(pending) = group.pending_txn.get_mut(&producer_id) else { return };
+        for (tp, offset) in offsets {
+            if let Some(count) = pending.in_flight.get_mut(tp) {
+                *count -= 1;
+                if *count == 0 {
+                    pending.in_flight.remove(tp);
+                }
+            }
+            if stored {
+                pending.stored.insert(*tp, *offset);
+            }
+        }
+        if pending.stored.is_empty() && pending.in_flight.is_empty() {
+            group.pending_txn.remove(&producer_id);
+        }
+    }
+
+    /// The marker of `producer_id`'s transaction is durable in offsets partition
+    /// `partition` (`handleTxnCompletion`): its pending offsets there become the groups'
+    /// committed offsets (commit) or are dropped (abort).
+    pub fn txn_completed(&mut self, partition: u32, partitions: u32, producer_id: NonZeroU32, commit: bool) {
+        let names: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(name, g)| {
+                g.pending_txn.contains_key(&producer_id) && offsets_partition_for(name, partitions) == partition
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let Some(group) = self.groups.get_mut(&name) else { continue };
+            let Some(pending) = group.pending_txn.get_mut(&producer_id) else { continue };
+            let stored = std::mem::take(&mut pending.stored);
+            let (member_id, generation, group_generation) =
+                (pending.member_id.clone(), pending.generation, pending.group_generation);
+            if pending.in_flight.is_empty() {
+                group.pending_txn.remove(&producer_id);
+            }
+            if !commit || stored.is_empty() {
+                continue;
+            }
+            let offsets: Vec<(TopicPartition, Offset)> = stored.into_iter().collect();
+            for (tp, offset) in &offsets {
+                group.offsets.insert(*tp, *offset);
+            }
+            self.outbox.push_back(CoordinatorOutput::OffsetsStored {
+                group: name,
+                member_id,
+                generation,
+                group_generation,
+                offsets,
+            });
+        }
+    }
+
     fn handle_offset_fetch_inner(
         &self,
         name: &str,
@@ -77,7 +187,19 @@ impl GroupCoordinator {
         partitions.iter().map(|tp| (*tp, group.and_then(|g| g.offsets.get(tp).copied()))).collect()
     }
 
-    pub(super) fn handle_offset_fetch(&mut self, waiter: Waiter, name: &str, partitions: Vec<TopicPartition>) {
+    pub(super) fn handle_offset_fetch(
+        &mut self,
+        waiter: Waiter,
+        name: &str,
+        partitions: Vec<TopicPartition>,
+        require_stable: bool,
+    ) {
+        let unstable =
+            require_stable && self.groups.get(name).is_some_and(|g| partitions.iter().any(|tp| g.unstable(tp)));
+        if unstable {
+            let error = ErrorCode::UnstableOffsetCommit;
+            return self.respond(waiter, GroupResponse::OffsetFetch { error, offsets: Vec::new() });
+        }
         let offsets = self.handle_offset_fetch_inner(name, &partitions);
         self.respond(waiter, GroupResponse::OffsetFetch { error: ErrorCode::None, offsets });
     }
@@ -109,6 +231,11 @@ impl GroupCoordinator {
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
                 self.respond(Waiter { from, correlation }, GroupResponse::OffsetCommit { error, partitions });
             }
+            PendingAppend::TxnCommit { waiter, producer_id, offsets } => {
+                self.txn_append_done(&name, producer_id, &offsets, error == ErrorCode::None);
+                let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
+                self.respond(waiter, GroupResponse::TxnOffsetCommit { error, partitions });
+            }
             PendingAppend::Group { generation } => self.group_stored(now, &name, generation, error),
             replacement @ PendingAppend::StaticReplacement { .. } => {
                 self.static_replacement_stored(&name, replacement, error)
@@ -119,8 +246,35 @@ impl GroupCoordinator {
     /// This broker became leader of `__consumer_offsets` partition `partition`: rebuild
     /// its groups from the partition's committed records, in log order.
     pub fn load(&mut self, now: Millis, partition: u32, partitions: u32, records: &[OffsetsRecord]) {
+        let records: Vec<LoadedRecord> = records.iter().cloned().map(LoadedRecord::Plain).collect();
+        self.load_with_txns(now, partition, partitions, &records);
+    }
+
+    /// `load` of a partition that also holds transactional offset commits and markers:
+    /// a producer's commits count from its commit marker on, are dropped at its abort
+    /// marker, and stay pending without one.
+    pub fn load_with_txns(&mut self, now: Millis, partition: u32, partitions: u32, records: &[LoadedRecord]) {
         self.unload(partition, partitions);
-        for record in records {
+        // Per producer, the groups' offsets its open transaction committed.
+        let mut open: BTreeMap<NonZeroU32, Vec<(String, TopicPartition, Offset)>> = BTreeMap::new();
+        for item in records {
+            let record = match item {
+                LoadedRecord::Plain(record) => record,
+                LoadedRecord::Txn(producer_id, record) => {
+                    if let OffsetsRecord::Commit { group, tp, offset } = record {
+                        open.entry(*producer_id).or_default().push((group.clone(), *tp, *offset));
+                    }
+                    continue;
+                }
+                LoadedRecord::Marker { producer_id, commit } => {
+                    for (group, tp, offset) in open.remove(producer_id).unwrap_or_default() {
+                        if *commit {
+                            self.groups.entry(group).or_insert_with(Group::new).offsets.insert(tp, offset);
+                        }
+                    }
+                    continue;
+                }
+            };
             match record {
                 OffsetsRecord::Commit { group, tp, offset } => {
                     self.groups.entry(group.clone()).or_insert_with(Group::new).offsets.insert(*tp, *offset);
@@ -153,6 +307,16 @@ impl GroupCoordinator {
                 }
             }
         }
+        for (producer_id, commits) in open {
+            for (group, tp, offset) in commits {
+                let loaded = self.groups.entry(group).or_insert_with(Group::new);
+                let generation = loaded.generation;
+                let pending: &mut PendingTxnOffsets = loaded.pending_txn.entry(producer_id).or_default();
+                pending.stored.insert(tp, offset);
+                pending.generation = generation;
+                pending.group_generation = generation;
+            }
+        }
     }
 
     /// This broker no longer leads `partition`: its groups go, and everything parked for
@@ -174,12 +338,17 @@ impl GroupCoordinator {
             let tokens: Vec<u64> =
                 self.pending_appends.iter().filter(|(_, (g, _))| *g == name).map(|(token, _)| *token).collect();
             for token in tokens {
-                if let Some((_, PendingAppend::Commit { from, correlation, offsets, .. })) =
-                    self.pending_appends.remove(&token)
-                {
-                    let error = ErrorCode::NotCoordinator;
-                    let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
-                    self.respond(Waiter { from, correlation }, GroupResponse::OffsetCommit { error, partitions });
+                let error = ErrorCode::NotCoordinator;
+                match self.pending_appends.remove(&token) {
+                    Some((_, PendingAppend::Commit { from, correlation, offsets, .. })) => {
+                        let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
+                        self.respond(Waiter { from, correlation }, GroupResponse::OffsetCommit { error, partitions });
+                    }
+                    Some((_, PendingAppend::TxnCommit { waiter, offsets, .. })) => {
+                        let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
+                        self.respond(waiter, GroupResponse::TxnOffsetCommit { error, partitions });
+                    }
+                    _ => {}
                 }
             }
         }
