@@ -14,6 +14,9 @@
 //! - no hanging transactions: at the end, no partition's last stable offset is below its
 //!   high watermark (an open transaction nobody will end holds every read_committed
 //!   reader back, the KIP-890 "hanging transaction");
+//! - no zombie writes: in every partition, a producer id's batches and markers never go
+//!   back to an older epoch — a write of a fenced instance (an epoch older than one the
+//!   partition already holds) was accepted (what the brokers' epoch check prevents);
 //! - pipeline exactly-once (with a `[pipeline]`): every record a reader of the final
 //!   input topic sees is copied into the final output topic, as a read_committed reader
 //!   of it sees it, exactly once — never twice (a transaction's output committed while
@@ -37,22 +40,29 @@ pub enum TxnProperty {
     NoAbortedReads,
     NoTornTransactions,
     NoHangingTransactions,
+    NoZombieWrites,
     PipelineExactlyOnce,
 }
 
 impl TxnProperty {
-    pub const ALL: [TxnProperty; 4] = [
+    pub const ALL: [TxnProperty; 5] = [
         TxnProperty::NoAbortedReads,
         TxnProperty::NoTornTransactions,
         TxnProperty::NoHangingTransactions,
+        TxnProperty::NoZombieWrites,
         TxnProperty::PipelineExactlyOnce,
     ];
+
+    fn index(self) -> usize {
+        TxnProperty::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             TxnProperty::NoAbortedReads => "no-aborted-reads",
             TxnProperty::NoTornTransactions => "no-torn-transactions",
             TxnProperty::NoHangingTransactions => "no-hanging-transactions",
+            TxnProperty::NoZombieWrites => "no-zombie-writes",
             TxnProperty::PipelineExactlyOnce => "pipeline-exactly-once",
         }
     }
@@ -122,7 +132,7 @@ pub struct TxnVerdicts {
 impl TxnVerdicts {
     pub fn result(&self, property: TxnProperty) -> &TxnPropertyResult {
         // Every property gets a result in `check_txns`, in `ALL` order.
-        &self.results[TxnProperty::ALL.iter().position(|p| *p == property).unwrap_or(0)]
+        &self.results[property.index()]
     }
 
     pub fn text(&self) -> String {
@@ -200,7 +210,7 @@ pub fn check_txns(
             visible.entry(write).or_insert((partition.tp, offset));
         }
         if lso < hw {
-            results[2].violation(|| {
+            results[TxnProperty::NoHangingTransactions.index()].violation(|| {
                 format!(
                     "{}: last stable offset {} below the high watermark {} at the end: an open transaction holds read_committed readers back",
                     partition.tp, lso.0, hw.0
@@ -213,7 +223,7 @@ pub fn check_txns(
         let Some(index) = txn_of.get(write) else { continue };
         let txn = &history.txns[*index];
         if let Some(end) = txn.ended.filter(|e| e.outcome == TxnOutcome::Aborted) {
-            results[0].violation(|| {
+            results[TxnProperty::NoAbortedReads.index()].violation(|| {
                 format!(
                     "{write} of transaction {index} ({}, aborted at t={}ms, {}) is visible at {tp} offset {}",
                     txn.client(),
@@ -231,7 +241,7 @@ pub fn check_txns(
             let Some(index) = txn_of.get(write) else { continue };
             let txn = &history.txns[*index];
             if txn.ended.is_some_and(|e| e.outcome == TxnOutcome::Aborted) {
-                results[0].violation(|| {
+                results[TxnProperty::NoAbortedReads.index()].violation(|| {
                     format!(
                         "consumer c{consumer} of group {} processed {write} of aborted transaction {index} ({}) from {tp} offset {} at t={}ms",
                         group.group, txn.client(), offset.0, at.0
@@ -244,7 +254,7 @@ pub fn check_txns(
         let Some(end) = txn.ended.filter(|e| e.outcome == TxnOutcome::Committed) else { continue };
         let seen = txn.writes.iter().filter(|w| visible.contains_key(w)).count();
         if seen < txn.writes.len() {
-            results[1].violation(|| {
+            results[TxnProperty::NoTornTransactions.index()].violation(|| {
                 let missing: Vec<String> =
                     txn.writes.iter().filter(|w| !visible.contains_key(w)).map(|w| w.to_string()).collect();
                 format!(
@@ -258,9 +268,33 @@ pub fn check_txns(
         }
     }
     if let Some(topics) = pipeline {
-        counts.pipeline = Some(check_pipeline(history, topics, &visible, &mut results[3]));
+        let result = &mut results[TxnProperty::PipelineExactlyOnce.index()];
+        counts.pipeline = Some(check_pipeline(history, topics, &visible, result));
+    }
+    for partition in history.partitions.iter().filter(|p| topics.contains(&p.tp.topic)) {
+        zombie_writes(partition, &mut results[TxnProperty::NoZombieWrites.index()]);
     }
     TxnVerdicts { results, counts }
+}
+
+/// A producer id's epochs in `partition`'s log, in log order, must never go back: a batch
+/// of an older epoch after a newer one is a fenced instance's write the leader took.
+fn zombie_writes(partition: &PartitionFinal, result: &mut TxnPropertyResult) {
+    let mut newest: BTreeMap<std::num::NonZeroU32, u16> = BTreeMap::new();
+    for (offset, entry) in partition.committed().iter().enumerate() {
+        let Some(stamp) = entry.record.stamp else { continue };
+        let seen = newest.entry(stamp.pid).or_insert(stamp.epoch);
+        if stamp.epoch < *seen {
+            let (newer, write) = (*seen, entry.record.write);
+            result.violation(|| {
+                format!(
+                    "{write} of producer id {} epoch {} at {} offset {offset}, after epoch {newer} was in the partition: a fenced producer's write was accepted",
+                    stamp.pid, stamp.epoch, partition.tp
+                )
+            });
+        }
+        *seen = (*seen).max(stamp.epoch);
+    }
 }
 
 /// Where a reader finds a record.

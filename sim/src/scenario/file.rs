@@ -265,6 +265,14 @@ impl Validator<'_> {
         let faults = self.faults(&raw.faults, brokers, producers.len(), consumers, &topics, duration_ms)?;
         let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
         let expect = self.expect(raw.expect.as_ref())?;
+        let pipeline_claimed = [&expect.txn_hold, &expect.txn_violate]
+            .iter()
+            .any(|list| list.contains(&crate::txns::TxnProperty::PipelineExactlyOnce));
+        if raw.expect.is_some() && pipeline_claimed && pipeline.is_none() {
+            let span =
+                raw.expect.as_ref().and_then(|e| e.hold.as_ref().or(e.violate.as_ref())).map_or(0..0, |l| l.span());
+            return self.error(span, "expect", "`pipeline-exactly-once` needs a [pipeline] to judge");
+        }
         Ok(Scenario {
             name: raw.name.unwrap_or_else(|| {
                 self.file.rsplit('/').next().unwrap_or(self.file).trim_end_matches(".toml").to_string()

@@ -52,10 +52,13 @@ pub enum AxisKey {
     Kip890,
     /// The groups' `isolation_level`.
     IsolationLevel,
+    /// `[protocol] commit_fencing`: the group coordinators' generation checks on commits
+    /// (OffsetCommit and, KIP-447, TxnOffsetCommit).
+    CommitFencing,
 }
 
 impl AxisKey {
-    pub const ALL: [AxisKey; 9] = [
+    pub const ALL: [AxisKey; 10] = [
         AxisKey::Acks,
         AxisKey::Retries,
         AxisKey::MaxInFlight,
@@ -65,6 +68,7 @@ impl AxisKey {
         AxisKey::Assignors,
         AxisKey::Kip890,
         AxisKey::IsolationLevel,
+        AxisKey::CommitFencing,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl AxisKey {
             AxisKey::Assignors => "assignors",
             AxisKey::Kip890 => "kip890",
             AxisKey::IsolationLevel => "isolation_level",
+            AxisKey::CommitFencing => "commit_fencing",
         }
     }
 
@@ -135,6 +140,7 @@ pub enum Setting {
     Assignors(Vec<Assignor>),
     Kip890(bool),
     ReadCommitted(bool),
+    CommitFencing(bool),
 }
 
 impl fmt::Display for Setting {
@@ -143,7 +149,7 @@ impl fmt::Display for Setting {
         match self {
             Setting::Acks(acks) => write!(f, "{}", acks.name()),
             Setting::Retries(v) | Setting::MaxInFlight(v) | Setting::MaxPollRecords(v) => write!(f, "{v}"),
-            Setting::Idempotence(on) | Setting::Kip890(on) => write!(f, "{on}"),
+            Setting::Idempotence(on) | Setting::Kip890(on) | Setting::CommitFencing(on) => write!(f, "{on}"),
             Setting::ReadCommitted(true) => write!(f, "read_committed"),
             Setting::ReadCommitted(false) => write!(f, "read_uncommitted"),
             Setting::Commit(commit) => write!(f, "{}", commit.name()),
@@ -243,6 +249,10 @@ impl Matrix {
         for (key, value) in &cell.settings {
             if let (Setting::Kip890(on), Some(txn)) = (value, scenario.broker.txn.as_mut()) {
                 txn.coordinator.bump_epoch_per_transaction = *on;
+                continue;
+            }
+            if let (Setting::CommitFencing(on), Some(groups)) = (value, scenario.broker.groups.as_mut()) {
+                groups.coordinator.fencing = *on;
                 continue;
             }
             for (index, group) in scenario.groups.iter_mut().enumerate() {
@@ -368,6 +378,7 @@ struct RawMatrix {
     assignors: Option<Spanned<Vec<Vec<String>>>>,
     kip890: Option<Spanned<Vec<bool>>>,
     isolation_level: Option<Spanned<Vec<String>>>,
+    commit_fencing: Option<Spanned<Vec<bool>>>,
     #[serde(default)]
     expect: Vec<Spanned<RawCellExpect>>,
 }
@@ -456,6 +467,16 @@ impl Validator<'_> {
             };
             axes.push((list.span(), self.axis(AxisKey::IsolationLevel, list, parse)?));
         }
+        if let Some(list) = &m.commit_fencing {
+            if scenario.broker.groups.is_none() {
+                return self.error(
+                    list.span(),
+                    "matrix.commit_fencing",
+                    "the scenario has no [[groups]] or [pipeline] for this axis to set",
+                );
+            }
+            axes.push((list.span(), self.axis(AxisKey::CommitFencing, list, |v| Ok(Setting::CommitFencing(*v)))?));
+        }
         if axes.is_empty() {
             let keys: Vec<&str> = AxisKey::ALL.iter().map(|k| k.name()).collect();
             return self.error(raw.span(), "matrix", format!("declare at least one axis: {}", keys.join(", ")));
@@ -465,7 +486,8 @@ impl Validator<'_> {
             if axis.key.is_producer() && scenario.producers.is_empty() {
                 return self.error(span.clone(), &key, "the scenario has no producers for this axis to set");
             }
-            if !axis.key.is_producer() && axis.key != AxisKey::Kip890 && scenario.groups.is_empty() {
+            let cluster_wide = matches!(axis.key, AxisKey::Kip890 | AxisKey::CommitFencing);
+            if !axis.key.is_producer() && !cluster_wide && scenario.groups.is_empty() {
                 return self.error(span.clone(), &key, "the scenario has no [[groups]] for this axis to set");
             }
         }

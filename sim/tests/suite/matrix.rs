@@ -361,6 +361,24 @@ fn transactions_matrix_reproduces_kip890_and_isolation_levels() {
     }
 }
 
+// Shows the pipeline matrix reproduces what KIP-447's generation check on TxnOffsetCommit
+// buys: with commit fencing on, a zombie process's transaction is refused and every input
+// record is in the output once; with it off, the zombie commits after the new owner
+// re-read its records and records are in the output twice.
+#[test]
+fn pipeline_matrix_shows_what_commit_fencing_buys() {
+    let (base, matrix) = load(&repo().join("scenarios/matrix-pipeline.toml"));
+    assert_eq!(matrix.size(), 2);
+    let report = run_matrix(&base, &matrix, 0..4, 2, &|_| {});
+    let failed: Vec<_> = report.claims.iter().filter(|c| !c.met).collect();
+    assert!(report.pass(), "claims failed: {failed:?}\n{}", report.text());
+    let exactly_once = trial_sim::matrix::Kind::Txn(trial_sim::txns::TxnProperty::PipelineExactlyOnce);
+    for cell in &report.cells {
+        let fenced = cell.cell.label() == "commit_fencing=true";
+        assert_eq!(cell.seeds(exactly_once) == 0, fenced, "{}", cell.cell.label());
+    }
+}
+
 // Shows the CLI: `matrix` prints the table with one row per cell and exits 0 when the
 // claims are met, 1 when one fails, 2 without a [matrix]; `run --cell` exits 2 on a cell
 // the grid does not have (exit codes as for run and sweep).

@@ -227,3 +227,19 @@ fn pipeline_fires_on_duplicates_and_on_missing_records() {
     assert!(examples[0].contains("w1 at t0-0 offset 1 is not in the output topic"), "{examples:?}");
     assert_eq!(pipeline_violations(&pipeline_history(once(), txns(), false)).0, 0);
 }
+
+// Shows no-zombie-writes fires when a partition holds a batch of an older producer epoch
+// after a newer one (a fenced instance's write taken, what KIP-98's epoch fencing and
+// Jepsen's "zombie writes" name), and stays quiet when epochs only grow.
+#[test]
+fn zombie_write_fires() {
+    let fenced = vec![data(0, 1, 0), marker(1, true), data(1, 2, 0), marker(2, true), data(2, 1, 1), marker(1, true)];
+    let txns =
+        vec![txn(&[0], TxnOutcome::Committed), txn(&[1], TxnOutcome::Committed), txn(&[2], TxnOutcome::Committed)];
+    let verdicts = check_txns(&history(fenced, txns.clone()), &[TOPIC], &[], None);
+    let result = verdicts.result(TxnProperty::NoZombieWrites);
+    assert_eq!(result.violations, 2, "the zombie's write and its marker: {:?}", result.examples);
+    assert!(result.examples[0].contains("w2 of producer id 9 epoch 1"), "{:?}", result.examples);
+    let growing = vec![data(0, 1, 0), marker(1, true), data(1, 2, 0), marker(2, true), data(2, 3, 0), marker(3, true)];
+    assert_eq!(violations(&history(growing, txns), TxnProperty::NoZombieWrites), 0);
+}

@@ -726,3 +726,130 @@ fn member_ids_name_the_broker() {
     let second = join_dynamic(&mut b, Millis(0), 7);
     assert_ne!(first, second);
 }
+
+fn pid() -> NonZeroU32 {
+    NonZeroU32::new(42).expect("non-zero")
+}
+
+fn txn_commit(c: &mut GroupCoordinator, now: Millis, member: &str, generation: i32, offset: u64) {
+    let request = GroupRequest::TxnOffsetCommit {
+        group: GROUP.into(),
+        transactional_id: "pipeline-0".into(),
+        producer_id: pid(),
+        epoch: 3,
+        member_id: member.into(),
+        group_instance_id: None,
+        generation,
+        offsets: vec![(TopicPartition::new(0, 0), Offset(offset))],
+    };
+    c.handle_request(now, NodeId(8), 6, request);
+}
+
+fn txn_commit_error(responses: &[GroupResponse]) -> ErrorCode {
+    responses
+        .iter()
+        .find_map(|r| match r {
+            GroupResponse::TxnOffsetCommit { error, .. } => Some(*error),
+            _ => None,
+        })
+        .expect("a TxnOffsetCommit response")
+}
+
+/// The OffsetFetch answer for partition 0 of topic 0, asked with or without `require_stable`.
+fn fetch(c: &mut GroupCoordinator, require_stable: bool) -> (ErrorCode, Option<Offset>) {
+    let partitions = vec![TopicPartition::new(0, 0)];
+    c.handle_request(
+        Millis(6_000),
+        NodeId(9),
+        7,
+        GroupRequest::OffsetFetch { group: GROUP.into(), partitions, require_stable },
+    );
+    answers(&drain(c), 9)
+        .iter()
+        .find_map(|r| match r {
+            GroupResponse::OffsetFetch { error, offsets } => Some((*error, offsets.first().and_then(|(_, o)| *o))),
+            _ => None,
+        })
+        .expect("an OffsetFetch response")
+}
+
+// Shows a transactional offset commit (KIP-98 TxnOffsetCommit) is appended as the
+// producer's transactional batch and stays pending: OffsetFetch still returns the old
+// offset, one with require_stable gets UNSTABLE_OFFSET_COMMIT (KIP-447); the commit
+// marker makes it the committed offset and an abort marker drops it.
+#[test]
+fn txn_offsets_count_only_once_their_transaction_commits() {
+    let mut c = coordinator();
+    let id = stable_single(&mut c);
+    txn_commit(&mut c, Millis(4_000), &id, 1, 10);
+    let outputs = drain(&mut c);
+    let txn = outputs.iter().find_map(|o| match o {
+        CoordinatorOutput::Append { token, txn, .. } => Some((*token, *txn)),
+        _ => None,
+    });
+    let (token, txn) = txn.expect("an append");
+    assert_eq!(txn, Some((pid(), 3)), "appended as the producer's transactional batch");
+    assert_eq!(fetch(&mut c, true).0, ErrorCode::UnstableOffsetCommit, "in flight counts as pending");
+    c.handle_append_result(Millis(4_010), token, ErrorCode::None);
+    assert_eq!(txn_commit_error(&answers(&drain(&mut c), 8)), ErrorCode::None);
+    assert_eq!(fetch(&mut c, false), (ErrorCode::None, None), "not committed before the marker");
+    assert_eq!(fetch(&mut c, true).0, ErrorCode::UnstableOffsetCommit);
+    let partition = offsets_partition_for(GROUP, 50);
+    c.txn_completed(partition, 50, pid(), true);
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
+    txn_commit(&mut c, Millis(5_000), &id, 1, 20);
+    let token = appends(&drain(&mut c))[0];
+    c.handle_append_result(Millis(5_010), token, ErrorCode::None);
+    drain(&mut c);
+    c.txn_completed(partition, 50, pid(), false);
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))), "the aborted commit is dropped");
+}
+
+// Shows KIP-447's fencing of transactional commits: a member with a stale generation or
+// an unknown member id is refused (the producer's transaction aborts), while a commit
+// without group metadata (an old client) is taken; with fencing off every one is taken.
+#[test]
+fn txn_offset_commits_are_fenced_by_generation() {
+    let mut c = coordinator();
+    let id = stable_single(&mut c);
+    txn_commit(&mut c, Millis(4_000), &id, 0, 10);
+    assert_eq!(txn_commit_error(&answers(&drain(&mut c), 8)), ErrorCode::IllegalGeneration);
+    txn_commit(&mut c, Millis(4_000), "member-gone", 1, 10);
+    assert_eq!(txn_commit_error(&answers(&drain(&mut c), 8)), ErrorCode::UnknownMemberId);
+    txn_commit(&mut c, Millis(4_000), "", NO_GENERATION, 10);
+    assert_eq!(appends(&drain(&mut c)).len(), 1, "no group metadata: no member check");
+    let mut open = GroupCoordinator::new(CoordinatorConfig { fencing: false, ..CoordinatorConfig::default() }, 1);
+    let id = stable_single(&mut open);
+    txn_commit(&mut open, Millis(4_000), &id, 0, 10);
+    assert_eq!(appends(&drain(&mut open)).len(), 1, "fencing off takes the stale commit");
+}
+
+// Shows a new coordinator loads transactional commits from the log as Kafka's
+// loadGroupsAndOffsets does: committed by a commit marker, dropped by an abort marker,
+// still pending (unstable) without one.
+#[test]
+fn failover_loads_txn_offsets_by_their_markers() {
+    let record = |offset: u64| OffsetsRecord::Commit {
+        group: GROUP.into(),
+        tp: TopicPartition::new(0, 0),
+        offset: Offset(offset),
+    };
+    let other = NonZeroU32::new(43).expect("non-zero");
+    let partition = offsets_partition_for(GROUP, 50);
+    let mut c = coordinator();
+    let committed = [
+        LoadedRecord::Plain(record(5)),
+        LoadedRecord::Txn(pid(), record(10)),
+        LoadedRecord::Marker { producer_id: pid(), commit: true },
+        LoadedRecord::Txn(other, record(20)),
+        LoadedRecord::Marker { producer_id: other, commit: false },
+    ];
+    c.load_with_txns(Millis(0), partition, 50, &committed);
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
+    let mut c = coordinator();
+    c.load_with_txns(Millis(0), partition, 50, &[LoadedRecord::Plain(record(5)), LoadedRecord::Txn(pid(), record(10))]);
+    assert_eq!(fetch(&mut c, false), (ErrorCode::None, Some(Offset(5))));
+    assert_eq!(fetch(&mut c, true).0, ErrorCode::UnstableOffsetCommit);
+    c.txn_completed(partition, 50, pid(), true);
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
+}
