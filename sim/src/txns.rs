@@ -14,6 +14,9 @@
 //! - no hanging transactions: at the end, no partition's last stable offset is below its
 //!   high watermark (an open transaction nobody will end holds every read_committed
 //!   reader back, the KIP-890 "hanging transaction");
+//! - no uncommitted reads: no consumer group processed a record that a read_committed
+//!   reader of the final logs does not see, other than an aborted transaction's (which
+//!   no-aborted-reads counts): a read of data that was never committed;
 //! - no zombie writes: in every partition, a producer id's batches and markers never go
 //!   back to an older epoch — a write of a fenced instance (an epoch older than one the
 //!   partition already holds) was accepted (what the brokers' epoch check prevents);
@@ -40,15 +43,17 @@ pub enum TxnProperty {
     NoAbortedReads,
     NoTornTransactions,
     NoHangingTransactions,
+    NoUncommittedReads,
     NoZombieWrites,
     PipelineExactlyOnce,
 }
 
 impl TxnProperty {
-    pub const ALL: [TxnProperty; 5] = [
+    pub const ALL: [TxnProperty; 6] = [
         TxnProperty::NoAbortedReads,
         TxnProperty::NoTornTransactions,
         TxnProperty::NoHangingTransactions,
+        TxnProperty::NoUncommittedReads,
         TxnProperty::NoZombieWrites,
         TxnProperty::PipelineExactlyOnce,
     ];
@@ -62,6 +67,7 @@ impl TxnProperty {
             TxnProperty::NoAbortedReads => "no-aborted-reads",
             TxnProperty::NoTornTransactions => "no-torn-transactions",
             TxnProperty::NoHangingTransactions => "no-hanging-transactions",
+            TxnProperty::NoUncommittedReads => "no-uncommitted-reads",
             TxnProperty::NoZombieWrites => "no-zombie-writes",
             TxnProperty::PipelineExactlyOnce => "pipeline-exactly-once",
         }
@@ -234,20 +240,30 @@ pub fn check_txns(
             });
         }
     }
-    // A consumer that processed a write of an aborted transaction read it too.
+    // A consumer that processed a write of an aborted transaction read it too; one that
+    // processed a write the final logs do not show read uncommitted data.
     for group in groups {
         for (at, event) in &group.events {
             let GroupEvent::Processed { consumer, tp, offset, write, .. } = event else { continue };
-            let Some(index) = txn_of.get(write) else { continue };
-            let txn = &history.txns[*index];
-            if txn.ended.is_some_and(|e| e.outcome == TxnOutcome::Aborted) {
-                results[TxnProperty::NoAbortedReads.index()].violation(|| {
-                    format!(
-                        "consumer c{consumer} of group {} processed {write} of aborted transaction {index} ({}) from {tp} offset {} at t={}ms",
-                        group.group, txn.client(), offset.0, at.0
-                    )
-                });
-            }
+            let aborted = txn_of.get(write).map(|i| (*i, &history.txns[*i]));
+            let aborted = aborted.filter(|(_, t)| t.ended.is_some_and(|e| e.outcome == TxnOutcome::Aborted));
+            let Some((index, txn)) = aborted else {
+                if topics.contains(&tp.topic) && !visible.contains_key(write) {
+                    results[TxnProperty::NoUncommittedReads.index()].violation(|| {
+                        format!(
+                            "consumer c{consumer} of group {} processed {write} from {tp} offset {} at t={}ms, which no read_committed reader of the final log sees",
+                            group.group, offset.0, at.0
+                        )
+                    });
+                }
+                continue;
+            };
+            results[TxnProperty::NoAbortedReads.index()].violation(|| {
+                format!(
+                    "consumer c{consumer} of group {} processed {write} of aborted transaction {index} ({}) from {tp} offset {} at t={}ms",
+                    group.group, txn.client(), offset.0, at.0
+                )
+            });
         }
     }
     for (index, txn) in history.txns.iter().enumerate() {

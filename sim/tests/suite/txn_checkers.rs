@@ -243,3 +243,34 @@ fn zombie_write_fires() {
     let growing = vec![data(0, 1, 0), marker(1, true), data(1, 2, 0), marker(2, true), data(2, 3, 0), marker(3, true)];
     assert_eq!(violations(&history(growing, txns), TxnProperty::NoZombieWrites), 0);
 }
+
+// Shows no-uncommitted-reads fires when a group processed a record the final logs do not
+// show (data read, then lost: never committed, Jepsen's reads of records never
+// written), and does not count an aborted transaction's record twice (no-aborted-reads
+// has it) nor a committed one.
+#[test]
+fn uncommitted_read_fires() {
+    use trial_sim::groups::{GroupEvent, GroupHistory, GroupProtocol};
+    let processed = |write: u64, offset: u64| GroupEvent::Processed {
+        consumer: 1,
+        generation: 1,
+        tp: TP,
+        offset: Offset(offset),
+        write: WriteId(write),
+    };
+    let mut group = GroupHistory::new("audit", GroupProtocol::Eager, vec![TOPIC]);
+    group.push(Millis(20), processed(0, 0));
+    group.push(Millis(21), processed(2, 3));
+    let quiet = check_txns(&clean(), &[TOPIC], std::slice::from_ref(&group), None);
+    assert!(
+        quiet.result(TxnProperty::NoUncommittedReads).held(),
+        "{:?}",
+        quiet.result(TxnProperty::NoUncommittedReads)
+    );
+    assert_eq!(quiet.result(TxnProperty::NoAbortedReads).violations, 1);
+    group.push(Millis(22), processed(9, 5));
+    let verdicts = check_txns(&clean(), &[TOPIC], &[group], None);
+    let result = verdicts.result(TxnProperty::NoUncommittedReads);
+    assert_eq!(result.violations, 1, "{:?}", result.examples);
+    assert!(result.examples[0].contains("processed w9 from t0-0 offset 5"), "{:?}", result.examples);
+}
