@@ -81,6 +81,12 @@ pub struct TxnConfig {
     pub append_timeout_ms: u64,
     /// How long the coordinator waits before sending a marker again.
     pub marker_retry_ms: u64,
+    /// `transaction.partition.verification.enable` (KIP-890 part 1, on since Kafka 3.6):
+    /// a leader asks the coordinator whether a transactional batch's partition is in
+    /// the producer's ongoing transaction before it takes the producer's first batch of a
+    /// transaction there.
+    #[serde(default)]
+    pub partition_verification: bool,
 }
 
 /// The broker side of consumer groups: which topic is `__consumer_offsets`, and the

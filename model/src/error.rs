@@ -148,7 +148,10 @@ impl ErrorCode {
     pub fn rejected_before_append(self) -> bool {
         matches!(
             self,
-            ErrorCode::NotEnoughReplicas | ErrorCode::OutOfOrderSequenceNumber | ErrorCode::InvalidProducerEpoch
+            ErrorCode::NotEnoughReplicas
+                | ErrorCode::OutOfOrderSequenceNumber
+                | ErrorCode::InvalidProducerEpoch
+                | ErrorCode::InvalidTxnState
         )
     }
 

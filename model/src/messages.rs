@@ -178,6 +178,9 @@ pub enum Message {
         acks: Acks,
         timeout_ms: u64,
         batches: Vec<ProduceBatch>,
+        /// A transactional producer's id (Produce v3+), which a leader verifying the
+        /// partition with the coordinator needs (KIP-890 part 1).
+        transactional_id: Option<std::sync::Arc<str>>,
     },
     ProduceResponse {
         correlation: u64,

@@ -14,8 +14,9 @@ impl Broker {
 
     pub(super) fn handle_produce(&mut self, now: Millis, request: ProduceRequest) {
         let from = request.from;
-        let busy =
-            self.parked_produces.iter().any(|p| p.from == from) || self.queued_produces.iter().any(|p| p.from == from);
+        let busy = self.parked_produces.iter().any(|p| p.from == from)
+            || self.queued_produces.iter().any(|p| p.from == from)
+            || (!self.verifying.is_empty() && self.verifying.iter().any(|v| v.from() == from));
         if busy {
             // The client's requests wait unread until its parked one is answered.
             if self.queued_produces.len() < PARKED_REQUESTS_MAX {
@@ -26,8 +27,18 @@ impl Broker {
         self.process_produce(now, request);
     }
 
-    fn process_produce(&mut self, now: Millis, request: ProduceRequest) {
-        let ProduceRequest { from, correlation, acks, timeout_ms, batches } = request;
+    pub(super) fn process_produce(&mut self, now: Millis, request: ProduceRequest) {
+        if request.transactional_id.is_some() && !request.verified {
+            if let Some(request) = self.verify_first(now, request) {
+                self.process_verified(now, request);
+            }
+            return;
+        }
+        self.process_verified(now, request);
+    }
+
+    fn process_verified(&mut self, now: Millis, request: ProduceRequest) {
+        let ProduceRequest { from, correlation, acks, timeout_ms, batches, .. } = request;
         let mut items = Vec::with_capacity(batches.len());
         let mut waiting = false;
         for batch in batches {
@@ -67,8 +78,10 @@ impl Broker {
         }
         for _ in 0..self.queued_produces.len() {
             let parked = &self.parked_produces;
+            let verifying = &self.verifying;
             let Some(index) = self.queued_produces.iter().enumerate().position(|(i, q)| {
                 !parked.iter().any(|p| p.from == q.from)
+                    && !verifying.iter().any(|v| v.from() == q.from)
                     && !self.queued_produces.iter().take(i).any(|earlier| earlier.from == q.from)
             }) else {
                 return;

@@ -105,6 +105,9 @@ struct ProduceRequest {
     acks: crate::config::Acks,
     timeout_ms: u64,
     batches: Vec<crate::messages::ProduceBatch>,
+    transactional_id: Option<std::sync::Arc<str>>,
+    /// Its partitions were verified with the transaction coordinator (KIP-890 part 1).
+    verified: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -171,6 +174,9 @@ pub struct Broker {
     /// WriteTxnMarkers requests in flight, by correlation id.
     marker_requests: BTreeMap<u64, txn::MarkerRequest>,
     parked_markers: Vec<txn::ParkedMarkers>,
+    /// Produce requests waiting for the coordinator's verification (KIP-890 part 1).
+    verifying: Vec<txn::VerifyingProduce>,
+    next_verification: u64,
     outbox: VecDeque<Action>,
 }
 
@@ -234,6 +240,8 @@ impl Broker {
             next_marker_write: 0,
             marker_requests: BTreeMap::new(),
             parked_markers: Vec::new(),
+            verifying: Vec::new(),
+            next_verification: 1,
             outbox: VecDeque::new(),
         }
     }
@@ -396,8 +404,10 @@ impl Broker {
             Message::FetchResponse { correlation, partitions } => {
                 self.handle_fetch_response(now, from, correlation, partitions)
             }
-            Message::Produce { correlation, acks, timeout_ms, batches } => {
-                self.handle_produce(now, ProduceRequest { from, correlation, acks, timeout_ms, batches })
+            Message::Produce { correlation, acks, timeout_ms, batches, transactional_id } => {
+                let request =
+                    ProduceRequest { from, correlation, acks, timeout_ms, batches, transactional_id, verified: false };
+                self.handle_produce(now, request)
             }
             Message::Metadata { correlation } => self.handle_client_metadata(from, correlation),
             Message::FindCoordinator { correlation, group } => self.handle_find_coordinator(from, correlation, &group),
@@ -418,6 +428,7 @@ impl Broker {
             Message::WriteTxnMarkersResponse { correlation, partitions } => {
                 self.handle_write_txn_markers_response(now, correlation, partitions)
             }
+            Message::TxnResponse { correlation, response } => self.handle_verification(now, correlation, *response),
             _ => {}
         }
         self.run_queued_produces(now);
@@ -448,6 +459,9 @@ impl Broker {
         // The client's unread requests go with its connection, and the one in process
         // (parked) finishes unanswered: what it appended stays, nobody hears.
         self.queued_produces.retain(|q| q.from != peer);
+        if !self.verifying.is_empty() {
+            self.verification_peer_closed(now, peer);
+        }
         let parked = self.parked_produces.len();
         self.parked_produces.retain(|p| p.from != peer);
         self.produce_answered |= self.parked_produces.len() < parked;

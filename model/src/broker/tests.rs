@@ -107,7 +107,8 @@ fn single_fetch(actions: &[Action]) -> (NodeId, u64, Vec<FetchPartition>) {
 
 fn produce(broker: &mut Broker, now: u64, correlation: u64, acks: Acks, timeout_ms: u64, writes: &[u64]) {
     let records = Arc::new(writes.iter().map(|w| record(*w)).collect());
-    let msg = Message::Produce { correlation, acks, timeout_ms, batches: vec![ProduceBatch { tp: tp(), records }] };
+    let batches = vec![ProduceBatch { tp: tp(), records }];
+    let msg = Message::Produce { correlation, acks, timeout_ms, batches, transactional_id: None };
     broker.handle_message(Millis(now), CLIENT, msg);
 }
 
@@ -440,6 +441,7 @@ fn a_resent_idempotent_batch_is_answered_from_the_cache() {
             acks: Acks::Leader,
             timeout_ms: 30_000,
             batches: vec![ProduceBatch { tp: tp(), records }],
+            transactional_id: None,
         };
         leader.handle_message(Millis(10), CLIENT, msg);
         produce_responses(&drain(leader)).pop().expect("a response").2.remove(0)

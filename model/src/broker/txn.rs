@@ -21,8 +21,8 @@ use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::log::{BrokerDisk, Payload, Record};
 use crate::messages::Message;
-use crate::txn::{txn_partition_for, TxnOutput, TxnRecord, TxnRequest};
-use crate::types::{Millis, NodeId, Offset, TopicPartition, WriteId};
+use crate::txn::{txn_partition_for, TxnOutput, TxnRecord, TxnRequest, TxnResponse};
+use crate::types::{BatchKind, Millis, NodeId, Offset, TopicPartition, WriteId};
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -422,6 +422,11 @@ impl Broker {
         );
         let end = log.log_end_offset();
         self.leader_appends += 1;
+        for held in &mut self.verifying {
+            if held.producer_id == producer_id && held.partitions.contains(&tp) {
+                held.guard_broken = true;
+            }
+        }
         Ok(end)
     }
 
@@ -478,6 +483,9 @@ impl Broker {
             }
         }
         self.answer_finished_markers(now);
+        if self.verifying.iter().any(|v| v.deadline <= now) {
+            self.expire_verifications(now);
+        }
         self.drain_txn(now);
     }
 
@@ -488,6 +496,175 @@ impl Broker {
         let writes = self.marker_writes.values().map(|w| w.send_at);
         let requests = self.marker_requests.values().map(|r| r.deadline);
         let parked = self.parked_markers.iter().map(|p| p.deadline);
-        appends.chain(writes).chain(requests).chain(parked).chain(self.txn_coordinator.poll_timeout()).min()
+        let verifying = self.verifying.iter().map(|v| v.deadline);
+        appends
+            .chain(writes)
+            .chain(requests)
+            .chain(parked)
+            .chain(verifying)
+            .chain(self.txn_coordinator.poll_timeout())
+            .min()
+    }
+}
+
+/// A transactional produce request held while the coordinator verifies its partitions
+/// (KIP-890 part 1's AddPartitionsToTxn with `verify_only`).
+#[derive(Clone, Debug)]
+pub(super) struct VerifyingProduce {
+    correlation: u64,
+    coordinator: NodeId,
+    deadline: Millis,
+    request: super::ProduceRequest,
+    /// The partitions and producer id verified.
+    partitions: Vec<TopicPartition>,
+    producer_id: NonZeroU32,
+    /// Kafka's VerificationGuard: a marker of this producer written to one of the
+    /// partitions since the verification began ends the transaction it verified, so a
+    /// positive answer no longer holds.
+    guard_broken: bool,
+}
+
+impl VerifyingProduce {
+    pub(super) fn from(&self) -> NodeId {
+        self.request.from
+    }
+}
+
+impl Broker {
+    /// KIP-890 part 1 (`ReplicaManager.appendRecords` with verification): a transactional
+    /// batch for a partition where its producer has no ongoing transaction under that
+    /// epoch waits until the coordinator says the partition is in the producer's ongoing
+    /// transaction. Returns the request when it needs no verification.
+    #[cold]
+    pub(super) fn verify_first(
+        &mut self,
+        now: Millis,
+        request: super::ProduceRequest,
+    ) -> Option<super::ProduceRequest> {
+        let enabled = self.config.txn.as_ref().is_some_and(|t| t.partition_verification);
+        let Some(transactional_id) = request.transactional_id.clone().filter(|_| enabled) else {
+            return Some(request);
+        };
+        let mut partitions = Vec::new();
+        let mut producer = None;
+        for batch in &request.batches {
+            let Some(stamp) = batch.records.first().and_then(|r| r.stamp) else { continue };
+            if stamp.kind != BatchKind::Transactional || !self.leads(batch.tp) {
+                continue;
+            }
+            let log = self.disk.logs.get_or_default(batch.tp);
+            let ongoing =
+                log.producer(stamp.pid).is_some_and(|p| p.epoch == stamp.epoch && p.current_txn_first.is_some());
+            if !ongoing {
+                partitions.push(batch.tp);
+                producer = Some((stamp.pid, stamp.epoch));
+            }
+        }
+        let Some((producer_id, epoch)) = producer else {
+            return Some(request);
+        };
+        let partitions_count = self.txn_coordinator.config().partitions;
+        let state_tp = self.config.txn.as_ref().map(|t| TopicPartition {
+            topic: t.state_topic,
+            partition: txn_partition_for(&transactional_id, partitions_count),
+        });
+        let coordinator = state_tp.and_then(|tp| self.leaders.get(&tp).and_then(|(leader, _)| *leader));
+        let Some(coordinator) = coordinator.filter(|_| self.verifying.len() < PARKED_REQUESTS_MAX) else {
+            // No coordinator to ask: a retriable refusal (what Kafka answers old clients).
+            self.refuse_produce(request, ErrorCode::NotEnoughReplicas);
+            return None;
+        };
+        let correlation = self.next_verification;
+        self.next_verification += 1;
+        let txn_request = TxnRequest::AddPartitions {
+            transactional_id: transactional_id.to_string(),
+            producer_id,
+            epoch,
+            partitions: partitions.clone(),
+            verify_only: true,
+        };
+        let deadline = now.plus(request.timeout_ms);
+        let held = VerifyingProduce {
+            correlation,
+            coordinator,
+            deadline,
+            request,
+            partitions,
+            producer_id,
+            guard_broken: false,
+        };
+        self.verifying.push(held);
+        self.send(coordinator, Message::Txn { correlation, request: Box::new(txn_request) });
+        None
+    }
+
+    fn leads(&self, tp: TopicPartition) -> bool {
+        self.replicas.get(&tp).is_some_and(|r| matches!(r.role, super::Role::Leader { .. }))
+    }
+
+    /// Answers every batch of `request` with `error` (nothing was appended).
+    fn refuse_produce(&mut self, request: super::ProduceRequest, error: ErrorCode) {
+        self.produce_answered = true;
+        if request.acks == Acks::None {
+            return;
+        }
+        let partitions = request
+            .batches
+            .iter()
+            .map(|b| crate::messages::ProducePartitionResponse { tp: b.tp, error, base_offset: None })
+            .collect();
+        self.send(request.from, Message::ProduceResponse { correlation: request.correlation, partitions });
+    }
+
+    /// The coordinator's verdict on a held produce: append it, or refuse it —
+    /// INVALID_TXN_STATE for a partition outside the producer's transaction, the epoch and
+    /// id errors as they are, the coordinator's retriable ones as NOT_ENOUGH_REPLICAS.
+    #[cold]
+    pub(super) fn handle_verification(&mut self, now: Millis, correlation: u64, response: TxnResponse) {
+        let Some(index) = self.verifying.iter().position(|v| v.correlation == correlation) else { return };
+        let held = self.verifying.swap_remove(index);
+        match response.error() {
+            // The transaction it verified ended meanwhile (its marker is in the log).
+            ErrorCode::None if held.guard_broken => self.refuse_produce(held.request, ErrorCode::InvalidTxnState),
+            ErrorCode::None => {
+                self.produce_answered = true;
+                let request = super::ProduceRequest { verified: true, ..held.request };
+                self.process_produce(now, request);
+            }
+            error @ (ErrorCode::InvalidTxnState | ErrorCode::ProducerFenced | ErrorCode::InvalidProducerIdMapping) => {
+                self.refuse_produce(held.request, error)
+            }
+            _ => self.refuse_produce(held.request, ErrorCode::NotEnoughReplicas),
+        }
+    }
+
+    /// A peer's connection closed: its held produces go (a client), or fail retriably
+    /// (the coordinator they wait for).
+    #[cold]
+    pub(super) fn verification_peer_closed(&mut self, _now: Millis, peer: NodeId) {
+        self.verifying.retain(|v| v.request.from != peer);
+        let mut index = 0;
+        while index < self.verifying.len() {
+            if self.verifying[index].coordinator == peer {
+                let held = self.verifying.swap_remove(index);
+                self.refuse_produce(held.request, ErrorCode::NotEnoughReplicas);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Held produces whose verification took longer than their request timeout.
+    #[cold]
+    pub(super) fn expire_verifications(&mut self, now: Millis) {
+        let mut index = 0;
+        while index < self.verifying.len() {
+            if self.verifying[index].deadline <= now {
+                let held = self.verifying.swap_remove(index);
+                self.refuse_produce(held.request, ErrorCode::NotEnoughReplicas);
+            } else {
+                index += 1;
+            }
+        }
     }
 }

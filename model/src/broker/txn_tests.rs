@@ -23,7 +23,13 @@ const STATE: TopicPartition = TopicPartition { topic: TopicId(1), partition: 0 }
 
 fn config() -> BrokerConfig {
     let coordinator = TxnCoordinatorConfig { partitions: 1, ..TxnCoordinatorConfig::default() };
-    let txn = TxnConfig { state_topic: STATE.topic, coordinator, append_timeout_ms: 5_000, marker_retry_ms: 100 };
+    let txn = TxnConfig {
+        state_topic: STATE.topic,
+        coordinator,
+        append_timeout_ms: 5_000,
+        marker_retry_ms: 100,
+        partition_verification: false,
+    };
     BrokerConfig { txn: Some(txn), ..BrokerConfig::default() }
 }
 
@@ -47,7 +53,17 @@ fn start(id: u32, disk: BrokerDisk, data_leader: u32, state_leader: u32) -> Brok
 
 /// [`start`], with the actions of the registration.
 fn start_with_actions(id: u32, disk: BrokerDisk, data_leader: u32, state_leader: u32) -> (Broker, Vec<Action>) {
-    let mut broker = Broker::new(NodeId(id), CONTROLLER, config(), disk, 1, Millis(0));
+    start_configured(id, disk, data_leader, state_leader, config())
+}
+
+fn start_configured(
+    id: u32,
+    disk: BrokerDisk,
+    data_leader: u32,
+    state_leader: u32,
+    config: BrokerConfig,
+) -> (Broker, Vec<Action>) {
+    let mut broker = Broker::new(NodeId(id), CONTROLLER, config, disk, 1, Millis(0));
     let topic = |id: TopicId, name: &str| TopicMeta { id, name: name.into(), partitions: 1, min_insync_replicas: 1 };
     let metadata = MetadataDelta {
         version: 1,
@@ -127,7 +143,7 @@ fn produce_txn(
     broker.handle_message(
         Millis(now),
         CLIENT,
-        Message::Produce { correlation: now, acks: Acks::All, timeout_ms: 30_000, batches },
+        Message::Produce { correlation: now, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id: None },
     );
     let actions = drain(broker);
     sends_of_kind(&actions, MessageKind::ProduceResponse)
@@ -290,4 +306,127 @@ fn a_lost_marker_request_is_sent_again() {
     let resent = sends_of_kind(&drain(&mut coordinator), MessageKind::WriteTxnMarkers);
     assert_eq!(resent.len(), 1, "sent again after the request timeout");
     assert_eq!(coordinator.txn_state(ID).map(|s| s.state), Some(TxnState::PrepareAbort));
+}
+
+/// A transactional batch of `write` sent as the client sends it (with its transactional
+/// id), the broker's requests to itself carried back to it; the produce answer.
+fn produce_verified(broker: &mut Broker, now: u64, producer: (NonZeroU32, u16), write: u64) -> ErrorCode {
+    let stamp = Stamp { pid: producer.0, epoch: producer.1, index: 0, sequence: 0, kind: BatchKind::Transactional };
+    let record = Record {
+        write: WriteId(write),
+        key: None,
+        producer: ProducerId(CLIENT.0),
+        sequence: 0,
+        timestamp: Millis(now),
+        stamp: Some(stamp),
+    };
+    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![record]) }];
+    let transactional_id = Some(Arc::from(ID));
+    let msg = Message::Produce { correlation: now, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id };
+    broker.handle_message(Millis(now), CLIENT, msg);
+    let me = broker.id;
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let actions = drain(broker);
+        if actions.is_empty() {
+            break;
+        }
+        for action in actions {
+            match action {
+                Action::Send { to, msg } if to == me => broker.handle_message(Millis(now), me, msg),
+                Action::Send { msg: Message::ProduceResponse { partitions, .. }, .. } => answers.extend(partitions),
+                _ => {}
+            }
+        }
+    }
+    answers.first().map_or(ErrorCode::RequestTimedOut, |p| p.error)
+}
+
+// Shows KIP-890 part 1 (transaction.partition.verification.enable): the leader asks the
+// coordinator before it takes a producer's first transactional batch in a partition; a
+// partition the producer never added to its ongoing transaction (a late produce of an
+// ended one) is refused with INVALID_TXN_STATE and nothing is appended, and once
+// AddPartitionsToTxn added it the batch goes in. With verification off it goes in anyway.
+#[test]
+fn partition_verification_refuses_a_partition_outside_the_transaction() {
+    let mut verifying = config();
+    if let Some(txn) = verifying.txn.as_mut() {
+        txn.partition_verification = true;
+    }
+    let mut broker = start_configured(0, BrokerDisk::default(), 0, 0, verifying).0;
+    let producer = init(&mut broker, 1);
+    assert_eq!(produce_verified(&mut broker, 2, producer, 7), ErrorCode::InvalidTxnState);
+    assert_eq!(broker.log(DATA).map_or(0, |l| l.log_end_offset().0), 0, "nothing appended");
+    assert_eq!(add_partition(&mut broker, 3, producer), ErrorCode::None);
+    assert_eq!(produce_verified(&mut broker, 4, producer, 8), ErrorCode::None);
+    assert_eq!(broker.log(DATA).map_or(0, |l| l.log_end_offset().0), 1);
+
+    let mut plain = start(0, BrokerDisk::default(), 0, 0);
+    let producer = init(&mut plain, 1);
+    assert_eq!(produce_verified(&mut plain, 2, producer, 7), ErrorCode::None, "no verification: taken");
+}
+
+// Shows KIP-890 part 1's verification guard: a marker of the producer written to the
+// partition while its verification was on the way ends the transaction the coordinator
+// then vouches for, so the held batch is refused (INVALID_TXN_STATE) instead of opening
+// a transaction no coordinator knows (Kafka's VerificationGuard).
+#[test]
+fn a_marker_during_verification_voids_it() {
+    let mut verifying = config();
+    if let Some(txn) = verifying.txn.as_mut() {
+        txn.partition_verification = true;
+    }
+    let mut broker = start_configured(0, BrokerDisk::default(), 0, 0, verifying).0;
+    let producer = init(&mut broker, 1);
+    assert_eq!(add_partition(&mut broker, 2, producer), ErrorCode::None);
+    let stamp = Stamp { pid: producer.0, epoch: producer.1, index: 0, sequence: 0, kind: BatchKind::Transactional };
+    let record = Record {
+        write: WriteId(7),
+        key: None,
+        producer: ProducerId(CLIENT.0),
+        sequence: 0,
+        timestamp: Millis(3),
+        stamp: Some(stamp),
+    };
+    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![record]) }];
+    let msg = Message::Produce {
+        correlation: 3,
+        acks: Acks::All,
+        timeout_ms: 30_000,
+        batches,
+        transactional_id: Some(Arc::from(ID)),
+    };
+    broker.handle_message(Millis(3), CLIENT, msg);
+    let verification: Vec<Message> =
+        sends_of_kind(&drain(&mut broker), MessageKind::Txn).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(verification.len(), 1, "the leader asks the coordinator first");
+    let markers = Message::WriteTxnMarkers {
+        correlation: 99,
+        producer_id: producer.0,
+        epoch: producer.1,
+        commit: false,
+        partitions: vec![DATA],
+    };
+    broker.handle_message(Millis(4), NodeId(0), markers);
+    drain(&mut broker);
+    let me = broker.id;
+    let mut pending: Vec<Message> = verification;
+    let mut answer = None;
+    for _ in 0..10 {
+        for msg in std::mem::take(&mut pending) {
+            broker.handle_message(Millis(5), me, msg);
+        }
+        for action in drain(&mut broker) {
+            match action {
+                Action::Send { to, msg: msg @ Message::TxnResponse { .. } } if to == me => pending.push(msg),
+                Action::Send { msg: Message::ProduceResponse { partitions, .. }, .. } => {
+                    answer = Some(partitions[0].error)
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(answer, Some(ErrorCode::InvalidTxnState));
+    let log = broker.log(DATA).expect("the marker's partition");
+    assert_eq!(log.log_end_offset().0, 1, "only the marker is in the log");
 }

@@ -860,6 +860,7 @@ impl Producer {
             acks: self.config.acks,
             timeout_ms: self.config.request_timeout_ms,
             batches: wire,
+            transactional_id: None,
         };
         self.outbox.push_back(Action::Send { to: broker, msg });
         if self.config.acks == Acks::None {

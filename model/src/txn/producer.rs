@@ -193,12 +193,15 @@ pub struct TxnProducer {
     /// The group coordinator request out: (call, correlation, to, deadline).
     group_call: Option<(GroupCall, u64, NodeId, Millis)>,
     group_retry_at: Millis,
+    /// The transactional id as produce requests carry it.
+    wire_id: Arc<str>,
     next_correlation: u64,
     outbox: VecDeque<Action>,
 }
 
 impl TxnProducer {
     pub fn new(id: NodeId, config: TxnProducerConfig, bootstrap: Vec<NodeId>) -> TxnProducer {
+        let wire_id = Arc::from(config.transactional_id.as_str());
         TxnProducer {
             id,
             config,
@@ -221,6 +224,7 @@ impl TxnProducer {
             group_coordinator: None,
             group_call: None,
             group_retry_at: Millis::ZERO,
+            wire_id,
             next_correlation: 1,
             outbox: VecDeque::new(),
         }
@@ -820,6 +824,7 @@ impl TxnProducer {
                 acks: Acks::All,
                 timeout_ms: self.config.request_timeout_ms,
                 batches: vec![ProduceBatch { tp, records }],
+                transactional_id: Some(self.wire_id.clone()),
             };
             self.send(leader, msg);
         }

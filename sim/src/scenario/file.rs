@@ -137,6 +137,8 @@ struct RawTransactions {
     delivery_timeout_ms: Option<Spanned<u64>>,
     /// KIP-890 part 2 (transaction version 2): EndTxn bumps the epoch. On, as in Kafka 4.0.
     kip890: Option<bool>,
+    /// KIP-890 part 1 (`transaction.partition.verification.enable`): on, as since Kafka 3.6.
+    partition_verification: Option<bool>,
     state_partitions: Option<Spanned<u32>>,
     state_replication_factor: Option<Spanned<u32>>,
     state_min_insync_replicas: Option<Spanned<u32>>,
@@ -264,7 +266,11 @@ impl Validator<'_> {
         let consumers = groups.iter().map(|g| g.consumers as usize).sum::<usize>();
         let faults = self.faults(&raw.faults, brokers, producers.len(), consumers, &topics, duration_ms)?;
         let nemesis = raw.nemesis.as_ref().map(|n| self.nemesis(n, brokers)).transpose()?;
-        let expect = self.expect(raw.expect.as_ref())?;
+        let mut expect = self.expect(raw.expect.as_ref())?;
+        if raw.expect.is_none() && pipeline.is_none() {
+            // "Every property holds" means every property this scenario can judge.
+            expect.txn_hold.retain(|p| *p != crate::txns::TxnProperty::PipelineExactlyOnce);
+        }
         let pipeline_claimed = [&expect.txn_hold, &expect.txn_violate]
             .iter()
             .any(|list| list.contains(&crate::txns::TxnProperty::PipelineExactlyOnce));
@@ -1025,8 +1031,13 @@ impl Validator<'_> {
             offsets_partitions,
             ..coordinator_defaults
         };
-        broker.txn =
-            Some(trial_model::TxnConfig { state_topic, coordinator, append_timeout_ms: 5_000, marker_retry_ms: 100 });
+        broker.txn = Some(trial_model::TxnConfig {
+            state_topic,
+            coordinator,
+            append_timeout_ms: 5_000,
+            marker_retry_ms: 100,
+            partition_verification: t.partition_verification.unwrap_or(true),
+        });
         Ok(TxnSpec { producers, topic: TopicId(topic as u32), records_per_txn, abort_ratio, interval_ms, config })
     }
 

@@ -55,10 +55,12 @@ pub enum AxisKey {
     /// `[protocol] commit_fencing`: the group coordinators' generation checks on commits
     /// (OffsetCommit and, KIP-447, TxnOffsetCommit).
     CommitFencing,
+    /// `[transactions] partition_verification` (KIP-890 part 1).
+    PartitionVerification,
 }
 
 impl AxisKey {
-    pub const ALL: [AxisKey; 10] = [
+    pub const ALL: [AxisKey; 11] = [
         AxisKey::Acks,
         AxisKey::Retries,
         AxisKey::MaxInFlight,
@@ -69,6 +71,7 @@ impl AxisKey {
         AxisKey::Kip890,
         AxisKey::IsolationLevel,
         AxisKey::CommitFencing,
+        AxisKey::PartitionVerification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +86,7 @@ impl AxisKey {
             AxisKey::Kip890 => "kip890",
             AxisKey::IsolationLevel => "isolation_level",
             AxisKey::CommitFencing => "commit_fencing",
+            AxisKey::PartitionVerification => "partition_verification",
         }
     }
 
@@ -141,6 +145,7 @@ pub enum Setting {
     Kip890(bool),
     ReadCommitted(bool),
     CommitFencing(bool),
+    PartitionVerification(bool),
 }
 
 impl fmt::Display for Setting {
@@ -149,7 +154,10 @@ impl fmt::Display for Setting {
         match self {
             Setting::Acks(acks) => write!(f, "{}", acks.name()),
             Setting::Retries(v) | Setting::MaxInFlight(v) | Setting::MaxPollRecords(v) => write!(f, "{v}"),
-            Setting::Idempotence(on) | Setting::Kip890(on) | Setting::CommitFencing(on) => write!(f, "{on}"),
+            Setting::Idempotence(on)
+            | Setting::Kip890(on)
+            | Setting::CommitFencing(on)
+            | Setting::PartitionVerification(on) => write!(f, "{on}"),
             Setting::ReadCommitted(true) => write!(f, "read_committed"),
             Setting::ReadCommitted(false) => write!(f, "read_uncommitted"),
             Setting::Commit(commit) => write!(f, "{}", commit.name()),
@@ -249,6 +257,10 @@ impl Matrix {
         for (key, value) in &cell.settings {
             if let (Setting::Kip890(on), Some(txn)) = (value, scenario.broker.txn.as_mut()) {
                 txn.coordinator.bump_epoch_per_transaction = *on;
+                continue;
+            }
+            if let (Setting::PartitionVerification(on), Some(txn)) = (value, scenario.broker.txn.as_mut()) {
+                txn.partition_verification = *on;
                 continue;
             }
             if let (Setting::CommitFencing(on), Some(groups)) = (value, scenario.broker.groups.as_mut()) {
@@ -379,6 +391,7 @@ struct RawMatrix {
     kip890: Option<Spanned<Vec<bool>>>,
     isolation_level: Option<Spanned<Vec<String>>>,
     commit_fencing: Option<Spanned<Vec<bool>>>,
+    partition_verification: Option<Spanned<Vec<bool>>>,
     #[serde(default)]
     expect: Vec<Spanned<RawCellExpect>>,
 }
@@ -467,6 +480,17 @@ impl Validator<'_> {
             };
             axes.push((list.span(), self.axis(AxisKey::IsolationLevel, list, parse)?));
         }
+        if let Some(list) = &m.partition_verification {
+            if scenario.transactions.is_none() {
+                return self.error(
+                    list.span(),
+                    "matrix.partition_verification",
+                    "the scenario has no [transactions] for this axis to set",
+                );
+            }
+            let setting = |v: &bool| Ok(Setting::PartitionVerification(*v));
+            axes.push((list.span(), self.axis(AxisKey::PartitionVerification, list, setting)?));
+        }
         if let Some(list) = &m.commit_fencing {
             if scenario.broker.groups.is_none() {
                 return self.error(
@@ -486,7 +510,8 @@ impl Validator<'_> {
             if axis.key.is_producer() && scenario.producers.is_empty() {
                 return self.error(span.clone(), &key, "the scenario has no producers for this axis to set");
             }
-            let cluster_wide = matches!(axis.key, AxisKey::Kip890 | AxisKey::CommitFencing);
+            let cluster_wide =
+                matches!(axis.key, AxisKey::Kip890 | AxisKey::CommitFencing | AxisKey::PartitionVerification);
             if !axis.key.is_producer() && !cluster_wide && scenario.groups.is_empty() {
                 return self.error(span.clone(), &key, "the scenario has no [[groups]] for this axis to set");
             }

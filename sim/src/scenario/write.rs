@@ -186,11 +186,12 @@ impl Scenario {
             );
             let _ = writeln!(
                 out,
-                "transaction_timeout_ms = {}\nrequest_timeout_ms = {}\ndelivery_timeout_ms = {}\nkip890 = {}",
+                "transaction_timeout_ms = {}\nrequest_timeout_ms = {}\ndelivery_timeout_ms = {}\nkip890 = {}\npartition_verification = {}",
                 t.config.transaction_timeout_ms,
                 t.config.request_timeout_ms,
                 t.config.delivery_timeout_ms,
-                settings.coordinator.bump_epoch_per_transaction
+                settings.coordinator.bump_epoch_per_transaction,
+                settings.partition_verification
             );
             let _ = writeln!(
                 out,

@@ -22,7 +22,13 @@ fn tp(partition: u32) -> TopicPartition {
 
 fn broker() -> Broker {
     let coordinator = TxnCoordinatorConfig { partitions: 1, ..TxnCoordinatorConfig::default() };
-    let txn = TxnConfig { state_topic: STATE, coordinator, append_timeout_ms: 5_000, marker_retry_ms: 100 };
+    let txn = TxnConfig {
+        state_topic: STATE,
+        coordinator,
+        append_timeout_ms: 5_000,
+        marker_retry_ms: 100,
+        partition_verification: false,
+    };
     let config = BrokerConfig { txn: Some(txn), ..BrokerConfig::default() };
     let mut broker = Broker::new(BROKER, CONTROLLER, config, BrokerDisk::default(), 1, Millis(0));
     let state = |tp: TopicPartition| PartitionState {
