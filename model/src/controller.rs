@@ -196,8 +196,13 @@ impl Controller {
             && self.config.protocol.registration == Registration::Kraft
         {
             // KRaft's ClusterControlManager: the old life must be fenced first.
-            let metadata =
-                MetadataDelta { version: 0, topics: Vec::new(), partitions: Vec::new(), fenced_brokers: Vec::new() };
+            let metadata = MetadataDelta {
+                version: 0,
+                topics: Vec::new(),
+                partitions: Vec::new(),
+                fenced_brokers: Vec::new(),
+                base: None,
+            };
             let error = ErrorCode::DuplicateBrokerRegistration;
             self.send(broker, Message::BrokerRegistrationResponse { error, broker_epoch: BrokerEpoch(0), metadata });
             return;
@@ -466,6 +471,7 @@ impl Controller {
             topics: self.disk.topics.iter().map(|topic| topic.meta.clone()).collect(),
             partitions: self.disk.partitions.values().cloned().collect(),
             fenced_brokers: self.fenced_brokers(),
+            base: None,
         }
     }
 
@@ -480,8 +486,9 @@ impl Controller {
         let partitions: Vec<PartitionState> =
             changed.iter().filter_map(|tp| self.disk.partitions.get(tp).cloned()).collect();
         let fenced_brokers = self.fenced_brokers();
-        let delta =
-            MetadataDelta { version: self.disk.metadata_version, topics: Vec::new(), partitions, fenced_brokers };
+        let version = self.disk.metadata_version;
+        let base = Some(version - 1);
+        let delta = MetadataDelta { version, topics: Vec::new(), partitions, fenced_brokers, base };
         let targets: Vec<NodeId> = self.disk.brokers.keys().copied().collect();
         for broker in targets {
             self.send(broker, Message::MetadataUpdate(delta.clone()));

@@ -43,6 +43,10 @@ pub struct MetadataDelta {
     /// Brokers the controller has fenced (KRaft `BrokerRegistrationChangeRecord`); a
     /// leader does not count them as caught up (KIP-841).
     pub fenced_brokers: Vec<NodeId>,
+    /// A delta's: the version it follows (a broker that has not seen that version missed
+    /// a push). None for a snapshot of everything.
+    #[serde(default)]
+    pub base: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

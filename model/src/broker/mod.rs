@@ -503,7 +503,14 @@ impl Broker {
         if delta.version >= self.metadata_version {
             self.fenced_brokers = delta.fenced_brokers;
         }
-        self.metadata_version = self.metadata_version.max(delta.version);
+        // A delta that follows a version this broker never saw is applied (partitions are
+        // guarded by their epochs) but does not move the version: the next heartbeat then
+        // reports the gap and brings a snapshot, as a KRaft broker's metadata log fetch
+        // never skips a record. (Moving it on would lose the missed push for good.)
+        let contiguous = delta.base.is_none_or(|base| base <= self.metadata_version);
+        if contiguous {
+            self.metadata_version = self.metadata_version.max(delta.version);
+        }
         for topic in delta.topics {
             self.topics.insert(topic.id.0, topic);
         }

@@ -70,6 +70,7 @@ fn start_configured(
         topics: vec![topic(DATA.topic, "orders"), topic(STATE.topic, "__transaction_state")],
         partitions: vec![single_replica(DATA, data_leader, 0), single_replica(STATE, state_leader, 0)],
         fenced_brokers: vec![],
+        base: None,
     };
     let response =
         Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch: BrokerEpoch(1), metadata };

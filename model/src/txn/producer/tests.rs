@@ -48,6 +48,7 @@ fn broker() -> Broker {
         ],
         partitions: vec![state(tp(0)), state(tp(1)), state(TopicPartition { topic: STATE, partition: 0 })],
         fenced_brokers: vec![],
+        base: None,
     };
     let response =
         Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch: BrokerEpoch(1), metadata };
