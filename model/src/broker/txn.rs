@@ -126,6 +126,11 @@ impl Broker {
     pub(super) fn drain_txn(&mut self, now: Millis) {
         while let Some(output) = self.txn_coordinator.poll_output() {
             match output {
+                // This broker's own verification (KIP-890 part 1): answered in place, as
+                // its markers are (no message to itself).
+                TxnOutput::Respond { to, correlation, response } if to == self.id => {
+                    self.handle_verification(now, correlation, response)
+                }
                 TxnOutput::Respond { to, correlation, response } => {
                     self.send(to, Message::TxnResponse { correlation, response: Box::new(response) })
                 }
@@ -594,7 +599,11 @@ impl Broker {
             guard_broken: false,
         };
         self.verifying.push(held);
-        self.send(coordinator, Message::Txn { correlation, request: Box::new(txn_request) });
+        if coordinator == self.id {
+            self.handle_txn_request(now, self.id, correlation, txn_request);
+        } else {
+            self.send(coordinator, Message::Txn { correlation, request: Box::new(txn_request) });
+        }
         None
     }
 

@@ -370,16 +370,16 @@ fn partition_verification_refuses_a_partition_outside_the_transaction() {
 // Shows KIP-890 part 1's verification guard: a marker of the producer written to the
 // partition while its verification was on the way ends the transaction the coordinator
 // then vouches for, so the held batch is refused (INVALID_TXN_STATE) instead of opening
-// a transaction no coordinator knows (Kafka's VerificationGuard).
+// a transaction no coordinator knows (Kafka's VerificationGuard). The coordinator is
+// another broker here (node 1); its answer is written by hand.
 #[test]
 fn a_marker_during_verification_voids_it() {
     let mut verifying = config();
     if let Some(txn) = verifying.txn.as_mut() {
         txn.partition_verification = true;
     }
-    let mut broker = start_configured(0, BrokerDisk::default(), 0, 0, verifying).0;
-    let producer = init(&mut broker, 1);
-    assert_eq!(add_partition(&mut broker, 2, producer), ErrorCode::None);
+    let mut broker = start_configured(0, BrokerDisk::default(), 0, 1, verifying).0;
+    let producer = (NonZeroU32::new(77).expect("non-zero"), 0);
     let stamp = Stamp { pid: producer.0, epoch: producer.1, index: 0, sequence: 0, kind: BatchKind::Transactional };
     let record = Record {
         write: WriteId(7),
@@ -390,44 +390,33 @@ fn a_marker_during_verification_voids_it() {
         stamp: Some(stamp),
     };
     let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![record]) }];
-    let msg = Message::Produce {
-        correlation: 3,
-        acks: Acks::All,
-        timeout_ms: 30_000,
-        batches,
-        transactional_id: Some(Arc::from(ID)),
-    };
+    let transactional_id = Some(Arc::from(ID));
+    let msg = Message::Produce { correlation: 3, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id };
     broker.handle_message(Millis(3), CLIENT, msg);
-    let verification: Vec<Message> =
-        sends_of_kind(&drain(&mut broker), MessageKind::Txn).into_iter().map(|(_, m)| m).collect();
-    assert_eq!(verification.len(), 1, "the leader asks the coordinator first");
+    let asked = sends_of_kind(&drain(&mut broker), MessageKind::Txn);
+    let correlation = match asked.as_slice() {
+        [(to, Message::Txn { correlation, request })] if *to == NodeId(1) => {
+            assert!(matches!(**request, TxnRequest::AddPartitions { verify_only: true, .. }), "{request:?}");
+            *correlation
+        }
+        other => panic!("the leader must ask the coordinator first: {other:?}"),
+    };
     let markers = Message::WriteTxnMarkers {
         correlation: 99,
         producer_id: producer.0,
-        epoch: producer.1,
+        epoch: 0,
         commit: false,
         partitions: vec![DATA],
     };
-    broker.handle_message(Millis(4), NodeId(0), markers);
+    broker.handle_message(Millis(4), NodeId(1), markers);
     drain(&mut broker);
-    let me = broker.id;
-    let mut pending: Vec<Message> = verification;
-    let mut answer = None;
-    for _ in 0..10 {
-        for msg in std::mem::take(&mut pending) {
-            broker.handle_message(Millis(5), me, msg);
-        }
-        for action in drain(&mut broker) {
-            match action {
-                Action::Send { to, msg: msg @ Message::TxnResponse { .. } } if to == me => pending.push(msg),
-                Action::Send { msg: Message::ProduceResponse { partitions, .. }, .. } => {
-                    answer = Some(partitions[0].error)
-                }
-                _ => {}
-            }
-        }
-    }
-    assert_eq!(answer, Some(ErrorCode::InvalidTxnState));
-    let log = broker.log(DATA).expect("the marker's partition");
-    assert_eq!(log.log_end_offset().0, 1, "only the marker is in the log");
+    let vouched = TxnResponse::AddPartitions { error: ErrorCode::None };
+    broker.handle_message(Millis(5), NodeId(1), Message::TxnResponse { correlation, response: Box::new(vouched) });
+    let answers = sends_of_kind(&drain(&mut broker), MessageKind::ProduceResponse);
+    let error = answers.iter().find_map(|(_, m)| match m {
+        Message::ProduceResponse { partitions, .. } => Some(partitions[0].error),
+        _ => None,
+    });
+    assert_eq!(error, Some(ErrorCode::InvalidTxnState));
+    assert_eq!(broker.log(DATA).map_or(0, |l| l.log_end_offset().0), 1, "only the marker is in the log");
 }
