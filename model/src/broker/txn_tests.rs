@@ -309,19 +309,32 @@ fn a_lost_marker_request_is_sent_again() {
     assert_eq!(coordinator.txn_state(ID).map(|s| s.state), Some(TxnState::PrepareAbort));
 }
 
-/// A transactional batch of `write` sent as the client sends it (with its transactional
-/// id), the broker's requests to itself carried back to it; the produce answer.
-fn produce_verified(broker: &mut Broker, now: u64, producer: (NonZeroU32, u16), write: u64) -> ErrorCode {
+/// The broker config with partition verification on (KIP-890 part 1).
+fn verifying() -> BrokerConfig {
+    let mut config = config();
+    if let Some(txn) = config.txn.as_mut() {
+        txn.partition_verification = true;
+    }
+    config
+}
+
+/// `producer`'s transactional record of `write`, the first of its batch (sequence 0).
+fn txn_record(producer: (NonZeroU32, u16), write: u64, now: u64) -> Record {
     let stamp = Stamp { pid: producer.0, epoch: producer.1, index: 0, sequence: 0, kind: BatchKind::Transactional };
-    let record = Record {
+    Record {
         write: WriteId(write),
         key: None,
         producer: ProducerId(CLIENT.0),
         sequence: 0,
         timestamp: Millis(now),
         stamp: Some(stamp),
-    };
-    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![record]) }];
+    }
+}
+
+/// A transactional batch of `write` sent as the client sends it (with its transactional
+/// id), the broker's requests to itself carried back to it; the produce answer.
+fn produce_verified(broker: &mut Broker, now: u64, producer: (NonZeroU32, u16), write: u64) -> ErrorCode {
+    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![txn_record(producer, write, now)]) }];
     let transactional_id = Some(Arc::from(ID));
     let msg = Message::Produce { correlation: now, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id };
     broker.handle_message(Millis(now), CLIENT, msg);
@@ -350,11 +363,7 @@ fn produce_verified(broker: &mut Broker, now: u64, producer: (NonZeroU32, u16), 
 // AddPartitionsToTxn added it the batch goes in. With verification off it goes in anyway.
 #[test]
 fn partition_verification_refuses_a_partition_outside_the_transaction() {
-    let mut verifying = config();
-    if let Some(txn) = verifying.txn.as_mut() {
-        txn.partition_verification = true;
-    }
-    let mut broker = start_configured(0, BrokerDisk::default(), 0, 0, verifying).0;
+    let mut broker = start_configured(0, BrokerDisk::default(), 0, 0, verifying()).0;
     let producer = init(&mut broker, 1);
     assert_eq!(produce_verified(&mut broker, 2, producer, 7), ErrorCode::InvalidTxnState);
     assert_eq!(broker.log(DATA).map_or(0, |l| l.log_end_offset().0), 0, "nothing appended");
@@ -374,22 +383,9 @@ fn partition_verification_refuses_a_partition_outside_the_transaction() {
 // another broker here (node 1); its answer is written by hand.
 #[test]
 fn a_marker_during_verification_voids_it() {
-    let mut verifying = config();
-    if let Some(txn) = verifying.txn.as_mut() {
-        txn.partition_verification = true;
-    }
-    let mut broker = start_configured(0, BrokerDisk::default(), 0, 1, verifying).0;
+    let mut broker = start_configured(0, BrokerDisk::default(), 0, 1, verifying()).0;
     let producer = (NonZeroU32::new(77).expect("non-zero"), 0);
-    let stamp = Stamp { pid: producer.0, epoch: producer.1, index: 0, sequence: 0, kind: BatchKind::Transactional };
-    let record = Record {
-        write: WriteId(7),
-        key: None,
-        producer: ProducerId(CLIENT.0),
-        sequence: 0,
-        timestamp: Millis(3),
-        stamp: Some(stamp),
-    };
-    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![record]) }];
+    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![txn_record(producer, 7, 3)]) }];
     let transactional_id = Some(Arc::from(ID));
     let msg = Message::Produce { correlation: 3, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id };
     broker.handle_message(Millis(3), CLIENT, msg);

@@ -47,21 +47,32 @@ fn txn(writes: &[u64], outcome: TxnOutcome) -> TxnOp {
     }
 }
 
+/// Partition `tp` whose only replica, the leader, holds `log`, all of it below the HW.
+fn led(tp: TopicPartition, log: Vec<LogEntry>) -> PartitionFinal {
+    let hw = Offset(log.len() as u64);
+    PartitionFinal {
+        tp,
+        leader: Some(NodeId(0)),
+        leader_epoch: 0,
+        isr: vec![NodeId(0)],
+        elr: Vec::new(),
+        replicas: vec![ReplicaFinal { broker: NodeId(0), high_watermark: hw, log }],
+    }
+}
+
 /// One partition whose leader holds `log`, all of it below the high watermark.
 fn history(log: Vec<LogEntry>, txns: Vec<TxnOp>) -> History {
-    let hw = log.len() as u64;
-    History {
-        txns,
-        partitions: vec![PartitionFinal {
-            tp: TP,
-            leader: Some(NodeId(0)),
-            leader_epoch: 0,
-            isr: vec![NodeId(0)],
-            elr: Vec::new(),
-            replicas: vec![ReplicaFinal { broker: NodeId(0), high_watermark: Offset(hw), log }],
-        }],
-        converged: true,
-        ..History::default()
+    History { txns, partitions: vec![led(TP, log)], converged: true, ..History::default() }
+}
+
+/// Consumer `consumer` of a group processed `write` from `TP` at `offset`.
+fn processed(consumer: u32, write: u64, offset: u64) -> trial_sim::groups::GroupEvent {
+    trial_sim::groups::GroupEvent::Processed {
+        consumer,
+        generation: 1,
+        tp: TP,
+        offset: Offset(offset),
+        write: WriteId(write),
     }
 }
 
@@ -134,14 +145,8 @@ fn hanging_transaction_fires() {
 // and stays quiet when it processed only committed ones.
 #[test]
 fn a_consumer_processing_aborted_data_fires() {
-    use trial_sim::groups::{GroupEvent, GroupHistory, GroupProtocol};
-    let processed = |write: u64, offset: u64| GroupEvent::Processed {
-        consumer: 0,
-        generation: 1,
-        tp: TP,
-        offset: Offset(offset),
-        write: WriteId(write),
-    };
+    use trial_sim::groups::{GroupHistory, GroupProtocol};
+    let processed = |write: u64, offset: u64| processed(0, write, offset);
     let mut group = GroupHistory::new("audit", GroupProtocol::Eager, vec![TOPIC]);
     group.push(Millis(20), processed(0, 0));
     group.push(Millis(21), processed(1, 1));
@@ -171,17 +176,9 @@ fn pipeline_history(output: Vec<LogEntry>, txns: Vec<TxnOp>, converged: bool) ->
         };
         LogEntry { leader_epoch: LeaderEpoch(0), record }
     };
-    let partition = |tp: TopicPartition, log: Vec<LogEntry>| PartitionFinal {
-        tp,
-        leader: Some(NodeId(0)),
-        leader_epoch: 0,
-        isr: vec![NodeId(0)],
-        elr: Vec::new(),
-        replicas: vec![ReplicaFinal { broker: NodeId(0), high_watermark: Offset(log.len() as u64), log }],
-    };
     History {
         txns,
-        partitions: vec![partition(input_tp, vec![plain(0), plain(1)]), partition(output_tp, output)],
+        partitions: vec![led(input_tp, vec![plain(0), plain(1)]), led(output_tp, output)],
         converged,
         ..History::default()
     }
@@ -250,14 +247,8 @@ fn zombie_write_fires() {
 // has it) nor a committed one.
 #[test]
 fn uncommitted_read_fires() {
-    use trial_sim::groups::{GroupEvent, GroupHistory, GroupProtocol};
-    let processed = |write: u64, offset: u64| GroupEvent::Processed {
-        consumer: 1,
-        generation: 1,
-        tp: TP,
-        offset: Offset(offset),
-        write: WriteId(write),
-    };
+    use trial_sim::groups::{GroupHistory, GroupProtocol};
+    let processed = |write: u64, offset: u64| processed(1, write, offset);
     let mut group = GroupHistory::new("audit", GroupProtocol::Eager, vec![TOPIC]);
     group.push(Millis(20), processed(0, 0));
     group.push(Millis(21), processed(2, 3));
