@@ -532,15 +532,9 @@ impl TxnCoordinator {
             ErrorCode::InvalidProducerIdMapping
         } else if meta.producer_epoch != epoch {
             ErrorCode::ProducerFenced
-        } else if verify_only && !meta.state.is_prepare() {
-            // KIP-890 part 1 (`handleVerifyPartitionsInTransaction`): a state change being
-            // written does not matter here, only what is stored.
-            if meta.state == TxnState::Ongoing && included {
-                ErrorCode::None
-            } else {
-                ErrorCode::InvalidTxnState
-            }
-        } else if txn.pending.is_some() || meta.state.is_prepare() {
+        } else if meta.state.is_prepare() || (txn.pending.is_some() && !verify_only) {
+            // KIP-890 part 1's check (`handleVerifyPartitionsInTransaction`) does not look at
+            // a state change being written, only at what is stored.
             ErrorCode::ConcurrentTransactions
         } else if meta.state == TxnState::Ongoing && included {
             ErrorCode::None

@@ -682,26 +682,26 @@ impl<'a> Engine<'a> {
         }
         let now = self.local_now(node);
         for _ in 0..count {
-            let write = WriteId(self.history.ops.len() as u64);
             let key = (spec.keys > 0).then(|| (self.workload_rng.next_u64() % spec.keys as u64) as u32);
             let draw = self.workload_rng.next_u64();
-            self.history.ops.push(Op {
-                write,
-                producer: spec_index as u32,
-                topic: spec.topic,
-                key,
-                invoked_at: self.now,
-                completed: None,
-            });
-            if let Some(trace) = self.trace.as_deref_mut() {
-                trace.invoke(self.now, write, spec_index as u32, key);
-            }
+            let write = self.invoke(spec_index as u32, spec.topic, key);
             if let Life::Up(Actor::Producer(p)) = &mut self.nodes[node].life {
                 p.send(now, write, spec.topic, key, draw);
             }
         }
         self.hash.add(0x5e00_0000 | count);
         self.after_input(node);
+    }
+
+    /// A new write of history producer `producer`: its operation (invoked now) and its
+    /// trace line; the write id is the next one.
+    fn invoke(&mut self, producer: u32, topic: trial_model::TopicId, key: Option<u32>) -> WriteId {
+        let write = WriteId(self.history.ops.len() as u64);
+        self.history.ops.push(Op { write, producer, topic, key, invoked_at: self.now, completed: None });
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.invoke(self.now, write, producer, key);
+        }
+        write
     }
 
     fn record_ack(&mut self, write: WriteId, tp: Option<TopicPartition>, outcome: trial_model::WriteOutcome) {

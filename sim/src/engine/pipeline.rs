@@ -13,13 +13,13 @@
 //! member) and a new producer instance with the same transactional id.
 
 use super::{Actor, Engine, EventKind, Life, Node};
-use crate::history::{Op, TxnOp};
+use crate::history::TxnOp;
 use crate::scenario::{PipelineSpec, Scenario};
 use trial_model::group::coordinator::offsets_partition_for;
 use trial_model::txn::pipeline::{Pipeline, PipelineConfig};
 use trial_model::txn::TxnProducerConfig;
 use trial_model::txn::TxnWrite;
-use trial_model::{Millis, NodeId, TopicPartition, WriteId};
+use trial_model::{Millis, NodeId, TopicPartition};
 
 /// Node ids of pipeline processes start here.
 pub const PIPELINE_BASE: u32 = 6_000;
@@ -85,19 +85,8 @@ impl Engine<'_> {
             let mut writes = Vec::with_capacity(records.len());
             let mut sources = Vec::with_capacity(records.len());
             for record in &records {
-                let write = WriteId(self.history.ops.len() as u64);
                 let tp = TopicPartition { topic: spec.output, partition: record.tp.partition % outputs };
-                self.history.ops.push(Op {
-                    write,
-                    producer,
-                    topic: spec.output,
-                    key: record.key,
-                    invoked_at: self.now,
-                    completed: None,
-                });
-                if let Some(trace) = self.trace.as_deref_mut() {
-                    trace.invoke(self.now, write, producer, record.key);
-                }
+                let write = self.invoke(producer, spec.output, record.key);
                 writes.push(TxnWrite { write, tp, key: record.key });
                 sources.push(record.write);
             }

@@ -10,11 +10,11 @@
 //! fences the old one. A paused one is the classic zombie.
 
 use super::{Actor, Engine, EventKind, Life, Node};
-use crate::history::{Completion, Op, TxnEnd, TxnOp};
+use crate::history::{Completion, TxnEnd, TxnOp};
 use crate::scenario::{Scenario, TxnSpec};
 use rand_core::RngCore;
 use trial_model::txn::{TxnEvent, TxnOutcome, TxnProducer, TxnWrite};
-use trial_model::{ErrorCode, NodeId, TopicPartition, WriteId, WriteOutcome};
+use trial_model::{ErrorCode, NodeId, TopicPartition, WriteOutcome};
 
 /// Node ids of transactional producers start here.
 pub const TXN_PRODUCER_BASE: u32 = 5_000;
@@ -81,20 +81,9 @@ impl Engine<'_> {
             let producer = TXN_HISTORY_BASE + index as u32;
             let mut writes = Vec::with_capacity(spec.records_per_txn as usize);
             for _ in 0..spec.records_per_txn {
-                let write = WriteId(self.history.ops.len() as u64);
                 let partition = (self.workload_rng.next_u64() % partitions as u64) as u32;
                 let tp = TopicPartition { topic: spec.topic, partition };
-                self.history.ops.push(Op {
-                    write,
-                    producer,
-                    topic: spec.topic,
-                    key: None,
-                    invoked_at: self.now,
-                    completed: None,
-                });
-                if let Some(trace) = self.trace.as_deref_mut() {
-                    trace.invoke(self.now, write, producer, None);
-                }
+                let write = self.invoke(producer, spec.topic, None);
                 writes.push(TxnWrite { write, tp, key: None });
             }
             // A draw in [0, 1): below the ratio, the application aborts.

@@ -1076,27 +1076,24 @@ impl Validator<'_> {
         consumers: usize,
         topics: &[TopicConfig],
     ) -> Result<Target, String> {
-        let txn = self.txn_producers.get();
-        let index = |rest: &str| -> Result<u32, String> {
+        // The index of a `kind:N` target, below `count` (what `owner` has of that kind).
+        let index = |rest: &str, count: usize, owner: &str, what: &str| -> Result<u32, String> {
             let index: u32 = rest.trim().parse().map_err(|_| format!("`{text}`: the index must be a number"))?;
-            if index as usize >= txn {
-                return Err(format!("`{text}`: the scenario has {txn} transactional producer(s)"));
+            if index as usize >= count {
+                return Err(format!("`{text}`: {owner} has {count} {what}"));
             }
             Ok(index)
         };
+        let txn = self.txn_producers.get();
         if let Some(rest) = text.trim().strip_prefix("txn-producer:") {
-            return index(rest).map(Target::TxnProducer);
+            return index(rest, txn, "the scenario", "transactional producer(s)").map(Target::TxnProducer);
         }
         if let Some(rest) = text.trim().strip_prefix("txn-coordinator:") {
-            return index(rest).map(Target::TxnCoordinatorOf);
+            return index(rest, txn, "the scenario", "transactional producer(s)").map(Target::TxnCoordinatorOf);
         }
         if let Some(rest) = text.trim().strip_prefix("pipeline:") {
-            let apps = self.pipeline_apps.get();
-            let index: u32 = rest.trim().parse().map_err(|_| format!("`{text}`: the index must be a number"))?;
-            if index as usize >= apps {
-                return Err(format!("`{text}`: the scenario's [pipeline] has {apps} process(es)"));
-            }
-            return Ok(Target::Pipeline(index));
+            return index(rest, self.pipeline_apps.get(), "the scenario's [pipeline]", "process(es)")
+                .map(Target::Pipeline);
         }
         Target::parse(text, brokers, producers, consumers, topics)
     }
