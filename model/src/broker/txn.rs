@@ -100,9 +100,14 @@ impl Broker {
         self.config.txn.as_ref().is_some_and(|t| t.state_topic == tp.topic)
     }
 
+    /// The broker that coordinates `transactional_id`, as this broker's metadata says: the
+    /// leader of its `__transaction_state` partition.
+    fn txn_coordinator_of(&self, transactional_id: &str) -> Option<NodeId> {
+        self.txn_state_tp(transactional_id).and_then(|tp| self.leaders.get(&tp).and_then(|(l, _)| *l))
+    }
+
     pub(super) fn handle_find_txn_coordinator(&mut self, from: NodeId, correlation: u64, transactional_id: &str) {
-        let coordinator =
-            self.txn_state_tp(transactional_id).and_then(|tp| self.leaders.get(&tp).and_then(|(l, _)| *l));
+        let coordinator = self.txn_coordinator_of(transactional_id);
         let error = if coordinator.is_some() { ErrorCode::None } else { ErrorCode::CoordinatorNotAvailable };
         self.send(from, Message::FindCoordinatorResponse { correlation, error, coordinator });
     }
@@ -568,12 +573,7 @@ impl Broker {
         let Some((producer_id, epoch)) = producer else {
             return Some(request);
         };
-        let partitions_count = self.txn_coordinator.config().partitions;
-        let state_tp = self.config.txn.as_ref().map(|t| TopicPartition {
-            topic: t.state_topic,
-            partition: txn_partition_for(&transactional_id, partitions_count),
-        });
-        let coordinator = state_tp.and_then(|tp| self.leaders.get(&tp).and_then(|(leader, _)| *leader));
+        let coordinator = self.txn_coordinator_of(&transactional_id);
         let Some(coordinator) = coordinator.filter(|_| self.verifying.len() < PARKED_REQUESTS_MAX) else {
             // No coordinator to ask: a retriable refusal (what Kafka answers old clients).
             self.refuse_produce(request, ErrorCode::NotEnoughReplicas);
