@@ -216,6 +216,12 @@ pub struct Consumer {
     /// metadata): an assignment or revocation names topics, and the partitions of a topic
     /// no longer subscribed to must still be found to be revoked.
     topic_ids: BTreeMap<String, TopicId>,
+    /// Bumped at every change of `topic_ids`.
+    topic_ids_version: u64,
+    /// `owned_tps()` as of (member's owned version, topic ids version): a poll looks at
+    /// the owned partitions every time, they change only at a rebalance.
+    owned_cache: Option<(u64, u64)>,
+    owned_tps: Vec<TopicPartition>,
     leaders: BTreeMap<TopicPartition, NodeId>,
     metadata_fetched_at: Option<Millis>,
     /// Earliest next metadata request, FindCoordinator, and position lookup: each backs
@@ -265,6 +271,9 @@ impl Consumer {
             next_own: 0,
             partition_counts: BTreeMap::new(),
             topic_ids: config.topics.iter().cloned().collect(),
+            topic_ids_version: 0,
+            owned_cache: None,
+            owned_tps: Vec::new(),
             leaders: BTreeMap::new(),
             metadata_fetched_at: None,
             metadata_retry_at: now,
@@ -464,7 +473,9 @@ impl Consumer {
         self.lookup_positions(now);
         // Bounded: each pass either ends or moves the application one step on.
         for _ in 0..4 {
-            match self.app.clone() {
+            // By reference: a batch in hand is up to `max.poll.records` entries, and this
+            // runs after every input.
+            match self.app {
                 App::Idle { at } if now >= at => self.poll(now),
                 App::Polling { until } => {
                     if !self.deliver(now) && now >= until {
@@ -474,7 +485,12 @@ impl Consumer {
                         break;
                     }
                 }
-                App::Processing { batch, index, done_at } if now >= done_at => self.process(now, batch, index),
+                App::Processing { done_at, .. } if now >= done_at => {
+                    // `process` always sets the next state.
+                    if let App::Processing { batch, index, .. } = std::mem::replace(&mut self.app, App::Stopped) {
+                        self.process(now, batch, index);
+                    }
+                }
                 _ => break,
             }
         }
@@ -531,15 +547,15 @@ impl Consumer {
     fn take_batch(&mut self) -> (Vec<(TopicPartition, Offset, LogEntry)>, bool) {
         let mut batch = Vec::new();
         let mut skipped_only = false;
-        let mut owned = self.owned_tps();
+        self.refresh_owned_tps();
+        let owned = std::mem::take(&mut self.owned_tps);
         // Round-robin over the partitions, as the Java fetcher drains completed fetches
         // in turn: a partition with a deep backlog must not starve the others.
+        let start = if owned.is_empty() { 0 } else { self.next_partition % owned.len() };
         if !owned.is_empty() {
-            let start = self.next_partition % owned.len();
-            owned.rotate_left(start);
             self.next_partition = self.next_partition.wrapping_add(1);
         }
-        for tp in owned {
+        for tp in owned[start..].iter().chain(&owned[..start]).copied() {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             let mut last_delivered = None;
             while let Some(position) = part.position {
@@ -560,6 +576,7 @@ impl Consumer {
                 }
             }
         }
+        self.owned_tps = owned;
         (batch, skipped_only)
     }
 
@@ -598,6 +615,7 @@ impl Consumer {
     pub fn app_subscribe(&mut self, now: Millis, topics: Vec<(String, TopicId)>) {
         self.member.subscribe(topics.iter().map(|(name, _)| name.clone()).collect());
         self.topic_ids.extend(topics.iter().cloned());
+        self.topic_ids_version += 1;
         self.config.topics = topics;
         // The leader needs the new topics' partition counts.
         self.metadata_fetched_at = None;
@@ -768,8 +786,8 @@ impl Consumer {
                     let generation = self.member.generation();
                     let offsets = self.commits.remove(&correlation).unwrap_or_default();
                     self.event(GroupEvent::CommitDone { correlation, group, member_id, generation, offsets, error });
-                    if let App::Committing { correlation: waiting, batch } = self.app.clone() {
-                        if waiting == correlation {
+                    if matches!(self.app, App::Committing { correlation: waiting, .. } if waiting == correlation) {
+                        if let App::Committing { batch, .. } = std::mem::replace(&mut self.app, App::Stopped) {
                             // A failed commitSync throws; the application logs it and
                             // goes on. Committing before processing, it processes the batch
                             // only if the commit went through: an at-most-once application
@@ -1089,7 +1107,9 @@ impl Consumer {
         }
         self.metadata_fetched_at = Some(now);
         for topic in topics {
-            self.topic_ids.insert(topic.name.clone(), topic.id);
+            if self.topic_ids.insert(topic.name.clone(), topic.id) != Some(topic.id) {
+                self.topic_ids_version += 1;
+            }
             self.partition_counts.insert(topic.name, topic.partitions);
         }
         self.leaders.clear();
@@ -1142,8 +1162,13 @@ impl Consumer {
 
     // ---- helpers ----
 
-    fn owned_tps(&self) -> Vec<TopicPartition> {
-        self.tps(&self.member.owned())
+    /// Brings `owned_tps` (the owned partitions as ids, sorted) up to date.
+    fn refresh_owned_tps(&mut self) {
+        let version = (self.member.owned_version(), self.topic_ids_version);
+        if self.owned_cache != Some(version) {
+            self.owned_tps = self.tps(&self.member.owned());
+            self.owned_cache = Some(version);
+        }
     }
 
     fn tps(&self, partitions: &[GroupPartition]) -> Vec<TopicPartition> {

@@ -111,6 +111,8 @@ pub struct GroupMember {
     is_leader: bool,
     /// Partitions owned now (what the application may process).
     owned: BTreeSet<GroupPartition>,
+    /// Bumped at every change of `owned`, so a client can keep what it derives from it.
+    owned_version: u64,
     /// A rebalance was asked for; the join goes out at the next `poll` (as the Java
     /// client joins only from inside `poll`).
     rejoin_needed: bool,
@@ -138,6 +140,7 @@ impl GroupMember {
             closing: false,
             is_leader: false,
             owned: BTreeSet::new(),
+            owned_version: 0,
             rejoin_needed: false,
             join_not_before: now,
             next_heartbeat: Millis::MAX,
@@ -163,6 +166,11 @@ impl GroupMember {
 
     pub fn owned(&self) -> Vec<GroupPartition> {
         self.owned.iter().cloned().collect()
+    }
+
+    /// Changes whenever the owned partitions change.
+    pub fn owned_version(&self) -> u64 {
+        self.owned_version
     }
 
     /// How long a JoinGroup may go unanswered: `max(request.timeout.ms, rebalance timeout +
@@ -458,7 +466,7 @@ impl GroupMember {
     /// member) the member id too.
     fn lose_generation(&mut self, forget_member_id: bool) {
         if !self.owned.is_empty() {
-            let lost: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            let lost: Vec<GroupPartition> = self.take_owned().into_iter().collect();
             self.outbox.push_back(MemberOutput::Lost(lost));
         }
         self.generation = NO_GENERATION;
@@ -485,7 +493,7 @@ impl GroupMember {
     fn fatal(&mut self, error: ErrorCode) {
         // onLeavePrepare on a fatal error reports the partitions lost, not revoked.
         if !self.owned.is_empty() {
-            let lost: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            let lost: Vec<GroupPartition> = self.take_owned().into_iter().collect();
             self.outbox.push_back(MemberOutput::Lost(lost));
         }
         self.state = MemberState::Fatal;
@@ -494,9 +502,14 @@ impl GroupMember {
         self.outbox.push_back(MemberOutput::Fatal(error));
     }
 
+    fn take_owned(&mut self) -> BTreeSet<GroupPartition> {
+        self.owned_version += 1;
+        std::mem::take(&mut self.owned)
+    }
+
     fn revoke_all(&mut self) {
         if !self.owned.is_empty() {
-            let revoked: Vec<GroupPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+            let revoked: Vec<GroupPartition> = self.take_owned().into_iter().collect();
             self.outbox.push_back(MemberOutput::Revoked(revoked));
         }
     }
@@ -513,6 +526,7 @@ impl GroupMember {
         for partition in &gone {
             self.owned.remove(partition);
         }
+        self.owned_version += 1;
         self.outbox.push_back(MemberOutput::Revoked(gone));
         true
     }

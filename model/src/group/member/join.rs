@@ -111,6 +111,7 @@ impl GroupMember {
             }
         }
         self.owned = new;
+        self.owned_version += 1;
         self.state = MemberState::Stable;
         // Assigned is called even when empty, as the Java client does.
         self.outbox.push_back(MemberOutput::Assigned(added));
