@@ -1028,32 +1028,41 @@ impl Consumer {
         if self.member.state() != MemberState::Stable || matches!(self.app, App::Stopped) {
             return;
         }
-        let mut per_leader: BTreeMap<NodeId, Vec<ConsumerFetchPartition>> = BTreeMap::new();
+        // Only leaders with no fetch in flight and no backoff get a request; usually that
+        // is the one that just answered, so the others cost one look each and no buffers.
+        let mut per_leader: Vec<(NodeId, Vec<ConsumerFetchPartition>)> = Vec::new();
+        let mut waiting: Vec<NodeId> = Vec::new();
         let mut leaderless = false;
         for (tp, part) in &self.parts {
             let Some(position) = part.position else { continue };
             if part.buffer.len() >= BUFFER_MAX {
                 continue;
             }
-            let Some(leader) = self.leaders.get(tp) else {
+            let Some(leader) = self.leaders.get(tp).copied() else {
                 // No leader in the last metadata (it was being elected): ask again, as the
                 // Java fetcher requests a metadata update for a partition without one
                 // (paced by the metadata retry backoff).
                 leaderless = true;
                 continue;
             };
-            let fetch_offset = Offset(position.0 + part.buffer.len() as u64);
-            per_leader.entry(*leader).or_default().push(ConsumerFetchPartition { tp: *tp, fetch_offset });
+            let fetch = ConsumerFetchPartition { tp: *tp, fetch_offset: Offset(position.0 + part.buffer.len() as u64) };
+            if let Some((_, partitions)) = per_leader.iter_mut().find(|(l, _)| *l == leader) {
+                partitions.push(fetch);
+            } else if !waiting.contains(&leader) {
+                if self.in_flight(|o| matches!(o, Own::Fetch { broker } if *broker == leader))
+                    || self.backed_off(leader, now)
+                {
+                    waiting.push(leader);
+                } else {
+                    per_leader.push((leader, vec![fetch]));
+                }
+            }
         }
         if leaderless {
             self.metadata_fetched_at = None;
         }
+        per_leader.sort_unstable_by_key(|(leader, _)| *leader);
         for (leader, partitions) in per_leader {
-            if self.in_flight(|o| matches!(o, Own::Fetch { broker } if *broker == leader))
-                || self.backed_off(leader, now)
-            {
-                continue;
-            }
             let correlation = self.own(Own::Fetch { broker: leader }, leader, now);
             let max_wait_ms = self.config.fetch_max_wait_ms;
             let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
