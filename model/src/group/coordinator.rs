@@ -346,6 +346,11 @@ struct Group {
     pending_sync: BTreeSet<String>,
     sync_deadline: Option<Millis>,
     offsets: BTreeMap<TopicPartition, Offset>,
+    /// Per committed offset, the place in the offsets partition of the record that set it
+    /// (Kafka's `CommitRecordMetadataAndOffset.appendedBatchOffset`), as the order of this
+    /// coordinator's appends: a committed transaction's offsets replace only older ones
+    /// (`olderThan`).
+    committed_at: BTreeMap<TopicPartition, u64>,
     /// Transactional offset commits per producer, until their transaction ends.
     pending_txn: BTreeMap<NonZeroU32, PendingTxnOffsets>,
 }
@@ -354,7 +359,8 @@ struct Group {
 /// append is still in flight (both make an OffsetFetch with `require_stable` wait).
 #[derive(Clone, Debug, Default)]
 struct PendingTxnOffsets {
-    stored: BTreeMap<TopicPartition, Offset>,
+    /// Appended offsets and where they were appended (as `Group::committed_at`).
+    stored: BTreeMap<TopicPartition, (Offset, u64)>,
     in_flight: BTreeMap<TopicPartition, u32>,
     /// Who committed them, for the history (the last TxnOffsetCommit's sender).
     member_id: String,
@@ -378,8 +384,21 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            committed_at: BTreeMap::new(),
             pending_txn: BTreeMap::new(),
         }
+    }
+
+    /// Kafka's `onOffsetCommitAppend`/`completePendingTxnOffsetCommit`: `offset`, whose
+    /// record was appended at `at`, becomes the committed offset of `tp` unless a record
+    /// appended later already set it. True if it did.
+    fn store_offset(&mut self, tp: TopicPartition, offset: Offset, at: u64) -> bool {
+        if self.committed_at.get(&tp).is_some_and(|current| *current > at) {
+            return false;
+        }
+        self.offsets.insert(tp, offset);
+        self.committed_at.insert(tp, at);
+        true
     }
 
     /// A transactional commit of `tp` is pending (KIP-447's unstable offset).

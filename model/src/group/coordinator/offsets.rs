@@ -106,7 +106,7 @@ impl GroupCoordinator {
             .collect();
         let append = PendingAppend::TxnCommit { waiter, producer_id: producer.0, offsets: offsets.clone() };
         if self.append_as(name, records, append, Some(producer)).is_none() {
-            self.txn_append_done(name, producer.0, &offsets, false);
+            self.txn_append_done(name, producer.0, &offsets, None);
             let error = ErrorCode::CoordinatorNotAvailable;
             let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
             self.respond(waiter, GroupResponse::TxnOffsetCommit { error, partitions });
@@ -120,7 +120,7 @@ impl GroupCoordinator {
         name: &str,
         producer_id: NonZeroU32,
         offsets: &[(TopicPartition, Offset)],
-        stored: bool,
+        stored: Option<u64>,
     ) {
         let Some(group) = self.groups.get_mut(name) else { return };
         let Some(pending) = group.pending_txn.get_mut(&producer_id) else { return };
@@ -131,8 +131,8 @@ impl GroupCoordinator {
                     pending.in_flight.remove(tp);
                 }
             }
-            if stored {
-                pending.stored.insert(*tp, *offset);
+            if let Some(at) = stored {
+                pending.stored.insert(*tp, (*offset, at));
             }
         }
         if pending.stored.is_empty() && pending.in_flight.is_empty() {
@@ -164,9 +164,13 @@ impl GroupCoordinator {
             if !commit || stored.is_empty() {
                 continue;
             }
-            let offsets: Vec<(TopicPartition, Offset)> = stored.into_iter().collect();
-            for (tp, offset) in &offsets {
-                group.offsets.insert(*tp, *offset);
+            let offsets: Vec<(TopicPartition, Offset)> = stored
+                .into_iter()
+                .filter(|(tp, (offset, at))| group.store_offset(*tp, *offset, *at))
+                .map(|(tp, (offset, _))| (tp, offset))
+                .collect();
+            if offsets.is_empty() {
+                continue;
             }
             self.outbox.push_back(CoordinatorOutput::OffsetsStored {
                 group: name,
@@ -215,24 +219,28 @@ impl GroupCoordinator {
             PendingAppend::Commit { from, correlation, offsets, member_id, generation } => {
                 if error == ErrorCode::None {
                     if let Some(group) = self.groups.get_mut(&name) {
-                        for (tp, offset) in &offsets {
-                            group.offsets.insert(*tp, *offset);
-                        }
+                        let stored: Vec<(TopicPartition, Offset)> = offsets
+                            .iter()
+                            .copied()
+                            .filter(|(tp, offset)| group.store_offset(*tp, *offset, token))
+                            .collect();
                         let group_generation = group.generation;
-                        self.outbox.push_back(CoordinatorOutput::OffsetsStored {
-                            group: name.clone(),
-                            member_id,
-                            generation,
-                            group_generation,
-                            offsets: offsets.clone(),
-                        });
+                        if !stored.is_empty() {
+                            self.outbox.push_back(CoordinatorOutput::OffsetsStored {
+                                group: name.clone(),
+                                member_id,
+                                generation,
+                                group_generation,
+                                offsets: stored,
+                            });
+                        }
                     }
                 }
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
                 self.respond(Waiter { from, correlation }, GroupResponse::OffsetCommit { error, partitions });
             }
             PendingAppend::TxnCommit { waiter, producer_id, offsets } => {
-                self.txn_append_done(&name, producer_id, &offsets, error == ErrorCode::None);
+                self.txn_append_done(&name, producer_id, &offsets, (error == ErrorCode::None).then_some(token));
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
                 self.respond(waiter, GroupResponse::TxnOffsetCommit { error, partitions });
             }
@@ -255,21 +263,26 @@ impl GroupCoordinator {
     /// marker, and stay pending without one.
     pub fn load_with_txns(&mut self, now: Millis, partition: u32, partitions: u32, records: &[LoadedRecord]) {
         self.unload(partition, partitions);
+        // A record's place in the log, in the order of this coordinator's appends: the
+        // loaded ones come before every append from now on.
+        let base = self.next_token;
+        self.next_token += records.len() as u64;
         // Per producer, the groups' offsets its open transaction committed.
-        let mut open: BTreeMap<NonZeroU32, Vec<(String, TopicPartition, Offset)>> = BTreeMap::new();
-        for item in records {
+        let mut open: BTreeMap<NonZeroU32, Vec<(String, TopicPartition, Offset, u64)>> = BTreeMap::new();
+        for (index, item) in records.iter().enumerate() {
+            let at = base + index as u64;
             let record = match item {
                 LoadedRecord::Plain(record) => record,
                 LoadedRecord::Txn(producer_id, record) => {
                     if let OffsetsRecord::Commit { group, tp, offset } = record {
-                        open.entry(*producer_id).or_default().push((group.clone(), *tp, *offset));
+                        open.entry(*producer_id).or_default().push((group.clone(), *tp, *offset, at));
                     }
                     continue;
                 }
                 LoadedRecord::Marker { producer_id, commit } => {
-                    for (group, tp, offset) in open.remove(producer_id).unwrap_or_default() {
+                    for (group, tp, offset, at) in open.remove(producer_id).unwrap_or_default() {
                         if *commit {
-                            self.groups.entry(group).or_insert_with(Group::new).offsets.insert(tp, offset);
+                            self.groups.entry(group).or_insert_with(Group::new).store_offset(tp, offset, at);
                         }
                     }
                     continue;
@@ -277,7 +290,7 @@ impl GroupCoordinator {
             };
             match record {
                 OffsetsRecord::Commit { group, tp, offset } => {
-                    self.groups.entry(group.clone()).or_insert_with(Group::new).offsets.insert(*tp, *offset);
+                    self.groups.entry(group.clone()).or_insert_with(Group::new).store_offset(*tp, *offset, at);
                 }
                 OffsetsRecord::Group { group, generation, protocol, leader, members } => {
                     let loaded = self.groups.entry(group.clone()).or_insert_with(Group::new);
@@ -308,11 +321,11 @@ impl GroupCoordinator {
             }
         }
         for (producer_id, commits) in open {
-            for (group, tp, offset) in commits {
+            for (group, tp, offset, at) in commits {
                 let loaded = self.groups.entry(group).or_insert_with(Group::new);
                 let generation = loaded.generation;
                 let pending: &mut PendingTxnOffsets = loaded.pending_txn.entry(producer_id).or_default();
-                pending.stored.insert(tp, offset);
+                pending.stored.insert(tp, (offset, at));
                 pending.generation = generation;
                 pending.group_generation = generation;
             }

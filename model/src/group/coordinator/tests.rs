@@ -853,3 +853,70 @@ fn failover_loads_txn_offsets_by_their_markers() {
     c.txn_completed(partition, 50, pid(), true);
     assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
 }
+
+/// Appends a plain commit of `offset` by member `id` and returns its append token.
+fn plain_commit_appended(c: &mut GroupCoordinator, now: Millis, id: &str, offset: u64) -> u64 {
+    commit(c, now, 8, id, 1, offset);
+    appends(&drain(c))[0]
+}
+
+/// Appends a transactional commit of `offset` by member `id` and returns its append token.
+fn txn_commit_appended(c: &mut GroupCoordinator, now: Millis, id: &str, offset: u64) -> u64 {
+    txn_commit(c, now, id, 1, offset);
+    appends(&drain(c))[0]
+}
+
+// Shows Kafka's `olderThan` rule between plain and transactional commits of one partition
+// (GroupMetadataTest's testConsumerBeatsTransactionalOffsetCommit and
+// testTransactionBeatsConsumerOffsetCommit): a committed transaction's offset replaces the
+// committed offset only if its record was appended after the record that set it, whatever
+// order the two became durable in.
+#[test]
+fn a_transaction_replaces_only_older_commits() {
+    let partition = offsets_partition_for(GROUP, 50);
+    // The transaction's record first, then a consumer's commit: the consumer's stays.
+    let mut c = coordinator();
+    let id = stable_single(&mut c);
+    let txn = txn_commit_appended(&mut c, Millis(4_000), &id, 10);
+    let plain = plain_commit_appended(&mut c, Millis(4_001), &id, 7);
+    c.handle_append_result(Millis(4_010), txn, ErrorCode::None);
+    c.handle_append_result(Millis(4_011), plain, ErrorCode::None);
+    drain(&mut c);
+    c.txn_completed(partition, 50, pid(), true);
+    let stored = drain(&mut c).iter().any(|o| matches!(o, CoordinatorOutput::OffsetsStored { .. }));
+    assert!(!stored, "nothing stored at the marker");
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(7))), "the later consumer commit stands");
+    // A consumer's commit first, then the transaction's record: the transaction's wins.
+    let mut c = coordinator();
+    let id = stable_single(&mut c);
+    let plain = plain_commit_appended(&mut c, Millis(4_000), &id, 7);
+    let txn = txn_commit_appended(&mut c, Millis(4_001), &id, 10);
+    c.handle_append_result(Millis(4_010), plain, ErrorCode::None);
+    c.handle_append_result(Millis(4_011), txn, ErrorCode::None);
+    drain(&mut c);
+    c.txn_completed(partition, 50, pid(), true);
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
+    // The same two orders, loaded from the log by a new coordinator.
+    let record = |offset: u64| OffsetsRecord::Commit {
+        group: GROUP.into(),
+        tp: TopicPartition::new(0, 0),
+        offset: Offset(offset),
+    };
+    let marker = LoadedRecord::Marker { producer_id: pid(), commit: true };
+    let mut c = coordinator();
+    c.load_with_txns(
+        Millis(0),
+        partition,
+        50,
+        &[LoadedRecord::Txn(pid(), record(10)), LoadedRecord::Plain(record(7)), marker.clone()],
+    );
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(7))));
+    let mut c = coordinator();
+    c.load_with_txns(
+        Millis(0),
+        partition,
+        50,
+        &[LoadedRecord::Plain(record(7)), LoadedRecord::Txn(pid(), record(10)), marker],
+    );
+    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
+}
