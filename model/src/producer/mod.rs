@@ -41,6 +41,12 @@ struct InFlight {
     broker: NodeId,
     sent_at: Millis,
     batches: Vec<Batch>,
+    /// The earliest `created` of `batches` (kept: every deadline computation asks).
+    oldest_created: Millis,
+}
+
+fn oldest_created(batches: &[Batch]) -> Millis {
+    batches.iter().map(|b| b.created).min().unwrap_or(Millis::MAX)
 }
 
 enum Appended {
@@ -245,9 +251,7 @@ impl Producer {
         self.ready_not_before = ready_not_before;
         for (_, request) in &self.in_flight {
             next = next.min(request.sent_at.plus(self.config.request_timeout_ms));
-            for batch in &request.batches {
-                next = next.min(batch.created.plus(self.config.delivery_timeout_ms));
-            }
+            next = next.min(request.oldest_created.plus(self.config.delivery_timeout_ms));
         }
         if let Some((_, _, sent)) = self.metadata_in_flight {
             next = next.min(sent.plus(self.config.request_timeout_ms));
@@ -673,10 +677,11 @@ impl Producer {
             }
         }
         for (_, request) in &mut self.in_flight {
-            if request.batches.iter().any(|b| now.since(b.created) >= timeout) {
+            if now.since(request.oldest_created) >= timeout {
                 let (gone, kept) = std::mem::take(&mut request.batches)
                     .into_iter()
                     .partition::<Vec<Batch>, _>(|b| now.since(b.created) >= timeout);
+                request.oldest_created = oldest_created(&kept);
                 request.batches = kept;
                 expired.extend(gone);
             }
@@ -876,7 +881,8 @@ impl Producer {
         }
         self.in_flight_per_broker[index] += 1;
         // Correlation ids only grow, so pushing keeps the table sorted.
-        self.in_flight.push((correlation, InFlight { broker, sent_at: now, batches }));
+        let oldest_created = oldest_created(&batches);
+        self.in_flight.push((correlation, InFlight { broker, sent_at: now, batches, oldest_created }));
     }
 }
 
