@@ -84,7 +84,11 @@ impl Outcome {
             let pipeline = scenario.pipeline.as_ref().map(|p| PipelineTopics { input: p.input.1, output: p.output });
             let mut topics = vec![spec.topic];
             topics.extend(pipeline.map(|p| p.output).filter(|t| *t != spec.topic));
-            check_txns(&run.history, &topics, &run.groups, pipeline)
+            let mut verdicts = check_txns(&run.history, &topics, &run.groups, pipeline);
+            if let (Some(counts), Some(group)) = (verdicts.counts.pipeline.as_mut(), &run.pipeline_group) {
+                counts.rebalances = Some(crate::groups::rebalance_figures(group));
+            }
+            verdicts
         });
         if let Some(verdicts) = &txns {
             judge(

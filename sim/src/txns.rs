@@ -120,6 +120,8 @@ pub struct PipelineCounts {
     pub once: u64,
     pub duplicated: u64,
     pub missing: u64,
+    /// The pipeline group's rebalances (set by the report from the run's group history).
+    pub rebalances: Option<crate::groups::RebalanceFigures>,
 }
 
 /// What the end-to-end checker needs of a `[pipeline]`: its input and output topics.
@@ -155,6 +157,9 @@ impl TxnVerdicts {
                 "pipeline: input records {} · in the output once {} · more than once {} · missing {}",
                 p.input, p.once, p.duplicated, p.missing
             );
+            if let Some(r) = &p.rebalances {
+                let _ = writeln!(out, "pipeline group: {}", r.text());
+            }
         }
         for result in &self.results {
             let status = if result.held() { "held    " } else { "VIOLATED" };

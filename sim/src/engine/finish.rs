@@ -56,6 +56,7 @@ impl Engine<'_> {
         self.history.partitions = partitions;
         let groups = self.consumers.finish(self.now);
         let lag = self.consumers.take_lag();
+        let pipeline_group = self.pipelines.finish(self.now);
         RunOutput {
             history: self.history,
             trace_hash: self.hash.0,
@@ -64,6 +65,7 @@ impl Engine<'_> {
             stop,
             groups,
             lag,
+            pipeline_group,
         }
     }
 }

@@ -59,7 +59,7 @@ pub(super) enum Happened {
 
 /// Whether a member with `assignors` rebalances cooperatively: only when every assignor
 /// it lists supports it (the Java client picks the protocol all of them support).
-fn protocol_of(config: &ConsumerConfig) -> GroupProtocol {
+pub(super) fn protocol_of(config: &ConsumerConfig) -> GroupProtocol {
     let cooperative = !config.member.assignors.is_empty()
         && config.member.assignors.iter().all(|a| a.supported_protocols().contains(&RebalanceProtocol::Cooperative));
     if cooperative {
@@ -204,6 +204,11 @@ impl Engine<'_> {
 
     fn record_coordinator_event(&mut self, node: usize, event: GroupEvent) {
         match event {
+            GroupEvent::Rebalanced { group, generation, members } if self.pipelines.is_group(&group) => {
+                self.pipelines.rebalancing = false;
+                self.pipelines.stable = Some(generation);
+                self.pipelines.file(self.now, Recorded::Stable { generation, members: members as u32 });
+            }
             GroupEvent::Rebalanced { group, generation, members } => {
                 let Some(index) = self.consumers.group_named(&group) else { return };
                 self.consumers.stable[index] = Some(generation);
@@ -252,15 +257,18 @@ impl Engine<'_> {
     }
 
     pub(super) fn consumer_happening(&mut self, node: usize, happened: Happened) {
-        let Some(consumer) = self.consumers.slot_of(node) else { return };
-        let group = self.consumers.slots[consumer as usize].group;
-        let event = match happened {
+        let event = |consumer: u32| match happened {
             Happened::Crashed => Recorded::ConsumerCrashed { consumer },
             Happened::Restarted => Recorded::ConsumerRestarted { consumer },
             Happened::Paused => Recorded::ConsumerPaused { consumer },
             Happened::Resumed => Recorded::ConsumerResumed { consumer },
         };
-        self.file(group, event);
+        if let Some(slot) = self.pipelines.slot_of(node) {
+            return self.pipelines.file(self.now, event(slot as u32));
+        }
+        let Some(consumer) = self.consumers.slot_of(node) else { return };
+        let group = self.consumers.slots[consumer as usize].group;
+        self.file(group, event(consumer));
     }
 
     /// A `close` fault: the consumer commits, leaves its group and stops.

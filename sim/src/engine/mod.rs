@@ -178,6 +178,8 @@ pub struct RunOutput {
     pub groups: Vec<crate::groups::GroupHistory>,
     /// Each group's lag over time.
     pub lag: Vec<groups::LagSeries>,
+    /// The `[pipeline]`'s consumer group (memberships and rebalances only).
+    pub pipeline_group: Option<crate::groups::GroupHistory>,
 }
 
 /// A multiply-xorshift hash over the run's events, one 64-bit word at a time: equal for
@@ -576,9 +578,10 @@ impl<'a> Engine<'a> {
                 }
                 Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
                 Action::Event(event) => self.record_event(node, event),
-                // A pipeline's consumer reports to nobody (its group is judged end to end).
-                Action::Group(_) if self.pipelines.slot_of(node).is_some() => {}
-                Action::Group(event) => self.record_group_event(node, *event),
+                Action::Group(event) => match self.pipelines.slot_of(node) {
+                    Some(slot) => self.record_pipeline_group_event(slot, *event),
+                    None => self.record_group_event(node, *event),
+                },
                 // The clients' ends of transactions; the coordinators' events stay out
                 // of the history (the checkers judge what clients and readers see).
                 Action::Txn(event) => {

@@ -13,9 +13,11 @@
 //! member) and a new producer instance with the same transactional id.
 
 use super::{Actor, Engine, EventKind, Life, Node};
+use crate::groups::{GroupEvent as Recorded, GroupHistory};
 use crate::history::TxnOp;
 use crate::scenario::{PipelineSpec, Scenario};
 use trial_model::group::coordinator::offsets_partition_for;
+use trial_model::group::GroupEvent;
 use trial_model::txn::pipeline::{Pipeline, PipelineConfig};
 use trial_model::txn::TxnProducerConfig;
 use trial_model::txn::TxnWrite;
@@ -30,12 +32,22 @@ pub const PIPELINE_HISTORY_BASE: u32 = 2_000_000;
 pub(super) struct Pipelines {
     /// Node index of each process.
     pub(super) nodes: Vec<usize>,
+    /// The pipeline's consumer group as the group checkers file groups (memberships,
+    /// rebalances, crashes): only its rebalance figures are reported, since the pipeline
+    /// is judged end to end and its records are processed inside transactions.
+    pub(super) group: Option<GroupHistory>,
+    /// Whether a rebalance of the group runs (its first trigger is filed, not the rest),
+    /// and the last generation that reached Stable.
+    pub(super) rebalancing: bool,
+    pub(super) stable: Option<i32>,
 }
 
 impl Pipelines {
     pub(super) fn start(scenario: &Scenario, brokers: &[NodeId], nodes: &mut Vec<Node>) -> Pipelines {
         let mut slots = Pipelines::default();
         let Some(spec) = &scenario.pipeline else { return slots };
+        slots.group =
+            Some(GroupHistory::new(spec.group.clone(), super::groups::protocol_of(&spec.consumer), vec![spec.input.1]));
         for index in 0..spec.apps {
             let pipeline = new_pipeline(spec, index, brokers.len(), Millis::ZERO, 1);
             nodes.push(Node::new(pipeline.id(), Actor::Pipeline(Box::new(pipeline))));
@@ -46,6 +58,24 @@ impl Pipelines {
 
     pub(super) fn slot_of(&self, node: usize) -> Option<usize> {
         self.nodes.iter().position(|n| *n == node)
+    }
+
+    /// Files `event` in the group's history, if the scenario has a pipeline.
+    pub(super) fn file(&mut self, at: Millis, event: Recorded) {
+        if let Some(group) = self.group.as_mut() {
+            group.push(at, event);
+        }
+    }
+
+    /// Whether `name` is the pipeline's group.
+    pub(super) fn is_group(&self, name: &str) -> bool {
+        self.group.as_ref().is_some_and(|g| g.group == name)
+    }
+
+    pub(super) fn finish(&mut self, end: Millis) -> Option<GroupHistory> {
+        let mut group = self.group.take()?;
+        group.finish(end);
+        Some(group)
     }
 }
 
@@ -59,6 +89,28 @@ pub(super) fn new_pipeline(spec: &PipelineSpec, index: u32, brokers: usize, now:
 }
 
 impl Engine<'_> {
+    /// What pipeline process `slot`'s consumer reported: its memberships go to the
+    /// group's history, its commits do not (they are the transactions').
+    pub(super) fn record_pipeline_group_event(&mut self, slot: usize, event: GroupEvent) {
+        let consumer = slot as u32;
+        let recorded = match event {
+            GroupEvent::Joining { .. } => {
+                if std::mem::replace(&mut self.pipelines.rebalancing, true) {
+                    return;
+                }
+                let generation = self.pipelines.stable.unwrap_or(-1);
+                Recorded::RebalanceStarted { generation, reason: format!("pipeline process {slot} joins") }
+            }
+            GroupEvent::Assigned { member_id, generation, partitions, .. } => {
+                Recorded::Assigned { consumer, member_id, generation, partitions }
+            }
+            GroupEvent::Revoked { partitions, .. } => Recorded::Revoked { consumer, partitions },
+            GroupEvent::Lost { partitions, .. } => Recorded::Lost { consumer, partitions },
+            _ => return,
+        };
+        self.pipelines.file(self.now, recorded);
+    }
+
     /// Every `poll_interval_ms`: each process at its `poll()` polls, and what it got
     /// becomes a transaction.
     pub(super) fn pipeline_tick(&mut self) {

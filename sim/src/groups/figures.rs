@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use trial_model::{Millis, TopicPartition};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RebalanceFigures {
     /// Rebalances triggered: a `RebalanceStarted` while the group was not already
     /// rebalancing (further triggers before it settles belong to the same one). A
@@ -23,6 +23,22 @@ pub struct RebalanceFigures {
     pub unowned_partition_ms: u64,
     /// The longest stretch one partition stood unowned.
     pub unowned_ms_max: u64,
+}
+
+impl RebalanceFigures {
+    /// One line of the report.
+    pub fn text(&self) -> String {
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        format!(
+            "rebalances {} ({} reached Stable) · trigger to Stable mean {}, max {} · unowned {} partition-ms (longest {} ms)",
+            self.rebalances,
+            self.stabilized,
+            ms(self.trigger_to_stable_ms_mean),
+            ms(self.trigger_to_stable_ms_max),
+            self.unowned_partition_ms,
+            self.unowned_ms_max
+        )
+    }
 }
 
 pub fn rebalance_figures(history: &GroupHistory) -> RebalanceFigures {

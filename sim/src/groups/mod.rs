@@ -150,18 +150,7 @@ impl GroupVerdicts {
             c.lost,
             c.duplicates
         );
-        let r = &self.rebalances;
-        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
-        let _ = writeln!(
-            out,
-            "  rebalances {} ({} reached Stable) · trigger to Stable mean {}, max {} · unowned {} partition-ms (longest {} ms)",
-            r.rebalances,
-            r.stabilized,
-            ms(r.trigger_to_stable_ms_mean),
-            ms(r.trigger_to_stable_ms_max),
-            r.unowned_partition_ms,
-            r.unowned_ms_max
-        );
+        let _ = writeln!(out, "  {}", self.rebalances.text());
         for result in &self.results {
             let status = match (result.checked, result.held()) {
                 (false, _) => "n/a     ",

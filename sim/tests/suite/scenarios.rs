@@ -218,6 +218,28 @@ fn pipeline_exactly_once_holds_over_many_seeds_and_breaks_without_fencing() {
     assert!(violated >= 5, "commit fencing off showed duplicates on only {violated} of 10 seeds");
 }
 
+// Shows the report's rebalance figures for the pipeline's consumer group (issue 3's
+// figures, for the group KIP-447's pipeline processes form): with no faults the group
+// rebalances once, at the start, and no partition stands unowned after it had an owner;
+// a killed process costs rebalances and unowned time until its partitions move.
+#[test]
+fn pipeline_group_rebalances_are_reported() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let load = |name: &str| Scenario::load(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
+    let figures = |name: &str| {
+        let scenario = load(name);
+        let outcome = simulate(&scenario, 7);
+        assert!(outcome.text(&scenario).contains("pipeline group: rebalances"), "{name}: no pipeline group line");
+        let counts = outcome.txns.as_ref().and_then(|t| t.counts.pipeline).expect("pipeline counts");
+        counts.rebalances.expect("pipeline group figures")
+    };
+    let steady = figures("pipeline-steady");
+    assert_eq!((steady.rebalances, steady.stabilized, steady.unowned_partition_ms), (1, 1, 0));
+    let crashes = figures("pipeline-crashes");
+    assert!(crashes.rebalances >= 3, "crashes: {crashes:?}");
+    assert!(crashes.unowned_partition_ms > 0, "crashes: {crashes:?}");
+}
+
 // Shows a bad [pipeline] is refused with the key and line at fault (the issue's "a clear
 // error for bad input"): no [transactions] for its coordinator, input = output, an unknown
 // topic, a fault on a process it does not have, and a pipeline claim without a pipeline.
