@@ -177,7 +177,7 @@ impl Controller {
             let msg = Message::BrokerRegistrationResponse {
                 error: ErrorCode::StaleBrokerEpoch,
                 broker_epoch: BrokerEpoch(0),
-                metadata,
+                metadata: Box::new(metadata),
             };
             self.send(broker, msg);
             return;
@@ -204,6 +204,7 @@ impl Controller {
                 base: None,
             };
             let error = ErrorCode::DuplicateBrokerRegistration;
+            let metadata = Box::new(metadata);
             self.send(broker, Message::BrokerRegistrationResponse { error, broker_epoch: BrokerEpoch(0), metadata });
             return;
         }
@@ -224,7 +225,7 @@ impl Controller {
         }
         self.last_heartbeat.insert(broker, now);
         self.unfence(broker);
-        let metadata = self.snapshot();
+        let metadata = Box::new(self.snapshot());
         self.send(broker, Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch, metadata });
     }
 
@@ -238,7 +239,7 @@ impl Controller {
         }
         self.last_heartbeat.insert(broker, now);
         self.unfence(broker);
-        let metadata = (metadata_version < self.disk.metadata_version).then(|| self.snapshot());
+        let metadata = (metadata_version < self.disk.metadata_version).then(|| Box::new(self.snapshot()));
         self.send(broker, Message::BrokerHeartbeatResponse { error: ErrorCode::None, fenced: false, metadata });
     }
 
@@ -491,7 +492,7 @@ impl Controller {
         let delta = MetadataDelta { version, topics: Vec::new(), partitions, fenced_brokers, base };
         let targets: Vec<NodeId> = self.disk.brokers.keys().copied().collect();
         for broker in targets {
-            self.send(broker, Message::MetadataUpdate(delta.clone()));
+            self.send(broker, Message::MetadataUpdate(Box::new(delta.clone())));
         }
     }
 

@@ -146,17 +146,19 @@ pub enum Message {
     BrokerRegistrationResponse {
         error: ErrorCode,
         broker_epoch: BrokerEpoch,
-        metadata: MetadataDelta,
+        /// Boxed, as in the other two controller pushes: the largest payload would make
+        /// every message as large, and messages are moved several times each.
+        metadata: Box<MetadataDelta>,
     },
     BrokerHeartbeatResponse {
         error: ErrorCode,
         fenced: bool,
-        metadata: Option<MetadataDelta>,
+        metadata: Option<Box<MetadataDelta>>,
     },
     AlterPartitionResponse {
         items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)>,
     },
-    MetadataUpdate(MetadataDelta),
+    MetadataUpdate(Box<MetadataDelta>),
     // follower → leader and back
     Fetch {
         correlation: u64,

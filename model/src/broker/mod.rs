@@ -382,7 +382,7 @@ impl Broker {
                 self.registration_in_flight = false;
                 if error == ErrorCode::None {
                     self.broker_epoch = Some(broker_epoch);
-                    self.apply_metadata(now, metadata);
+                    self.apply_metadata(now, *metadata);
                 }
             }
             Message::BrokerHeartbeatResponse { error, metadata, .. } => {
@@ -391,12 +391,12 @@ impl Broker {
                     self.broker_epoch = None;
                 }
                 if let Some(metadata) = metadata {
-                    self.apply_metadata(now, metadata);
+                    self.apply_metadata(now, *metadata);
                 }
             }
             // Like a KRaft broker that has not caught up since registering, a broker acts on
             // no metadata before its registration is accepted (the response carries it all).
-            Message::MetadataUpdate(delta) if self.broker_epoch.is_some() => self.apply_metadata(now, delta),
+            Message::MetadataUpdate(delta) if self.broker_epoch.is_some() => self.apply_metadata(now, *delta),
             Message::AlterPartitionResponse { items } => self.handle_alter_partition_response(now, items),
             Message::Fetch { correlation, max_wait_ms, partitions, .. } => {
                 self.handle_fetch(now, from, correlation, max_wait_ms, partitions)

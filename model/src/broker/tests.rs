@@ -49,8 +49,11 @@ fn start_broker(id: u32, config: BrokerConfig, disk: BrokerDisk, state: Partitio
         fenced_brokers: vec![],
         base: None,
     };
-    let response =
-        Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch: BrokerEpoch(1), metadata };
+    let response = Message::BrokerRegistrationResponse {
+        error: ErrorCode::None,
+        broker_epoch: BrokerEpoch(1),
+        metadata: Box::new(metadata),
+    };
     broker.handle_message(Millis(0), CONTROLLER, response);
     assert!(broker.is_registered());
     let actions = drain(&mut broker);
@@ -495,7 +498,7 @@ fn a_missed_metadata_push_is_not_skipped() {
         base: Some(version - 1),
     };
     // Version 2 (broker 0 leads, epoch 1) is lost; version 3 (broker 2 leads) arrives.
-    broker.handle_message(Millis(10), CONTROLLER, Message::MetadataUpdate(delta(3, 2, 2)));
+    broker.handle_message(Millis(10), CONTROLLER, Message::MetadataUpdate(Box::new(delta(3, 2, 2))));
     drain(&mut broker);
     broker.handle_timeout(Millis(10_000));
     let beats = sends_of_kind(&drain(&mut broker), MessageKind::BrokerHeartbeat);
@@ -504,7 +507,7 @@ fn a_missed_metadata_push_is_not_skipped() {
         _ => None,
     });
     assert_eq!(reported, Some(1), "the gap at version 2 is reported, so a snapshot comes");
-    broker.handle_message(Millis(10_001), CONTROLLER, Message::MetadataUpdate(delta(4, 2, 2)));
+    broker.handle_message(Millis(10_001), CONTROLLER, Message::MetadataUpdate(Box::new(delta(4, 2, 2))));
     broker.handle_timeout(Millis(20_000));
     let beats = sends_of_kind(&drain(&mut broker), MessageKind::BrokerHeartbeat);
     assert!(beats.iter().all(|(_, m)| matches!(m, Message::BrokerHeartbeat { metadata_version: 1, .. })));

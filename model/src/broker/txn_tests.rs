@@ -72,8 +72,11 @@ fn start_configured(
         fenced_brokers: vec![],
         base: None,
     };
-    let response =
-        Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch: BrokerEpoch(1), metadata };
+    let response = Message::BrokerRegistrationResponse {
+        error: ErrorCode::None,
+        broker_epoch: BrokerEpoch(1),
+        metadata: Box::new(metadata),
+    };
     broker.handle_message(Millis(0), CONTROLLER, response);
     let actions = drain(&mut broker);
     (broker, actions)

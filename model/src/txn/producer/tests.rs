@@ -50,8 +50,11 @@ fn broker() -> Broker {
         fenced_brokers: vec![],
         base: None,
     };
-    let response =
-        Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch: BrokerEpoch(1), metadata };
+    let response = Message::BrokerRegistrationResponse {
+        error: ErrorCode::None,
+        broker_epoch: BrokerEpoch(1),
+        metadata: Box::new(metadata),
+    };
     broker.handle_message(Millis(0), CONTROLLER, response);
     while broker.poll_action().is_some() {}
     broker
