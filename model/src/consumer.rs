@@ -706,6 +706,17 @@ impl Consumer {
     }
 
     /// The application wrote the record at `tp`/`offset` to its sink.
+    /// A transaction that committed `offsets` (next offsets to read) with this consumer's
+    /// group metadata has committed: what it read is processed (a transactional
+    /// application's processing is its committed transaction, not a sink write).
+    pub fn app_committed_in_txn(&mut self, offsets: &[(TopicPartition, Offset)]) {
+        for (tp, next) in offsets {
+            if let Some(part) = self.parts.get_mut(tp) {
+                part.processed = Some(part.processed.map_or(*next, |p| p.max(*next)));
+            }
+        }
+    }
+
     pub fn app_processed(&mut self, tp: TopicPartition, offset: Offset, write: crate::types::WriteId) {
         if let Some(part) = self.parts.get_mut(&tp) {
             let next = Offset(offset.0 + 1);

@@ -82,6 +82,7 @@ impl Outcome {
         }
         let txns = scenario.transactions.as_ref().map(|spec| {
             let pipeline = scenario.pipeline.as_ref().map(|p| PipelineTopics { input: p.input.1, output: p.output });
+            let pipeline = pipeline.or(scenario.end_to_end.map(|(input, output)| PipelineTopics { input, output }));
             let mut topics = vec![spec.topic];
             topics.extend(pipeline.map(|p| p.output).filter(|t| *t != spec.topic));
             let mut verdicts = check_txns(&run.history, &topics, &run.groups, pipeline);

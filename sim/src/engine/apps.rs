@@ -10,16 +10,50 @@
 //! processed to named sinks: a sink's state lives outside every process (a database), and
 //! each write is a `Processed` event of the application's group, so the group checkers
 //! judge the application's own delivery semantics.
+//!
+//! A transactional application's client is a model [`TxnProducer`] instead: each of its
+//! transactions is a [`TxnOp`] in the history like the workload's, and when it commits
+//! its consumer's offsets, those count as processed by that consumer.
 
 use super::{Actor, Engine, Life, Node, APP_BASE};
-use crate::history::{Completion, Op};
+use crate::history::{Completion, Op, TxnEnd, TxnOp};
 use rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::consumer::Polled;
+use trial_model::partitioner::{key_bytes, partition_for_key};
+use trial_model::txn::producer::TXN_WRITES_MAX;
+use trial_model::txn::{TxnOffsets, TxnOutcome, TxnProducer, TxnProducerConfig, TxnWrite};
 use trial_model::{
     CommitMode, ErrorCode, Millis, NodeId, Offset, Producer, ProducerConfig, TopicId, TopicPartition, WriteId,
     WriteOutcome,
 };
+
+/// History producer index of transactional application 0's writes (after the
+/// pipelines').
+pub const APP_TXN_HISTORY_BASE: u32 = 3_000_000;
+/// Bound on transaction ends waiting for the host to take them.
+const TXN_ENDS_MAX: usize = 10_000;
+
+/// Why a transactional application's transaction did not begin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnRefused {
+    /// The process is down or paused.
+    Unavailable,
+    /// The producer is still getting its id and epoch, or a transaction runs: try later.
+    NotReady,
+    /// No records, too many, an application without a transactional producer, or
+    /// offsets without a consumer.
+    Invalid(String),
+}
+
+/// A record of an application's transaction: its topic, its key, and (for the
+/// end-to-end checker) the input write it copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnRecord {
+    pub topic: TopicId,
+    pub key: Option<u32>,
+    pub source: Option<WriteId>,
+}
 
 /// Bound on commit answers waiting for the host to take them.
 const COMMIT_ANSWERS_MAX: usize = 10_000;
@@ -33,6 +67,11 @@ pub(super) struct Apps {
     pub(super) acks: Vec<(WriteId, Option<TopicPartition>, WriteOutcome)>,
     /// Answers to application commits: (application, correlation id, error).
     pub(super) commits: Vec<(usize, u64, ErrorCode)>,
+    /// Ends of transactional applications' transactions: (application, transaction,
+    /// outcome, error).
+    pub(super) txn_ends: Vec<(usize, u64, TxnOutcome, ErrorCode)>,
+    /// The consumer offsets each running application transaction commits.
+    txn_offsets: BTreeMap<u64, (usize, Vec<(TopicPartition, Offset)>)>,
     /// Each named sink's written keys (it outlives every process).
     sinks: BTreeMap<String, BTreeSet<(TopicPartition, Offset)>>,
 }
@@ -43,6 +82,8 @@ pub(super) struct AppSlot {
     pub(super) config: ProducerConfig,
     /// Its consumer's index among the engine's consumers, if it has one.
     pub(super) consumer: Option<u32>,
+    /// A transactional application's producer settings (`transactional.id` = `app-<name>`).
+    pub(super) txn: Option<TxnProducerConfig>,
 }
 
 impl Apps {
@@ -55,9 +96,27 @@ impl Apps {
         self.slots.iter().position(|slot| slot.consumer == Some(consumer))
     }
 
-    pub(super) fn new_producer(&self, node: usize, id: NodeId, brokers: usize) -> Producer {
-        let config = self.slots.iter().find(|slot| slot.node == node).map(|slot| slot.config.clone());
-        Producer::new(id, config.unwrap_or_default(), (0..brokers as u32).map(NodeId).collect())
+    /// The application on `node`, if any.
+    pub(super) fn slot_of(&self, node: usize) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.node == node)
+    }
+
+    /// A new process's client on application node `node`, its `incarnation`th: the
+    /// producer, or for a transactional application a new instance of its transactional
+    /// producer (same transactional id: it fences the old one).
+    pub(super) fn new_client(&self, node: usize, id: NodeId, brokers: usize, incarnation: u64) -> Actor {
+        let bootstrap: Vec<NodeId> = (0..brokers as u32).map(NodeId).collect();
+        let slot = self.slots.iter().find(|slot| slot.node == node);
+        match slot.and_then(|slot| slot.txn.clone()) {
+            Some(config) => Actor::TxnProducer(Box::new(
+                TxnProducer::new(id, config, bootstrap).with_send_order_base(super::txns::send_order_base(incarnation)),
+            )),
+            None => Actor::Producer(Box::new(Producer::new(
+                id,
+                slot.map(|s| s.config.clone()).unwrap_or_default(),
+                bootstrap,
+            ))),
+        }
     }
 }
 
@@ -70,10 +129,166 @@ impl Engine<'_> {
         let producer = Producer::new(id, config.clone(), (0..self.brokers as u32).map(NodeId).collect());
         self.nodes.push(Node::new(id, Actor::Producer(Box::new(producer))));
         let node = self.nodes.len() - 1;
-        self.apps.slots.push(AppSlot { node, name: name.to_string(), config, consumer: None });
+        self.apps.slots.push(AppSlot { node, name: name.to_string(), config, consumer: None, txn: None });
         self.grow_links();
         self.reschedule(node);
         index
+    }
+
+    /// Adds a transactional application: its client is a transactional producer with
+    /// the scenario's `[transactions]` settings and `transactional.id` `app-<name>`;
+    /// returns its index among applications. Only before the run starts.
+    pub fn add_txn_app(&mut self, name: &str) -> Result<usize, String> {
+        let Some(spec) = self.scenario.transactions.as_ref() else {
+            return Err(format!(
+                "transactional app `{name}` needs the scenario's [transactions] section (the coordinators' settings)"
+            ));
+        };
+        let index = self.apps.slots.len();
+        let id = NodeId(APP_BASE + index as u32);
+        let config = TxnProducerConfig { transactional_id: format!("app-{name}"), ..spec.config.clone() };
+        let bootstrap = (0..self.brokers as u32).map(NodeId).collect();
+        let producer =
+            TxnProducer::new(id, config.clone(), bootstrap).with_send_order_base(super::txns::send_order_base(1));
+        self.nodes.push(Node::new(id, Actor::TxnProducer(Box::new(producer))));
+        let node = self.nodes.len() - 1;
+        let slot = AppSlot {
+            node,
+            name: name.to_string(),
+            config: ProducerConfig::default(),
+            consumer: None,
+            txn: Some(config),
+        };
+        self.apps.slots.push(slot);
+        self.grow_links();
+        self.reschedule(node);
+        Ok(index)
+    }
+
+    /// One transaction of transactional application `app` (`beginTransaction`, a `send`
+    /// per record, with `offsets` `sendOffsetsToTransaction` of its consumer's positions
+    /// with the consumer's group metadata (KIP-447), then `commitTransaction` or, without
+    /// `commit`, `abortTransaction`). A keyed record goes to its key's partition (the
+    /// default partitioner), a record without a key to a random one. The end comes in
+    /// [`Engine::take_app_txn_ends`] under the returned transaction id.
+    pub fn app_transaction(
+        &mut self,
+        app: usize,
+        records: &[TxnRecord],
+        offsets: Option<Vec<(TopicPartition, Offset)>>,
+        commit: bool,
+    ) -> Result<u64, TxnRefused> {
+        let Some(slot) = self.apps.slots.get(app) else {
+            return Err(TxnRefused::Invalid(format!("no application {app}")));
+        };
+        if slot.txn.is_none() {
+            return Err(TxnRefused::Invalid("this application has no transactional producer".into()));
+        }
+        if records.is_empty() || records.len() > TXN_WRITES_MAX {
+            return Err(TxnRefused::Invalid(format!("a transaction takes 1 to {TXN_WRITES_MAX} records")));
+        }
+        let node = slot.node;
+        if self.nodes[node].paused {
+            return Err(TxnRefused::Unavailable);
+        }
+        match &self.nodes[node].life {
+            Life::Up(Actor::TxnProducer(p)) if p.ready() => {}
+            Life::Up(Actor::TxnProducer(_)) => return Err(TxnRefused::NotReady),
+            _ => return Err(TxnRefused::Unavailable),
+        }
+        let committed = offsets.clone();
+        let offsets = match offsets {
+            None => None,
+            Some(offsets) => {
+                let Some(consumer) = slot.consumer else {
+                    return Err(TxnRefused::Invalid("offsets in a transaction need the application's consumer".into()));
+                };
+                let consumer_node = self.consumers.slots[consumer as usize].node;
+                let Life::Up(Actor::Consumer(c)) = &self.nodes[consumer_node].life else {
+                    return Err(TxnRefused::Unavailable);
+                };
+                Some(TxnOffsets {
+                    group: c.group().to_string(),
+                    member_id: c.member_id().to_string(),
+                    group_instance_id: self.consumers.instance_id(consumer),
+                    generation: c.generation(),
+                    offsets,
+                })
+            }
+        };
+        let txn = self.history.txns.len() as u64;
+        let producer = APP_TXN_HISTORY_BASE + app as u32;
+        let mut writes = Vec::with_capacity(records.len());
+        for record in records {
+            let partitions = self.scenario.topics.get(record.topic.0 as usize).map_or(1, |t| t.partitions).max(1);
+            let partition = match record.key {
+                Some(key) => {
+                    let mut buf = [0u8; 10];
+                    partition_for_key(key_bytes(key, &mut buf), partitions)
+                }
+                None => (self.workload_rng.next_u64() % partitions as u64) as u32,
+            };
+            let write = self.invoke(producer, record.topic, record.key);
+            writes.push(TxnWrite { write, tp: TopicPartition { topic: record.topic, partition }, key: record.key });
+        }
+        // The end-to-end checker pairs each write with the input it copies.
+        let sources: Vec<WriteId> = records.iter().map(|r| r.source).collect::<Option<_>>().unwrap_or_default();
+        self.history.txns.push(TxnOp {
+            producer,
+            writes: writes.iter().map(|w| w.write).collect(),
+            commit,
+            begun_at: self.now,
+            ended: None,
+            sources,
+        });
+        let now = self.local_now(node);
+        let begun = match &mut self.nodes[node].life {
+            Life::Up(Actor::TxnProducer(p)) => p.begin_with_offsets(now, txn, writes, commit, offsets),
+            _ => false,
+        };
+        if let (true, Some(offsets)) = (begun, committed) {
+            self.apps.txn_offsets.insert(txn, (app, offsets));
+        }
+        if !begun {
+            // Checked above; should it happen, nothing of it was sent.
+            let end = TxnEnd { at: self.now, outcome: TxnOutcome::Aborted, error: ErrorCode::None };
+            self.history.txns[txn as usize].ended = Some(end);
+            let failed = WriteOutcome::Failed { error: ErrorCode::None, definite: true };
+            for write in self.history.txns[txn as usize].writes.clone() {
+                self.history.ops[write.0 as usize].completed =
+                    Some(Completion { at: self.now, tp: None, outcome: failed });
+            }
+            self.push_txn_end(app, txn, TxnOutcome::Aborted, ErrorCode::None);
+        }
+        self.hash.add(0xab00_0000 ^ txn);
+        self.after_input(node);
+        Ok(txn)
+    }
+
+    /// Transaction ends of transactional applications since the last call. A committed
+    /// one's offsets count as processed by the application's consumer (what the run's
+    /// convergence waits for).
+    pub fn take_app_txn_ends(&mut self) -> Vec<(usize, u64, TxnOutcome, ErrorCode)> {
+        let ends = std::mem::take(&mut self.apps.txn_ends);
+        for (app, txn, outcome, _) in &ends {
+            let Some((_, offsets)) = self.apps.txn_offsets.remove(txn) else { continue };
+            if *outcome == TxnOutcome::Committed {
+                self.with_app_consumer(*app, 0xa8_0000_0000 ^ txn, |c, _| c.app_committed_in_txn(&offsets));
+            }
+        }
+        ends
+    }
+
+    pub(super) fn push_txn_end(&mut self, app: usize, txn: u64, outcome: TxnOutcome, error: ErrorCode) {
+        if self.apps.txn_ends.len() < TXN_ENDS_MAX {
+            self.apps.txn_ends.push((app, txn, outcome, error));
+        }
+    }
+
+    /// `seek(tp, committed(tp))` for every partition application `app`'s consumer owns:
+    /// what an exactly-once application does after a transaction that did not commit.
+    pub fn app_seek_to_committed(&mut self, app: usize) -> Option<()> {
+        self.with_app_consumer(app, 0xa7_0000_0000, |c, now| c.app_refresh_positions(now))
     }
 
     /// Gives application `app` a consumer in the scenario's group `group`, with the
@@ -274,6 +489,7 @@ impl Engine<'_> {
         let Some(app) = self.apps.slots.iter().position(|slot| slot.node == node) else {
             return;
         };
+        self.apps.txn_offsets.retain(|_, (of, _)| *of != app);
         let producer = self.app_producer(app);
         let outcome = WriteOutcome::Failed { error: ErrorCode::NetworkException, definite: false };
         for op in self.history.ops.iter_mut().filter(|op| op.producer == producer && op.completed.is_none()) {

@@ -182,6 +182,11 @@ impl Engine<'_> {
             // An application's process dies with its clients.
             Life::Up(Actor::Producer(_)) => Durable::App,
             Life::Up(Actor::Consumer(_)) => Durable::Consumer,
+            // A transactional application's process dies with its client and its code.
+            Life::Up(Actor::TxnProducer(p)) if self.apps.hosts(node) => {
+                self.txn_producer_crashed(&p);
+                Durable::App
+            }
             Life::Up(Actor::TxnProducer(p)) => {
                 self.txn_producer_crashed(&p);
                 Durable::TxnProducer(self.txns.slot_of(node).unwrap_or(0) as u32)
@@ -247,7 +252,7 @@ impl Engine<'_> {
                 Life::Up(Actor::Controller(Box::new(controller)))
             }
             Durable::Consumer => Life::Up(Actor::Consumer(Box::new(self.consumers.new_consumer(id, now)))),
-            Durable::App => Life::Up(Actor::Producer(Box::new(self.apps.new_producer(node, id, self.brokers)))),
+            Durable::App => Life::Up(self.apps.new_client(node, id, self.brokers, incarnation)),
             Durable::TxnProducer(index) => match self.scenario.transactions.as_ref() {
                 Some(spec) => Life::Up(Actor::TxnProducer(Box::new(super::txns::new_producer(
                     spec,

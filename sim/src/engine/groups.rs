@@ -135,6 +135,11 @@ impl Consumers {
         histories
     }
 
+    /// Consumer `consumer`'s `group.instance.id`, if it is a static member.
+    pub(super) fn instance_id(&self, consumer: u32) -> Option<String> {
+        self.slots.get(consumer as usize)?.config.member.group_instance_id.clone()
+    }
+
     fn slot_of(&self, node: usize) -> Option<u32> {
         self.slots.iter().position(|s| s.node == node).map(|i| i as u32)
     }

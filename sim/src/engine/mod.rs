@@ -12,6 +12,7 @@ use crate::history::{Completion, Happening, History, Op};
 use crate::queue::CalendarQueue;
 
 mod apps;
+pub use apps::{TxnRecord, TxnRefused, APP_TXN_HISTORY_BASE};
 mod faults;
 mod finish;
 pub mod groups;
@@ -585,7 +586,11 @@ impl<'a> Engine<'a> {
                 // The clients' ends of transactions; the coordinators' events stay out
                 // of the history (the checkers judge what clients and readers see).
                 Action::Txn(event) => {
-                    if self.txns.slot_of(node).is_some() || self.pipelines.slot_of(node).is_some() {
+                    let app = self.apps.slot_of(node);
+                    if let (Some(app), trial_model::txn::TxnEvent::Ended { txn, outcome, error, .. }) = (app, &*event) {
+                        self.push_txn_end(app, *txn, *outcome, *error);
+                    }
+                    if self.txns.slot_of(node).is_some() || self.pipelines.slot_of(node).is_some() || app.is_some() {
                         self.record_txn_event(*event);
                     }
                 }

@@ -293,6 +293,7 @@ impl Validator<'_> {
             groups,
             transactions,
             pipeline,
+            end_to_end: None,
             network,
             duration_ms,
             liveness_ms,
@@ -893,7 +894,9 @@ impl Validator<'_> {
     ) -> Result<TxnSpec, ScenarioError> {
         let t = raw.get_ref();
         let producers = *t.producers.get_ref();
-        let least = if pipeline_output.is_some() { 0 } else { 1 };
+        // None of its own: the section then only sets the coordinators for a pipeline or
+        // for applications' transactions (the madsim host), judged on `topic`.
+        let least = if pipeline_output.is_some() || t.topic.is_some() { 0 } else { 1 };
         if producers < least || producers as usize > TXN_PRODUCERS_MAX {
             return self.error(
                 t.producers.span(),

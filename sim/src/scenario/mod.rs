@@ -287,6 +287,10 @@ pub struct Scenario {
     pub groups: Vec<GroupSpec>,
     pub transactions: Option<TxnSpec>,
     pub pipeline: Option<PipelineSpec>,
+    /// Input and output topics the end-to-end exactly-once checker compares without a
+    /// `[pipeline]`: set by `Simulation::expect_exactly_once` for applications' own
+    /// consume–transform–produce code on the madsim host (not a file key).
+    pub end_to_end: Option<(TopicId, TopicId)>,
     pub network: NetworkSpec,
     pub duration_ms: u64,
     pub liveness_ms: u64,
@@ -326,6 +330,7 @@ impl Scenario {
             groups: Vec::new(),
             transactions: None,
             pipeline: None,
+            end_to_end: None,
             network: NetworkSpec::default(),
             duration_ms: 60_000,
             liveness_ms: 180_000,
