@@ -19,6 +19,9 @@ mod madsim_apps;
 #[cfg(madsim)]
 #[path = "suite/madsim_consumers.rs"]
 mod madsim_consumers;
+#[cfg(madsim)]
+#[path = "suite/madsim_txn_apps.rs"]
+mod madsim_txn_apps;
 #[path = "suite/matrix.rs"]
 mod matrix;
 #[path = "suite/properties.rs"]

@@ -31,8 +31,16 @@
 //! the application processed it writes to a [`Sink`]; each sink write is a processing
 //! of that record by the group, so the group checkers (at-least-once, at-most-once,
 //! order, ownership) judge the application's code.
+//!
+//! An application registered with [`Simulation::txn_app`] or
+//! [`Simulation::txn_consumer_app`] has a transactional producer instead
+//! ([`Kafka::transactional_producer`]): each [`AppTxnProducer::commit`] is one
+//! transaction of the model's [`trial_model::txn::TxnProducer`], with the consumer's
+//! positions and group metadata committed in it when given (KIP-447), judged by the
+//! transaction checkers and, with [`Simulation::expect_exactly_once`], end to end.
 
 use super::{simulation_with, Carrier, HubIn};
+use crate::engine::{TxnRecord, TxnRefused};
 use crate::faults::{Fault, Target};
 use crate::scenario::Scenario;
 use crate::Outcome;
@@ -42,6 +50,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trial_model::consumer::{Polled, PolledRecord, Rebalance};
+use trial_model::txn::TxnOutcome;
 use trial_model::{ErrorCode, Millis, Offset, ProducerConfig, TopicId, TopicPartition, WriteId, WriteOutcome};
 
 type Body = Arc<dyn Fn(Kafka) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
@@ -49,6 +58,8 @@ type Body = Arc<dyn Fn(Kafka) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync
 pub(crate) struct AppEntry {
     pub(crate) name: String,
     pub(crate) config: ProducerConfig,
+    /// Its client is a transactional producer (`Simulation::txn_app`).
+    pub(crate) transactional: bool,
     /// The scenario group its consumer joins, if it has one.
     pub(crate) group: Option<String>,
     pub(crate) body: Body,
@@ -56,6 +67,8 @@ pub(crate) struct AppEntry {
 
 pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata, KafkaError>>;
 pub(crate) type CommitReply = oneshot::Sender<Result<(), KafkaError>>;
+/// Answered at once when the transaction could not begin, else at its end.
+pub(crate) type TxnReply = oneshot::Sender<Result<Result<u64, KafkaError>, TxnRefused>>;
 
 pub(crate) enum Request {
     Send {
@@ -88,6 +101,15 @@ pub(crate) enum Request {
         record: ConsumerRecord,
         once: bool,
         reply: oneshot::Sender<Option<bool>>,
+    },
+    Transaction {
+        records: Vec<TxnRecord>,
+        offsets: Option<Vec<(TopicPartition, Offset)>>,
+        commit: bool,
+        reply: TxnReply,
+    },
+    SeekToCommitted {
+        reply: oneshot::Sender<Option<()>>,
     },
 }
 
@@ -131,6 +153,26 @@ pub enum KafkaError {
     /// `consumer_app`).
     #[error("this application has no consumer: register it with Simulation::consumer_app")]
     NoConsumer,
+    /// The transaction was aborted: asked for (`abort`), or the commit failed (fenced
+    /// by a newer instance, a refused offset commit of a stale generation, a timeout…).
+    #[error("transaction {txn} aborted: {error:?}")]
+    TransactionAborted { txn: u64, error: ErrorCode },
+    /// The producer failed after it asked to commit: the transaction may have committed.
+    #[error("transaction {txn} ended unknown: {error:?}")]
+    TransactionUnknown { txn: u64, error: ErrorCode },
+    /// A transaction the producer cannot run: no records, too many, or offsets without
+    /// a consumer; or an application registered without a transactional producer.
+    #[error("transaction refused: {0}")]
+    TransactionRefused(String),
+}
+
+/// How a transaction ended, for the application.
+pub(crate) fn txn_answer(txn: u64, outcome: TxnOutcome, error: ErrorCode) -> Result<u64, KafkaError> {
+    match outcome {
+        TxnOutcome::Committed => Ok(txn),
+        TxnOutcome::Aborted => Err(KafkaError::TransactionAborted { txn, error }),
+        TxnOutcome::Unknown => Err(KafkaError::TransactionUnknown { txn, error }),
+    }
 }
 
 impl KafkaError {
@@ -163,11 +205,20 @@ pub struct ProducerRecord {
     topic: String,
     key: Option<u32>,
     again: Option<WriteId>,
+    source: Option<WriteId>,
 }
 
 impl ProducerRecord {
     pub fn new(topic: &str) -> ProducerRecord {
-        ProducerRecord { topic: topic.to_string(), key: None, again: None }
+        ProducerRecord { topic: topic.to_string(), key: None, again: None, source: None }
+    }
+
+    /// A transformed copy of the input record whose value is `input` (a consumed
+    /// record's `value`): in a transaction, the end-to-end exactly-once checker counts
+    /// the input's copies in the output topic.
+    pub fn copy_of(mut self, input: WriteId) -> ProducerRecord {
+        self.source = Some(input);
+        self
     }
 
     pub fn key(mut self, key: u32) -> ProducerRecord {
@@ -255,6 +306,12 @@ impl Kafka {
         AppConsumer { kafka: self.clone() }
     }
 
+    /// The application's transactional producer (registered with
+    /// [`Simulation::txn_app`] or [`Simulation::txn_consumer_app`]).
+    pub fn transactional_producer(&self) -> AppTxnProducer {
+        AppTxnProducer { kafka: self.clone() }
+    }
+
     /// Sink `name`: an external store (a database, a file) the application writes what it
     /// processed to. It outlives the application's process; every application writing to
     /// the same name writes to the same store.
@@ -297,6 +354,69 @@ impl AppProducer {
             return Err(KafkaError::Unavailable);
         }
         answer.await.unwrap_or(Err(KafkaError::Unavailable))
+    }
+}
+
+/// An application's transactional producer (`transactional.id` = `app-<name>`, the
+/// scenario's `[transactions]` settings). One call is one transaction, as the Java
+/// client's `beginTransaction()`, a `send` per record, `sendOffsetsToTransaction(offsets,
+/// consumer.groupMetadata())` and `commitTransaction()` (or `abortTransaction()`) make one;
+/// the records go out when the call is made, not one `send` at a time. It waits while the
+/// producer gets its id and epoch (`initTransactions()`) or ends the previous
+/// transaction, and resolves when the transaction has ended, with its id in the history.
+pub struct AppTxnProducer {
+    kafka: Kafka,
+}
+
+/// How long a transaction call waits between tries while the producer is not ready.
+const TXN_RETRY_MS: u64 = 5;
+/// Bound on those tries (10 s of simulated time).
+const TXN_RETRIES_MAX: u32 = 2_000;
+
+impl AppTxnProducer {
+    /// Commits `records` and, with `offsets` (the next offset to read per input
+    /// partition, as `sendOffsetsToTransaction` takes them), the application's consumer
+    /// positions in one transaction.
+    pub async fn commit(
+        &self,
+        records: &[ProducerRecord],
+        offsets: Option<&[(TopicPartition, u64)]>,
+    ) -> Result<u64, KafkaError> {
+        self.run(records, offsets, true).await
+    }
+
+    /// Writes `records` in a transaction and aborts it: read_committed readers never see them.
+    pub async fn abort(&self, records: &[ProducerRecord]) -> Result<u64, KafkaError> {
+        self.run(records, None, false).await
+    }
+
+    async fn run(
+        &self,
+        records: &[ProducerRecord],
+        offsets: Option<&[(TopicPartition, u64)]>,
+        commit: bool,
+    ) -> Result<u64, KafkaError> {
+        let mut txn = Vec::with_capacity(records.len());
+        for record in records {
+            let topic =
+                self.kafka.topic_id(&record.topic).ok_or_else(|| KafkaError::UnknownTopic(record.topic.clone()))?;
+            txn.push(TxnRecord { topic, key: record.key, source: record.source });
+        }
+        let offsets: Option<Vec<(TopicPartition, Offset)>> =
+            offsets.map(|o| o.iter().map(|(tp, offset)| (*tp, Offset(*offset))).collect());
+        for _ in 0..TXN_RETRIES_MAX {
+            let request =
+                |reply| Request::Transaction { records: txn.clone(), offsets: offsets.clone(), commit, reply };
+            match self.kafka.call(request).await {
+                Some(Ok(result)) => return result,
+                Some(Err(TxnRefused::NotReady)) => {
+                    ::madsim::time::sleep(std::time::Duration::from_millis(TXN_RETRY_MS)).await;
+                }
+                Some(Err(TxnRefused::Invalid(why))) => return Err(KafkaError::TransactionRefused(why)),
+                Some(Err(TxnRefused::Unavailable)) | None => return Err(KafkaError::Unavailable),
+            }
+        }
+        Err(KafkaError::Unavailable)
     }
 }
 
@@ -393,6 +513,16 @@ impl AppConsumer {
     }
 
     /// `seek(tp, offset)`: the next poll returns `tp`'s records from `offset` on.
+    /// `seek(tp, committed(tp))` for every owned partition: after a transaction that did
+    /// not commit, an exactly-once application reads its input again from the offsets
+    /// its group committed.
+    pub async fn seek_to_committed(&self) -> Result<(), KafkaError> {
+        match self.kafka.call(|reply| Request::SeekToCommitted { reply }).await {
+            Some(Some(())) => Ok(()),
+            Some(None) | None => Err(KafkaError::Unavailable),
+        }
+    }
+
     pub async fn seek(&self, tp: TopicPartition, offset: u64) -> Result<(), KafkaError> {
         match self.kafka.call(|reply| Request::Seek { tp, offset: Offset(offset), reply }).await {
             Some(Some(true)) => Ok(()),
@@ -495,6 +625,19 @@ impl Carrier {
                 let written = engine.app_sink(app, &sink, record.tp, Offset(record.offset), record.value, once);
                 let _ = reply.send(written);
             }
+            Request::Transaction { records, offsets, commit, reply } => {
+                match engine.app_transaction(app, &records, offsets, commit) {
+                    Ok(txn) => {
+                        self.txn_replies.insert((app, txn), reply);
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(Err(refused));
+                    }
+                }
+            }
+            Request::SeekToCommitted { reply } => {
+                let _ = reply.send(engine.app_seek_to_committed(app));
+            }
         }
     }
 }
@@ -522,11 +665,13 @@ pub struct Simulation {
     scenario: Scenario,
     apps: Vec<AppEntry>,
     faults: Vec<(u64, String, AppFault)>,
+    /// Settings refused while building it: the run fails with these.
+    invalid: Vec<String>,
 }
 
 impl Simulation {
     pub fn new(scenario: Scenario) -> Simulation {
-        Simulation { scenario, apps: Vec::new(), faults: Vec::new() }
+        Simulation { scenario, apps: Vec::new(), faults: Vec::new(), invalid: Vec::new() }
     }
 
     /// Adds an application whose producer has the default client settings (acks=all,
@@ -563,7 +708,38 @@ impl Simulation {
         Fut: Future<Output = ()> + 'static,
     {
         let body: Body = Arc::new(move |kafka| Box::pin(body(kafka)));
-        self.apps.push(AppEntry { name: name.to_string(), config, group: None, body });
+        self.apps.push(AppEntry { name: name.to_string(), config, transactional: false, group: None, body });
+        self
+    }
+
+    /// Adds an application whose client is a transactional producer
+    /// ([`Kafka::transactional_producer`], `transactional.id` `app-<name>`, the scenario's
+    /// `[transactions]` settings). A killed one comes back as a new instance with the same
+    /// transactional id, which fences the old one and aborts what it left open.
+    pub fn txn_app<F, Fut>(mut self, name: &str, body: F) -> Simulation
+    where
+        F: Fn(Kafka) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self = self.app(name, body);
+        if let Some(entry) = self.apps.last_mut() {
+            entry.transactional = true;
+        }
+        self
+    }
+
+    /// A transactional application with a consumer in the scenario's group `group`: the
+    /// consume–transform–produce loop, its consumer's positions committed in each
+    /// transaction with the consumer's group metadata (KIP-447).
+    pub fn txn_consumer_app<F, Fut>(mut self, name: &str, group: &str, body: F) -> Simulation
+    where
+        F: Fn(Kafka) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self = self.txn_app(name, body);
+        if let Some(entry) = self.apps.last_mut() {
+            entry.group = Some(group.to_string());
+        }
         self
     }
 
@@ -572,6 +748,27 @@ impl Simulation {
     pub fn expect(mut self, property: crate::groups::GroupProperty) -> Simulation {
         if !self.scenario.expect.group_hold.contains(&property) {
             self.scenario.expect.group_hold.push(property);
+        }
+        self
+    }
+
+    /// Requires every record of topic `input` to be in topic `output` exactly once at the
+    /// end, each copy made with [`ProducerRecord::copy_of`] (the `pipeline-exactly-once`
+    /// checker, as for a `[pipeline]`), and the transaction checkers to hold. Unknown
+    /// topics fail the run with the reason.
+    pub fn expect_exactly_once(mut self, input: &str, output: &str) -> Simulation {
+        let id = |name: &str| self.scenario.topics.iter().position(|t| t.name == name).map(|i| TopicId(i as u32));
+        match (id(input), id(output)) {
+            (Some(input), Some(output)) if input != output => self.scenario.end_to_end = Some((input, output)),
+            _ => self.invalid.push(format!(
+                "expect_exactly_once(`{input}`, `{output}`): two different topics the scenario declares"
+            )),
+        }
+        use crate::txns::TxnProperty;
+        for property in TxnProperty::ALL {
+            if !self.scenario.expect.txn_hold.contains(&property) {
+                self.scenario.expect.txn_hold.push(property);
+            }
         }
         self
     }
@@ -630,7 +827,7 @@ impl Simulation {
     /// `Runtime::check_determinism`, which runs it twice and compares every random draw).
     pub async fn simulate(&self, seed: u64) -> Outcome {
         let mut faults = Vec::new();
-        let mut unknown = Vec::new();
+        let mut unknown = self.invalid.clone();
         for entry in &self.apps {
             let Some(group) = &entry.group else { continue };
             if !self.scenario.groups.iter().any(|g| g.name == *group) {
@@ -641,6 +838,12 @@ impl Simulation {
                     names.join(", ")
                 ));
             }
+        }
+        for entry in self.apps.iter().filter(|e| e.transactional && self.scenario.transactions.is_none()) {
+            unknown.push(format!(
+                "app `{}` is transactional, but the scenario has no [transactions] section (its coordinators' settings)",
+                entry.name
+            ));
         }
         for entry in &self.apps {
             if let Some(why) = entry.config.idempotence_conflict() {

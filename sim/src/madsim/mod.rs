@@ -220,6 +220,8 @@ struct Carrier {
     replies: BTreeMap<WriteId, app::Reply>,
     /// Applications waiting for a commit's answer: (application, correlation id).
     commit_replies: BTreeMap<(usize, u64), app::CommitReply>,
+    /// Applications waiting for a transaction's end: (application, transaction id).
+    txn_replies: BTreeMap<(usize, u64), app::TxnReply>,
 }
 
 impl Carrier {
@@ -266,7 +268,10 @@ pub(crate) async fn simulation_with<'a>(
     let start = madsim_now();
     let (mut engine, faults) = Engine::external(scenario, seed, trace);
     for entry in apps {
-        let app = engine.add_app(&entry.name, entry.config.clone());
+        // `Simulation::run` reports a transactional app without [transactions]; it then
+        // runs with a plain producer, so application indices stay as declared.
+        let txn = if entry.transactional { engine.add_txn_app(&entry.name).ok() } else { None };
+        let app = txn.unwrap_or_else(|| engine.add_app(&entry.name, entry.config.clone()));
         if let Some(group) = &entry.group {
             // `Simulation::run` reports an unknown group; the application runs without.
             let _ = engine.add_app_consumer(app, group);
@@ -329,6 +334,7 @@ pub(crate) async fn simulation_with<'a>(
         lost: 0,
         replies: BTreeMap::new(),
         commit_replies: BTreeMap::new(),
+        txn_replies: BTreeMap::new(),
     };
     // Nothing may be sent before every node is bound: madsim drops such messages.
     while carrier.processes.iter().any(|p| p.commands.is_none()) {
@@ -433,8 +439,14 @@ impl Carrier {
                 let _ = reply.send(result);
             }
         }
+        for (app, txn, outcome, error) in engine.take_app_txn_ends() {
+            if let Some(reply) = self.txn_replies.remove(&(app, txn)) {
+                let _ = reply.send(Ok(app::txn_answer(txn, outcome, error)));
+            }
+        }
         // A killed application's commits are never answered; nobody waits for them.
         self.commit_replies.retain(|_, reply| !reply.is_canceled());
+        self.txn_replies.retain(|_, reply| !reply.is_canceled());
     }
 
     fn reconcile(&mut self, engine: &Engine<'_>, handle: &Handle) {
