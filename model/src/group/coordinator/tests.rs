@@ -874,28 +874,31 @@ fn txn_commit_appended(c: &mut GroupCoordinator, now: Millis, id: &str, offset: 
 #[test]
 fn a_transaction_replaces_only_older_commits() {
     let partition = offsets_partition_for(GROUP, 50);
+    // Appends a transactional commit of 10 and a consumer's commit of 7, in that order
+    // or the other, both durable before the marker; returns whether the marker stored
+    // anything, and the committed offset after it.
+    let run = |txn_first: bool| {
+        let mut c = coordinator();
+        let id = stable_single(&mut c);
+        let mut tokens = if txn_first {
+            let txn = txn_commit_appended(&mut c, Millis(4_000), &id, 10);
+            vec![txn, plain_commit_appended(&mut c, Millis(4_001), &id, 7)]
+        } else {
+            let plain = plain_commit_appended(&mut c, Millis(4_000), &id, 7);
+            vec![plain, txn_commit_appended(&mut c, Millis(4_001), &id, 10)]
+        };
+        for (at, token) in (4_010..).zip(tokens.drain(..)) {
+            c.handle_append_result(Millis(at), token, ErrorCode::None);
+        }
+        drain(&mut c);
+        c.txn_completed(partition, 50, pid(), true);
+        let stored = drain(&mut c).iter().any(|o| matches!(o, CoordinatorOutput::OffsetsStored { .. }));
+        (stored, fetch(&mut c, true))
+    };
     // The transaction's record first, then a consumer's commit: the consumer's stays.
-    let mut c = coordinator();
-    let id = stable_single(&mut c);
-    let txn = txn_commit_appended(&mut c, Millis(4_000), &id, 10);
-    let plain = plain_commit_appended(&mut c, Millis(4_001), &id, 7);
-    c.handle_append_result(Millis(4_010), txn, ErrorCode::None);
-    c.handle_append_result(Millis(4_011), plain, ErrorCode::None);
-    drain(&mut c);
-    c.txn_completed(partition, 50, pid(), true);
-    let stored = drain(&mut c).iter().any(|o| matches!(o, CoordinatorOutput::OffsetsStored { .. }));
-    assert!(!stored, "nothing stored at the marker");
-    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(7))), "the later consumer commit stands");
+    assert_eq!(run(true), (false, (ErrorCode::None, Some(Offset(7)))), "the later consumer commit stands");
     // A consumer's commit first, then the transaction's record: the transaction's wins.
-    let mut c = coordinator();
-    let id = stable_single(&mut c);
-    let plain = plain_commit_appended(&mut c, Millis(4_000), &id, 7);
-    let txn = txn_commit_appended(&mut c, Millis(4_001), &id, 10);
-    c.handle_append_result(Millis(4_010), plain, ErrorCode::None);
-    c.handle_append_result(Millis(4_011), txn, ErrorCode::None);
-    drain(&mut c);
-    c.txn_completed(partition, 50, pid(), true);
-    assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
+    assert_eq!(run(false), (true, (ErrorCode::None, Some(Offset(10)))));
     // The same two orders, loaded from the log by a new coordinator.
     let record = |offset: u64| OffsetsRecord::Commit {
         group: GROUP.into(),
