@@ -18,6 +18,7 @@ use crate::group::member::{GroupMember, MemberConfig, MemberOutput, MemberState}
 use crate::group::GroupEvent;
 use crate::log::{committed_records, LogEntry};
 use crate::messages::{ConsumerFetchPartition, ConsumerFetchPartitionResponse, Message, PartitionLeader, TopicMeta};
+use crate::tpmap::TpMap;
 use crate::types::{Millis, NodeId, Offset, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -222,14 +223,14 @@ pub struct Consumer {
     /// the owned partitions every time, they change only at a rebalance.
     owned_cache: Option<(u64, u64)>,
     owned_tps: Vec<TopicPartition>,
-    leaders: BTreeMap<TopicPartition, NodeId>,
+    leaders: TpMap<NodeId>,
     metadata_fetched_at: Option<Millis>,
     /// Earliest next metadata request, FindCoordinator, and position lookup: each backs
     /// off on its own (`retry.backoff.ms`), so one failing kind cannot starve the others.
     metadata_retry_at: Millis,
     coordinator_retry_at: Millis,
     lookup_retry_at: Millis,
-    parts: BTreeMap<TopicPartition, PartitionState>,
+    parts: TpMap<PartitionState>,
     app: App,
     next_auto_commit: Millis,
     /// Where the next `poll()` starts taking records (round-robin over partitions).
@@ -274,12 +275,12 @@ impl Consumer {
             topic_ids_version: 0,
             owned_cache: None,
             owned_tps: Vec::new(),
-            leaders: BTreeMap::new(),
+            leaders: TpMap::new(),
             metadata_fetched_at: None,
             metadata_retry_at: now,
             coordinator_retry_at: now,
             lookup_retry_at: now,
-            parts: BTreeMap::new(),
+            parts: TpMap::new(),
             app: if config.commit == CommitMode::Manual { App::External } else { App::Idle { at: now } },
             next_auto_commit: now.plus(interval),
             next_partition: 0,
@@ -857,7 +858,7 @@ impl Consumer {
     fn on_assigned(&mut self, now: Millis, partitions: Vec<GroupPartition>) {
         let tps = self.tps(&partitions);
         for tp in &tps {
-            self.parts.entry(*tp).or_default();
+            self.parts.get_or_default(*tp);
         }
         let group = self.group().to_string();
         let member_id = self.member.member_id().to_string();
