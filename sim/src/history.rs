@@ -120,8 +120,8 @@ impl PartitionFinal {
 /// application that ran it learned (none: it never heard).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TxnOp {
-    /// The transactional producer's index in `[transactions]`.
-    pub producer: u32,
+    /// The `transactional.id` of the client that ran it, as the report names it.
+    pub client: String,
     pub writes: Vec<WriteId>,
     /// Whether the application meant to commit it (else it aborts it).
     pub commit: bool,
@@ -131,17 +131,6 @@ pub struct TxnOp {
     /// same order); empty for the transactional workload's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<WriteId>,
-}
-
-impl TxnOp {
-    /// The client that ran it, as the report names it.
-    pub fn client(&self) -> String {
-        if self.sources.is_empty() {
-            format!("txn-{}", self.producer)
-        } else {
-            format!("pipeline-{}", self.producer)
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

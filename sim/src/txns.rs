@@ -237,7 +237,7 @@ pub fn check_txns(
             results[TxnProperty::NoAbortedReads.index()].violation(|| {
                 format!(
                     "{write} of transaction {index} ({}, aborted at t={}ms, {}) is visible at {tp} offset {}",
-                    txn.client(),
+                    txn.client,
                     end.at.0,
                     end.error.name(),
                     offset.0
@@ -266,7 +266,7 @@ pub fn check_txns(
             results[TxnProperty::NoAbortedReads.index()].violation(|| {
                 format!(
                     "consumer c{consumer} of group {} processed {write} of aborted transaction {index} ({}) from {tp} offset {} at t={}ms",
-                    group.group, txn.client(), offset.0, at.0
+                    group.group, txn.client, offset.0, at.0
                 )
             });
         }
@@ -280,7 +280,7 @@ pub fn check_txns(
                     txn.writes.iter().filter(|w| !visible.contains_key(w)).map(|w| w.to_string()).collect();
                 format!(
                     "transaction {index} ({}) committed at t={}ms: {seen} of {} writes visible to read_committed (missing {})",
-                    txn.client(),
+                    txn.client,
                     end.at.0,
                     txn.writes.len(),
                     missing.join(", ")

@@ -16,7 +16,7 @@
 //! its consumer's offsets, those count as processed by that consumer.
 
 use super::{Actor, Engine, Life, Node, APP_BASE};
-use crate::history::{Completion, Op, TxnEnd, TxnOp};
+use crate::history::{Completion, TxnEnd, TxnOp};
 use rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::consumer::Polled;
@@ -147,11 +147,7 @@ impl Engine<'_> {
         let index = self.apps.slots.len();
         let id = NodeId(APP_BASE + index as u32);
         let config = TxnProducerConfig { transactional_id: format!("app-{name}"), ..spec.config.clone() };
-        let bootstrap = (0..self.brokers as u32).map(NodeId).collect();
-        let producer =
-            TxnProducer::new(id, config.clone(), bootstrap).with_send_order_base(super::txns::send_order_base(1));
-        self.nodes.push(Node::new(id, Actor::TxnProducer(Box::new(producer))));
-        let node = self.nodes.len() - 1;
+        let node = self.nodes.len();
         let slot = AppSlot {
             node,
             name: name.to_string(),
@@ -160,6 +156,8 @@ impl Engine<'_> {
             txn: Some(config),
         };
         self.apps.slots.push(slot);
+        let client = self.apps.new_client(node, id, self.brokers, 1);
+        self.nodes.push(Node::new(id, client));
         self.grow_links();
         self.reschedule(node);
         Ok(index)
@@ -181,9 +179,9 @@ impl Engine<'_> {
         let Some(slot) = self.apps.slots.get(app) else {
             return Err(TxnRefused::Invalid(format!("no application {app}")));
         };
-        if slot.txn.is_none() {
+        let Some(client) = slot.txn.as_ref().map(|config| config.transactional_id.clone()) else {
             return Err(TxnRefused::Invalid("this application has no transactional producer".into()));
-        }
+        };
         if records.is_empty() || records.len() > TXN_WRITES_MAX {
             return Err(TxnRefused::Invalid(format!("a transaction takes 1 to {TXN_WRITES_MAX} records")));
         }
@@ -234,7 +232,7 @@ impl Engine<'_> {
         // The end-to-end checker pairs each write with the input it copies.
         let sources: Vec<WriteId> = records.iter().map(|r| r.source).collect::<Option<_>>().unwrap_or_default();
         self.history.txns.push(TxnOp {
-            producer,
+            client,
             writes: writes.iter().map(|w| w.write).collect(),
             commit,
             begun_at: self.now,
@@ -457,17 +455,13 @@ impl Engine<'_> {
             Some(write) => {
                 // The latest attempt decides how the write ended.
                 self.history.ops[write.0 as usize].completed = None;
+                if let Some(trace) = self.trace.as_deref_mut() {
+                    trace.invoke(self.now, write, producer, key);
+                }
                 write
             }
-            None => {
-                let write = WriteId(self.history.ops.len() as u64);
-                self.history.ops.push(Op { write, producer, topic, key, invoked_at: self.now, completed: None });
-                write
-            }
+            None => self.invoke(producer, topic, key),
         };
-        if let Some(trace) = self.trace.as_deref_mut() {
-            trace.invoke(self.now, write, producer, key);
-        }
         let draw = self.workload_rng.next_u64();
         let now = self.local_now(node);
         if let Life::Up(Actor::Producer(p)) = &mut self.nodes[node].life {

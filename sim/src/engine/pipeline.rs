@@ -143,7 +143,7 @@ impl Engine<'_> {
                 sources.push(record.write);
             }
             self.history.txns.push(TxnOp {
-                producer: index as u32,
+                client: PipelineSpec::transactional_id(index as u32),
                 writes: writes.iter().map(|w| w.write).collect(),
                 commit: true,
                 begun_at: self.now,

@@ -90,7 +90,7 @@ impl Engine<'_> {
             let draw = (self.workload_rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             let commit = draw >= spec.abort_ratio;
             self.history.txns.push(TxnOp {
-                producer: index as u32,
+                client: TxnSpec::transactional_id(index as u32),
                 writes: writes.iter().map(|w| w.write).collect(),
                 commit,
                 begun_at: self.now,

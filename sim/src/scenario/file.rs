@@ -125,9 +125,11 @@ struct RawGroup {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTransactions {
-    /// 0: only a `[pipeline]` runs transactions.
+    /// 0: none of its own — only a `[pipeline]` or applications (the madsim host) run
+    /// transactions.
     producers: Spanned<u32>,
-    /// The topic the producers write (with none, the pipeline's output).
+    /// The topic the producers write and the checkers judge (with none, the pipeline's
+    /// output).
     topic: Option<Spanned<String>>,
     records_per_txn: Option<Spanned<u32>>,
     abort_ratio: Option<Spanned<f64>>,

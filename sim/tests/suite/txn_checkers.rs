@@ -38,7 +38,7 @@ fn marker(epoch: u16, commit: bool) -> LogEntry {
 
 fn txn(writes: &[u64], outcome: TxnOutcome) -> TxnOp {
     TxnOp {
-        producer: 0,
+        client: "txn-0".into(),
         writes: writes.iter().map(|w| WriteId(*w)).collect(),
         commit: outcome == TxnOutcome::Committed,
         begun_at: Millis(0),
