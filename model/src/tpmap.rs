@@ -67,12 +67,12 @@ impl<V> TpMap<V> {
         (topic, partition)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, tp: &TopicPartition) -> Option<&V> {
         self.slot(tp)?.as_ref().map(|(_, v)| v)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut V> {
         self.slot_mut(tp)?.as_mut().map(|(_, v)| v)
     }
@@ -99,7 +99,7 @@ impl<V> TpMap<V> {
     }
 
     /// The value of `tp`, inserting `V::default()` first if absent (`entry().or_default()`).
-    #[inline]
+    #[inline(always)]
     pub fn get_or_default(&mut self, tp: TopicPartition) -> &mut V
     where
         V: Default,
@@ -107,13 +107,22 @@ impl<V> TpMap<V> {
         let (topic, partition) = (tp.topic.0 as usize, tp.partition as usize);
         let present = self.slots.get(topic).and_then(|row| row.get(partition)).is_some_and(Option::is_some);
         if !present {
-            self.grow(tp);
+            self.insert_default(tp);
         }
-        let slot = &mut self.slots[topic][partition];
-        if slot.is_none() {
-            self.len += 1;
+        match &mut self.slots[topic][partition] {
+            Some((_, value)) => value,
+            None => unreachable!("inserted above"),
         }
-        &mut slot.get_or_insert_with(|| (tp, V::default())).1
+    }
+
+    /// The slow half of `get_or_default`, out of line so the lookup inlines small.
+    #[cold]
+    #[inline(never)]
+    fn insert_default(&mut self, tp: TopicPartition)
+    where
+        V: Default,
+    {
+        self.insert(tp, V::default());
     }
 
     pub fn iter(&self) -> Iter<'_, V> {
