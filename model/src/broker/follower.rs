@@ -30,14 +30,14 @@ impl Broker {
         // A broker fetches from a handful of leaders: a fixed array, no allocation per input.
         let mut leaders = [NodeId(0); FETCHERS_SCAN_MAX];
         let mut count = 0;
-        for (leader, fetcher) in &self.fetchers {
+        for (leader, fetcher) in self.fetchers.iter() {
             if due(fetcher) && count < FETCHERS_SCAN_MAX {
                 leaders[count] = *leader;
                 count += 1;
             }
         }
         for leader in leaders.into_iter().take(count) {
-            let fetcher = &self.fetchers[&leader];
+            let Some(fetcher) = self.fetchers.get(&leader) else { continue };
             let timed_out =
                 fetcher.in_flight_since.is_some_and(|since| now.since(since) >= self.config.replica_socket_timeout_ms);
             if fetcher.in_flight_since.is_some() && !timed_out {
@@ -54,7 +54,7 @@ impl Broker {
             // Ids are unique across this broker's lives, like a connection's are.
             self.next_correlation += 1;
             let correlation = (self.incarnation << 32) | self.next_correlation;
-            let fetcher = self.fetchers.entry(leader).or_default();
+            let fetcher = self.fetchers.get_or_default(leader);
             fetcher.in_flight_since = Some(now);
             fetcher.correlation = correlation;
             let max_wait_ms = self.config.replica_fetch_wait_max_ms;

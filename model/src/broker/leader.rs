@@ -154,7 +154,7 @@ impl Broker {
     }
 
     pub(super) fn effective_min_isr(&self, tp: TopicPartition) -> usize {
-        let configured = self.topics.get(&tp.topic.0).map_or(1, |topic| topic.min_insync_replicas as usize);
+        let configured = Self::configured_min_isr(&self.topics, tp.topic.0);
         let replicas = self.replicas.get(&tp).map_or(1, |replica| replica.state.replicas.len());
         configured.min(replicas)
     }
@@ -182,7 +182,7 @@ impl Broker {
             }
             let maximal_isr =
                 pending_isr.as_ref().map_or(replica.state.isr.len(), |(isr, _)| isr.len().max(replica.state.isr.len()));
-            let configured = self.topics.get(&tp.topic.0).map_or(1, |t| t.min_insync_replicas as usize);
+            let configured = Self::configured_min_isr(&self.topics, tp.topic.0);
             if maximal_isr < configured.min(replica.state.replicas.len()) {
                 result.error = ErrorCode::NotEnoughReplicasAfterAppend;
             }
@@ -278,7 +278,7 @@ impl Broker {
             return;
         };
         // `effective_min_isr` inlined: this runs on most follower fetches.
-        let configured = self.topics.get(&tp.topic.0).map_or(1, |topic| topic.min_insync_replicas as usize);
+        let configured = Self::configured_min_isr(&self.topics, tp.topic.0);
         let min_isr = configured.min(replica.state.replicas.len());
         if strict_min_isr && replica.state.isr.len() < min_isr {
             // KIP-966: the HW only advances while the ISR is at least min ISR.

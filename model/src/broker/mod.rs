@@ -18,11 +18,13 @@ use crate::messages::{
 use crate::tpmap::TpMap;
 use crate::txn::TxnCoordinator;
 use crate::types::{BrokerEpoch, LeaderEpoch, Millis, NodeId, Offset, TopicPartition};
+use nodemap::NodeMap;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod follower;
 pub mod groups;
 mod leader;
+mod nodemap;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -41,33 +43,8 @@ struct FollowerProgress {
     last_fetch_leader_log_end: Offset,
 }
 
-/// A leader's followers of one partition, ascending by broker id (a replica set is a
-/// handful of brokers: a sorted Vec beats a tree on the fetch path).
-#[derive(Clone, Debug, Default)]
-struct Followers(Vec<(NodeId, FollowerProgress)>);
-
-impl Followers {
-    fn get(&self, broker: &NodeId) -> Option<&FollowerProgress> {
-        self.0.iter().find(|(id, _)| id == broker).map(|(_, progress)| progress)
-    }
-
-    fn get_mut(&mut self, broker: &NodeId) -> Option<&mut FollowerProgress> {
-        self.0.iter_mut().find(|(id, _)| id == broker).map(|(_, progress)| progress)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&NodeId, &FollowerProgress)> {
-        self.0.iter().map(|(id, progress)| (id, progress))
-    }
-}
-
-impl FromIterator<(NodeId, FollowerProgress)> for Followers {
-    fn from_iter<I: IntoIterator<Item = (NodeId, FollowerProgress)>>(iter: I) -> Self {
-        let mut followers: Vec<_> = iter.into_iter().collect();
-        followers.sort_by_key(|(id, _)| *id);
-        followers.dedup_by_key(|(id, _)| *id);
-        Followers(followers)
-    }
-}
+/// A leader's followers of one partition, ascending by broker id.
+type Followers = NodeMap<FollowerProgress>;
 
 #[derive(Clone, Debug)]
 enum Role {
@@ -136,7 +113,8 @@ pub struct Broker {
     broker_epoch: Option<BrokerEpoch>,
     registration_in_flight: bool,
     metadata_version: u64,
-    topics: BTreeMap<u32, TopicMeta>,
+    /// Known topics by id (ids are small and dense).
+    topics: Vec<Option<TopicMeta>>,
     replicas: TpMap<Replica>,
     /// Leader of every partition this broker knows of (for clients' Metadata).
     leaders: TpMap<(Option<NodeId>, LeaderEpoch)>,
@@ -152,7 +130,7 @@ pub struct Broker {
     /// Appends as leader so far (any partition): a fetch whose reads set off appends
     /// elsewhere (a coordinator answered, markers went in) is not parked past them.
     leader_appends: u64,
-    fetchers: BTreeMap<NodeId, Fetcher>,
+    fetchers: NodeMap<Fetcher>,
     next_correlation: u64,
     next_heartbeat: Millis,
     next_isr_check: Millis,
@@ -213,7 +191,7 @@ impl Broker {
             broker_epoch: None,
             registration_in_flight: false,
             metadata_version: 0,
-            topics: BTreeMap::new(),
+            topics: Vec::new(),
             replicas: TpMap::new(),
             leaders: TpMap::new(),
             fenced_brokers: Vec::new(),
@@ -222,7 +200,7 @@ impl Broker {
             produce_answered: false,
             parked_fetches: Vec::new(),
             leader_appends: 0,
-            fetchers: BTreeMap::new(),
+            fetchers: NodeMap::default(),
             next_correlation: 0,
             next_heartbeat: now,
             next_isr_check,
@@ -512,7 +490,11 @@ impl Broker {
             self.metadata_version = self.metadata_version.max(delta.version);
         }
         for topic in delta.topics {
-            self.topics.insert(topic.id.0, topic);
+            let index = topic.id.0 as usize;
+            if self.topics.len() <= index {
+                self.topics.resize(index + 1, None);
+            }
+            self.topics[index] = Some(topic);
         }
         for state in delta.partitions {
             self.leaders.insert(state.tp, (state.leader, state.leader_epoch));
@@ -625,7 +607,7 @@ impl Broker {
         self.txn_leadership_changed(now, tp, false);
         self.event(ClusterEvent::BecameFollower { broker: self.id, tp, leader, leader_epoch });
         if let Some(leader) = leader {
-            self.fetchers.entry(leader).or_default();
+            self.fetchers.get_or_default(leader);
         }
     }
 
@@ -721,7 +703,7 @@ impl Broker {
     // ---- clients ----
 
     fn handle_client_metadata(&mut self, from: NodeId, correlation: u64) {
-        let topics = self.topics.values().cloned().collect();
+        let topics = self.topics.iter().flatten().cloned().collect();
         let partitions = self
             .leaders
             .iter()
@@ -732,6 +714,12 @@ impl Broker {
             })
             .collect();
         self.send(from, Message::MetadataResponse { correlation, topics, partitions });
+    }
+
+    /// `min.insync.replicas` of the topic in `topics` (1 for a topic this broker does not
+    /// know). Takes the field, not `self`, so callers can hold a replica meanwhile.
+    fn configured_min_isr(topics: &[Option<TopicMeta>], topic: u32) -> usize {
+        topics.get(topic as usize).and_then(Option::as_ref).map_or(1, |t| t.min_insync_replicas as usize)
     }
 
     fn event(&mut self, event: ClusterEvent) {
