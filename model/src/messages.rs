@@ -106,11 +106,15 @@ pub struct ConsumerFetchPartitionResponse {
     pub aborted: Vec<AbortedTxn>,
 }
 
+/// A batch's records, up to two of them inline: most batches hold one or two at the
+/// rates simulated, so a batch with its `Arc` is one allocation, not two.
+pub type BatchRecords = smallvec::SmallVec<[Record; 2]>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProduceBatch {
     pub tp: TopicPartition,
     /// Shared with the producer's batch (it keeps it for retries): no copy per send.
-    pub records: std::sync::Arc<Vec<Record>>,
+    pub records: std::sync::Arc<BatchRecords>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

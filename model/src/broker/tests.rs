@@ -426,7 +426,7 @@ fn a_resent_idempotent_batch_is_answered_from_the_cache() {
     assert_eq!(granted.len(), 2);
     assert_ne!(granted[0].0, granted[1].0, "each InitProducerId gets its own id");
     let (pid, epoch) = granted[0];
-    let stamped = |writes: &[u64], first: u32| -> Arc<Vec<Record>> {
+    let stamped = |writes: &[u64], first: u32| -> Arc<crate::messages::BatchRecords> {
         let records = writes.iter().enumerate().map(|(i, w)| Record {
             stamp: Some(crate::types::Stamp {
                 pid,
@@ -439,7 +439,7 @@ fn a_resent_idempotent_batch_is_answered_from_the_cache() {
         });
         Arc::new(records.collect())
     };
-    let send = |leader: &mut Broker, correlation: u64, records: Arc<Vec<Record>>| {
+    let send = |leader: &mut Broker, correlation: u64, records: Arc<crate::messages::BatchRecords>| {
         let msg = Message::Produce {
             correlation,
             acks: Acks::Leader,

@@ -337,7 +337,7 @@ fn txn_record(producer: (NonZeroU32, u16), write: u64, now: u64) -> Record {
 /// A transactional batch of `write` sent as the client sends it (with its transactional
 /// id), the broker's requests to itself carried back to it; the produce answer.
 fn produce_verified(broker: &mut Broker, now: u64, producer: (NonZeroU32, u16), write: u64) -> ErrorCode {
-    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![txn_record(producer, write, now)]) }];
+    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![txn_record(producer, write, now)].into()) }];
     let transactional_id = Some(Arc::from(ID));
     let msg = Message::Produce { correlation: now, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id };
     broker.handle_message(Millis(now), CLIENT, msg);
@@ -388,7 +388,7 @@ fn partition_verification_refuses_a_partition_outside_the_transaction() {
 fn a_marker_during_verification_voids_it() {
     let mut broker = start_configured(0, BrokerDisk::default(), 0, 1, verifying()).0;
     let producer = (NonZeroU32::new(77).expect("non-zero"), 0);
-    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![txn_record(producer, 7, 3)]) }];
+    let batches = vec![ProduceBatch { tp: DATA, records: Arc::new(vec![txn_record(producer, 7, 3)].into()) }];
     let transactional_id = Some(Arc::from(ID));
     let msg = Message::Produce { correlation: 3, acks: Acks::All, timeout_ms: 30_000, batches, transactional_id };
     broker.handle_message(Millis(3), CLIENT, msg);

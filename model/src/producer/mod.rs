@@ -12,7 +12,7 @@ use crate::action::{Action, WriteOutcome};
 use crate::config::{Acks, NullKeyPartitioner, ProducerConfig};
 use crate::error::ErrorCode;
 use crate::log::Record;
-use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta};
+use crate::messages::{BatchRecords, Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta};
 use crate::partitioner::{key_bytes, partition_for_key};
 use crate::tpmap::TpMap;
 use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, WriteId};
@@ -28,7 +28,7 @@ struct Batch {
     id: u64,
     tp: TopicPartition,
     /// Shared with the produce requests that carry it, so a send copies no record.
-    records: Arc<Vec<Record>>,
+    records: Arc<BatchRecords>,
     created: Millis,
     attempts: u32,
     retry_at: Millis,
@@ -598,8 +598,7 @@ impl Producer {
                 }
             }
             _ => {
-                // Batches hold a record or two at the rates simulated here; they grow as needed.
-                let mut records = Vec::with_capacity(per_batch.min(4));
+                let mut records = BatchRecords::new();
                 records.push(record);
                 let records = Arc::new(records);
                 // A second batch makes the partition ready at once (the head is full).

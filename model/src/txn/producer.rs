@@ -29,7 +29,7 @@ use crate::config::Acks;
 use crate::error::ErrorCode;
 use crate::group::coordinator::{GroupRequest, GroupResponse};
 use crate::log::Record;
-use crate::messages::{Message, PartitionLeader, ProduceBatch, ProducePartitionResponse};
+use crate::messages::{BatchRecords, Message, PartitionLeader, ProduceBatch, ProducePartitionResponse};
 use crate::txn::{TxnEvent, TxnOutcome, TxnRequest, TxnResponse};
 use crate::types::{BatchKind, Millis, NodeId, Offset, ProducerId, Stamp, TopicPartition, WriteId};
 use std::collections::{BTreeMap, VecDeque};
@@ -118,7 +118,7 @@ enum BatchState {
 #[derive(Clone, Debug)]
 struct PartitionBatch {
     tp: TopicPartition,
-    records: Arc<Vec<Record>>,
+    records: Arc<BatchRecords>,
     state: BatchState,
     /// Sent at least once without an answer that settles it: it may be in the log.
     unsettled: bool,
@@ -324,7 +324,12 @@ impl TxnProducer {
                 let next =
                     crate::producer::increment_sequence(*self.sequences.get(&tp).unwrap_or(&0), records.len() as u32);
                 self.sequences.insert(tp, next);
-                PartitionBatch { tp, records: Arc::new(records), state: BatchState::Unsent, unsettled: false }
+                PartitionBatch {
+                    tp,
+                    records: Arc::new(records.into_iter().collect()),
+                    state: BatchState::Unsent,
+                    unsettled: false,
+                }
             })
             .collect();
         self.current = Some(Current {
