@@ -6,6 +6,7 @@ use super::history::{describe, Committer, ExpectedRecord, GroupEvent, GroupHisto
 use super::replay::Members;
 use super::GroupPropertyResult;
 use std::collections::{BTreeMap, BTreeSet};
+use trial_model::tpmap::TpMap;
 use trial_model::{Offset, TopicPartition};
 
 /// Processings of one record kept for its example (the count goes on past them).
@@ -29,24 +30,21 @@ pub(super) fn processing(
     // Every processing as (record, event index), sorted: a record's processings are
     // then one run, in event order, and the owed records never processed are those
     // not in the list. (A map with one entry per record cost a tenth of a
-    // benchmark run.)
-    let mut processings: Vec<(ExpectedRecord, usize)> = history
-        .events
-        .iter()
-        .enumerate()
-        .filter_map(|(index, (_, event))| match event {
-            GroupEvent::Processed { tp, offset, write, .. } => {
-                Some((ExpectedRecord { tp: *tp, offset: *offset, write: *write }, index))
-            }
-            _ => None,
-        })
-        .collect();
-    // The derived order of (record, index), as integers (the derived comparison of the
-    // nested structs cost more than the sort's moves).
-    processings.sort_unstable_by_key(|(r, index)| {
-        let place = ((r.tp.topic.0 as u128) << 96) | ((r.tp.partition as u128) << 64) | r.offset.0 as u128;
-        (place, r.write.0, *index)
-    });
+    // benchmark run.) Grouped by partition first: a partition's processings come in
+    // offset order but for what is processed again, so a stable sort (which finds the
+    // runs) orders each in about one pass, and keeps event order among a record's
+    // processings. (One sort of the whole list cost 3 % of a benchmark run.)
+    let mut by_partition: TpMap<Vec<(ExpectedRecord, usize)>> = TpMap::new();
+    for (index, (_, event)) in history.events.iter().enumerate() {
+        if let GroupEvent::Processed { tp, offset, write, .. } = event {
+            by_partition.get_or_default(*tp).push((ExpectedRecord { tp: *tp, offset: *offset, write: *write }, index));
+        }
+    }
+    let mut processings: Vec<(ExpectedRecord, usize)> = Vec::with_capacity(by_partition.values().map(Vec::len).sum());
+    for partition in by_partition.values_mut() {
+        partition.sort_by_key(|(r, _)| (r.offset, r.write));
+        processings.append(partition);
+    }
     let processed = processings.len() as u64;
     // `expected` comes sorted (`expected_records`): then one merge walk, which reads
     // both lists in order; a binary search per record otherwise.
