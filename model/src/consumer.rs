@@ -223,6 +223,10 @@ pub struct Consumer {
     /// the owned partitions every time, they change only at a rebalance.
     owned_cache: Option<(u64, u64)>,
     owned_tps: Vec<TopicPartition>,
+    /// Whether a poll may find records: set when a fetch buffers entries, a position is
+    /// set or the owned partitions change; cleared by a poll that took everything it
+    /// could. (A poll runs after every input, and most find nothing.)
+    takeable: bool,
     leaders: TpMap<NodeId>,
     metadata_fetched_at: Option<Millis>,
     /// Earliest next metadata request, FindCoordinator, and position lookup: each backs
@@ -275,6 +279,7 @@ impl Consumer {
             topic_ids_version: 0,
             owned_cache: None,
             owned_tps: Vec::new(),
+            takeable: false,
             leaders: TpMap::new(),
             metadata_fetched_at: None,
             metadata_retry_at: now,
@@ -549,13 +554,17 @@ impl Consumer {
         let mut batch = Vec::new();
         let mut skipped_only = false;
         self.refresh_owned_tps();
-        let owned = std::mem::take(&mut self.owned_tps);
         // Round-robin over the partitions, as the Java fetcher drains completed fetches
         // in turn: a partition with a deep backlog must not starve the others.
-        let start = if owned.is_empty() { 0 } else { self.next_partition % owned.len() };
-        if !owned.is_empty() {
+        let owned_count = self.owned_tps.len();
+        let start = if owned_count == 0 { 0 } else { self.next_partition % owned_count };
+        if owned_count > 0 {
             self.next_partition = self.next_partition.wrapping_add(1);
         }
+        if !self.takeable {
+            return (batch, skipped_only);
+        }
+        let owned = std::mem::take(&mut self.owned_tps);
         for tp in owned[start..].iter().chain(&owned[..start]).copied() {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             let mut last_delivered = None;
@@ -578,6 +587,8 @@ impl Consumer {
             }
         }
         self.owned_tps = owned;
+        // Short of a full batch, every owned buffer was taken to its end.
+        self.takeable = batch.len() >= self.config.max_poll_records;
         (batch, skipped_only)
     }
 
@@ -681,6 +692,7 @@ impl Consumer {
         let Some(part) = self.parts.get_mut(&tp) else { return false };
         let from = part.processed.or(part.position);
         part.position = Some(offset);
+        self.takeable = true;
         part.processed = Some(offset);
         part.buffer.clear();
         part.skip_through.clear();
@@ -962,6 +974,7 @@ impl Consumer {
             match offset {
                 Some(offset) => {
                     part.position = Some(offset);
+                    self.takeable = true;
                     part.looking_up = false;
                     if manual {
                         part.processed = Some(offset);
@@ -1027,6 +1040,7 @@ impl Consumer {
             }
             let from = part.processed.or(part.position);
             part.position = Some(offset);
+            self.takeable = true;
             part.buffer.clear();
             part.skip_through.clear();
             if manual {
@@ -1107,6 +1121,7 @@ impl Consumer {
                                 !entry.record.is_control()
                             };
                             part.buffer.push_back((entry, deliver));
+                            self.takeable = true;
                         }
                     }
                 }
@@ -1189,6 +1204,7 @@ impl Consumer {
         if self.owned_cache != Some(version) {
             self.owned_tps = self.tps(&self.member.owned());
             self.owned_cache = Some(version);
+            self.takeable = true;
         }
     }
 
