@@ -207,7 +207,8 @@ pub struct Consumer {
     held: VecDeque<(u64, GroupRequest)>,
     member_in_flight: BTreeMap<u64, GroupRequest>,
     /// The consumer's own requests: what, to whom, when.
-    own_in_flight: BTreeMap<u64, (Own, NodeId, Millis)>,
+    /// By correlation id, ascending (ids only grow, so a push keeps the order).
+    own_in_flight: Vec<(u64, (Own, NodeId, Millis))>,
     /// `reconnect.backoff.ms`: a broker whose connection was refused is left alone until then.
     backoff: BTreeMap<NodeId, Millis>,
     next_own: u64,
@@ -271,7 +272,7 @@ impl Consumer {
             coordinator: None,
             held: VecDeque::new(),
             member_in_flight: BTreeMap::new(),
-            own_in_flight: BTreeMap::new(),
+            own_in_flight: Vec::new(),
             backoff: BTreeMap::new(),
             next_own: 0,
             partition_counts: BTreeMap::new(),
@@ -348,7 +349,7 @@ impl Consumer {
         if matches!(self.config.commit, CommitMode::Auto { .. }) {
             next = next.min(self.next_auto_commit);
         }
-        for (_, _, sent) in self.own_in_flight.values() {
+        for (_, (_, _, sent)) in &self.own_in_flight {
             next = next.min(sent.plus(self.config.request_timeout_ms + self.config.fetch_max_wait_ms));
         }
         // Retries wait for their backoff, but only while nothing of their kind is in flight
@@ -1175,7 +1176,7 @@ impl Consumer {
     }
 
     fn fail_own(&mut self, now: Millis, correlation: u64) {
-        let Some((own, _, _)) = self.own_in_flight.remove(&correlation) else { return };
+        let Some(own) = self.take_own(correlation) else { return };
         let retry_at = now.plus(self.config.retry_backoff_ms);
         match own {
             Own::OffsetFetch | Own::ListOffsets => {
@@ -1239,16 +1240,17 @@ impl Consumer {
     fn own(&mut self, kind: Own, to: NodeId, now: Millis) -> u64 {
         self.next_own += 1;
         let correlation = OWN | self.next_own;
-        self.own_in_flight.insert(correlation, (kind, to, now));
+        self.own_in_flight.push((correlation, (kind, to, now)));
         correlation
     }
 
     fn take_own(&mut self, correlation: u64) -> Option<Own> {
-        self.own_in_flight.remove(&correlation).map(|(own, _, _)| own)
+        let index = self.own_in_flight.binary_search_by_key(&correlation, |(c, _)| *c).ok()?;
+        Some(self.own_in_flight.remove(index).1 .0)
     }
 
     fn in_flight(&self, matches: impl Fn(&Own) -> bool) -> bool {
-        self.own_in_flight.values().any(|(own, _, _)| matches(own))
+        self.own_in_flight.iter().any(|(_, (own, _, _))| matches(own))
     }
 
     fn event(&mut self, event: GroupEvent) {
