@@ -27,48 +27,52 @@ pub(super) fn processing(
     at_least_once: &mut GroupPropertyResult,
     at_most_once: &mut GroupPropertyResult,
 ) -> u64 {
-    // Every processing as (record, event index), sorted: a record's processings are
-    // then one run, in event order, and the owed records never processed are those
-    // not in the list. (A map with one entry per record cost a tenth of a
-    // benchmark run.) Grouped by partition first: a partition's processings come in
-    // offset order but for what is processed again, so a stable sort (which finds the
-    // runs) orders each in about one pass, and keeps event order among a record's
-    // processings. (One sort of the whole list cost 3 % of a benchmark run.)
+    // Every processing as (record, event index), per partition, sorted: a record's
+    // processings are then one run, in event order, and the owed records never
+    // processed are those not in the lists. (A map with one entry per record cost a
+    // tenth of a benchmark run.) A partition's processings come in offset order but for
+    // what is processed again, so a stable sort (which finds the runs) orders each in
+    // about one pass and keeps event order among a record's processings. (One sort of
+    // all of them together cost 3 % of a benchmark run.)
     let mut by_partition: TpMap<Vec<(ExpectedRecord, usize)>> = TpMap::new();
     for (index, (_, event)) in history.events.iter().enumerate() {
         if let GroupEvent::Processed { tp, offset, write, .. } = event {
             by_partition.get_or_default(*tp).push((ExpectedRecord { tp: *tp, offset: *offset, write: *write }, index));
         }
     }
-    let mut processings: Vec<(ExpectedRecord, usize)> = Vec::with_capacity(by_partition.values().map(Vec::len).sum());
-    for partition in by_partition.values_mut() {
-        partition.sort_by_key(|(r, _)| (r.offset, r.write));
-        processings.append(partition);
+    for list in by_partition.values_mut() {
+        list.sort_by_key(|(r, _)| (r.offset, r.write));
     }
-    let processed = processings.len() as u64;
-    // `expected` comes sorted (`expected_records`): then one merge walk, which reads
-    // both lists in order; a binary search per record otherwise.
+    let processed = by_partition.values().map(|list| list.len() as u64).sum();
+    // `expected` comes sorted (`expected_records`): then one merge walk per partition,
+    // which reads both lists in order; a binary search per record otherwise.
     let sorted = expected.is_sorted();
-    let mut next = 0;
+    let (mut walked, mut next) = (None, 0);
     for record in expected {
+        let list = by_partition.get(&record.tp).map_or(&[][..], Vec::as_slice);
         let first = if sorted {
-            while processings.get(next).is_some_and(|(r, _)| r < record) {
+            if walked != Some(record.tp) {
+                (walked, next) = (Some(record.tp), 0);
+            }
+            while list.get(next).is_some_and(|(r, _)| r < record) {
                 next += 1;
             }
             next
         } else {
-            processings.partition_point(|(r, _)| r < record)
+            list.partition_point(|(r, _)| r < record)
         };
-        if processings.get(first).is_none_or(|(r, _)| r != record) {
+        if list.get(first).is_none_or(|(r, _)| r != record) {
             at_least_once.violation(1, || lost_example(history, record));
         }
     }
-    for run in processings.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
-        let seen = Seen {
-            count: run.len() as u64,
-            indices: run.iter().take(PROCESSINGS_SHOWN_MAX).map(|(_, index)| *index).collect(),
-        };
-        at_most_once.violation(seen.count - 1, || duplicate_example(history, &run[0].0, &seen));
+    for list in by_partition.values() {
+        for run in list.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+            let seen = Seen {
+                count: run.len() as u64,
+                indices: run.iter().take(PROCESSINGS_SHOWN_MAX).map(|(_, index)| *index).collect(),
+            };
+            at_most_once.violation(seen.count - 1, || duplicate_example(history, &run[0].0, &seen));
+        }
     }
     processed
 }
