@@ -1057,8 +1057,8 @@ impl Consumer {
         }
         // Only leaders with no fetch in flight and no backoff get a request; usually that
         // is the one that just answered, so the others cost one look each and no buffers.
-        let mut per_leader: Vec<(NodeId, Vec<ConsumerFetchPartition>)> = Vec::new();
-        // Inline: this runs after every input, and a consumer has a handful of leaders.
+        // Both inline: this runs after every input, and a consumer has a handful of leaders.
+        let mut per_leader: smallvec::SmallVec<[(NodeId, Vec<ConsumerFetchPartition>); 4]> = smallvec::SmallVec::new();
         let mut waiting: smallvec::SmallVec<[NodeId; 8]> = smallvec::SmallVec::new();
         let mut leaderless = false;
         for (tp, part) in &self.parts {
