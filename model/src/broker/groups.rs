@@ -285,12 +285,18 @@ impl Broker {
         read_committed: bool,
         partitions: Vec<ConsumerFetchPartition>,
     ) {
-        let responses: Vec<_> = partitions.iter().map(|p| self.read_for_consumer(p, read_committed)).collect();
+        let mut responses = std::mem::take(&mut self.consumer_fetch_scratch);
+        for partition in &partitions {
+            let response = self.read_for_consumer(partition, read_committed);
+            responses.push(response);
+        }
         let any = responses.iter().any(|r| !r.records.is_empty() || r.error != ErrorCode::None);
         if !any && max_wait_ms > 0 && self.parked_consumer_fetches.len() < PARKED_REQUESTS_MAX {
             let deadline = now.plus(max_wait_ms);
             let parked = ParkedConsumerFetch { from, correlation, deadline, read_committed, partitions };
             self.parked_consumer_fetches.push(parked);
+            responses.clear();
+            self.consumer_fetch_scratch = responses;
             return;
         }
         self.send(from, Message::ConsumerFetchResponse { correlation, partitions: responses });

@@ -144,6 +144,9 @@ pub struct Broker {
     coordinated: BTreeSet<u32>,
     group_appends: Vec<groups::GroupAppend>,
     parked_consumer_fetches: Vec<groups::ParkedConsumerFetch>,
+    /// Kept between consumer fetches: most find nothing yet and park, and their (empty)
+    /// answers need no buffer of their own.
+    consumer_fetch_scratch: Vec<crate::messages::ConsumerFetchPartitionResponse>,
     /// The transaction coordinator for the state partitions this broker leads.
     txn_coordinator: TxnCoordinator,
     txn_appends: Vec<txn::TxnAppend>,
@@ -212,6 +215,7 @@ impl Broker {
             coordinated: BTreeSet::new(),
             group_appends: Vec::new(),
             parked_consumer_fetches: Vec::new(),
+            consumer_fetch_scratch: Vec::new(),
             txn_coordinator,
             txn_appends: Vec::new(),
             marker_writes: BTreeMap::new(),
