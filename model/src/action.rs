@@ -15,6 +15,9 @@ pub enum Action {
     Event(ClusterEvent),
     /// A consumer-group happening for the history (coordinator or consumer side).
     Group(Box<crate::group::GroupEvent>),
+    /// `GroupEvent::Processed`, the most frequent group happening, unboxed: a consumer
+    /// processed the record at `offset` of `tp`.
+    Processed { tp: TopicPartition, offset: Offset, write: WriteId },
     /// A transaction coordinator happening for the history.
     Txn(Box<crate::txn::TxnEvent>),
 }

@@ -1255,7 +1255,11 @@ impl Consumer {
     }
 
     fn event(&mut self, event: GroupEvent) {
-        self.outbox.push_back(Action::Group(Box::new(event)));
+        let action = match event {
+            GroupEvent::Processed { tp, offset, write } => Action::Processed { tp, offset, write },
+            event => Action::Group(Box::new(event)),
+        };
+        self.outbox.push_back(action);
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {

@@ -102,6 +102,9 @@ impl World {
             match action {
                 Action::Send { msg, .. } => self.answer(msg),
                 Action::Group(event) => self.events.push(*event),
+                Action::Processed { tp, offset, write } => {
+                    self.events.push(GroupEvent::Processed { tp, offset, write })
+                }
                 _ => {}
             }
         }

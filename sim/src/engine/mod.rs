@@ -25,6 +25,7 @@ use crate::scenario::Scenario;
 use crate::trace::TraceSink;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use trial_model::group::GroupEvent;
 use trial_model::{
     Action, Broker, BrokerDisk, ClusterEvent, Consumer, Controller, ControllerDisk, Message, MessageKind, Millis,
     NodeId, Offset, Producer, TopicPartition, WriteId,
@@ -579,10 +580,10 @@ impl<'a> Engine<'a> {
                 }
                 Action::Ack { write, tp, outcome } => self.record_ack(write, tp, outcome),
                 Action::Event(event) => self.record_event(node, event),
-                Action::Group(event) => match self.pipelines.slot_of(node) {
-                    Some(slot) => self.record_pipeline_group_event(slot, *event),
-                    None => self.record_group_event(node, *event),
-                },
+                Action::Group(event) => self.route_group_event(node, *event),
+                Action::Processed { tp, offset, write } => {
+                    self.route_group_event(node, GroupEvent::Processed { tp, offset, write })
+                }
                 // The clients' ends of transactions; the coordinators' events stay out
                 // of the history (the checkers judge what clients and readers see).
                 Action::Txn(event) => {
@@ -597,6 +598,14 @@ impl<'a> Engine<'a> {
             }
         }
         self.reschedule(node);
+    }
+
+    /// A group happening of `node`: the pipeline's group keeps its own history.
+    fn route_group_event(&mut self, node: usize, event: GroupEvent) {
+        match self.pipelines.slot_of(node) {
+            Some(slot) => self.record_pipeline_group_event(slot, event),
+            None => self.record_group_event(node, event),
+        }
     }
 
     fn reschedule(&mut self, node: usize) {
