@@ -345,12 +345,11 @@ struct Group {
     /// here at `sync_deadline` are removed and the group rebalances (Kafka's pending sync).
     pending_sync: BTreeSet<String>,
     sync_deadline: Option<Millis>,
-    offsets: BTreeMap<TopicPartition, Offset>,
-    /// Per committed offset, the place in the offsets partition of the record that set it
-    /// (Kafka's `CommitRecordMetadataAndOffset.appendedBatchOffset`), as the order of this
-    /// coordinator's appends: a committed transaction's offsets replace only older ones
-    /// (`olderThan`).
-    committed_at: BTreeMap<TopicPartition, u64>,
+    /// Committed offsets, each with the place in the offsets partition of the record that
+    /// set it (Kafka's `CommitRecordMetadataAndOffset.appendedBatchOffset`), as the order
+    /// of this coordinator's appends: a committed transaction's offsets replace only older
+    /// ones (`olderThan`).
+    offsets: BTreeMap<TopicPartition, (Offset, u64)>,
     /// Transactional offset commits per producer, until their transaction ends.
     pending_txn: BTreeMap<NonZeroU32, PendingTxnOffsets>,
 }
@@ -359,7 +358,7 @@ struct Group {
 /// append is still in flight (both make an OffsetFetch with `require_stable` wait).
 #[derive(Clone, Debug, Default)]
 struct PendingTxnOffsets {
-    /// Appended offsets and where they were appended (as `Group::committed_at`).
+    /// Appended offsets and where they were appended (as in `Group::offsets`).
     stored: BTreeMap<TopicPartition, (Offset, u64)>,
     in_flight: BTreeMap<TopicPartition, u32>,
     /// Who committed them, for the history (the last TxnOffsetCommit's sender).
@@ -384,7 +383,6 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             offsets: BTreeMap::new(),
-            committed_at: BTreeMap::new(),
             pending_txn: BTreeMap::new(),
         }
     }
@@ -393,11 +391,10 @@ impl Group {
     /// record was appended at `at`, becomes the committed offset of `tp` unless a record
     /// appended later already set it. True if it did.
     fn store_offset(&mut self, tp: TopicPartition, offset: Offset, at: u64) -> bool {
-        if self.committed_at.get(&tp).is_some_and(|current| *current > at) {
+        if self.offsets.get(&tp).is_some_and(|(_, current)| *current > at) {
             return false;
         }
-        self.offsets.insert(tp, offset);
-        self.committed_at.insert(tp, at);
+        self.offsets.insert(tp, (offset, at));
         true
     }
 
@@ -499,7 +496,7 @@ impl GroupCoordinator {
     }
 
     pub fn committed(&self, group: &str, tp: TopicPartition) -> Option<Offset> {
-        self.groups.get(group)?.offsets.get(&tp).copied()
+        self.groups.get(group)?.offsets.get(&tp).map(|(offset, _)| *offset)
     }
 
     // ---- outputs ----

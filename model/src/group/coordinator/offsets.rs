@@ -188,7 +188,7 @@ impl GroupCoordinator {
         partitions: &[TopicPartition],
     ) -> Vec<(TopicPartition, Option<Offset>)> {
         let group = self.groups.get(name);
-        partitions.iter().map(|tp| (*tp, group.and_then(|g| g.offsets.get(tp).copied()))).collect()
+        partitions.iter().map(|tp| (*tp, group.and_then(|g| g.offsets.get(tp)).map(|(offset, _)| *offset))).collect()
     }
 
     pub(super) fn handle_offset_fetch(
