@@ -44,6 +44,12 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     to_positive(murmur2(key)) % partitions.max(1)
 }
 
+/// Partition of the simulator's key number `key` (sent as [`key_bytes`]) among `partitions`.
+pub fn partition_for_key_number(key: u32, partitions: u32) -> u32 {
+    let mut buf = [0u8; 10];
+    partition_for_key(key_bytes(key, &mut buf), partitions)
+}
+
 /// The bytes the simulator's workload uses for key number `key` (its decimal string, as a
 /// Java `StringSerializer` would send it).
 pub fn key_bytes(key: u32, buf: &mut [u8; 10]) -> &[u8] {

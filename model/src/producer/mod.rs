@@ -13,7 +13,7 @@ use crate::config::{Acks, NullKeyPartitioner, ProducerConfig};
 use crate::error::ErrorCode;
 use crate::log::Record;
 use crate::messages::{BatchRecords, Message, PartitionLeader, ProduceBatch, ProducePartitionResponse, TopicMeta};
-use crate::partitioner::{key_bytes, partition_for_key};
+use crate::partitioner::partition_for_key_number;
 use crate::tpmap::TpMap;
 use crate::types::{Millis, NodeId, Offset, ProducerId, TopicId, TopicPartition, WriteId};
 use std::collections::{BTreeMap, VecDeque};
@@ -559,10 +559,7 @@ impl Producer {
     fn append(&mut self, pending: Pending) -> Appended {
         let partitions = self.partition_counts.get(&pending.topic).copied().unwrap_or(1);
         let partition = match pending.key {
-            Some(key) => {
-                let mut buf = [0u8; 10];
-                partition_for_key(key_bytes(key, &mut buf), partitions)
-            }
+            Some(key) => partition_for_key_number(key, partitions),
             None => match self.config.null_key_partitioner {
                 NullKeyPartitioner::Sticky => {
                     *self.sticky.entry(pending.topic).or_insert((pending.draw % partitions as u64) as u32)

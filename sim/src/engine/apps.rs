@@ -20,7 +20,7 @@ use crate::history::{Completion, TxnEnd, TxnOp};
 use rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::consumer::Polled;
-use trial_model::partitioner::{key_bytes, partition_for_key};
+use trial_model::partitioner::partition_for_key_number;
 use trial_model::txn::producer::TXN_WRITES_MAX;
 use trial_model::txn::{TxnOffsets, TxnOutcome, TxnProducer, TxnProducerConfig, TxnWrite};
 use trial_model::{
@@ -88,7 +88,7 @@ pub(super) struct AppSlot {
 
 impl Apps {
     pub(super) fn hosts(&self, node: usize) -> bool {
-        self.slots.iter().any(|slot| slot.node == node)
+        self.slot_of(node).is_some()
     }
 
     /// The application whose consumer is consumer `consumer`.
@@ -220,10 +220,7 @@ impl Engine<'_> {
         for record in records {
             let partitions = self.scenario.topics.get(record.topic.0 as usize).map_or(1, |t| t.partitions).max(1);
             let partition = match record.key {
-                Some(key) => {
-                    let mut buf = [0u8; 10];
-                    partition_for_key(key_bytes(key, &mut buf), partitions)
-                }
+                Some(key) => partition_for_key_number(key, partitions),
                 None => (self.workload_rng.next_u64() % partitions as u64) as u32,
             };
             let write = self.invoke(producer, record.topic, record.key);
@@ -480,7 +477,7 @@ impl Engine<'_> {
     /// An application process died: every write it had not heard back about ends
     /// indefinite (it may or may not be in the log).
     pub(super) fn app_crashed(&mut self, node: usize) {
-        let Some(app) = self.apps.slots.iter().position(|slot| slot.node == node) else {
+        let Some(app) = self.apps.slot_of(node) else {
             return;
         };
         self.apps.txn_offsets.retain(|_, (of, _)| *of != app);
