@@ -182,14 +182,14 @@ impl Engine<'_> {
             // An application's process dies with its clients.
             Life::Up(Actor::Producer(_)) => Durable::App,
             Life::Up(Actor::Consumer(_)) => Durable::Consumer,
-            // A transactional application's process dies with its client and its code.
-            Life::Up(Actor::TxnProducer(p)) if self.apps.hosts(node) => {
-                self.txn_producer_crashed(&p);
-                Durable::App
-            }
             Life::Up(Actor::TxnProducer(p)) => {
                 self.txn_producer_crashed(&p);
-                Durable::TxnProducer(self.txns.slot_of(node).unwrap_or(0) as u32)
+                if self.apps.hosts(node) {
+                    // A transactional application's process dies with its client and its code.
+                    Durable::App
+                } else {
+                    Durable::TxnProducer(self.txns.slot_of(node).unwrap_or(0) as u32)
+                }
             }
             Life::Up(Actor::Pipeline(p)) => {
                 self.txn_producer_crashed(p.producer());
