@@ -245,7 +245,6 @@ fn reordering(history: &History, result: &mut PropertyResult) {
     }
 }
 
-/// Below both high watermarks, two replicas of a partition hold the same records.
 /// Per partition and replica (in `history.partitions` order), how many of the committed
 /// log's first entries the replica's log holds unchanged. The logs are the largest data
 /// of a run, so the replica checkers read each once here and compare lengths after.
@@ -270,6 +269,7 @@ fn agreement(history: &History) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// Below both high watermarks, two replicas of a partition hold the same records.
 fn divergence(history: &History, agreement: &[Vec<usize>], result: &mut PropertyResult) {
     for (partition, agree) in history.partitions.iter().zip(agreement) {
         let replicas = &partition.replicas;

@@ -512,7 +512,6 @@ impl AppConsumer {
         }
     }
 
-    /// `seek(tp, offset)`: the next poll returns `tp`'s records from `offset` on.
     /// `seek(tp, committed(tp))` for every owned partition: after a transaction that did
     /// not commit, an exactly-once application reads its input again from the offsets
     /// its group committed.
@@ -523,6 +522,7 @@ impl AppConsumer {
         }
     }
 
+    /// `seek(tp, offset)`: the next poll returns `tp`'s records from `offset` on.
     pub async fn seek(&self, tp: TopicPartition, offset: u64) -> Result<(), KafkaError> {
         match self.kafka.call(|reply| Request::Seek { tp, offset: Offset(offset), reply }).await {
             Some(Some(true)) => Ok(()),
