@@ -107,6 +107,11 @@ pub struct Producer {
     /// Something other than the clock may have made a batch sendable (a full batch, a
     /// retry, new metadata, a freed connection): the next drain scans.
     rescan: bool,
+    /// The last scan left out a head batch from the deadline because its leader was
+    /// unknown or busy, or the sequence bookkeeping held it: an answer, which frees a
+    /// connection and may release a hold, must rescan (otherwise it need not: the
+    /// answer changes no queue, and a retry it causes asks for the scan itself).
+    blocked_heads: bool,
     drain_ready: Vec<NodeId>,
     drain_requests: Vec<(NodeId, Vec<Batch>)>,
 }
@@ -142,6 +147,7 @@ impl Producer {
             outbox: VecDeque::new(),
             ready_not_before: Millis::ZERO,
             rescan: true,
+            blocked_heads: false,
             drain_ready: Vec::new(),
             drain_requests: Vec::new(),
         }
@@ -207,6 +213,8 @@ impl Producer {
                 let mut next = now.plus(self.config.delivery_timeout_ms);
                 if self.can_send_to(tp) {
                     next = next.min(now.plus(self.config.linger_ms));
+                } else {
+                    self.blocked_heads = true;
                 }
                 self.deadline = Some(self.deadline.map_or(next, |d| d.min(next)));
             }
@@ -230,6 +238,7 @@ impl Producer {
         let linger = self.config.linger_ms;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         let simple = self.nothing_held_fresh();
+        let mut blocked_heads = false;
         for (tp, queue) in &self.batches {
             let Some(head) = queue.front() else { continue };
             next = next.min(head.created.plus(self.config.delivery_timeout_ms));
@@ -246,9 +255,12 @@ impl Producer {
             if self.can_send_to(*tp) && !Self::held(self.idempotence.as_ref(), *tp, head, simple) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
+            } else {
+                blocked_heads = true;
             }
         }
         self.ready_not_before = ready_not_before;
+        self.blocked_heads = blocked_heads;
         for (_, request) in &self.in_flight {
             next = next.min(request.sent_at.plus(self.config.request_timeout_ms));
             next = next.min(request.oldest_created.plus(self.config.delivery_timeout_ms));
@@ -438,10 +450,9 @@ impl Producer {
     }
 
     fn handle_produce_batches(&mut self, now: Millis, request: InFlight, partitions: Vec<ProducePartitionResponse>) {
-        if self.idempotence.is_some() {
-            // An answer can release a batch the sequence bookkeeping held.
-            self.rescan = true;
-        }
+        // An answer can free a busy connection or release a batch the sequence
+        // bookkeeping held.
+        self.rescan |= self.blocked_heads;
         for batch in request.batches {
             let result = partitions.iter().find(|p| p.tp == batch.tp);
             match result {
@@ -1003,6 +1014,37 @@ mod tests {
             ]
         );
         assert_eq!(p.outstanding(), 0);
+    }
+
+    // Shows a batch that waits for a busy connection goes at its linger deadline once an
+    // answer frees the connection: the Sender recomputes what is ready and when after
+    // every response (Sender.sendProducerData, RecordAccumulator.ready's next check delay),
+    // so the deadline must cover a batch that was blocked when it was appended.
+    #[test]
+    fn a_batch_blocked_by_a_busy_connection_goes_at_its_linger_deadline() {
+        let config = ProducerConfig {
+            acks: Acks::Leader,
+            linger_ms: 5,
+            enable_idempotence: false,
+            max_in_flight_requests_per_connection: 1,
+            ..ProducerConfig::default()
+        };
+        let mut p = Producer::new(NodeId(10), config, vec![NodeId(0)]);
+        p.send(Millis(0), WriteId(1), TopicId(0), Some(21), 0);
+        metadata(&mut p, Millis(0));
+        drain_actions(&mut p);
+        p.handle_timeout(Millis(5));
+        let first = produces(&drain_actions(&mut p));
+        assert_eq!(first.len(), 1, "the first batch goes after linger.ms");
+        // Appended while the only connection slot is taken.
+        p.send(Millis(6), WriteId(2), TopicId(0), Some(21), 0);
+        answer(&mut p, Millis(7), first[0].0, ErrorCode::None, Some(0));
+        drain_actions(&mut p);
+        assert_eq!(p.poll_timeout(), Some(Millis(11)), "the second batch's linger deadline");
+        p.handle_timeout(Millis(11));
+        let second = produces(&drain_actions(&mut p));
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].1[0].write, WriteId(2));
     }
 
     // Shows an answer that overtakes an earlier request's on the same connection breaks
