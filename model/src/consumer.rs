@@ -566,6 +566,9 @@ impl Consumer {
             return (batch, skipped_only);
         }
         let owned = std::mem::take(&mut self.owned_tps);
+        // Sized once (the buffers may also hold entries that are skipped, not delivered).
+        let buffered: usize = owned.iter().filter_map(|tp| self.parts.get(tp)).map(|p| p.buffer.len()).sum();
+        batch.reserve(buffered.min(self.config.max_poll_records));
         for tp in owned[start..].iter().chain(&owned[..start]).copied() {
             let Some(part) = self.parts.get_mut(&tp) else { continue };
             let mut last_delivered = None;
@@ -1082,7 +1085,10 @@ impl Consumer {
                 {
                     waiting.push(leader);
                 } else {
-                    per_leader.push((leader, vec![fetch]));
+                    // Room for a few: `vec![fetch]` reallocated on the second partition.
+                    let mut partitions = Vec::with_capacity(4);
+                    partitions.push(fetch);
+                    per_leader.push((leader, partitions));
                 }
             }
         }
