@@ -78,6 +78,10 @@ pub struct Producer {
     unpartitioned: VecDeque<Pending>,
     /// Batches per partition; a drained partition keeps its (empty) queue for the next.
     batches: TpMap<VecDeque<Batch>>,
+    /// The partitions whose queue may hold a batch, ascending (so in `batches`' order):
+    /// every non-empty queue is here, and the deadline scan drops the empty ones. The
+    /// scans after every input walk this, not every partition the producer ever used.
+    queued: Vec<TopicPartition>,
     /// Requests in flight, ascending by correlation id (ids only grow, so a send appends;
     /// a handful are in flight, so a sorted Vec beats a tree).
     in_flight: Vec<(u64, InFlight)>,
@@ -131,6 +135,7 @@ impl Producer {
             metadata_fetched_at: Millis::ZERO,
             unpartitioned: VecDeque::new(),
             batches: TpMap::new(),
+            queued: Vec::new(),
             in_flight: Vec::new(),
             in_flight_per_broker: Vec::new(),
             broker_backoff: BTreeMap::new(),
@@ -239,8 +244,14 @@ impl Producer {
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
         let simple = self.nothing_held_fresh();
         let mut blocked_heads = false;
-        for (tp, queue) in &self.batches {
-            let Some(head) = queue.front() else { continue };
+        let mut index = 0;
+        while index < self.queued.len() {
+            let tp = self.queued[index];
+            let Some((queue, head)) = self.batches.get(&tp).and_then(|q| Some((q, q.front()?))) else {
+                self.queued.remove(index);
+                continue;
+            };
+            index += 1;
             next = next.min(head.created.plus(self.config.delivery_timeout_ms));
             let ready_at = if head.attempts > 0 {
                 head.retry_at
@@ -252,7 +263,7 @@ impl Producer {
             ready_not_before = ready_not_before.min(ready_at);
             // A batch with no usable leader waits for metadata, and one the sequence
             // bookkeeping holds waits for an answer, not for a timer.
-            if self.can_send_to(*tp) && !Self::held(self.idempotence.as_ref(), *tp, head, simple) {
+            if self.can_send_to(tp) && !Self::held(self.idempotence.as_ref(), tp, head, simple) {
                 let ready_at = if head.attempts > 0 { head.retry_at } else { head.created.plus(linger) };
                 next = next.min(ready_at);
             } else {
@@ -284,6 +295,22 @@ impl Producer {
             next = next.min(*until);
         }
         (next < Millis::MAX).then_some(next)
+    }
+
+    /// The queue of `tp`, for a batch about to go in: listed in `queued` if it was empty.
+    #[inline(always)]
+    fn queue_for<'a>(
+        batches: &'a mut TpMap<VecDeque<Batch>>,
+        queued: &mut Vec<TopicPartition>,
+        tp: TopicPartition,
+    ) -> &'a mut VecDeque<Batch> {
+        let queue = batches.get_or_default(tp);
+        if queue.is_empty() {
+            if let Err(at) = queued.binary_search(&tp) {
+                queued.insert(at, tp);
+            }
+        }
+        queue
     }
 
     fn can_send_to(&self, tp: TopicPartition) -> bool {
@@ -521,7 +548,7 @@ impl Producer {
             batch.retry_at = now.plus(self.config.retry_backoff_ms);
             let tp = batch.tp;
             self.rescan = true;
-            let queue = self.batches.get_or_default(tp);
+            let queue = Self::queue_for(&mut self.batches, &mut self.queued, tp);
             match batch.stamp {
                 // Kafka re-enqueues at the head of the partition's deque; with several
                 // batches in flight this is where reordering comes from.
@@ -594,7 +621,7 @@ impl Producer {
         };
         *sequence += 1;
         let per_batch = (self.config.batch_size / self.config.record_bytes.max(1)).max(1) as usize;
-        let queue = self.batches.get_or_default(tp);
+        let queue = Self::queue_for(&mut self.batches, &mut self.queued, tp);
         match queue.back_mut() {
             Some(batch) if batch.attempts == 0 && batch.records.len() < per_batch => {
                 Arc::make_mut(&mut batch.records).push(record);
@@ -749,11 +776,12 @@ impl Producer {
         let mut ready = std::mem::take(&mut self.drain_ready);
         ready.clear();
         let simple = self.nothing_held_fresh();
-        for (tp, queue) in &self.batches {
+        for tp in &self.queued {
+            let Some(queue) = self.batches.get(tp) else { continue };
+            let Some(head) = queue.front() else { continue };
             let Some(leader) = self.leader_of(*tp) else {
                 continue;
             };
-            let Some(head) = queue.front() else { continue };
             if Self::held(self.idempotence.as_ref(), *tp, head, simple) {
                 continue;
             }
@@ -772,7 +800,8 @@ impl Producer {
             let mut requests = std::mem::take(&mut self.drain_requests);
             requests.clear();
             requests.extend(ready.iter().map(|leader| (*leader, Vec::new())));
-            for (tp, queue) in self.batches.iter_mut() {
+            for tp in &self.queued {
+                let Some(queue) = self.batches.get_mut(tp) else { continue };
                 let Some(Some(leader)) =
                     self.leaders.get(tp.topic.0 as usize).and_then(|p| p.get(tp.partition as usize)).copied()
                 else {
