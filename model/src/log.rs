@@ -413,14 +413,17 @@ impl PartitionLog {
 
     /// Kafka's checks of a transaction marker from WriteTxnMarkers
     /// (`ProducerAppendInfo.appendEndTxnMarker`/`checkProducerEpoch`): a marker older than
-    /// the producer's epoch is INVALID_PRODUCER_EPOCH; with `strict` (transaction version
-    /// 2, KIP-890 part 2, whose markers always carry a bumped epoch) so is one of the same
-    /// epoch, which can only be a late or repeated marker.
+    /// the producer's epoch is INVALID_PRODUCER_EPOCH. With `strict` (a transaction
+    /// version 2 marker, which always carries a bumped epoch, KIP-1228) so is one of the
+    /// producer's epoch while a transaction of that epoch is open: a late marker of the
+    /// transaction before, which would end this one. One of that epoch with nothing open
+    /// is the repeat of the marker that ended it, taken again (KAFKA-19999: refusing it
+    /// would leave the coordinator's transaction hanging).
     pub fn check_marker(&mut self, pid: NonZeroU32, epoch: u16, strict: bool) -> Result<(), crate::error::ErrorCode> {
         let Some(entry) = self.producer(pid) else {
             return Ok(());
         };
-        let invalid = if strict { epoch <= entry.epoch } else { epoch < entry.epoch };
+        let invalid = epoch < entry.epoch || (strict && epoch == entry.epoch && entry.current_txn_first.is_some());
         if invalid {
             return Err(crate::error::ErrorCode::InvalidProducerEpoch);
         }
@@ -821,9 +824,10 @@ mod tests {
 
     // Shows the leader's checks of a transactional producer (ProducerAppendInfo): a plain
     // batch inside an open transaction is INVALID_TXN_STATE; a marker older than the
-    // producer's epoch is INVALID_PRODUCER_EPOCH, and with transaction version 2 (KIP-890)
-    // so is a marker of the same epoch; after a bumped marker, the old epoch's data is
-    // fenced and the new epoch starts at sequence 0.
+    // producer's epoch is INVALID_PRODUCER_EPOCH, and with transaction version 2 (KIP-1228)
+    // so is a marker of the same epoch while a transaction of it is open, but not the
+    // repeat of the marker that ended it (KAFKA-19999); after a bumped marker, the old
+    // epoch's data is fenced and the new epoch starts at sequence 0.
     #[test]
     fn markers_and_data_are_checked_against_the_producer_epoch() {
         use crate::error::ErrorCode;
@@ -840,11 +844,31 @@ mod tests {
         assert_eq!(log.check_marker(pid(1), 4, true), Ok(()));
         assert_eq!(log.check_marker(pid(9), 0, true), Ok(()), "a producer the log does not know");
         log.append_as_leader(LeaderEpoch(0), &[marker(1, 4, true)]);
+        // KAFKA-19999: the repeat of the marker just written, with nothing open, is taken.
+        assert_eq!(log.check_marker(pid(1), 4, true), Ok(()));
         // KIP-890 part 2: a delayed write of the ended transaction's epoch is fenced.
         assert_eq!(check(&mut log, &txn_batch(1, 3, 2, 1, 2)), Err(ErrorCode::InvalidProducerEpoch));
         assert_eq!(check(&mut log, &txn_batch(1, 4, 5, 1, 2)), Err(ErrorCode::OutOfOrderSequenceNumber));
         assert_eq!(check(&mut log, &txn_batch(1, 4, 0, 1, 2)), Ok(SequenceCheck::Append));
         assert_eq!(log.last_stable_offset(Offset(3)), Offset(3));
+    }
+
+    // Shows the late marker KAFKA-19446 describes and KIP-1228 (Kafka 4.2) refuses: with
+    // transaction version 2 the next transaction uses the epoch the last marker carried,
+    // so a late repeat of that marker (a coordinator that lost its partition and came
+    // back) finds a transaction of its epoch open. Kafka 4.1 takes it and ends that
+    // transaction early; with the version in the request the leader refuses it.
+    #[test]
+    fn a_late_marker_of_the_open_transactions_epoch_is_refused_with_kip1228() {
+        use crate::error::ErrorCode;
+        let mut log = PartitionLog::default();
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 3, 0, 1, 0));
+        log.append_as_leader(LeaderEpoch(0), &[marker(1, 4, true)]);
+        // The next transaction, at the epoch the marker carried.
+        log.append_as_leader(LeaderEpoch(0), &txn_batch(1, 4, 0, 1, 1));
+        assert_eq!(log.check_marker(pid(1), 4, true), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(log.check_marker(pid(1), 4, false), Ok(()), "Kafka 4.1 takes it");
+        assert_eq!(log.check_marker(pid(1), 5, true), Ok(()), "the open transaction's own marker");
     }
 
     fn with_pid(record: &Record, p: u32) -> Record {

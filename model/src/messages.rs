@@ -273,6 +273,9 @@ pub enum Message {
         epoch: u16,
         commit: bool,
         partitions: Vec<TopicPartition>,
+        /// The transaction version the marker was written under (WriteTxnMarkers v2,
+        /// KIP-1228, Kafka 4.2); 0 from a coordinator that does not send it (v1).
+        transaction_version: u8,
     },
     WriteTxnMarkersResponse {
         correlation: u64,

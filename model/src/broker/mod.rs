@@ -404,8 +404,9 @@ impl Broker {
                 self.handle_find_txn_coordinator(from, correlation, &transactional_id)
             }
             Message::Txn { correlation, request } => self.handle_txn_request(now, from, correlation, *request),
-            Message::WriteTxnMarkers { correlation, producer_id, epoch, commit, partitions } => {
-                self.handle_write_txn_markers(now, from, correlation, producer_id, epoch, commit, partitions)
+            Message::WriteTxnMarkers { correlation, producer_id, epoch, commit, partitions, transaction_version } => {
+                let marker = txn::Marker { producer_id, epoch, commit, transaction_version };
+                self.handle_write_txn_markers(now, from, correlation, marker, partitions)
             }
             Message::WriteTxnMarkersResponse { correlation, partitions } => {
                 self.handle_write_txn_markers_response(now, correlation, partitions)

@@ -52,6 +52,16 @@ pub(super) struct MarkerWrite {
     send_at: Millis,
 }
 
+/// One marker of a WriteTxnMarkers request: the producer's transaction, how it ended and
+/// the transaction version it was written under.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Marker {
+    pub producer_id: NonZeroU32,
+    pub epoch: u16,
+    pub commit: bool,
+    pub transaction_version: u8,
+}
+
 /// One WriteTxnMarkers request in flight.
 #[derive(Clone, Debug)]
 pub(super) struct MarkerRequest {
@@ -281,6 +291,7 @@ impl Broker {
     fn send_markers(&mut self, now: Millis) {
         let Some(txn) = self.config.txn.as_ref() else { return };
         let (retry_ms, timeout_ms) = (txn.marker_retry_ms, txn.append_timeout_ms);
+        let transaction_version = self.marker_transaction_version();
         let mut requests: Vec<(NodeId, u64, Message)> = Vec::new();
         for (write_id, write) in self.marker_writes.iter_mut() {
             if write.send_at > now {
@@ -309,6 +320,7 @@ impl Broker {
                     epoch: write.epoch,
                     commit: write.commit,
                     partitions,
+                    transaction_version,
                 };
                 requests.push((leader, correlation, msg));
             }
@@ -316,8 +328,12 @@ impl Broker {
         for (leader, correlation, msg) in requests {
             if leader == self.id {
                 // This broker leads the partition itself: no network in between.
-                if let Message::WriteTxnMarkers { producer_id, epoch, commit, partitions, .. } = msg {
-                    self.handle_write_txn_markers(now, self.id, correlation, producer_id, epoch, commit, partitions);
+                if let Message::WriteTxnMarkers {
+                    producer_id, epoch, commit, partitions, transaction_version, ..
+                } = msg
+                {
+                    let marker = Marker { producer_id, epoch, commit, transaction_version };
+                    self.handle_write_txn_markers(now, self.id, correlation, marker, partitions);
                 }
             } else {
                 self.send(leader, msg);
@@ -369,11 +385,10 @@ impl Broker {
         now: Millis,
         from: NodeId,
         correlation: u64,
-        producer_id: NonZeroU32,
-        epoch: u16,
-        commit: bool,
+        marker: Marker,
         partitions: Vec<TopicPartition>,
     ) {
+        let Marker { producer_id, epoch, commit, transaction_version } = marker;
         let timeout_ms = self.config.txn.as_ref().map_or(5_000, |t| t.append_timeout_ms);
         let mut parked = ParkedMarkers {
             from,
@@ -385,7 +400,7 @@ impl Broker {
             commit,
         };
         for tp in partitions {
-            let error = self.append_marker(now, tp, producer_id, epoch, commit);
+            let error = self.append_marker(now, tp, producer_id, epoch, commit, transaction_version);
             match error {
                 Ok(required) => parked.waiting.push((tp, required)),
                 Err(error) => parked.results.push((tp, error)),
@@ -411,6 +426,21 @@ impl Broker {
         }
     }
 
+    /// The transaction version this coordinator's markers carry: 2 with an epoch bump per
+    /// transaction (KIP-890 part 2), 1 without; 0 from a coordinator before KIP-1228.
+    fn marker_transaction_version(&self) -> u8 {
+        match self.config.txn.as_ref().map(|t| &t.coordinator) {
+            Some(c) if c.marker_transaction_version => {
+                if c.bump_epoch_per_transaction {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => 0,
+        }
+    }
+
     /// Appends one marker; the offset after it, or why not.
     fn append_marker(
         &mut self,
@@ -419,11 +449,15 @@ impl Broker {
         producer_id: NonZeroU32,
         epoch: u16,
         commit: bool,
+        transaction_version: u8,
     ) -> Result<Offset, ErrorCode> {
         // Markers are written with acks=all.
         let leader_epoch = self.leader_epoch_for_append(tp, Acks::All)?;
         let log = self.disk.logs.get_or_default(tp);
-        log.check_marker(producer_id, epoch, false)?;
+        // `appendEndTxnMarker`: a version-2 marker carries a bumped epoch, so one whose
+        // epoch is not above the producer's is late or repeated (KIP-1228); without the
+        // version, only an older epoch is refused.
+        log.check_marker(producer_id, epoch, transaction_version >= 2)?;
         let offset = log.log_end_offset();
         let write = WriteId(INTERNAL_WRITE_BASE + offset.0);
         log.append_as_leader(

@@ -280,8 +280,14 @@ fn a_stale_marker_is_refused_and_given_up() {
     let mut leader = start(1, BrokerDisk::default(), 1, 0);
     let pid = NonZeroU32::new(5).expect("non-zero");
     assert_eq!(produce_txn(&mut leader, 1, (pid, 3), 0, &[1]).error, ErrorCode::None);
-    let stale =
-        Message::WriteTxnMarkers { correlation: 9, producer_id: pid, epoch: 2, commit: true, partitions: vec![DATA] };
+    let stale = Message::WriteTxnMarkers {
+        correlation: 9,
+        producer_id: pid,
+        epoch: 2,
+        commit: true,
+        partitions: vec![DATA],
+        transaction_version: 2,
+    };
     leader.handle_message(Millis(2), NodeId(0), stale);
     let answers = sends_of_kind(&drain(&mut leader), MessageKind::WriteTxnMarkersResponse);
     match &answers[..] {
@@ -406,6 +412,7 @@ fn a_marker_during_verification_voids_it() {
         epoch: 0,
         commit: false,
         partitions: vec![DATA],
+        transaction_version: 2,
     };
     broker.handle_message(Millis(4), NodeId(1), markers);
     drain(&mut broker);

@@ -56,6 +56,11 @@ pub struct TxnCoordinatorConfig {
     /// KIP-890 part 2: EndTxn bumps the producer epoch (off: the epoch lasts until the
     /// next InitProducerId, as before Kafka 4.0).
     pub bump_epoch_per_transaction: bool,
+    /// KIP-1228 (Kafka 4.2): WriteTxnMarkers carries the transaction version, so a leader
+    /// refuses a version-2 marker whose epoch is not above the producer's, a late or
+    /// repeated marker of the transaction before (off: Kafka 4.1 and before, where such a
+    /// marker ends whatever transaction of that epoch is open, KAFKA-19446).
+    pub marker_transaction_version: bool,
     /// `__consumer_offsets`, whose partition for a group AddOffsetsToTxn adds.
     pub offsets_topic: TopicId,
     pub offsets_partitions: u32,
@@ -68,6 +73,7 @@ impl Default for TxnCoordinatorConfig {
             max_timeout_ms: 900_000,
             abort_interval_ms: 10_000,
             bump_epoch_per_transaction: true,
+            marker_transaction_version: true,
             offsets_topic: TopicId(u32::MAX),
             offsets_partitions: crate::group::coordinator::OFFSETS_PARTITIONS_DEFAULT,
         }
