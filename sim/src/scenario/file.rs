@@ -139,6 +139,9 @@ struct RawTransactions {
     delivery_timeout_ms: Option<Spanned<u64>>,
     /// KIP-890 part 2 (transaction version 2): EndTxn bumps the epoch. On, as in Kafka 4.0.
     kip890: Option<bool>,
+    /// KIP-1228 (WriteTxnMarkers carries the transaction version, so a leader refuses a
+    /// late version-2 marker): on, as in Kafka 4.2.
+    kip1228: Option<bool>,
     /// KIP-890 part 1 (`transaction.partition.verification.enable`): on, as since Kafka 3.6.
     partition_verification: Option<bool>,
     state_partitions: Option<Spanned<u32>>,
@@ -1032,6 +1035,7 @@ impl Validator<'_> {
         let coordinator = trial_model::txn::TxnCoordinatorConfig {
             partitions,
             bump_epoch_per_transaction: t.kip890.unwrap_or(true),
+            marker_transaction_version: t.kip1228.unwrap_or(true),
             offsets_topic,
             offsets_partitions,
             ..coordinator_defaults

@@ -186,11 +186,12 @@ impl Scenario {
             );
             let _ = writeln!(
                 out,
-                "transaction_timeout_ms = {}\nrequest_timeout_ms = {}\ndelivery_timeout_ms = {}\nkip890 = {}\npartition_verification = {}",
+                "transaction_timeout_ms = {}\nrequest_timeout_ms = {}\ndelivery_timeout_ms = {}\nkip890 = {}\nkip1228 = {}\npartition_verification = {}",
                 t.config.transaction_timeout_ms,
                 t.config.request_timeout_ms,
                 t.config.delivery_timeout_ms,
                 settings.coordinator.bump_epoch_per_transaction,
+                settings.coordinator.marker_transaction_version,
                 settings.partition_verification
             );
             let _ = writeln!(
