@@ -229,6 +229,8 @@ pub struct Consumer {
     /// could. (A poll runs after every input, and most find nothing.)
     takeable: bool,
     leaders: TpMap<NodeId>,
+    /// The newest leader epoch seen per partition (KIP-320: older metadata is ignored).
+    leader_epochs: TpMap<crate::types::LeaderEpoch>,
     metadata_fetched_at: Option<Millis>,
     /// Earliest next metadata request, FindCoordinator, and position lookup: each backs
     /// off on its own (`retry.backoff.ms`), so one failing kind cannot starve the others.
@@ -282,6 +284,7 @@ impl Consumer {
             owned_tps: Vec::new(),
             takeable: false,
             leaders: TpMap::new(),
+            leader_epochs: TpMap::new(),
             metadata_fetched_at: None,
             metadata_retry_at: now,
             coordinator_retry_at: now,
@@ -1156,12 +1159,17 @@ impl Consumer {
             }
             self.partition_counts.insert(topic.name, topic.partitions);
         }
-        self.leaders.clear();
+        let mut leaders = TpMap::new();
         for partition in partitions {
-            if let Some(leader) = partition.leader {
-                self.leaders.insert(partition.tp, leader);
+            let leader = match partition.is_fresh(&mut self.leader_epochs) {
+                true => partition.leader,
+                false => self.leaders.get(&partition.tp).copied(),
+            };
+            if let Some(leader) = leader {
+                leaders.insert(partition.tp, leader);
             }
         }
+        self.leaders = leaders;
         // Every topic's count, not only this member's topics': as the group's leader it
         // assigns the topics other members subscribe to as well (the assignor keeps to
         // the subscriptions).

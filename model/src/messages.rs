@@ -131,6 +131,20 @@ pub struct PartitionLeader {
     pub leader_epoch: LeaderEpoch,
 }
 
+impl PartitionLeader {
+    /// KIP-320's rule for a client's metadata (`Metadata.updateLatestMetadata`): a
+    /// partition's metadata with a leader epoch older than one the client has seen comes
+    /// from a broker that missed the change, and the client keeps what it had. Returns
+    /// whether this is fresh, and records its epoch in `seen` if so.
+    pub fn is_fresh(&self, seen: &mut crate::tpmap::TpMap<LeaderEpoch>) -> bool {
+        if seen.get(&self.tp).is_some_and(|known| self.leader_epoch < *known) {
+            return false;
+        }
+        seen.insert(self.tp, self.leader_epoch);
+        true
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     // broker → controller

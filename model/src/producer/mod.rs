@@ -72,6 +72,8 @@ pub struct Producer {
     partition_counts: BTreeMap<TopicId, u32>,
     /// Leader per `[topic][partition]` (dense: looked up for every batch on every drain).
     leaders: Vec<Vec<Option<NodeId>>>,
+    /// The newest leader epoch seen per partition (KIP-320: older metadata is ignored).
+    leader_epochs: TpMap<crate::types::LeaderEpoch>,
     metadata_needed: bool,
     metadata_in_flight: Option<(u64, NodeId, Millis)>,
     metadata_fetched_at: Millis,
@@ -130,6 +132,7 @@ impl Producer {
             next_bootstrap: 0,
             partition_counts: BTreeMap::new(),
             leaders: Vec::new(),
+            leader_epochs: TpMap::new(),
             metadata_needed: true,
             metadata_in_flight: None,
             metadata_fetched_at: Millis::ZERO,
@@ -389,6 +392,9 @@ impl Producer {
             self.partition_counts.insert(topic.id, topic.partitions);
         }
         for partition in partitions {
+            if !partition.is_fresh(&mut self.leader_epochs) {
+                continue;
+            }
             if partition.leader.is_none() {
                 self.metadata_needed = true;
             }
@@ -994,6 +1000,37 @@ mod tests {
             })
             .collect();
         p.handle_message(now, NodeId(0), Message::MetadataResponse { correlation, topics, partitions });
+    }
+
+    // Shows KIP-320's metadata rule (the Java client's `Metadata.updateLatestMetadata`):
+    // a broker that missed a leader change answers metadata with the older leader epoch,
+    // and the producer keeps the leader it learnt at the newer one rather than going back
+    // to the old leader (which may still take a batch's retry and answer it from a stale
+    // log). A pipeline-nemesis sweep found the duplicate this caused at seed 1225.
+    #[test]
+    fn metadata_with_an_older_leader_epoch_is_ignored() {
+        let mut p = producer(Acks::All);
+        p.send(Millis(0), WriteId(1), TopicId(0), Some(21), 0);
+        let topics = vec![TopicMeta { id: TopicId(0), name: "t".into(), partitions: 2, min_insync_replicas: 1 }];
+        let answer = |p: &mut Producer, leader: u32, epoch: u32, at: u64| {
+            let correlation = p.metadata_in_flight.map_or(90 + at, |(c, _, _)| c);
+            p.metadata_in_flight = Some((correlation, NodeId(0), Millis(at)));
+            let partitions = (0..2)
+                .map(|i| PartitionLeader {
+                    tp: TopicPartition::new(0, i),
+                    leader: Some(NodeId(leader)),
+                    leader_epoch: crate::types::LeaderEpoch(epoch),
+                })
+                .collect();
+            let msg = Message::MetadataResponse { correlation, topics: topics.clone(), partitions };
+            p.handle_message(Millis(at), NodeId(0), msg);
+        };
+        answer(&mut p, 2, 1, 1);
+        assert_eq!(p.leader_of(TopicPartition::new(0, 0)), Some(NodeId(2)));
+        answer(&mut p, 0, 0, 2);
+        assert_eq!(p.leader_of(TopicPartition::new(0, 0)), Some(NodeId(2)), "epoch 0 is older than 1");
+        answer(&mut p, 1, 2, 3);
+        assert_eq!(p.leader_of(TopicPartition::new(0, 0)), Some(NodeId(1)), "epoch 2 is newer");
     }
 
     fn drain_actions(p: &mut Producer) -> Vec<Action> {

@@ -169,6 +169,8 @@ pub struct TxnProducer {
     next_bootstrap: usize,
     coordinator: Option<NodeId>,
     leaders: BTreeMap<TopicPartition, NodeId>,
+    /// The newest leader epoch seen per partition (KIP-320: older metadata is ignored).
+    leader_epochs: crate::tpmap::TpMap<crate::types::LeaderEpoch>,
     metadata_wanted: bool,
     /// Metadata request out: (correlation, broker, deadline).
     metadata_in_flight: Option<(u64, NodeId, Millis)>,
@@ -209,6 +211,7 @@ impl TxnProducer {
             next_bootstrap: 0,
             coordinator: None,
             leaders: BTreeMap::new(),
+            leader_epochs: crate::tpmap::TpMap::new(),
             metadata_wanted: true,
             metadata_in_flight: None,
             metadata_retry_at: Millis::ZERO,
@@ -514,12 +517,17 @@ impl TxnProducer {
             return;
         }
         self.metadata_wanted = false;
-        self.leaders.clear();
+        let mut leaders = BTreeMap::new();
         for p in partitions {
-            if let Some(leader) = p.leader {
-                self.leaders.insert(p.tp, leader);
+            let leader = match p.is_fresh(&mut self.leader_epochs) {
+                true => p.leader,
+                false => self.leaders.get(&p.tp).copied(),
+            };
+            if let Some(leader) = leader {
+                leaders.insert(p.tp, leader);
             }
         }
+        self.leaders = leaders;
     }
 
     fn handle_txn_response(&mut self, now: Millis, call: Call, response: TxnResponse) {
