@@ -1159,17 +1159,9 @@ impl Consumer {
             }
             self.partition_counts.insert(topic.name, topic.partitions);
         }
-        let mut leaders = TpMap::new();
-        for partition in partitions {
-            let leader = match partition.is_fresh(&mut self.leader_epochs) {
-                true => partition.leader,
-                false => self.leaders.get(&partition.tp).copied(),
-            };
-            if let Some(leader) = leader {
-                leaders.insert(partition.tp, leader);
-            }
-        }
-        self.leaders = leaders;
+        let had = &self.leaders;
+        let leaders = PartitionLeader::leaders_kept(partitions, &mut self.leader_epochs, |tp| had.get(tp).copied());
+        self.leaders = leaders.collect();
         // Every topic's count, not only this member's topics': as the group's leader it
         // assigns the topics other members subscribe to as well (the assignor keeps to
         // the subscriptions).

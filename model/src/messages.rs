@@ -143,6 +143,19 @@ impl PartitionLeader {
         seen.insert(self.tp, self.leader_epoch);
         true
     }
+
+    /// The leaders a client keeps from a metadata answer: a fresh partition's as the
+    /// answer names it, a stale one's as the client had it (`had`), by `is_fresh`.
+    pub fn leaders_kept<'a>(
+        partitions: Vec<PartitionLeader>,
+        seen: &'a mut crate::tpmap::TpMap<LeaderEpoch>,
+        had: impl Fn(&TopicPartition) -> Option<NodeId> + 'a,
+    ) -> impl Iterator<Item = (TopicPartition, NodeId)> + 'a {
+        partitions.into_iter().filter_map(move |p| {
+            let leader = if p.is_fresh(seen) { p.leader } else { had(&p.tp) };
+            leader.map(|leader| (p.tp, leader))
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

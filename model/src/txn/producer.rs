@@ -517,17 +517,9 @@ impl TxnProducer {
             return;
         }
         self.metadata_wanted = false;
-        let mut leaders = BTreeMap::new();
-        for p in partitions {
-            let leader = match p.is_fresh(&mut self.leader_epochs) {
-                true => p.leader,
-                false => self.leaders.get(&p.tp).copied(),
-            };
-            if let Some(leader) = leader {
-                leaders.insert(p.tp, leader);
-            }
-        }
-        self.leaders = leaders;
+        let had = &self.leaders;
+        let leaders = PartitionLeader::leaders_kept(partitions, &mut self.leader_epochs, |tp| had.get(tp).copied());
+        self.leaders = leaders.collect();
     }
 
     fn handle_txn_response(&mut self, now: Millis, call: Call, response: TxnResponse) {
