@@ -127,10 +127,20 @@ pub struct TxnOp {
     pub commit: bool,
     pub begun_at: Millis,
     pub ended: Option<TxnEnd>,
-    /// A `[pipeline]` transaction's: the input write each of `writes` copies (in the
+    /// A `[pipeline]` transaction's: the input record each of `writes` copies (in the
     /// same order); empty for the transactional workload's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<WriteId>,
+    pub sources: Vec<Source>,
+}
+
+/// The input record a pipeline's output write copies: where the consumer read it and the
+/// write it held there. Exactly-once is per input record (per place): two copies of one
+/// write at two offsets, an input producer's duplicate, are two records to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub tp: TopicPartition,
+    pub offset: Offset,
+    pub write: WriteId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

@@ -29,7 +29,7 @@
 
 use crate::checkers::EXAMPLES_MAX;
 use crate::groups::{GroupEvent, GroupHistory};
-use crate::history::{History, PartitionFinal};
+use crate::history::{History, PartitionFinal, Source};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -321,7 +321,8 @@ fn zombie_writes(partition: &PartitionFinal, result: &mut TxnPropertyResult) {
 /// Where a reader finds a record.
 type Place = (TopicPartition, Offset);
 
-/// End-to-end exactly-once of the pipeline: each record of the final input topic against
+/// End-to-end exactly-once of the pipeline: each record of the final input topic (each
+/// place: two copies of one write, an input producer's duplicate, are two records) against
 /// the copies of it a read_committed reader of the final output topic sees.
 fn check_pipeline(
     history: &History,
@@ -329,30 +330,42 @@ fn check_pipeline(
     visible: &BTreeMap<WriteId, (TopicPartition, Offset)>,
     result: &mut TxnPropertyResult,
 ) -> PipelineCounts {
-    let mut source_of: BTreeMap<WriteId, WriteId> = BTreeMap::new();
+    let mut source_of: BTreeMap<WriteId, Source> = BTreeMap::new();
     for txn in &history.txns {
         for (write, source) in txn.writes.iter().zip(&txn.sources) {
             source_of.insert(*write, *source);
         }
     }
-    // Every input record, where a reader finds it, and the output copies of it.
-    let mut inputs: BTreeMap<WriteId, (Place, Vec<(WriteId, Place)>)> = BTreeMap::new();
+    // Every input record where a reader finds it, its write, and the output copies of it.
+    let mut inputs: BTreeMap<Place, (WriteId, Vec<(WriteId, Place)>)> = BTreeMap::new();
     for partition in history.partitions.iter().filter(|p| p.tp.topic == topics.input) {
         for (offset, write) in read_committed_view(partition).0 {
-            inputs.entry(write).or_insert(((partition.tp, offset), Vec::new()));
+            inputs.insert((partition.tp, offset), (write, Vec::new()));
         }
     }
     for (write, (tp, offset)) in visible.iter().filter(|(_, (tp, _))| tp.topic == topics.output) {
         let Some(source) = source_of.get(write) else { continue };
-        match inputs.get_mut(source) {
-            Some((_, copies)) => copies.push((*write, (*tp, *offset))),
+        let (read, at) = (source.write, source.offset.0);
+        match inputs.get_mut(&(source.tp, source.offset)) {
+            Some((held, copies)) if *held == read => copies.push((*write, (*tp, *offset))),
+            // The input was read at a place the final log holds another record at (read,
+            // then truncated away and overwritten).
+            Some((held, _)) => result.violation(|| {
+                format!(
+                    "{write} at {tp} offset {} copies {read} read at {} offset {at}, where the final input log holds {held}",
+                    offset.0, source.tp
+                )
+            }),
             None => result.violation(|| {
-                format!("{write} at {tp} offset {} copies {source}, which no reader of the input topic sees", offset.0)
+                format!(
+                    "{write} at {tp} offset {} copies {read} read at {} offset {at}, which no reader of the input topic sees",
+                    offset.0, source.tp
+                )
             }),
         }
     }
     let mut counts = PipelineCounts { input: inputs.len() as u64, ..PipelineCounts::default() };
-    for (source, ((tp, offset), copies)) in &inputs {
+    for ((tp, offset), (source, copies)) in &inputs {
         match copies.len() {
             1 => counts.once += 1,
             0 => {

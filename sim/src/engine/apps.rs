@@ -16,7 +16,7 @@
 //! its consumer's offsets, those count as processed by that consumer.
 
 use super::{Actor, Engine, Life, Node, APP_BASE};
-use crate::history::{Completion, TxnEnd, TxnOp};
+use crate::history::{Completion, Source, TxnEnd, TxnOp};
 use rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::consumer::Polled;
@@ -47,12 +47,12 @@ pub enum TxnRefused {
 }
 
 /// A record of an application's transaction: its topic, its key, and (for the
-/// end-to-end checker) the input write it copies.
+/// end-to-end checker) the input record it copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxnRecord {
     pub topic: TopicId,
     pub key: Option<u32>,
-    pub source: Option<WriteId>,
+    pub source: Option<Source>,
 }
 
 /// Bound on commit answers waiting for the host to take them.
@@ -227,7 +227,7 @@ impl Engine<'_> {
             writes.push(TxnWrite { write, tp: TopicPartition { topic: record.topic, partition }, key: record.key });
         }
         // The end-to-end checker pairs each write with the input it copies.
-        let sources: Vec<WriteId> = records.iter().map(|r| r.source).collect::<Option<_>>().unwrap_or_default();
+        let sources: Vec<Source> = records.iter().map(|r| r.source).collect::<Option<_>>().unwrap_or_default();
         self.history.txns.push(TxnOp {
             client,
             writes: writes.iter().map(|w| w.write).collect(),

@@ -6,7 +6,7 @@
 //! Each poll that returns records becomes one transaction: one output write per input
 //! record (same key, the partition of the same number modulo the output's partitions),
 //! then the consumer's positions, committed in the transaction. The history keeps, per
-//! transaction, which input write each output write copies (`TxnOp::sources`), which
+//! transaction, which input record each output write copies (`TxnOp::sources`), which
 //! the end-to-end exactly-once checker reads.
 //!
 //! A killed process is an application that dies: its restart is a new consumer (a new
@@ -14,7 +14,7 @@
 
 use super::{Actor, Engine, EventKind, Life, Node};
 use crate::groups::{GroupEvent as Recorded, GroupHistory};
-use crate::history::TxnOp;
+use crate::history::{Source, TxnOp};
 use crate::scenario::{PipelineSpec, Scenario};
 use trial_model::group::coordinator::offsets_partition_for;
 use trial_model::group::GroupEvent;
@@ -140,7 +140,7 @@ impl Engine<'_> {
                 let tp = TopicPartition { topic: spec.output, partition: record.tp.partition % outputs };
                 let write = self.invoke(producer, spec.output, record.key);
                 writes.push(TxnWrite { write, tp, key: record.key });
-                sources.push(record.write);
+                sources.push(Source { tp: record.tp, offset: record.offset, write: record.write });
             }
             self.history.txns.push(TxnOp {
                 client: PipelineSpec::transactional_id(index as u32),

@@ -42,6 +42,7 @@
 use super::{simulation_with, Carrier, HubIn};
 use crate::engine::{TxnRecord, TxnRefused};
 use crate::faults::{Fault, Target};
+use crate::history::Source;
 use crate::scenario::Scenario;
 use crate::Outcome;
 use futures::channel::{mpsc, oneshot};
@@ -205,7 +206,7 @@ pub struct ProducerRecord {
     topic: String,
     key: Option<u32>,
     again: Option<WriteId>,
-    source: Option<WriteId>,
+    source: Option<Source>,
 }
 
 impl ProducerRecord {
@@ -213,11 +214,12 @@ impl ProducerRecord {
         ProducerRecord { topic: topic.to_string(), key: None, again: None, source: None }
     }
 
-    /// A transformed copy of the input record whose value is `input` (a consumed
-    /// record's `value`): in a transaction, the end-to-end exactly-once checker counts
-    /// the input's copies in the output topic.
-    pub fn copy_of(mut self, input: WriteId) -> ProducerRecord {
-        self.source = Some(input);
+    /// A transformed copy of the consumed record `input`: in a transaction, the
+    /// end-to-end exactly-once checker counts each input record's copies in the output
+    /// topic (per topic, partition and offset, so that two copies of one write in the
+    /// input are two records to copy).
+    pub fn copy_of(mut self, input: &ConsumerRecord) -> ProducerRecord {
+        self.source = Some(Source { tp: input.tp, offset: Offset(input.offset), write: input.value });
         self
     }
 

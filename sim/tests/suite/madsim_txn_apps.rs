@@ -46,7 +46,7 @@ async fn copier(kafka: Kafka, offsets: Offsets) {
         let copies: Vec<ProducerRecord> = records
             .iter()
             .map(|r| {
-                let copy = ProducerRecord::new("shipments").copy_of(r.value);
+                let copy = ProducerRecord::new("shipments").copy_of(r);
                 match r.key {
                     Some(key) => copy.key(key),
                     None => copy,

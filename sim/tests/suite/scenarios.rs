@@ -3,7 +3,7 @@
 //! behaviour shows it, the fixed behaviour does not.
 
 use std::path::PathBuf;
-use trial_sim::{simulate, Scenario};
+use trial_sim::{simulate, Property, Scenario};
 
 /// Seeds each scenario runs with here; `kafka-trial sweep` covers many more.
 const SEEDS: std::ops::Range<u64> = 0..3;
@@ -308,10 +308,31 @@ fn a_late_marker_is_an_aborted_read_without_kip1228() {
 // so the orders producer sent a retry there, got OUT_OF_ORDER_SEQUENCE_NUMBER from its stale log, bumped its epoch
 // and wrote the batch a second time, and the pipeline re-read t0-5 from offset 0. The
 // Java clients keep the newer leader epoch (KIP-320, `Metadata.updateLatestMetadata`).
+// pipeline-nemesis does not require no-duplicates (seed 3894, below), so this asserts it.
 #[test]
 fn pipeline_nemesis_seed_1225_passes() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/pipeline-nemesis.toml");
     let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let outcome = simulate(&scenario, 1225);
     assert!(outcome.pass, "{}", outcome.verdict_line());
+    let duplicates = outcome.verdicts.result(Property::NoDuplicates);
+    assert!(duplicates.held(), "{:?}", duplicates.examples);
+}
+
+// Shows that at pipeline-nemesis seed 3894 the input producer's duplicates are reported
+// as such and the pipeline is still judged exactly-once: an expired batch makes the
+// idempotent producer bump its epoch (KIP-360) and renumber the batches in flight, some
+// already in the log, as Java's `startSequencesAtBeginning` does, so 326 orders are in the
+// input twice; the pipeline copies each of the two records once (KIP-98 exactly-once is
+// per input record), where the write-id checker before counted 326 duplicates.
+#[test]
+fn pipeline_nemesis_seed_3894_input_duplicates_are_the_producers() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/pipeline-nemesis.toml");
+    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = simulate(&scenario, 3894);
+    assert!(outcome.pass, "{}", outcome.verdict_line());
+    assert_eq!(outcome.verdicts.result(Property::NoDuplicates).violations, 326);
+    let txns = outcome.txns.as_ref().expect("a pipeline run has transaction verdicts");
+    let pipeline = txns.counts.pipeline.as_ref().expect("pipeline counts");
+    assert_eq!((pipeline.input, pipeline.once, pipeline.duplicated), (18_325, 18_325, 0));
 }

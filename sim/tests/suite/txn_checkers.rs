@@ -8,7 +8,7 @@ use trial_model::{
     BatchKind, ErrorCode, LeaderEpoch, LogEntry, Millis, NodeId, Offset, ProducerId, Record, Stamp, TopicId,
     TopicPartition, WriteId,
 };
-use trial_sim::history::{History, PartitionFinal, ReplicaFinal, TxnEnd, TxnOp};
+use trial_sim::history::{History, PartitionFinal, ReplicaFinal, Source, TxnEnd, TxnOp};
 use trial_sim::txns::{check_txns, PipelineTopics, TxnProperty};
 
 const TOPIC: TopicId = TopicId(0);
@@ -163,6 +163,11 @@ fn a_consumer_processing_aborted_data_fires() {
 /// t1-0 holds `output` (transactional, epoch 0), and `txns` say which input each output
 /// write copies.
 fn pipeline_history(output: Vec<LogEntry>, txns: Vec<TxnOp>, converged: bool) -> History {
+    pipeline_history_of(&[0, 1], output, txns, converged)
+}
+
+/// The same with input partition t0-0 holding plain writes `input`.
+fn pipeline_history_of(input: &[u64], output: Vec<LogEntry>, txns: Vec<TxnOp>, converged: bool) -> History {
     let input_tp = TP;
     let output_tp = TopicPartition { topic: TopicId(1), partition: 0 };
     let plain = |write: u64| {
@@ -178,15 +183,23 @@ fn pipeline_history(output: Vec<LogEntry>, txns: Vec<TxnOp>, converged: bool) ->
     };
     History {
         txns,
-        partitions: vec![led(input_tp, vec![plain(0), plain(1)]), led(output_tp, output)],
+        partitions: vec![led(input_tp, input.iter().map(|w| plain(*w)).collect()), led(output_tp, output)],
         converged,
         ..History::default()
     }
 }
 
-/// A committed pipeline transaction writing `writes`, copies of `sources`.
+/// A pipeline transaction writing `writes`, copies of the input records at the offsets
+/// `sources` of t0-0, each holding the write of the same number.
 fn copy(writes: &[u64], sources: &[u64], outcome: TxnOutcome) -> TxnOp {
-    TxnOp { sources: sources.iter().map(|w| WriteId(*w)).collect(), ..txn(writes, outcome) }
+    let read: Vec<(u64, u64)> = sources.iter().map(|o| (*o, *o)).collect();
+    copy_read(writes, &read, outcome)
+}
+
+/// The same with `sources` as (offset, write read there) pairs.
+fn copy_read(writes: &[u64], sources: &[(u64, u64)], outcome: TxnOutcome) -> TxnOp {
+    let sources = sources.iter().map(|(o, w)| Source { tp: TP, offset: Offset(*o), write: WriteId(*w) }).collect();
+    TxnOp { sources, ..txn(writes, outcome) }
 }
 
 fn pipeline_violations(history: &History) -> (u64, Vec<String>) {
@@ -223,6 +236,28 @@ fn pipeline_fires_on_duplicates_and_on_missing_records() {
     assert_eq!(violations, 1, "{examples:?}");
     assert!(examples[0].contains("w1 at t0-0 offset 1 is not in the output topic"), "{examples:?}");
     assert_eq!(pipeline_violations(&pipeline_history(once(), txns(), false)).0, 0);
+}
+
+// Shows pipeline-exactly-once judges each input record by its place: an input producer's
+// duplicate (one write at offsets 0 and 2, what an idempotent producer can leave after a
+// KIP-360 epoch bump rewrote the sequences of batches already in the log) copied once per
+// place is exactly-once processing, and a copy of a record read at a place the final log
+// holds another write at fires (read, then truncated away: KIP-101's divergence).
+#[test]
+fn pipeline_judges_input_records_by_place() {
+    let output = vec![data(10, 0, 0), data(11, 0, 1), data(12, 0, 2), marker(0, true)];
+    let txns = vec![copy_read(&[10, 11, 12], &[(0, 0), (1, 1), (2, 0)], TxnOutcome::Committed)];
+    let (violations, examples) = pipeline_violations(&pipeline_history_of(&[0, 1, 0], output, txns, true));
+    assert_eq!(violations, 0, "{examples:?}");
+    let output = vec![data(10, 0, 0), data(11, 0, 1), marker(0, true)];
+    let txns = vec![copy_read(&[10, 11], &[(0, 0), (1, 7)], TxnOutcome::Committed)];
+    let (violations, examples) = pipeline_violations(&pipeline_history(output, txns, false));
+    assert_eq!(violations, 1, "{examples:?}");
+    assert!(
+        examples[0]
+            .contains("w11 at t1-0 offset 1 copies w7 read at t0-0 offset 1, where the final input log holds w1"),
+        "{examples:?}"
+    );
 }
 
 // Shows no-zombie-writes fires when a partition holds a batch of an older producer epoch
