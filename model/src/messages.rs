@@ -64,6 +64,10 @@ pub struct FetchPartition {
     /// KIP-320: epoch of the follower's last record, for divergence detection.
     pub last_fetched_epoch: Option<LeaderEpoch>,
     pub current_leader_epoch: LeaderEpoch,
+    /// The follower's high watermark. What KIP-227's fetch session cache gives Kafka's
+    /// leader: a partition with no records, no error and no higher HW for the follower
+    /// stays out of the answer (an incremental fetch response).
+    pub high_watermark: Offset,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,6 +81,7 @@ impl Broker {
                 fetch_offset,
                 last_fetched_epoch,
                 current_leader_epoch: replica.state.leader_epoch,
+                high_watermark: replica.high_watermark,
             }
         }));
         partitions

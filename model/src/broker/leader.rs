@@ -334,7 +334,9 @@ impl Broker {
             let response = self.read_for_follower(now, from, request);
             any_data |=
                 !response.records.is_empty() || response.error != ErrorCode::None || response.diverging_epoch.is_some();
-            responses.push(response);
+            if news_for_follower(request, &response) {
+                responses.push(response);
+            }
         }
         // Reading moves follower progress, which can move a high watermark and so set off
         // appends (a coordinator's answer, markers) to partitions read already: answer
@@ -450,10 +452,27 @@ impl Broker {
     }
 
     pub(super) fn answer_parked_fetch(&mut self, now: Millis, parked: ParkedFetch) {
-        let responses =
-            parked.partitions.iter().map(|request| self.read_for_follower(now, parked.from, request)).collect();
+        let mut responses = Vec::with_capacity(parked.partitions.len());
+        for request in &parked.partitions {
+            let response = self.read_for_follower(now, parked.from, request);
+            if news_for_follower(request, &response) {
+                responses.push(response);
+            }
+        }
         self.send(parked.from, Message::FetchResponse { correlation: parked.correlation, partitions: responses });
     }
+}
+
+/// Whether a partition's answer to a follower's fetch tells it anything: records, an
+/// error, a divergence, or a high watermark above the follower's that its log end
+/// allows. The rest stay out of the answer, as KIP-227's incremental fetch responses
+/// leave out partitions with nothing new (`FetchSession`'s `maybeUpdateResponseData`);
+/// the follower would do nothing with them.
+fn news_for_follower(request: &FetchPartition, response: &FetchPartitionResponse) -> bool {
+    !response.records.is_empty()
+        || response.error != ErrorCode::None
+        || response.diverging_epoch.is_some()
+        || response.high_watermark.min(request.fetch_offset) > request.high_watermark
 }
 
 /// What a follower's fetch changed on the leader.

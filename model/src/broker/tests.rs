@@ -123,6 +123,7 @@ fn follower_fetch(broker: &mut Broker, now: u64, follower: u32, correlation: u64
         fetch_offset: Offset(fetch_offset),
         last_fetched_epoch,
         current_leader_epoch: LeaderEpoch(epoch),
+        high_watermark: Offset(0),
     }];
     let msg = Message::Fetch { correlation, broker_epoch: BrokerEpoch(1), max_wait_ms: 500, partitions };
     broker.handle_message(Millis(now), NodeId(follower), msg);
@@ -176,6 +177,47 @@ fn acks_all_waits_for_the_isr_to_reach_the_batch() {
         leader: true,
         high_watermark: Offset(2),
     }));
+}
+
+// Shows the leader's answer to a follower leaves out a partition with nothing new for it,
+// as KIP-227's incremental fetch responses do (FetchSession.maybeUpdateResponseData): a
+// higher high watermark is news and stays in; the same HW the follower has is not, and
+// the parked fetch is answered with no partitions when its wait ends.
+#[test]
+fn a_fetch_answer_leaves_out_partitions_with_nothing_new() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1], &[0, 1]));
+    produce(&mut leader, 10, 7, Acks::All, 30_000, &[1, 2]);
+    follower_fetch(&mut leader, 20, 1, 1, 0, 0);
+    drain(&mut leader);
+    let fetch = |correlation: u64, high_watermark: u64| Message::Fetch {
+        correlation,
+        broker_epoch: BrokerEpoch(1),
+        max_wait_ms: 500,
+        partitions: vec![FetchPartition {
+            tp: tp(),
+            fetch_offset: Offset(2),
+            last_fetched_epoch: Some(LeaderEpoch(0)),
+            current_leader_epoch: LeaderEpoch(0),
+            high_watermark: Offset(high_watermark),
+        }],
+    };
+    let answered = |leader: &mut Broker, at: u64| -> Vec<FetchPartitionResponse> {
+        leader.handle_timeout(Millis(at));
+        match sends_of_kind(&drain(leader), MessageKind::FetchResponse).as_slice() {
+            [(_, Message::FetchResponse { partitions, .. })] => partitions.clone(),
+            other => panic!("expected one fetch response, got {other:?}"),
+        }
+    };
+    // The follower holds both records with HW 0; the leader's HW moves to 2 on this
+    // fetch, which parks (no records), and its answer after the wait carries the HW.
+    leader.handle_message(Millis(30), NodeId(1), fetch(2, 0));
+    assert_eq!(leader.high_watermark(tp()), Some(Offset(2)));
+    let partitions = answered(&mut leader, 530);
+    assert_eq!(partitions.len(), 1, "{partitions:?}");
+    assert_eq!(partitions[0].high_watermark, Offset(2));
+    // The follower has HW 2 now: nothing is news.
+    leader.handle_message(Millis(540), NodeId(1), fetch(3, 2));
+    assert!(answered(&mut leader, 1_040).is_empty());
 }
 
 // Shows Kafka's min.insync.replicas check before the append (Partition.appendRecordsToLeader
