@@ -361,6 +361,10 @@ impl Broker {
         let tp = request.tp;
         let truncation = self.config.protocol.truncation;
         let max_records = self.config.replica_fetch_max_records;
+        // `Partition.isReplicaIsrEligible` (KIP-841): a follower this broker's metadata
+        // calls fenced is not proposed for the ISR (the controller would refuse it with
+        // INELIGIBLE_REPLICA, and the proposal would hold the HW meanwhile).
+        let isr_eligible = !self.fenced_brokers.contains(&follower);
         let mut response = FetchPartitionResponse {
             tp,
             error: ErrorCode::None,
@@ -492,6 +496,7 @@ fn follower_fetched(
     follower: NodeId,
     fetch_offset: Offset,
     leader_end: Offset,
+    isr_eligible: bool,
 ) -> FollowerFetched {
     let unchanged = FollowerFetched { new_isr: None, end_moved: false };
     let Role::Leader { followers, pending_isr, epoch_start_offset } = &mut replica.role else {
@@ -508,7 +513,8 @@ fn follower_fetched(
     let previous_end = std::mem::replace(&mut progress.log_end, fetch_offset);
     progress.last_fetch_time = Some(now);
     progress.last_fetch_leader_log_end = leader_end;
-    let expand = !replica.state.isr.contains(&follower)
+    let expand = isr_eligible
+        && !replica.state.isr.contains(&follower)
         && pending_isr.is_none()
         && fetch_offset >= replica.high_watermark
         && fetch_offset >= *epoch_start_offset;

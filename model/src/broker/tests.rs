@@ -401,6 +401,44 @@ fn leader_shrinks_isr_of_a_follower_that_stopped_fetching() {
     assert!(leader.is_leader(tp()));
 }
 
+// Shows that a leader does not propose a fenced follower for the ISR, however caught up
+// it is, and proposes it once the metadata unfences it (KIP-841; Kafka's
+// `Partition.isReplicaIsrEligible`). Proposing it would be refused INELIGIBLE_REPLICA and
+// sent again on the follower's next fetch, with the maximal ISR holding the HW meanwhile.
+#[test]
+fn a_fenced_follower_is_not_proposed_for_the_isr() {
+    let mut leader = registered_broker(0, partition(0, 0, &[0, 1, 2], &[0, 1]));
+    let push = |version: u64, fenced: Vec<NodeId>| {
+        let delta = MetadataDelta {
+            version,
+            topics: Vec::new(),
+            partitions: Vec::new(),
+            fenced_brokers: fenced,
+            base: Some(version - 1),
+        };
+        Message::MetadataUpdate(Box::new(delta))
+    };
+    leader.handle_message(Millis(10), CONTROLLER, push(2, vec![NodeId(2)]));
+    drain(&mut leader);
+    follower_fetch(&mut leader, 20, 2, 1, 0, 0);
+    let proposals = sends_of_kind(&drain(&mut leader), MessageKind::AlterPartition);
+    assert!(proposals.is_empty(), "a fenced follower was proposed: {proposals:?}");
+
+    leader.handle_message(Millis(30), CONTROLLER, push(3, vec![]));
+    drain(&mut leader);
+    follower_fetch(&mut leader, 40, 2, 2, 0, 0);
+    let expected = Message::AlterPartition {
+        broker_epoch: BrokerEpoch(1),
+        items: vec![AlterPartitionItem {
+            tp: tp(),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+            new_isr: vec![NodeId(0), NodeId(1), NodeId(2)],
+        }],
+    };
+    assert_eq!(sends_of_kind(&drain(&mut leader), MessageKind::AlterPartition), vec![(CONTROLLER, expected)]);
+}
+
 // Shows that a follower applies only the answer to the fetch it has in flight (Kafka's
 // fetcher matches a response to its request; a late answer to an abandoned fetch must
 // not be appended): a response with another correlation id changes nothing.
