@@ -418,7 +418,7 @@ impl Broker {
             response.payloads = log.payloads_in(request.fetch_offset, end);
         }
         let leader_end = log.log_end_offset();
-        let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end);
+        let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end, isr_eligible);
         if let Some(new_isr) = progress.new_isr {
             self.request_isr_change(now, tp, new_isr);
         }

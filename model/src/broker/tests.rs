@@ -129,6 +129,20 @@ fn follower_fetch(broker: &mut Broker, now: u64, follower: u32, correlation: u64
     broker.handle_message(Millis(now), NodeId(follower), msg);
 }
 
+/// The AlterPartition a leader of `tp()` at leader and partition epoch 0 (broker epoch 1)
+/// sends to propose `isr`.
+fn isr_proposal(isr: &[u32]) -> Message {
+    Message::AlterPartition {
+        broker_epoch: BrokerEpoch(1),
+        items: vec![AlterPartitionItem {
+            tp: tp(),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+            new_isr: isr.iter().map(|id| NodeId(*id)).collect(),
+        }],
+    }
+}
+
 /// A disk holding `writes` in `tp()`, all appended in `epoch`.
 fn disk_with(epoch: u32, writes: &[u64]) -> BrokerDisk {
     let mut disk = BrokerDisk::default();
@@ -375,15 +389,7 @@ fn leader_shrinks_isr_of_a_follower_that_stopped_fetching() {
     follower_fetch(&mut leader, lag_max + 5_000, 2, correlation, 0, 0);
     leader.handle_timeout(Millis(lag_max + 15_000));
     let actions = drain(&mut leader);
-    let expected = Message::AlterPartition {
-        broker_epoch: BrokerEpoch(1),
-        items: vec![AlterPartitionItem {
-            tp: tp(),
-            leader_epoch: LeaderEpoch(0),
-            partition_epoch: PartitionEpoch(0),
-            new_isr: vec![NodeId(0), NodeId(2)],
-        }],
-    };
+    let expected = isr_proposal(&[0, 2]);
     assert_eq!(sends_of_kind(&actions, MessageKind::AlterPartition), vec![(CONTROLLER, expected)]);
     assert!(events(&actions).contains(&ClusterEvent::IsrChangeRequested {
         broker: NodeId(0),
@@ -427,15 +433,7 @@ fn a_fenced_follower_is_not_proposed_for_the_isr() {
     leader.handle_message(Millis(30), CONTROLLER, push(3, vec![]));
     drain(&mut leader);
     follower_fetch(&mut leader, 40, 2, 2, 0, 0);
-    let expected = Message::AlterPartition {
-        broker_epoch: BrokerEpoch(1),
-        items: vec![AlterPartitionItem {
-            tp: tp(),
-            leader_epoch: LeaderEpoch(0),
-            partition_epoch: PartitionEpoch(0),
-            new_isr: vec![NodeId(0), NodeId(1), NodeId(2)],
-        }],
-    };
+    let expected = isr_proposal(&[0, 1, 2]);
     assert_eq!(sends_of_kind(&drain(&mut leader), MessageKind::AlterPartition), vec![(CONTROLLER, expected)]);
 }
 

@@ -19,6 +19,13 @@ fn scenario_files() -> Vec<PathBuf> {
     files
 }
 
+/// One seed of a shipped scenario, as `kafka-trial run scenarios/<name>.toml --seed <seed>`.
+fn replay(name: &str, seed: u64) -> trial_sim::report::Outcome {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.toml"));
+    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    simulate(&scenario, seed)
+}
+
 // Shows every scenario file parses and meets its expectations for several seeds; a
 // failure prints the seed and the command that replays it.
 #[test]
@@ -311,9 +318,7 @@ fn a_late_marker_is_an_aborted_read_without_kip1228() {
 // pipeline-nemesis does not require no-duplicates (seed 3894, below), so this asserts it.
 #[test]
 fn pipeline_nemesis_seed_1225_passes() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/pipeline-nemesis.toml");
-    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let outcome = simulate(&scenario, 1225);
+    let outcome = replay("pipeline-nemesis", 1225);
     assert!(outcome.pass, "{}", outcome.verdict_line());
     let duplicates = outcome.verdicts.result(Property::NoDuplicates);
     assert!(duplicates.held(), "{:?}", duplicates.examples);
@@ -327,9 +332,7 @@ fn pipeline_nemesis_seed_1225_passes() {
 // per input record), where the write-id checker before counted 326 duplicates.
 #[test]
 fn pipeline_nemesis_seed_3894_input_duplicates_are_the_producers() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/pipeline-nemesis.toml");
-    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let outcome = simulate(&scenario, 3894);
+    let outcome = replay("pipeline-nemesis", 3894);
     assert!(outcome.pass, "{}", outcome.verdict_line());
     assert_eq!(outcome.verdicts.result(Property::NoDuplicates).violations, 326);
     let txns = outcome.txns.as_ref().expect("a pipeline run has transaction verdicts");
@@ -349,9 +352,7 @@ fn pipeline_nemesis_seed_3894_input_duplicates_are_the_producers() {
 // acknowledged is lost.
 #[test]
 fn nemesis_swarm_seed_3126_duplicates_are_renumbered_retries() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/nemesis-swarm.toml");
-    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let outcome = simulate(&scenario, 3126);
+    let outcome = replay("nemesis-swarm", 3126);
     assert!(outcome.pass, "{}", outcome.verdict_line());
     assert!(outcome.verdicts.result(Property::NoLostAckedWrites).held());
     assert_eq!(outcome.verdicts.result(Property::NoDuplicates).violations, 250);
