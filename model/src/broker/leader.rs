@@ -361,10 +361,6 @@ impl Broker {
         let tp = request.tp;
         let truncation = self.config.protocol.truncation;
         let max_records = self.config.replica_fetch_max_records;
-        // `Partition.isReplicaIsrEligible` (KIP-841): a follower this broker's metadata
-        // calls fenced is not proposed for the ISR (the controller would refuse it with
-        // INELIGIBLE_REPLICA, and the proposal would hold the HW meanwhile).
-        let isr_eligible = !self.fenced_brokers.contains(&follower);
         let mut response = FetchPartitionResponse {
             tp,
             error: ErrorCode::None,
@@ -418,6 +414,11 @@ impl Broker {
             response.payloads = log.payloads_in(request.fetch_offset, end);
         }
         let leader_end = log.log_end_offset();
+        // `Partition.isReplicaIsrEligible` (KIP-841): a follower this broker's metadata
+        // calls fenced is not proposed for the ISR (the controller would refuse it with
+        // INELIGIBLE_REPLICA, and the pending proposal's maximal ISR would count it for
+        // the HW meanwhile).
+        let isr_eligible = !self.fenced_brokers.contains(&follower);
         let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end, isr_eligible);
         if let Some(new_isr) = progress.new_isr {
             self.request_isr_change(now, tp, new_isr);

@@ -410,7 +410,8 @@ fn leader_shrinks_isr_of_a_follower_that_stopped_fetching() {
 // Shows that a leader does not propose a fenced follower for the ISR, however caught up
 // it is, and proposes it once the metadata unfences it (KIP-841; Kafka's
 // `Partition.isReplicaIsrEligible`). Proposing it would be refused INELIGIBLE_REPLICA and
-// sent again on the follower's next fetch, with the maximal ISR holding the HW meanwhile.
+// sent again on the follower's next fetch, its maximal ISR counting the follower for the
+// HW meanwhile.
 #[test]
 fn a_fenced_follower_is_not_proposed_for_the_isr() {
     let mut leader = registered_broker(0, partition(0, 0, &[0, 1, 2], &[0, 1]));
