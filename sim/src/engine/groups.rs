@@ -233,7 +233,8 @@ impl Engine<'_> {
             GroupEvent::MemberRemoved { group, member_id, generation, reason } => {
                 let Some(index) = self.consumers.group_named(&group) else { return };
                 let consumer = self.consumers.member_of.get(&member_id).copied().unwrap_or(u32::MAX);
-                self.file(index, Recorded::MemberRemoved { consumer, member_id, generation, reason });
+                let coordinator = self.nodes[node].id;
+                self.file(index, Recorded::MemberRemoved { consumer, member_id, generation, reason, coordinator });
             }
             GroupEvent::CoordinatorLoaded { partition, .. } => {
                 let Some(groups) = self.scenario.broker.groups.as_ref() else { return };

@@ -7,7 +7,7 @@ use super::replay::Members;
 use super::GroupPropertyResult;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::tpmap::TpMap;
-use trial_model::{Offset, TopicPartition};
+use trial_model::{NodeId, Offset, TopicPartition};
 
 /// Processings of one record kept for its example (the count goes on past them).
 const PROCESSINGS_SHOWN_MAX: usize = 4;
@@ -241,12 +241,22 @@ pub(super) fn ownership(
 /// `GroupCoordinator.handleCommitOffsets`: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID;
 /// FENCED_INSTANCE_ID for a replaced static member, KIP-345; the same generation fencing
 /// guards transactional offset commits, KIP-447). Member ids are never reused, so once
-/// removed, a member id may commit nothing more. One violation per stored offset.
+/// removed, a member id may commit nothing more — to that coordinator: a removal lives in
+/// the coordinator's memory until a new generation is written, so a successor that loads
+/// the group from `__consumer_offsets` (a failover) knows the member again unless that
+/// generation was written, which the generation check then covers. A removal by a
+/// coordinator that another has since replaced (one cut off from the cluster, still
+/// timing out sessions) fences nothing. One violation per stored offset.
 pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyResult) {
     let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut current: Option<NodeId> = None;
     for (index, (at, event)) in history.events.iter().enumerate() {
         match event {
-            GroupEvent::MemberRemoved { member_id, .. } => {
+            GroupEvent::OffsetLoaded { coordinator, .. } => {
+                current = Some(*coordinator);
+                removed.clear();
+            }
+            GroupEvent::MemberRemoved { member_id, coordinator, .. } if current.is_none_or(|c| c == *coordinator) => {
                 removed.entry(member_id.as_str()).or_insert(index);
             }
             GroupEvent::OffsetStored {

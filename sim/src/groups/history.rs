@@ -145,12 +145,14 @@ pub enum GroupEvent {
         generation: i32,
     },
     /// The coordinator dropped a member: session timeout, LeaveGroup, missed join, or a
-    /// static member replaced by a new instance (KIP-345). Its later commits must fail.
+    /// static member replaced by a new instance (KIP-345). Its later commits to that
+    /// coordinator must fail (a successor loads the group from the log instead).
     MemberRemoved {
         consumer: u32,
         member_id: String,
         generation: i32,
         reason: String,
+        coordinator: NodeId,
     },
     /// The coordinator accepted a committed offset and stored it (its append to
     /// `__consumer_offsets` committed). `group_generation` is the group's generation at

@@ -116,6 +116,7 @@ fn group_at_least_once_fires_when_a_commit_passes_unprocessed_records() {
                 member_id: "m0".into(),
                 generation: 1,
                 reason: "session timeout".into(),
+                coordinator: NodeId(1),
             },
         ),
         (70, rebalance(1, "removing member m0 on heartbeat expiration")),
@@ -279,6 +280,7 @@ fn group_one_owner_per_generation_quiet_on_a_replaced_static_member() {
                 member_id: "m0".into(),
                 generation: 1,
                 reason: "static member replaced (group.instance.id i0)".into(),
+                coordinator: NodeId(1),
             },
         ),
         (30, assigned(1, "m1", 1, &[TP0])),
@@ -343,6 +345,7 @@ fn group_never_two_owners_quiet_on_the_cooperative_handover() {
                 member_id: "m0".into(),
                 generation: 3,
                 reason: "session timeout".into(),
+                coordinator: NodeId(1),
             },
         ),
         (100, rebalance(3, "removing member m0 on heartbeat expiration")),
@@ -371,6 +374,7 @@ fn group_fenced_commit_fires_on_a_stale_generation_or_removed_member() {
                 member_id: "m0".into(),
                 generation: 1,
                 reason: "session timeout".into(),
+                coordinator: NodeId(1),
             },
         ),
         (70, rebalance(1, "removing member m0 on heartbeat expiration")),
@@ -405,6 +409,7 @@ fn group_fenced_commit_quiet_when_the_zombie_is_rejected() {
                 member_id: "m0".into(),
                 generation: 1,
                 reason: "session timeout".into(),
+                coordinator: NodeId(1),
             },
         ),
         (80, assigned(1, "m1", 2, &[TP0])),
@@ -434,6 +439,51 @@ fn group_fenced_commit_quiet_when_the_zombie_is_rejected() {
     ];
     let verdicts = check_group(&history(GroupProtocol::Eager, events), &[]);
     assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 0);
+}
+
+// Shows no-fenced-commit-accepted judges a removal against the coordinator that made
+// it: a coordinator keeps a removal in memory until it writes the next generation, so a
+// successor that loads the group from `__consumer_offsets` (GroupMetadataManager's load on
+// failover) knows the member again and rightly stores its commit; and a deposed
+// coordinator that, cut off, times out sessions after the successor took over fences
+// nothing. Found by generated fault plans (a consumer's commits to the new coordinator
+// were reported as fenced). The same removals with no failover in between still fire.
+#[test]
+fn group_fenced_commit_quiet_when_a_successor_coordinator_knows_the_member() {
+    let removed = |at: u64, consumer: u32, member: &str, coordinator: u32| {
+        let reason = "its session timed out".into();
+        let event = GroupEvent::MemberRemoved {
+            consumer,
+            member_id: member.into(),
+            generation: 1,
+            reason,
+            coordinator: NodeId(coordinator),
+        };
+        (at, event)
+    };
+    let loaded = |at: u64, coordinator: u32| {
+        (at, GroupEvent::OffsetLoaded { tp: TP0, offset: Some(Offset(3)), coordinator: NodeId(coordinator) })
+    };
+    let events = |failover: bool| {
+        let mut events = vec![
+            loaded(1, 1),
+            (10, assigned(0, "m0", 1, &[TP0])),
+            (10, assigned(1, "m1", 1, &[TP1])),
+            removed(70, 0, "m0", 1),
+            loaded(80, 2),
+            removed(85, 1, "m1", 1),
+            (90, stored(TP0, 4, 0, "m0", 1, 1)),
+            (95, stored(TP1, 2, 1, "m1", 1, 1)),
+        ];
+        if !failover {
+            events.retain(|(at, _)| *at != 80);
+        }
+        events
+    };
+    let verdicts = check_group(&history(GroupProtocol::Eager, events(true)), &[]);
+    assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 0, "{verdicts:?}");
+    let verdicts = check_group(&history(GroupProtocol::Eager, events(false)), &[]);
+    assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 2);
 }
 
 // Shows committed-offset-never-backwards fires when a late commit lands after a newer
