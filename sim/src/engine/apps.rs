@@ -315,6 +315,9 @@ impl Engine<'_> {
         let count = self.nodes.len();
         self.blocked = vec![false; count * count];
         self.link_last = vec![Millis::ZERO; count * count];
+        self.connected = vec![false; count * count];
+        self.connect_failing_until = vec![Millis::ZERO; count * count];
+        self.link_epoch = vec![0; count * count];
     }
 
     /// The node of application `app`'s consumer, if it has one.

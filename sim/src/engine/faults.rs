@@ -277,6 +277,7 @@ impl Engine<'_> {
             self.consumer_happening(node, groups::Happened::Restarted);
         }
         self.monitor.forget_node(id);
+        self.forget_connections(node);
         self.reschedule(node);
     }
 

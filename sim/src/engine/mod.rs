@@ -78,6 +78,15 @@ enum EventKind {
         node: usize,
         generation: u64,
     },
+    /// A connection attempt of node `to` failed (`socket.connection.setup.timeout.ms`);
+    /// void if `link`'s epoch moved on since.
+    ConnectFailed {
+        from: NodeId,
+        to: usize,
+        incarnation: u64,
+        link: usize,
+        epoch: u32,
+    },
     /// A message another host carries (madsim): it arrives here by `token`.
     Carried {
         from: NodeId,
@@ -219,6 +228,12 @@ pub struct Engine<'a> {
     delay_kinds: Vec<(MessageKind, (u64, u64), f64)>,
     blocked: Vec<bool>,
     link_last: Vec<Millis>,
+    /// Per link (both directions of a pair alike): whether a TCP connection is open.
+    connected: Vec<bool>,
+    /// Per link: until when a failing connection attempt is pending (see `open_connection`).
+    connect_failing_until: Vec<Millis>,
+    /// Per link: bumped whenever its connection opens or closes (voids stale attempts).
+    link_epoch: Vec<u32>,
     net_rng: ChaCha8Rng,
     workload_rng: ChaCha8Rng,
     producing: bool,
@@ -312,6 +327,9 @@ impl<'a> Engine<'a> {
             delay_kinds: Vec::new(),
             blocked: vec![false; count * count],
             link_last: vec![Millis::ZERO; count * count],
+            connected: vec![false; count * count],
+            connect_failing_until: vec![Millis::ZERO; count * count],
+            link_epoch: vec![0; count * count],
             net_rng: ChaCha8Rng::seed_from_u64(seeds.network),
             workload_rng: ChaCha8Rng::seed_from_u64(seeds.workload),
             producing: true,
@@ -463,6 +481,9 @@ impl<'a> Engine<'a> {
                 self.fire(node);
             }
             EventKind::Produce { group } => self.produce_tick(group),
+            EventKind::ConnectFailed { from, to, incarnation, link, epoch } => {
+                self.connect_failed(from, to, incarnation, link, epoch)
+            }
             EventKind::Fault(fault) => {
                 self.hash.add(0xfa00_0000);
                 self.apply_fault(fault);

@@ -3,7 +3,11 @@
 
 use super::{Engine, EventKind, Life};
 use rand_core::RngCore;
-use trial_model::{Message, MessageKind, NodeId};
+use trial_model::{Message, MessageKind, Millis, NodeId};
+
+/// Kafka's `socket.connection.setup.timeout.ms` default (KIP-601), for clients and
+/// brokers alike: how long a connection attempt to an unreachable host takes to fail.
+const CONNECTION_SETUP_TIMEOUT_MS: u64 = 10_000;
 
 impl Engine<'_> {
     pub(super) fn transmit(&mut self, from: NodeId, to: usize, msg: Message) {
@@ -11,6 +15,14 @@ impl Engine<'_> {
             return;
         };
         let mut link = from_index * self.nodes.len() + to;
+        let back = to * self.nodes.len() + from_index;
+        if msg.kind() == MessageKind::ConnectionClosed {
+            // Either end closing (or a killed process's kernel) ends the connection, or
+            // the closer's attempt to open one.
+            self.close_connection(link, back);
+        } else if !self.connected[link] && !self.open_connection(from_index, to, link, back) {
+            return;
+        }
         if self.blocked[link] {
             return;
         }
@@ -70,8 +82,80 @@ impl Engine<'_> {
         self.push(at, EventKind::Deliver { from, to, incarnation, msg });
     }
 
+    /// A message between two nodes with no connection opens one first. The handshake
+    /// needs both directions and a powered host; without them the message is lost and the
+    /// sender learns after `socket.connection.setup.timeout.ms` (KIP-601: 10 s), once per
+    /// attempt, as Kafka's `NetworkClient` fails the requests queued for that node. An
+    /// established connection to a host that went silent (power loss, a partition) gives
+    /// no such sign: its requests wait for their own timeouts. Returns whether the message
+    /// goes on (delivered, or refused by a host whose process is down).
+    fn open_connection(&mut self, from: usize, to: usize, link: usize, back: usize) -> bool {
+        let powered = !matches!(self.nodes[to].life, Life::Down { machine_up: false, .. });
+        if powered && !self.blocked[link] && !self.blocked[back] {
+            if matches!(self.nodes[to].life, Life::Up(_)) {
+                self.set_connected(link, back);
+            }
+            return true;
+        }
+        if self.now >= self.connect_failing_until[link] {
+            let at = self.now.plus(CONNECTION_SETUP_TIMEOUT_MS);
+            self.connect_failing_until[link] = at;
+            let (refused_by, incarnation, epoch) =
+                (self.nodes[to].id, self.nodes[from].incarnation, self.link_epoch[link]);
+            self.push(at, EventKind::ConnectFailed { from: refused_by, to: from, incarnation, link, epoch });
+        }
+        false
+    }
+
+    /// A failed connection attempt reaches its sender, unless the pair's connection
+    /// changed since (one end closed it, or a later attempt got through).
+    pub(super) fn connect_failed(&mut self, from: NodeId, to: usize, incarnation: u64, link: usize, epoch: u32) {
+        if self.link_epoch[link] == epoch && !self.connected[link] {
+            self.arrive(from, to, incarnation, MessageKind::ConnectionClosed, Some(Message::ConnectionClosed));
+        }
+    }
+
+    /// The pair's connection is up: attempts either way are over.
+    fn set_connected(&mut self, link: usize, back: usize) {
+        for index in [link, back] {
+            self.connected[index] = true;
+            self.end_attempt(index);
+        }
+    }
+
+    /// The node at the start of `link` closes its connection to the other, or gives up
+    /// its attempt to open one; an attempt the other end has under way goes on (its
+    /// packets still go nowhere).
+    fn close_connection(&mut self, link: usize, back: usize) {
+        if self.connected[link] {
+            self.connected[link] = false;
+            self.connected[back] = false;
+            self.end_attempt(back);
+        }
+        self.end_attempt(link);
+    }
+
+    fn end_attempt(&mut self, link: usize) {
+        self.link_epoch[link] = self.link_epoch[link].wrapping_add(1);
+        self.connect_failing_until[link] = Millis::ZERO;
+    }
+
+    /// A restarted process holds no connections: its peers' next messages open new ones
+    /// (their attempts under way go on; its own died with its last life).
+    pub(super) fn forget_connections(&mut self, node: usize) {
+        let count = self.nodes.len();
+        for other in 0..count {
+            let (own, theirs) = (node * count + other, other * count + node);
+            self.connected[own] = false;
+            self.connected[theirs] = false;
+            self.end_attempt(own);
+        }
+    }
+
     pub(super) fn reset_connection(&mut self, a: usize, b: usize) {
         let (a_id, b_id) = (self.nodes[a].id, self.nodes[b].id);
+        let count = self.nodes.len();
+        self.close_connection(a * count + b, b * count + a);
         for (from, to) in [(a_id, b), (b_id, a)] {
             if matches!(self.nodes[to].life, Life::Up(_)) {
                 let latency = self.latency_ms.1.max(1);

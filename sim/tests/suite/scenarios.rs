@@ -376,3 +376,53 @@ fn nemesis_swarm_seed_3126_duplicates_are_renumbered_retries() {
     }
     assert_eq!(second_copies, 250);
 }
+
+// Shows a fresh connection to an unreachable broker fails after
+// `socket.connection.setup.timeout.ms` (KIP-601: 10 s) instead of swallowing what is sent
+// on it. The group's coordinator is killed (the consumers' connections are refused, so
+// they reconnect), then cut off while it is down, and the consumers' next JoinGroup goes
+// to it. Before, the JoinGroup simply vanished and they waited its timeout
+// (max.poll.interval.ms + 5 s = 305 s, longer than the run): the group processed nothing.
+// Now the failed connection sends them to FindCoordinator and the group goes on. Found by
+// generated fault plans (`strategies::fault_plan`).
+#[test]
+fn a_join_to_an_unreachable_coordinator_fails_with_the_connection_setup_timeout() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/group-coordinator-failover.toml");
+    let text = std::fs::read_to_string(&path).expect("the shipped scenario");
+    let head = &text[..text.find("[[faults]]").expect("the scenario has faults")];
+    let faults = r#"
+[[faults]]
+at_ms = 5464
+kind = "partition"
+groups = [["broker:2", "producer:0"], ["broker:0", "broker:1", "controller"]]
+
+[[faults]]
+at_ms = 18042
+kind = "heal"
+
+[[faults]]
+at_ms = 19734
+kind = "kill"
+target = "broker:1"
+
+[[faults]]
+at_ms = 23122
+kind = "isolate"
+target = "broker:1"
+
+[[faults]]
+at_ms = 29744
+kind = "restart"
+target = "broker:1"
+
+[[faults]]
+at_ms = 50348
+kind = "heal"
+
+[expect]
+hold = ["no-lost-acked-writes", "at-least-once", "cluster-converged"]
+"#;
+    let scenario = Scenario::parse(&format!("{head}{faults}"), "coordinator-cut-off-while-down").expect("valid");
+    let outcome = simulate(&scenario, 246);
+    assert!(outcome.pass, "{}", outcome.verdict_line());
+}
