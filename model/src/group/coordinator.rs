@@ -539,7 +539,7 @@ impl GroupCoordinator {
             }
             GroupRequest::Leave { group, members } => self.handle_leave(now, waiter, &group, members),
             GroupRequest::OffsetCommit { group, member_id, group_instance_id, generation, offsets } => {
-                self.handle_commit(waiter, &group, &member_id, group_instance_id.as_deref(), generation, offsets)
+                self.handle_commit(now, waiter, &group, &member_id, group_instance_id.as_deref(), generation, offsets)
             }
             GroupRequest::OffsetFetch { group, partitions, require_stable } => {
                 self.handle_offset_fetch(waiter, &group, partitions, require_stable)

@@ -923,3 +923,29 @@ fn a_transaction_replaces_only_older_commits() {
     );
     assert_eq!(fetch(&mut c, true), (ErrorCode::None, Some(Offset(10))));
 }
+
+// Shows that with the classic protocol a member's offset commit keeps its session, as a
+// heartbeat does (Kafka's doCommitOffsets calls completeAndScheduleNextHeartbeatExpiration
+// in Stable and PreparingRebalance; OffsetMetadataManager's "offset commits maintain the
+// session", and its test of a commit half way through the session). Without the commit the
+// member is removed at its session timeout.
+#[test]
+fn a_commit_keeps_the_members_session_like_a_heartbeat() {
+    for commits in [true, false] {
+        let mut c = coordinator();
+        let id = stable_single(&mut c);
+        let half = Millis(3_010 + SESSION_MS / 2);
+        if commits {
+            commit(&mut c, half, 7, &id, 1, 42);
+            drain(&mut c);
+        }
+        c.handle_timeout(Millis(3_010 + SESSION_MS));
+        drain(&mut c);
+        assert_eq!(c.members(GROUP).len(), usize::from(commits), "commits: {commits}");
+        if commits {
+            c.handle_timeout(half.plus(SESSION_MS));
+            drain(&mut c);
+            assert!(c.members(GROUP).is_empty(), "removed a session after its commit");
+        }
+    }
+}
