@@ -107,10 +107,10 @@ impl Engine<'_> {
         false
     }
 
-    /// A failed connection attempt reaches its sender, unless the pair's connection
-    /// changed since (one end closed it, or a later attempt got through).
+    /// A failed connection attempt reaches its sender, unless the link's epoch moved on
+    /// since (one end closed it, or a connection opened).
     pub(super) fn connect_failed(&mut self, from: NodeId, to: usize, incarnation: u64, link: usize, epoch: u32) {
-        if self.link_epoch[link] == epoch && !self.connected[link] {
+        if self.link_epoch[link] == epoch {
             self.arrive(from, to, incarnation, MessageKind::ConnectionClosed, Some(Message::ConnectionClosed));
         }
     }
@@ -145,10 +145,7 @@ impl Engine<'_> {
     pub(super) fn forget_connections(&mut self, node: usize) {
         let count = self.nodes.len();
         for other in 0..count {
-            let (own, theirs) = (node * count + other, other * count + node);
-            self.connected[own] = false;
-            self.connected[theirs] = false;
-            self.end_attempt(own);
+            self.close_connection(node * count + other, other * count + node);
         }
     }
 

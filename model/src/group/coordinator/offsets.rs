@@ -28,17 +28,15 @@ impl GroupCoordinator {
             let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
             return self.respond(waiter, GroupResponse::OffsetCommit { error, partitions });
         }
+        // A group that does not exist takes commits outside group management (generation -1).
+        let group = self.groups.entry(name.to_string()).or_insert_with(Group::new);
         // doCommitOffsets: a member's commit in Stable or PreparingRebalance counts as a
         // heartbeat (`completeAndScheduleNextHeartbeatExpiration`), so a member that commits
         // while its heartbeats are late keeps its session.
-        if let Some(group) = self.groups.get_mut(name) {
-            let live = matches!(group.state, GroupState::Stable | GroupState::PreparingRebalance);
-            if let Some(member) = group.members.get_mut(member_id).filter(|_| live && generation == group.generation) {
-                member.expires_at = now.plus(member.session_timeout_ms);
-            }
+        let live = matches!(group.state, GroupState::Stable | GroupState::PreparingRebalance);
+        if let Some(member) = group.members.get_mut(member_id).filter(|_| live && generation == group.generation) {
+            member.expires_at = now.plus(member.session_timeout_ms);
         }
-        // A group that does not exist takes commits outside group management (generation -1).
-        self.groups.entry(name.to_string()).or_insert_with(Group::new);
         let records = offsets
             .iter()
             .map(|(tp, offset)| OffsetsRecord::Commit { group: name.to_string(), tp: *tp, offset: *offset })
