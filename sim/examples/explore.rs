@@ -8,6 +8,13 @@
 //! CONSUMER_EPISODES adds up to that many consumer crashes, pauses and leave/rejoins to
 //! scenarios with groups. The `violate` expectations are dropped: generated faults need
 //! not produce the anomaly a file was written to show.
+//!
+//! The liveness phase is made at least a minute longer than the longest JoinGroup timeout
+//! of the file's consumers (`max.poll.interval.ms` + 5 s, 305 s by default): a member whose
+//! JoinGroup reached a coordinator that then lost power or was cut off hears nothing on
+//! its open connection and waits that long before it looks for the coordinator again, as
+//! Kafka's client does. A shorter phase would report that wait as a fault; it ends as soon
+//! as the cluster converged, so a passing case costs nothing more.
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -15,6 +22,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use trial_sim::strategies::{consumer_plan, scenario_with_faults, with_consumer_plan, PlanKinds};
 use trial_sim::{simulate, Scenario};
+
+/// What a member needs after its JoinGroup timed out: find the coordinator, rejoin, sync
+/// and drain what it owes.
+const JOIN_WAIT_MARGIN_MS: u64 = 60_000;
 
 struct Args {
     file: String,
@@ -61,6 +72,16 @@ fn main() -> ExitCode {
     base.expect.violate.clear();
     base.expect.group_violate.clear();
     base.expect.txn_violate.clear();
+    let join_timeout_ms = base
+        .groups
+        .iter()
+        .map(|g| &g.config)
+        .chain(base.pipeline.iter().map(|p| &p.consumer))
+        .map(|c| c.member.join_timeout_ms())
+        .max();
+    if let Some(join_timeout_ms) = join_timeout_ms {
+        base.liveness_ms = base.liveness_ms.max(join_timeout_ms + JOIN_WAIT_MARGIN_MS);
+    }
     let consumers: u32 = base.groups.iter().map(|g| g.consumers).sum();
     let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
     let name = base.name.clone();

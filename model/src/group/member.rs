@@ -43,8 +43,17 @@ pub struct MemberConfig {
     /// `retry.backoff.ms` before a join is retried after a coordinator error.
     pub retry_backoff_ms: u64,
     /// `request.timeout.ms` for syncs, heartbeats and commits; a JoinGroup waits at least
-    /// this long (see [`GroupMember::join_timeout_ms`]).
+    /// this long (see [`MemberConfig::join_timeout_ms`]).
     pub request_timeout_ms: u64,
+}
+
+impl MemberConfig {
+    /// How long a JoinGroup may go unanswered: `max(request.timeout.ms, rebalance timeout +
+    /// JOIN_GROUP_TIMEOUT_LAPSE)`, as `sendJoinGroupRequest` sets it, because the coordinator
+    /// may hold the join for the whole rebalance timeout.
+    pub fn join_timeout_ms(&self) -> u64 {
+        self.request_timeout_ms.max(self.max_poll_interval_ms.saturating_add(JOIN_GROUP_TIMEOUT_LAPSE_MS))
+    }
 }
 
 impl Default for MemberConfig {
@@ -173,12 +182,9 @@ impl GroupMember {
         self.owned_version
     }
 
-    /// How long a JoinGroup may go unanswered: `max(request.timeout.ms, rebalance timeout +
-    /// JOIN_GROUP_TIMEOUT_LAPSE)`, as `sendJoinGroupRequest` sets it, because the coordinator
-    /// may hold the join for the whole rebalance timeout.
+    /// See [`MemberConfig::join_timeout_ms`].
     pub fn join_timeout_ms(&self) -> u64 {
-        let rebalance_timeout_ms = self.config.max_poll_interval_ms;
-        self.config.request_timeout_ms.max(rebalance_timeout_ms.saturating_add(JOIN_GROUP_TIMEOUT_LAPSE_MS))
+        self.config.join_timeout_ms()
     }
 
     /// The request timeout of what is in flight: a join's is longer than the rest.
