@@ -57,6 +57,7 @@ impl ControllerDisk {
                     isr: replicas.clone(),
                     replicas,
                     elr: Vec::new(),
+                    last_known_leader: None,
                     leader_epoch: LeaderEpoch(0),
                     partition_epoch: PartitionEpoch(0),
                 };
@@ -377,6 +378,11 @@ impl Controller {
         if new_isr.is_empty() && !elr_on {
             new_isr = old_isr.clone();
         }
+        // `maybeUpdateLastKnownLeader`: the first time the ISR empties, the controller
+        // remembers who led.
+        if elr_on && new_isr.is_empty() && !old_isr.is_empty() && state.leader.is_some() {
+            state.last_known_leader = state.leader;
+        }
         state.isr = new_isr;
         let excluded: &[NodeId] = if unclean_shutdown { &[broker] } else { &[] };
         update_elr(state, &old_isr, min_isr, elr_on, excluded);
@@ -394,11 +400,16 @@ impl Controller {
         }
     }
 
-    /// Elects a leader for `tp`: the first unfenced ISR member in replica order, else (ELR
-    /// on, ISR empty) the first unfenced ELR member, else — if the topic allows it — the
-    /// first unfenced replica (unclean). Bumps the leader epoch when the leader changes.
+    /// Elects a leader for `tp` as `PartitionChangeBuilder.electAnyLeader` does: the first
+    /// unfenced ISR member in replica order, else (ELR on, ISR empty) the first unfenced ELR
+    /// member, else (ELR on, ISR and ELR empty) the last known leader if it is unfenced —
+    /// uncleanly, whatever the topic's unclean setting, as Kafka 4.x's balanced recovery
+    /// does (`canElectLastKnownLeader`, with KAFKA-19522's liveness check) — else, if the
+    /// topic allows it, the first unfenced replica (unclean). Bumps the leader epoch when
+    /// the leader changes.
     fn elect_leader(&mut self, tp: TopicPartition, excluded: Option<NodeId>) {
         let unclean_allowed = self.unclean_allowed(tp);
+        let elr_on = self.config.protocol.eligible_leader_replicas;
         let Some(state) = self.disk.partitions.get(&tp) else {
             return;
         };
@@ -409,12 +420,18 @@ impl Controller {
         } else {
             None
         };
+        let last_known = if elr_on && state.isr.is_empty() && state.elr.is_empty() {
+            state.last_known_leader.filter(|r| acceptable(r))
+        } else {
+            None
+        };
         let unclean_pick = state.replicas.iter().copied().find(|r| acceptable(r));
-        let (leader, unclean) = match (from_isr, from_elr) {
-            (Some(leader), _) => (Some(leader), false),
-            (None, Some(leader)) => (Some(leader), false),
-            (None, None) if unclean_allowed => (unclean_pick, unclean_pick.is_some()),
-            (None, None) => (None, false),
+        let (leader, unclean) = match (from_isr, from_elr, last_known) {
+            (Some(leader), _, _) => (Some(leader), false),
+            (None, Some(leader), _) => (Some(leader), false),
+            (None, None, Some(leader)) => (Some(leader), true),
+            (None, None, None) if unclean_allowed => (unclean_pick, unclean_pick.is_some()),
+            (None, None, None) => (None, false),
         };
         if leader == state.leader {
             return;
@@ -431,6 +448,9 @@ impl Controller {
                     state.elr.clear();
                 }
             }
+        }
+        if leader.is_some() {
+            state.last_known_leader = None;
         }
         state.leader = leader;
         state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
@@ -660,6 +680,54 @@ mod tests {
         let s = state(&c);
         assert_eq!(s.leader, Some(NodeId(1)));
         assert_eq!(s.isr, vec![NodeId(1)]);
+    }
+
+    // Shows Kafka 4.x's last-known-leader election (KIP-966 balanced recovery,
+    // PartitionChangeBuilder.canElectLastKnownLeader and PartitionChangeBuilderTest's
+    // testEligibleLeaderReplicas_ElectLastKnownLeader): once every ELR member is back from
+    // an unclean shutdown, ISR and ELR are empty, and the leader the partition had when its
+    // ISR emptied is elected again as soon as it is unfenced, uncleanly although the topic
+    // does not allow unclean elections; no other replica is.
+    #[test]
+    fn the_last_known_leader_is_elected_when_isr_and_elr_are_empty() {
+        let mut c = controller(false, true);
+        c.fence(NodeId(2));
+        c.fence(NodeId(1));
+        c.fence(NodeId(0));
+        let s = state(&c);
+        assert_eq!((s.isr.clone(), s.elr.clone()), (vec![], vec![NodeId(0), NodeId(1)]));
+        assert_eq!(s.last_known_leader, Some(NodeId(0)), "broker 0 led when the ISR emptied");
+        let register = |c: &mut Controller, broker: u32, incarnation: u64| {
+            // No previous broker epoch: an unclean shutdown.
+            let msg = Message::BrokerRegistration { incarnation, previous_broker_epoch: None };
+            c.handle_message(Millis(1), NodeId(broker), msg);
+        };
+        register(&mut c, 2, 7);
+        assert_eq!(state(&c).leader, None, "broker 2 left the ISR above min ISR: never eligible");
+        register(&mut c, 1, 8);
+        let s = state(&c);
+        assert_eq!((s.leader, s.elr.clone()), (None, vec![NodeId(0)]), "broker 0 is still in the ELR");
+        while c.poll_action().is_some() {}
+        register(&mut c, 0, 9);
+        let s = state(&c);
+        assert_eq!(s.leader, Some(NodeId(0)));
+        assert_eq!((s.isr.clone(), s.elr.clone(), s.last_known_leader), (vec![NodeId(0)], vec![], None));
+        let unclean = std::iter::from_fn(|| c.poll_action()).find_map(|action| match action {
+            Action::Event(ClusterEvent::PartitionChange { leader: Some(NodeId(0)), unclean, .. }) => Some(unclean),
+            _ => None,
+        });
+        assert_eq!(unclean, Some(true), "an unclean election");
+    }
+
+    // Shows the last known leader is remembered with ELR on only: without it, Kafka keeps
+    // the last ISR member and waits for it (the KRaft rule the first test shows).
+    #[test]
+    fn without_elr_no_last_known_leader_is_kept() {
+        let mut c = controller(false, false);
+        for broker in [2, 1, 0] {
+            c.fence(NodeId(broker));
+        }
+        assert_eq!(state(&c).last_known_leader, None);
     }
 
     // Shows that AlterPartition is fenced by the partition epoch (KIP-497): a request made

@@ -18,6 +18,11 @@ pub struct PartitionState {
     pub isr: Vec<NodeId>,
     /// KIP-966 Eligible Leader Replicas (empty when the feature is off).
     pub elr: Vec<NodeId>,
+    /// KIP-966's `LastKnownElr` as Kafka's controller keeps it
+    /// (`useLastKnownLeaderInBalancedRecovery`, on by default): the leader when the ISR
+    /// became empty, kept until a leader is elected (ELR on only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_known_leader: Option<NodeId>,
     pub leader: Option<NodeId>,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,

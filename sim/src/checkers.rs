@@ -330,7 +330,7 @@ fn not_converged(history: &History, result: &mut PropertyResult) {
         let level = ends.windows(2).all(|w| w[0] == w[1]);
         let why = match partition.leader {
             None if partition.isr.is_empty() && partition.elr.is_empty() => {
-                "offline: ISR and ELR are empty (every eligible replica had an unclean shutdown; KIP-966 leaves it to unclean recovery)".to_string()
+                "offline: ISR and ELR are empty (every eligible replica had an unclean shutdown) and the last known leader is not back to be elected (KIP-966)".to_string()
             }
             None => format!("offline: no eligible replica of ISR {:?} / ELR {:?} is alive", partition.isr, partition.elr),
             Some(_) if partition.isr.len() < partition.replicas.len() => format!("ISR {:?} is not every replica", partition.isr),

@@ -1,11 +1,12 @@
 //! proptest strategies for property tests of delivery guarantees: fault schedules and
 //! the scenarios that carry them.
 //!
-//! A schedule is two independent tracks of episodes at absolute start times: process
-//! episodes (kill or power-loss a broker, restart it later) and network episodes (isolate
-//! a broker, cut it from its peers, split it with the clients from the rest). Within a
-//! track an episode that starts before the previous one ended is dropped, so at most one
-//! broker is down at a time; the two tracks may overlap. Start times are absolute so that
+//! A schedule is two tracks of episodes at absolute start times: process episodes (kill or
+//! power-loss a broker, restart it later) and network episodes (isolate a broker, cut it
+//! from its peers, split it with the clients from the rest). Within a track an episode
+//! that starts before the previous one ended is dropped, so at most one broker is down at a
+//! time; the two tracks may overlap ([`fault_plan`]), or form one timeline with time to
+//! settle between episodes ([`fault_plan_one_at_a_time`]). Start times are absolute so that
 //! shrinking one episode away does not move the others.
 
 use crate::faults::{Fault, ScheduledFault, Target};
@@ -43,12 +44,46 @@ pub struct Episode<K> {
 pub struct FaultPlan {
     pub process: Vec<Episode<ProcessFault>>,
     pub network: Vec<Episode<NetworkFault>>,
+    /// `None`: the tracks are independent and may overlap. `Some(ms)`: they are one
+    /// timeline, and an episode of either track that starts less than `ms` after the
+    /// previous one healed is dropped, so the cluster is whole again (restarted brokers
+    /// registered, cut-off ones unfenced, both back in the ISR) before the next fault.
+    pub settle_ms: Option<u64>,
 }
 
 impl FaultPlan {
     /// Number of episodes (each a fault and its healing) that take effect.
     pub fn len(&self) -> usize {
-        effective(&self.process).len() + effective(&self.network).len()
+        let (process, network) = self.effective();
+        process.len() + network.len()
+    }
+
+    /// The episodes that take effect, per track.
+    fn effective(&self) -> (Vec<Episode<ProcessFault>>, Vec<Episode<NetworkFault>>) {
+        let Some(settle_ms) = self.settle_ms else {
+            return (effective(&self.process), effective(&self.network));
+        };
+        // One timeline: at equal starts, process episodes go first.
+        let mut starts: Vec<(u64, usize, usize)> =
+            self.process.iter().enumerate().map(|(i, e)| (e.start_ms, 0, i)).collect();
+        starts.extend(self.network.iter().enumerate().map(|(i, e)| (e.start_ms, 1, i)));
+        starts.sort_unstable();
+        let (mut process, mut network) = (Vec::new(), Vec::new());
+        let mut free_at = 0;
+        for (start_ms, track, index) in starts {
+            if start_ms < free_at {
+                continue;
+            }
+            let length_ms = if track == 0 {
+                process.push(self.process[index]);
+                self.process[index].length_ms
+            } else {
+                network.push(self.network[index]);
+                self.network[index].length_ms
+            };
+            free_at = start_ms + length_ms + settle_ms;
+        }
+        (process, network)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,7 +93,8 @@ impl FaultPlan {
     /// The scheduled faults, cut off at `duration_ms` (the liveness phase heals the rest).
     pub fn schedule(&self, brokers: u32, producers: u32, duration_ms: u64) -> Vec<ScheduledFault> {
         let mut faults = Vec::new();
-        for episode in effective(&self.process) {
+        let (process, network) = self.effective();
+        for episode in process {
             let target = Target::Broker(episode.broker % brokers);
             let start = match episode.kind {
                 ProcessFault::Kill => Fault::Kill(target),
@@ -67,7 +103,7 @@ impl FaultPlan {
             faults.push(ScheduledFault { at_ms: episode.start_ms, fault: start });
             faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: Fault::Restart(target) });
         }
-        for episode in effective(&self.network) {
+        for episode in network {
             let broker = episode.broker % brokers;
             let peers: Vec<Target> = (0..brokers).filter(|b| *b != broker).map(Target::Broker).collect();
             let clients: Vec<Target> = (0..producers).map(Target::Producer).collect();
@@ -158,7 +194,20 @@ pub fn fault_plan(
         episode(proptest::sample::select(network_kinds), brokers, horizon_ms, 40_000),
         0..=network_max,
     );
-    (process, network).prop_map(|(process, network)| FaultPlan { process, network })
+    (process, network).prop_map(|(process, network)| FaultPlan { process, network, settle_ms: None })
+}
+
+/// As [`fault_plan`], but one episode at a time over both tracks, each starting at least
+/// `settle_ms` after the previous one healed (see [`FaultPlan::settle_ms`]).
+pub fn fault_plan_one_at_a_time(
+    brokers: u32,
+    episodes_max: usize,
+    horizon_ms: u64,
+    kinds: PlanKinds,
+    settle_ms: u64,
+) -> impl Strategy<Value = FaultPlan> {
+    fault_plan(brokers, episodes_max, horizon_ms, kinds)
+        .prop_map(move |plan| FaultPlan { settle_ms: Some(settle_ms), ..plan })
 }
 
 /// `base` with the plan's faults scheduled (the plan replaces any faults it had).
@@ -177,6 +226,19 @@ pub fn scenario_with_faults(
 ) -> impl Strategy<Value = (Scenario, FaultPlan)> {
     let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
     fault_plan(base.brokers, episodes_max, horizon_ms, kinds).prop_map(move |plan| (with_plan(&base, &plan), plan))
+}
+
+/// Scenarios: `base` under generated fault plans of one episode at a time (see
+/// [`fault_plan_one_at_a_time`]).
+pub fn scenario_with_faults_one_at_a_time(
+    base: Scenario,
+    episodes_max: usize,
+    kinds: PlanKinds,
+    settle_ms: u64,
+) -> impl Strategy<Value = (Scenario, FaultPlan)> {
+    let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
+    fault_plan_one_at_a_time(base.brokers, episodes_max, horizon_ms, kinds, settle_ms)
+        .prop_map(move |plan| (with_plan(&base, &plan), plan))
 }
 
 /// What happens to a consumer in one episode.

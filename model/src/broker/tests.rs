@@ -32,6 +32,7 @@ fn partition(leader: u32, leader_epoch: u32, replicas: &[u32], isr: &[u32]) -> P
         replicas: replicas.iter().map(|id| NodeId(*id)).collect(),
         isr: isr.iter().map(|id| NodeId(*id)).collect(),
         elr: Vec::new(),
+        last_known_leader: None,
         leader: Some(NodeId(leader)),
         leader_epoch: LeaderEpoch(leader_epoch),
         partition_epoch: PartitionEpoch(0),

@@ -39,6 +39,7 @@ fn single_replica(tp: TopicPartition, leader: u32, leader_epoch: u32) -> Partiti
         replicas: vec![NodeId(leader)],
         isr: vec![NodeId(leader)],
         elr: Vec::new(),
+        last_known_leader: None,
         leader: Some(NodeId(leader)),
         leader_epoch: LeaderEpoch(leader_epoch),
         partition_epoch: PartitionEpoch(0),

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use trial_model::{Acks, Protocol, Truncation};
-use trial_sim::strategies::{scenario_with_faults, FaultPlan, PlanKinds};
+use trial_sim::strategies::{scenario_with_faults, scenario_with_faults_one_at_a_time, FaultPlan, PlanKinds};
 use trial_sim::{simulate, Property, Scenario};
 
 /// The configuration Kafka's documentation calls durable: RF=3, min.insync.replicas=2,
@@ -37,10 +37,24 @@ fn lost(scenario: &Scenario, seed: u64) -> u64 {
 /// Runs the no-loss property; returns the minimal failing plan and how many cases ran
 /// before the first failure, or None when every case held.
 fn search(base: Scenario, kinds: PlanKinds, cases: u32, seed: u8) -> Option<(FaultPlan, u32)> {
+    search_plans(scenario_with_faults(base, 3, kinds), cases, seed)
+}
+
+/// As `search`, over plans of one episode at a time with `SETTLE_MS` between them.
+fn search_one_at_a_time(base: Scenario, kinds: PlanKinds, cases: u32, seed: u8) -> Option<(FaultPlan, u32)> {
+    search_plans(scenario_with_faults_one_at_a_time(base, 3, kinds, SETTLE_MS), cases, seed)
+}
+
+/// Time for a healed cluster to be whole again before the next episode: a broker cut off
+/// hears its connection attempts fail after 10 s (KIP-601), then heartbeats, is unfenced,
+/// catches up and rejoins the ISR.
+const SETTLE_MS: u64 = 20_000;
+
+fn search_plans(plans: impl Strategy<Value = (Scenario, FaultPlan)>, cases: u32, seed: u8) -> Option<(FaultPlan, u32)> {
     let mut runner = runner(cases, seed);
     let tried = std::cell::Cell::new(0u32);
     let first_failure = std::cell::Cell::new(None);
-    let result = runner.run(&scenario_with_faults(base, 3, kinds), |(scenario, _plan)| {
+    let result = runner.run(&plans, |(scenario, _plan)| {
         tried.set(tried.get() + 1);
         let lost = lost(&scenario, 1);
         if lost > 0 && first_failure.get().is_none() {
@@ -64,15 +78,42 @@ fn search(base: Scenario, kinds: PlanKinds, cases: u32, seed: u8) -> Option<(Fau
 
 // Shows the durable configuration (RF=3, min.insync=2, acks=all, clean election, epoch
 // truncation, KIP-966 ELR) never loses an acknowledged write under generated schedules of
-// crashes, power losses and partitions with at most one broker down at a time. Follows
-// Kafka's documented durability guarantee (Kafka docs, "Availability and Durability
-// Guarantees") and KIP-966.
+// crashes, power losses and partitions with at most one broker down at a time: one
+// episode at a time, the next starting once the cluster is whole again. Follows Kafka's
+// documented durability guarantee (Kafka docs, "Availability and Durability Guarantees")
+// and KIP-966.
 #[test]
 fn durable_configuration_never_loses_acked_writes() {
     let kinds = PlanKinds { kill: true, power_loss: true, network: true };
-    if let Some((plan, after)) = search(durable(true, Acks::All), kinds, 48, 11) {
+    if let Some((plan, after)) = search_one_at_a_time(durable(true, Acks::All), kinds, 48, 11) {
         panic!("lost acknowledged writes after {after} case(s); minimal plan: {plan:#?}");
     }
+}
+
+// Shows where ELR's protection ends in Kafka 4.x: when a partition fault overlaps crashes,
+// every eligible replica can have an unclean shutdown (a kill counts), and the controller
+// then elects the last known leader even though it lost power and its page cache (Kafka
+// docs, "Eligible Leader Replicas": "Select the last known leader if it is unfenced";
+// PartitionChangeBuilder.canElectLastKnownLeader). The search over overlapping tracks
+// finds that loss, and its minimal plan has a power loss.
+#[test]
+fn with_elr_overlapping_faults_lose_writes_through_the_last_known_leader() {
+    let kinds = PlanKinds { kill: true, power_loss: true, network: true };
+    let Some((plan, after)) = search(durable(true, Acks::All), kinds, 48, 11) else {
+        panic!("no counterexample in 48 cases");
+    };
+    eprintln!("ELR on, overlapping: first counterexample after {after} case(s); minimal plan: {plan:?}");
+    assert!(plan.process.iter().any(|e| e.kind == trial_sim::strategies::ProcessFault::PowerLoss), "{plan:?}");
+    let outcome = trial_sim::simulate(&trial_sim::strategies::with_plan(&durable(true, Acks::All), &plan), 1);
+    let unclean = outcome.run.history.happenings.iter().any(|(_, happening)| {
+        matches!(
+            happening,
+            trial_sim::history::Happening::Cluster {
+                event: trial_model::ClusterEvent::PartitionChange { unclean: true, .. }
+            }
+        )
+    });
+    assert!(unclean, "the loss comes through an unclean (last-known-leader) election: {plan:?}");
 }
 
 // Shows the same property with acks=1 fails, and that proptest shrinks the counterexample

@@ -99,6 +99,7 @@ fn scenarios_round_trip_through_their_file_format() {
             broker: 2,
             kind: trial_sim::strategies::NetworkFault::CutFromPeers,
         }],
+        settle_ms: None,
     };
     built = trial_sim::strategies::with_plan(&built, &plan);
     let again = Scenario::parse(&built.to_toml(), "built.toml").unwrap_or_else(|e| panic!("{e}"));

@@ -36,6 +36,7 @@ fn broker() -> Broker {
         replicas: vec![BROKER],
         isr: vec![BROKER],
         elr: Vec::new(),
+        last_known_leader: None,
         leader: Some(BROKER),
         leader_epoch: LeaderEpoch(0),
         partition_epoch: PartitionEpoch(0),
