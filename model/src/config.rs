@@ -57,10 +57,13 @@ pub struct BrokerConfig {
     /// `replica.high.watermark.checkpoint.interval.ms`: the HW file is written (and synced)
     /// this often; a restarted broker starts from the last checkpoint.
     pub hw_checkpoint_interval_ms: u64,
-    /// The OS writes dirty pages back once they are this old (Linux
-    /// `vm.dirty_expire_centisecs`, 30 s); checked as often. `None`: never (only
-    /// Kafka's own flushes make data durable).
+    /// The OS writes a file's dirty pages back once the file has been dirty this long
+    /// (Linux `vm.dirty_expire_centisecs`, 30 s). `None`: never (only Kafka's own
+    /// flushes make data durable).
     pub os_dirty_expire_ms: Option<u64>,
+    /// How often the OS's flusher looks for such files (Linux
+    /// `vm.dirty_writeback_centisecs`, 5 s).
+    pub os_writeback_interval_ms: u64,
     pub protocol: Protocol,
     /// Group coordination, when the cluster has an offsets topic.
     pub groups: Option<GroupsConfig>,
@@ -114,6 +117,7 @@ impl Default for BrokerConfig {
             flush_ms: None,
             hw_checkpoint_interval_ms: 5_000,
             os_dirty_expire_ms: Some(30_000),
+            os_writeback_interval_ms: 5_000,
             protocol: Protocol::default(),
             groups: None,
             txn: None,

@@ -597,6 +597,11 @@ pub struct BrokerDisk {
     /// block of 2^20 ids and the count survives power loss as that log would.
     #[serde(default)]
     pub producer_ids_issued: u32,
+    /// The page cache's side: when the OS's flusher first saw each log dirty since its
+    /// last writeback (Linux's per-inode `dirtied_when`, to a flusher pass). A kill keeps
+    /// it with the page cache.
+    #[serde(skip)]
+    pub dirty_since: TpMap<Millis>,
 }
 
 impl BrokerDisk {
@@ -605,6 +610,7 @@ impl BrokerDisk {
         for log in self.logs.values_mut() {
             log.lose_unflushed();
         }
+        self.dirty_since = TpMap::new();
         self.clean_shutdown_epoch = None;
     }
 }

@@ -336,7 +336,11 @@ fn describe_setup(out: &mut String, scenario: &Scenario) {
         ),
     };
     match scenario.broker.os_dirty_expire_ms {
-        Some(ms) => flush.push_str(&format!(", OS writeback after {} s", ms / 1_000)),
+        Some(ms) => flush.push_str(&format!(
+            ", OS writeback of logs dirty {} s (checked every {} s)",
+            ms / 1_000,
+            scenario.broker.os_writeback_interval_ms / 1_000
+        )),
         None => flush.push_str(", no OS writeback"),
     }
     let _ = writeln!(out, "  {} brokers · {truncation} · {elr} · {flush}", scenario.brokers);

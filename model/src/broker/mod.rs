@@ -136,9 +136,8 @@ pub struct Broker {
     next_isr_check: Millis,
     next_flush: Option<Millis>,
     next_hw_checkpoint: Millis,
+    /// The OS flusher's next pass (`vm.dirty_writeback_centisecs`).
     next_writeback: Option<Millis>,
-    /// Log end of each partition at the previous writeback: what is now old enough.
-    writeback_marks: TpMap<Offset>,
     /// The group coordinator for the offsets partitions in `coordinated`.
     coordinator: GroupCoordinator,
     coordinated: BTreeSet<u32>,
@@ -176,7 +175,7 @@ impl Broker {
         let next_flush = config.flush_ms.map(|ms| now.plus(ms));
         let next_hw_checkpoint = now.plus(config.hw_checkpoint_interval_ms);
         let next_isr_check = now.plus(config.replica_lag_time_max_ms / 2);
-        let next_writeback = config.os_dirty_expire_ms.map(|ms| now.plus(ms));
+        let next_writeback = config.os_dirty_expire_ms.map(|_| now.plus(config.os_writeback_interval_ms));
         let coordinator = GroupCoordinator::new(
             config.groups.as_ref().map(|g| g.coordinator.clone()).unwrap_or_default(),
             incarnation,
@@ -210,7 +209,6 @@ impl Broker {
             next_flush,
             next_hw_checkpoint,
             next_writeback,
-            writeback_marks: TpMap::new(),
             coordinator,
             coordinated: BTreeSet::new(),
             group_appends: Vec::new(),
@@ -336,8 +334,8 @@ impl Broker {
         }
         if let Some(expire_ms) = self.config.os_dirty_expire_ms {
             if self.next_writeback.is_some_and(|at| now >= at) {
-                self.next_writeback = Some(now.plus(expire_ms));
-                self.write_back();
+                self.next_writeback = Some(now.plus(self.config.os_writeback_interval_ms));
+                self.write_back(now, expire_ms);
             }
         }
         self.expire_parked_produces(now);
@@ -348,13 +346,27 @@ impl Broker {
         self.run_fetchers(now);
     }
 
-    /// The OS writes back what was already dirty at the previous pass.
-    fn write_back(&mut self) {
-        for (tp, log) in self.disk.logs.iter_mut() {
-            if let Some(mark) = self.writeback_marks.get(tp) {
-                log.flush_to(*mark);
+    /// A pass of the OS's flusher (Linux's periodic `wb_writeback`): a log first seen
+    /// dirty at an earlier pass is written back whole once that pass is `expire_ms` old,
+    /// as Linux writes back every dirty page of an inode whose `dirtied_when` expired. A
+    /// log dirtied between two passes is so written back 30–35 s later, never sooner.
+    fn write_back(&mut self, now: Millis, expire_ms: u64) {
+        let disk = &mut self.disk;
+        for (tp, log) in disk.logs.iter_mut() {
+            if log.unflushed_records() == 0 {
+                disk.dirty_since.remove(tp);
+                continue;
             }
-            self.writeback_marks.insert(*tp, log.log_end_offset());
+            match disk.dirty_since.get(tp) {
+                None => {
+                    disk.dirty_since.insert(*tp, now);
+                }
+                Some(since) if now.since(*since) >= expire_ms => {
+                    log.flush();
+                    disk.dirty_since.remove(tp);
+                }
+                Some(_) => {}
+            }
         }
     }
 

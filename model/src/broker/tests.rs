@@ -592,3 +592,34 @@ fn a_missed_metadata_push_is_not_skipped() {
     let beats = sends_of_kind(&drain(&mut broker), MessageKind::BrokerHeartbeat);
     assert!(beats.iter().all(|(_, m)| matches!(m, Message::BrokerHeartbeat { metadata_version: 1, .. })));
 }
+
+// Shows the OS writeback Linux does by default (`vm.dirty_writeback_centisecs` 5 s,
+// `vm.dirty_expire_centisecs` 30 s; Documentation/admin-guide/sysctl/vm.rst): the
+// flusher's pass that first sees a log dirty starts its 30 s, and the pass 30 s later
+// writes the whole log back, records appended since included; a power loss before then
+// takes them, after it nothing. A kill keeps the page cache, and with it the log's age.
+#[test]
+fn the_os_writes_a_log_back_whole_thirty_seconds_after_it_was_first_dirty() {
+    let mut disk = BrokerDisk::default();
+    disk.logs.get_or_default(tp()).append_as_leader(LeaderEpoch(0), &[record(0), record(1), record(2)]);
+    let (mut broker, _) = start_broker(1, BrokerConfig::default(), disk, partition(1, 0, &[1], &[1]));
+    let unflushed = |broker: &Broker| broker.disk().logs.get(&tp()).map_or(0, |log| log.unflushed_records());
+    let after_power_loss = |broker: &Broker| {
+        let mut disk = broker.disk().clone();
+        disk.lose_unflushed();
+        disk.logs.get(&tp()).map_or(Offset(0), |log| log.log_end_offset())
+    };
+    broker.handle_timeout(Millis(5_000));
+    assert_eq!(unflushed(&broker), 3, "the first pass only notes the log dirty");
+    // A kill and a restart: the new process's flusher passes fall at 11 s, 16 s, ...
+    let mut broker = Broker::new(NodeId(1), CONTROLLER, BrokerConfig::default(), broker.into_disk(), 2, Millis(6_000));
+    broker.disk.logs.get_or_default(tp()).append_as_leader(LeaderEpoch(0), &[record(3), record(4)]);
+    for at in [11_000, 16_000, 21_000, 26_000, 31_000] {
+        broker.handle_timeout(Millis(at));
+    }
+    assert_eq!(unflushed(&broker), 5, "26 s after the pass that saw it dirty");
+    assert_eq!(after_power_loss(&broker), Offset(0), "a power loss now takes the whole log");
+    broker.handle_timeout(Millis(36_000));
+    assert_eq!(unflushed(&broker), 0, "31 s after: written back whole, the later records too");
+    assert_eq!(after_power_loss(&broker), Offset(5));
+}

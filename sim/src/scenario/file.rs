@@ -47,6 +47,7 @@ struct RawCluster {
     replica_high_watermark_checkpoint_interval_ms: Option<u64>,
     /// 0 turns OS writeback off.
     os_dirty_expire_ms: Option<u64>,
+    os_writeback_interval_ms: Option<u64>,
     offsets_partitions: Option<Spanned<u32>>,
     offsets_replication_factor: Option<Spanned<u32>>,
     offsets_min_insync_replicas: Option<Spanned<u32>>,
@@ -337,6 +338,9 @@ impl Validator<'_> {
         }
         if let Some(v) = cluster.os_dirty_expire_ms {
             broker.os_dirty_expire_ms = (v > 0).then_some(v);
+        }
+        if let Some(v) = cluster.os_writeback_interval_ms {
+            broker.os_writeback_interval_ms = v.max(1);
         }
         if let Some(v) = cluster.broker_session_timeout_ms {
             controller.broker_session_timeout_ms = v.max(1);

@@ -44,6 +44,7 @@ impl Scenario {
         let _ = writeln!(out, "broker_session_timeout_ms = {}", self.controller.broker_session_timeout_ms);
         let _ = writeln!(out, "replica_high_watermark_checkpoint_interval_ms = {}", b.hw_checkpoint_interval_ms);
         let _ = writeln!(out, "os_dirty_expire_ms = {}", b.os_dirty_expire_ms.unwrap_or(0));
+        let _ = writeln!(out, "os_writeback_interval_ms = {}", b.os_writeback_interval_ms);
         if let Some(v) = b.flush_messages {
             let _ = writeln!(out, "flush_messages = {v}");
         }
