@@ -86,8 +86,21 @@ impl Broker {
                 CoordinatorOutput::Append { token, group, records, txn } => {
                     self.append_group_records(now, token, &group, records, txn)
                 }
-                CoordinatorOutput::OffsetsStored { group, member_id, generation, group_generation, offsets } => self
-                    .group_event(GroupEvent::OffsetsStored { group, member_id, generation, group_generation, offsets }),
+                CoordinatorOutput::OffsetsStored {
+                    group,
+                    member_id,
+                    generation,
+                    group_generation,
+                    validated_at,
+                    offsets,
+                } => self.group_event(GroupEvent::OffsetsStored {
+                    group,
+                    member_id,
+                    generation,
+                    group_generation,
+                    validated_at,
+                    offsets,
+                }),
                 CoordinatorOutput::MemberRemoved { group, member_id, generation, reason } => {
                     self.group_event(GroupEvent::MemberRemoved {
                         group,

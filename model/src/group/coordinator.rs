@@ -260,12 +260,14 @@ pub enum CoordinatorOutput {
         txn: Option<(NonZeroU32, u16)>,
     },
     /// A commit is durable and applied (what the checkers of fencing and of committed
-    /// offsets read): who sent it under which generation, and the group's generation then.
+    /// offsets read): who sent it under which generation, and the group's generation
+    /// when the coordinator validated it, at `validated_at`.
     OffsetsStored {
         group: String,
         member_id: String,
         generation: i32,
         group_generation: i32,
+        validated_at: Millis,
         offsets: Vec<(TopicPartition, Offset)>,
     },
     /// A member is out of the group (its later commits must fail): session expiry,
@@ -365,6 +367,9 @@ struct PendingTxnOffsets {
     member_id: String,
     generation: i32,
     group_generation: i32,
+    /// When the coordinator took that TxnOffsetCommit (`Millis(0)` for offsets a
+    /// predecessor took, loaded from the log).
+    validated_at: Millis,
 }
 
 impl Group {
@@ -422,6 +427,10 @@ enum PendingAppend {
         offsets: Vec<(TopicPartition, Offset)>,
         member_id: String,
         generation: i32,
+        /// The group's generation and the time when the commit was validated: Kafka
+        /// stores a validated commit once its append is durable, whatever happened since.
+        group_generation: i32,
+        validated_at: Millis,
     },
     /// The group metadata written after the leader's SyncGroup; the syncs wait for it.
     Group {
@@ -555,7 +564,7 @@ impl GroupCoordinator {
                 ..
             } => {
                 let member = (member_id.as_str(), group_instance_id.as_deref(), generation);
-                self.handle_txn_commit(waiter, &group, (producer_id, epoch), member, offsets)
+                self.handle_txn_commit(now, waiter, &group, (producer_id, epoch), member, offsets)
             }
         }
     }

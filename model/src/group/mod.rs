@@ -16,7 +16,7 @@ pub mod coordinator;
 pub mod member;
 
 use crate::error::ErrorCode;
-use crate::types::{Offset, TopicPartition, WriteId};
+use crate::types::{Millis, Offset, TopicPartition, WriteId};
 use serde::{Deserialize, Serialize};
 
 /// What a coordinator or a consumer did, for the history (never needed to drive the
@@ -31,12 +31,14 @@ pub enum GroupEvent {
         generation: i32,
         members: usize,
     },
-    /// A commit is durable and applied.
+    /// A commit is durable and applied (`group_generation` and `validated_at`: when the
+    /// coordinator validated it).
     OffsetsStored {
         group: String,
         member_id: String,
         generation: i32,
         group_generation: i32,
+        validated_at: Millis,
         offsets: Vec<(TopicPartition, Offset)>,
     },
     /// A member is out of the group (see `CoordinatorOutput::MemberRemoved`).

@@ -221,11 +221,11 @@ impl Engine<'_> {
                 let stable = Recorded::Stable { generation, members: members as u32 };
                 self.file(index, stable);
             }
-            GroupEvent::OffsetsStored { group, member_id, generation, group_generation, offsets } => {
+            GroupEvent::OffsetsStored { group, member_id, generation, group_generation, validated_at, offsets } => {
                 let Some(index) = self.consumers.group_named(&group) else { return };
                 let consumer = self.consumers.member_of.get(&member_id).copied().unwrap_or(u32::MAX);
                 for (tp, offset) in offsets {
-                    let by = Committer::Member { consumer, member_id: member_id.clone(), generation };
+                    let by = Committer::Member { consumer, member_id: member_id.clone(), generation, validated_at };
                     let stored = Recorded::OffsetStored { tp, offset, by, group_generation };
                     self.file(index, stored);
                 }

@@ -7,7 +7,7 @@ use super::replay::Members;
 use super::GroupPropertyResult;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::tpmap::TpMap;
-use trial_model::{NodeId, Offset, TopicPartition};
+use trial_model::{Millis, NodeId, Offset, TopicPartition};
 
 /// Processings of one record kept for its example (the count goes on past them).
 const PROCESSINGS_SHOWN_MAX: usize = 4;
@@ -246,9 +246,11 @@ pub(super) fn ownership(
 /// the group from `__consumer_offsets` (a failover) knows the member again unless that
 /// generation was written, which the generation check then covers. A removal by a
 /// coordinator that another has since replaced (one cut off from the cluster, still
-/// timing out sessions) fences nothing. One violation per stored offset.
+/// timing out sessions) fences nothing. Both are judged when the coordinator validated
+/// the commit: a removal or a new generation while its append was in flight does not
+/// unmake it. One violation per stored offset.
 pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyResult) {
-    let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut removed: BTreeMap<&str, (Millis, usize)> = BTreeMap::new();
     let mut current: Option<NodeId> = None;
     for (index, (at, event)) in history.events.iter().enumerate() {
         match event {
@@ -257,12 +259,12 @@ pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyR
                 removed.clear();
             }
             GroupEvent::MemberRemoved { member_id, coordinator, .. } if current.is_none_or(|c| c == *coordinator) => {
-                removed.entry(member_id.as_str()).or_insert(index);
+                removed.entry(member_id.as_str()).or_insert((*at, index));
             }
             GroupEvent::OffsetStored {
                 tp,
                 offset,
-                by: Committer::Member { consumer, member_id, generation },
+                by: Committer::Member { consumer, member_id, generation, validated_at },
                 group_generation,
             } => {
                 let head = || {
@@ -279,7 +281,9 @@ pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyR
                             led_to(history, index, &[*consumer], None)
                         )
                     });
-                } else if let Some(removal) = removed.get(member_id.as_str()) {
+                } else if let Some((_, removal)) =
+                    removed.get(member_id.as_str()).filter(|(removed_at, _)| removed_at < validated_at)
+                {
                     result.violation(1, || {
                         let (removed_at, removal) = &history.events[*removal];
                         format!(

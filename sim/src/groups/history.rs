@@ -41,8 +41,9 @@ impl From<RebalanceProtocol> for GroupProtocol {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Committer {
-    /// An OffsetCommit from a member, under the member id and generation it sent.
-    Member { consumer: u32, member_id: String, generation: i32 },
+    /// An OffsetCommit from a member, under the member id and generation it sent, and
+    /// when the coordinator validated it.
+    Member { consumer: u32, member_id: String, generation: i32, validated_at: Millis },
     /// An explicit reset (`kafka-consumer-groups.sh --reset-offsets`,
     /// `Admin.alterConsumerGroupOffsets`): the one way a committed offset may move back.
     Reset,
@@ -155,8 +156,9 @@ pub enum GroupEvent {
         coordinator: NodeId,
     },
     /// The coordinator accepted a committed offset and stored it (its append to
-    /// `__consumer_offsets` committed). `group_generation` is the group's generation at
-    /// that moment.
+    /// `__consumer_offsets` committed). `group_generation` is the group's generation when
+    /// the coordinator validated the commit (Kafka checks a commit once, when it comes,
+    /// and stores it once its append is durable, whatever the group did meanwhile).
     OffsetStored {
         tp: TopicPartition,
         offset: Offset,

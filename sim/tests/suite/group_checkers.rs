@@ -32,9 +32,34 @@ fn processed(consumer: u32, generation: i32, tp: TopicPartition, offset: u64) ->
     GroupEvent::Processed { consumer, generation, tp, offset: Offset(offset), write: write_at(tp, offset) }
 }
 
-fn stored(tp: TopicPartition, offset: u64, consumer: u32, member_id: &str, generation: i32, group: i32) -> GroupEvent {
-    let by = Committer::Member { consumer, member_id: member_id.into(), generation };
-    GroupEvent::OffsetStored { tp, offset: Offset(offset), by, group_generation: group }
+/// A member's commit validated and stored at `at` (no append in flight between).
+fn stored(
+    at: u64,
+    tp: TopicPartition,
+    offset: u64,
+    consumer: u32,
+    member_id: &str,
+    generation: i32,
+    group: i32,
+) -> (u64, GroupEvent) {
+    stored_validated(at, at, tp, offset, consumer, member_id, generation, group)
+}
+
+/// A member's commit validated at `validated` and stored at `at`, once its append to
+/// `__consumer_offsets` committed.
+#[allow(clippy::too_many_arguments)]
+fn stored_validated(
+    at: u64,
+    validated: u64,
+    tp: TopicPartition,
+    offset: u64,
+    consumer: u32,
+    member_id: &str,
+    generation: i32,
+    group: i32,
+) -> (u64, GroupEvent) {
+    let by = Committer::Member { consumer, member_id: member_id.into(), generation, validated_at: Millis(validated) };
+    (at, GroupEvent::OffsetStored { tp, offset: Offset(offset), by, group_generation: group })
 }
 
 fn rebalance(generation: i32, reason: &str) -> GroupEvent {
@@ -61,8 +86,8 @@ fn clean_events() -> Vec<(u64, GroupEvent)> {
         events.push((20 + offset, processed(0, 1, TP0, offset)));
         events.push((20 + offset, processed(0, 1, TP1, offset)));
     }
-    events.push((30, stored(TP0, 3, 0, "m0", 1, 1)));
-    events.push((30, stored(TP1, 3, 0, "m0", 1, 1)));
+    events.push(stored(30, TP0, 3, 0, "m0", 1, 1));
+    events.push(stored(30, TP1, 3, 0, "m0", 1, 1));
     events
 }
 
@@ -106,7 +131,7 @@ fn group_at_least_once_fires_when_a_commit_passes_unprocessed_records() {
         (0, rebalance(0, "adding new member m0")),
         (10, GroupEvent::Stable { generation: 1, members: 1 }),
         (10, assigned(0, "m0", 1, &[TP0])),
-        (20, stored(TP0, 3, 0, "m0", 1, 1)),
+        stored(20, TP0, 3, 0, "m0", 1, 1),
         (21, processed(0, 1, TP0, 0)),
         (25, GroupEvent::ConsumerCrashed { consumer: 0 }),
         (
@@ -141,7 +166,7 @@ fn group_at_least_once_quiet_when_the_next_owner_resumes_from_the_commit() {
     let events = vec![
         (10, assigned(0, "m0", 1, &[TP0])),
         (11, processed(0, 1, TP0, 0)),
-        (12, stored(TP0, 1, 0, "m0", 1, 1)),
+        stored(12, TP0, 1, 0, "m0", 1, 1),
         (13, GroupEvent::ConsumerCrashed { consumer: 0 }),
         (80, assigned(1, "m1", 2, &[TP0])),
         (81, processed(1, 2, TP0, 1)),
@@ -161,7 +186,7 @@ fn group_at_most_once_fires_when_a_crash_precedes_the_commit() {
     let events = vec![
         (10, assigned(0, "m0", 1, &[TP0])),
         (11, processed(0, 1, TP0, 0)),
-        (12, stored(TP0, 1, 0, "m0", 1, 1)),
+        stored(12, TP0, 1, 0, "m0", 1, 1),
         (13, processed(0, 1, TP0, 1)),
         (14, processed(0, 1, TP0, 2)),
         (15, GroupEvent::ConsumerCrashed { consumer: 0 }),
@@ -378,10 +403,10 @@ fn group_fenced_commit_fires_on_a_stale_generation_or_removed_member() {
             },
         ),
         (70, rebalance(1, "removing member m0 on heartbeat expiration")),
-        (75, stored(TP0, 4, 0, "m0", 1, 1)),
+        stored(75, TP0, 4, 0, "m0", 1, 1),
         (80, assigned(1, "m1", 2, &[TP0])),
         (90, GroupEvent::ConsumerResumed { consumer: 0 }),
-        (91, stored(TP0, 5, 0, "m0", 1, 2)),
+        stored(91, TP0, 5, 0, "m0", 1, 2),
     ];
     let verdicts = check_group(&history(GroupProtocol::Eager, events), &[]);
     assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 2);
@@ -393,6 +418,39 @@ fn group_fenced_commit_fires_on_a_stale_generation_or_removed_member() {
         "{example}"
     );
     assert!(example.contains("c0 paused at t=20ms"), "{example}");
+}
+
+// Shows no-fenced-commit-accepted judges a commit when the coordinator validated it, as
+// Kafka does: `GroupCoordinator.handleCommitOffsets` checks member and generation when
+// the request comes and stores the offsets once their append to `__consumer_offsets` is
+// durable (`GroupMetadata.onOffsetCommitAppend`), whatever the group did meanwhile. A
+// commit validated before the member's removal and stored after it is quiet; the same
+// commit validated after the removal fires.
+#[test]
+fn group_fenced_commit_judges_the_commit_when_it_was_validated() {
+    let with_commit = |commit: (u64, GroupEvent)| {
+        vec![
+            (10, assigned(0, "m0", 1, &[TP0])),
+            (
+                70,
+                GroupEvent::MemberRemoved {
+                    consumer: 0,
+                    member_id: "m0".into(),
+                    generation: 1,
+                    reason: "session timeout".into(),
+                    coordinator: NodeId(1),
+                },
+            ),
+            (70, rebalance(1, "removing member m0 on heartbeat expiration")),
+            commit,
+        ]
+    };
+    let in_flight = stored_validated(75, 65, TP0, 4, 0, "m0", 1, 1);
+    let verdicts = check_group(&history(GroupProtocol::Eager, with_commit(in_flight)), &[]);
+    assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 0);
+    let after_removal = stored_validated(75, 72, TP0, 4, 0, "m0", 1, 1);
+    let verdicts = check_group(&history(GroupProtocol::Eager, with_commit(after_removal)), &[]);
+    assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 1);
 }
 
 // Shows no-fenced-commit-accepted stays quiet when the zombie's commit is rejected
@@ -433,9 +491,9 @@ fn group_fenced_commit_quiet_when_the_zombie_is_rejected() {
         ),
         (91, GroupEvent::Fenced { consumer: 0, error: ErrorCode::IllegalGeneration }),
         (92, GroupEvent::Lost { consumer: 0, partitions: vec![TP0] }),
-        (100, stored(TP0, 6, 1, "m1", 2, 2)),
+        stored(100, TP0, 6, 1, "m1", 2, 2),
         (110, assigned(0, "m0b", 3, &[])),
-        (111, stored(TP1, 2, 0, "m0b", 3, 3)),
+        stored(111, TP1, 2, 0, "m0b", 3, 3),
     ];
     let verdicts = check_group(&history(GroupProtocol::Eager, events), &[]);
     assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 0);
@@ -472,8 +530,8 @@ fn group_fenced_commit_quiet_when_a_successor_coordinator_knows_the_member() {
             removed(70, 0, "m0", 1),
             loaded(80, 2),
             removed(85, 1, "m1", 1),
-            (90, stored(TP0, 4, 0, "m0", 1, 1)),
-            (95, stored(TP1, 2, 1, "m1", 1, 1)),
+            stored(90, TP0, 4, 0, "m0", 1, 1),
+            stored(95, TP1, 2, 1, "m1", 1, 1),
         ];
         if !failover {
             events.retain(|(at, _)| *at != 80);
@@ -494,9 +552,9 @@ fn group_fenced_commit_quiet_when_a_successor_coordinator_knows_the_member() {
 fn group_offsets_backwards_fires_on_a_late_commit_or_a_lost_one() {
     let events = vec![
         (10, assigned(0, "m0", 1, &[TP0])),
-        (20, stored(TP0, 5, 0, "m0", 1, 1)),
-        (21, stored(TP0, 3, 0, "m0", 1, 1)),
-        (30, stored(TP0, 8, 0, "m0", 1, 1)),
+        stored(20, TP0, 5, 0, "m0", 1, 1),
+        stored(21, TP0, 3, 0, "m0", 1, 1),
+        stored(30, TP0, 8, 0, "m0", 1, 1),
         (40, GroupEvent::OffsetLoaded { tp: TP0, offset: Some(Offset(6)), coordinator: NodeId(2) }),
         (41, GroupEvent::OffsetLoaded { tp: TP1, offset: Some(Offset(1)), coordinator: NodeId(2) }),
     ];
@@ -515,11 +573,11 @@ fn group_offsets_backwards_fires_on_a_late_commit_or_a_lost_one() {
 #[test]
 fn group_offsets_backwards_quiet_on_an_explicit_reset() {
     let events = vec![
-        (20, stored(TP0, 5, 0, "m0", 1, 1)),
+        stored(20, TP0, 5, 0, "m0", 1, 1),
         (30, GroupEvent::OffsetStored { tp: TP0, offset: Offset(0), by: Committer::Reset, group_generation: 1 }),
-        (40, stored(TP0, 2, 0, "m0", 1, 1)),
+        stored(40, TP0, 2, 0, "m0", 1, 1),
         (50, GroupEvent::OffsetLoaded { tp: TP0, offset: Some(Offset(2)), coordinator: NodeId(1) }),
-        (60, stored(TP0, 3, 0, "m0", 1, 1)),
+        stored(60, TP0, 3, 0, "m0", 1, 1),
     ];
     let verdicts = check_group(&history(GroupProtocol::Eager, events), &[]);
     assert_eq!(violations(&verdicts, GroupProperty::CommittedOffsetNeverBackwards), 0);
@@ -648,7 +706,7 @@ fn group_property_names_and_event_json_are_stable() {
     for property in GroupProperty::ALL {
         assert_eq!(GroupProperty::parse(property.name()), Some(property));
     }
-    let json = serde_json::to_value(stored(TP0, 3, 0, "m0", 1, 1)).expect("plain data serializes");
+    let json = serde_json::to_value(stored(30, TP0, 3, 0, "m0", 1, 1).1).expect("plain data serializes");
     assert_eq!(json["kind"], "offset-stored");
     assert_eq!(json["by"]["member"]["member_id"], "m0");
     assert_eq!(json["group_generation"], 1);

@@ -30,6 +30,7 @@ impl GroupCoordinator {
         }
         // A group that does not exist takes commits outside group management (generation -1).
         let group = self.groups.entry(name.to_string()).or_insert_with(Group::new);
+        let group_generation = group.generation;
         // doCommitOffsets: a member's commit in Stable or PreparingRebalance counts as a
         // heartbeat (`completeAndScheduleNextHeartbeatExpiration`), so a member that commits
         // while its heartbeats are late keeps its session.
@@ -47,6 +48,8 @@ impl GroupCoordinator {
             offsets: offsets.clone(),
             member_id: member_id.to_string(),
             generation,
+            group_generation,
+            validated_at: now,
         };
         if self.append(name, records, pending).is_none() {
             let error = ErrorCode::CoordinatorNotAvailable;
@@ -84,6 +87,7 @@ impl GroupCoordinator {
     /// transactional batch and stay pending until its transaction ends.
     pub(super) fn handle_txn_commit(
         &mut self,
+        now: Millis,
         waiter: Waiter,
         name: &str,
         producer: (NonZeroU32, u16),
@@ -106,6 +110,7 @@ impl GroupCoordinator {
         pending.member_id = member_id.to_string();
         pending.generation = generation;
         pending.group_generation = group_generation;
+        pending.validated_at = now;
         for (tp, _) in &offsets {
             *pending.in_flight.entry(*tp).or_default() += 1;
         }
@@ -165,8 +170,8 @@ impl GroupCoordinator {
             let Some(group) = self.groups.get_mut(&name) else { continue };
             let Some(pending) = group.pending_txn.get_mut(&producer_id) else { continue };
             let stored = std::mem::take(&mut pending.stored);
-            let (member_id, generation, group_generation) =
-                (pending.member_id.clone(), pending.generation, pending.group_generation);
+            let (member_id, generation, group_generation, validated_at) =
+                (pending.member_id.clone(), pending.generation, pending.group_generation, pending.validated_at);
             if pending.in_flight.is_empty() {
                 group.pending_txn.remove(&producer_id);
             }
@@ -186,6 +191,7 @@ impl GroupCoordinator {
                 member_id,
                 generation,
                 group_generation,
+                validated_at,
                 offsets,
             });
         }
@@ -225,7 +231,15 @@ impl GroupCoordinator {
         };
         let error = store_error(error);
         match pending {
-            PendingAppend::Commit { from, correlation, offsets, member_id, generation } => {
+            PendingAppend::Commit {
+                from,
+                correlation,
+                offsets,
+                member_id,
+                generation,
+                group_generation,
+                validated_at,
+            } => {
                 if error == ErrorCode::None {
                     if let Some(group) = self.groups.get_mut(&name) {
                         let stored: Vec<(TopicPartition, Offset)> = offsets
@@ -233,13 +247,13 @@ impl GroupCoordinator {
                             .copied()
                             .filter(|(tp, offset)| group.store_offset(*tp, *offset, token))
                             .collect();
-                        let group_generation = group.generation;
                         if !stored.is_empty() {
                             self.outbox.push_back(CoordinatorOutput::OffsetsStored {
                                 group: name.clone(),
                                 member_id,
                                 generation,
                                 group_generation,
+                                validated_at,
                                 offsets: stored,
                             });
                         }
