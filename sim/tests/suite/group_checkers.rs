@@ -42,24 +42,23 @@ fn stored(
     generation: i32,
     group: i32,
 ) -> (u64, GroupEvent) {
-    stored_validated(at, at, tp, offset, consumer, member_id, generation, group)
+    let by = Committer::Member { consumer, member_id: member_id.into(), generation, validated_at: Millis(at) };
+    (at, GroupEvent::OffsetStored { tp, offset: Offset(offset), by, group_generation: group })
 }
 
-/// A member's commit validated at `validated` and stored at `at`, once its append to
-/// `__consumer_offsets` committed.
-#[allow(clippy::too_many_arguments)]
-fn stored_validated(
-    at: u64,
-    validated: u64,
-    tp: TopicPartition,
-    offset: u64,
-    consumer: u32,
-    member_id: &str,
-    generation: i32,
-    group: i32,
-) -> (u64, GroupEvent) {
-    let by = Committer::Member { consumer, member_id: member_id.into(), generation, validated_at: Millis(validated) };
-    (at, GroupEvent::OffsetStored { tp, offset: Offset(offset), by, group_generation: group })
+/// The same stored commit, validated earlier, at `validated`: its append to
+/// `__consumer_offsets` was in flight until it was stored.
+fn validated_at(validated: u64, (at, mut event): (u64, GroupEvent)) -> (u64, GroupEvent) {
+    if let GroupEvent::OffsetStored { by: Committer::Member { validated_at, .. }, .. } = &mut event {
+        *validated_at = Millis(validated);
+    }
+    (at, event)
+}
+
+/// Coordinator 1 removes consumer `consumer` (member `member_id`) on a session timeout.
+fn timed_out(consumer: u32, member_id: &str, generation: i32) -> GroupEvent {
+    let reason = "session timeout".into();
+    GroupEvent::MemberRemoved { consumer, member_id: member_id.into(), generation, reason, coordinator: NodeId(1) }
 }
 
 fn rebalance(generation: i32, reason: &str) -> GroupEvent {
@@ -134,16 +133,7 @@ fn group_at_least_once_fires_when_a_commit_passes_unprocessed_records() {
         stored(20, TP0, 3, 0, "m0", 1, 1),
         (21, processed(0, 1, TP0, 0)),
         (25, GroupEvent::ConsumerCrashed { consumer: 0 }),
-        (
-            70,
-            GroupEvent::MemberRemoved {
-                consumer: 0,
-                member_id: "m0".into(),
-                generation: 1,
-                reason: "session timeout".into(),
-                coordinator: NodeId(1),
-            },
-        ),
+        (70, timed_out(0, "m0", 1)),
         (70, rebalance(1, "removing member m0 on heartbeat expiration")),
         (80, GroupEvent::Stable { generation: 2, members: 1 }),
         (80, assigned(1, "m1", 2, &[TP0])),
@@ -363,16 +353,7 @@ fn group_never_two_owners_quiet_on_the_cooperative_handover() {
         (40, assigned(0, "m0", 3, &[])),
         (40, assigned(1, "m1", 3, &[TP0])),
         (50, GroupEvent::ConsumerPaused { consumer: 0 }),
-        (
-            100,
-            GroupEvent::MemberRemoved {
-                consumer: 0,
-                member_id: "m0".into(),
-                generation: 3,
-                reason: "session timeout".into(),
-                coordinator: NodeId(1),
-            },
-        ),
+        (100, timed_out(0, "m0", 3)),
         (100, rebalance(3, "removing member m0 on heartbeat expiration")),
         (110, assigned(1, "m1", 4, &[TP1])),
     ];
@@ -392,16 +373,7 @@ fn group_fenced_commit_fires_on_a_stale_generation_or_removed_member() {
     let events = vec![
         (10, assigned(0, "m0", 1, &[TP0])),
         (20, GroupEvent::ConsumerPaused { consumer: 0 }),
-        (
-            70,
-            GroupEvent::MemberRemoved {
-                consumer: 0,
-                member_id: "m0".into(),
-                generation: 1,
-                reason: "session timeout".into(),
-                coordinator: NodeId(1),
-            },
-        ),
+        (70, timed_out(0, "m0", 1)),
         (70, rebalance(1, "removing member m0 on heartbeat expiration")),
         stored(75, TP0, 4, 0, "m0", 1, 1),
         (80, assigned(1, "m1", 2, &[TP0])),
@@ -431,24 +403,15 @@ fn group_fenced_commit_judges_the_commit_when_it_was_validated() {
     let with_commit = |commit: (u64, GroupEvent)| {
         vec![
             (10, assigned(0, "m0", 1, &[TP0])),
-            (
-                70,
-                GroupEvent::MemberRemoved {
-                    consumer: 0,
-                    member_id: "m0".into(),
-                    generation: 1,
-                    reason: "session timeout".into(),
-                    coordinator: NodeId(1),
-                },
-            ),
+            (70, timed_out(0, "m0", 1)),
             (70, rebalance(1, "removing member m0 on heartbeat expiration")),
             commit,
         ]
     };
-    let in_flight = stored_validated(75, 65, TP0, 4, 0, "m0", 1, 1);
+    let in_flight = validated_at(65, stored(75, TP0, 4, 0, "m0", 1, 1));
     let verdicts = check_group(&history(GroupProtocol::Eager, with_commit(in_flight)), &[]);
     assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 0);
-    let after_removal = stored_validated(75, 72, TP0, 4, 0, "m0", 1, 1);
+    let after_removal = validated_at(72, stored(75, TP0, 4, 0, "m0", 1, 1));
     let verdicts = check_group(&history(GroupProtocol::Eager, with_commit(after_removal)), &[]);
     assert_eq!(violations(&verdicts, GroupProperty::NoFencedCommitAccepted), 1);
 }
@@ -460,16 +423,7 @@ fn group_fenced_commit_judges_the_commit_when_it_was_validated() {
 fn group_fenced_commit_quiet_when_the_zombie_is_rejected() {
     let events = vec![
         (10, assigned(0, "m0", 1, &[TP0])),
-        (
-            70,
-            GroupEvent::MemberRemoved {
-                consumer: 0,
-                member_id: "m0".into(),
-                generation: 1,
-                reason: "session timeout".into(),
-                coordinator: NodeId(1),
-            },
-        ),
+        (70, timed_out(0, "m0", 1)),
         (80, assigned(1, "m1", 2, &[TP0])),
         (
             90,
