@@ -409,7 +409,6 @@ impl Controller {
     /// the leader changes.
     fn elect_leader(&mut self, tp: TopicPartition, excluded: Option<NodeId>) {
         let unclean_allowed = self.unclean_allowed(tp);
-        let elr_on = self.config.protocol.eligible_leader_replicas;
         let Some(state) = self.disk.partitions.get(&tp) else {
             return;
         };
@@ -420,7 +419,8 @@ impl Controller {
         } else {
             None
         };
-        let last_known = if elr_on && state.isr.is_empty() && state.elr.is_empty() {
+        // Only ever set with ELR on (see `remove_from_isr`).
+        let last_known = if state.isr.is_empty() && state.elr.is_empty() {
             state.last_known_leader.filter(|r| acceptable(r))
         } else {
             None

@@ -20,7 +20,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::Path;
 use std::process::ExitCode;
-use trial_sim::strategies::{consumer_plan, scenario_with_faults, with_consumer_plan, PlanKinds};
+use trial_sim::strategies::{consumer_plan, horizon_ms, scenario_with_faults, with_consumer_plan, PlanKinds};
 use trial_sim::{simulate, Scenario};
 
 /// What a member needs after its JoinGroup timed out: find the coordinator, rejoin, sync
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         base.liveness_ms = base.liveness_ms.max(join_timeout_ms + JOIN_WAIT_MARGIN_MS);
     }
     let consumers: u32 = base.groups.iter().map(|g| g.consumers).sum();
-    let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
+    let horizon_ms = horizon_ms(&base);
     let name = base.name.clone();
     let plans = scenario_with_faults(base, 3, args.kinds);
     let consumer_plans = consumer_plan(consumers.max(1), args.consumer_episodes, horizon_ms, 20_000);

@@ -218,13 +218,18 @@ pub fn with_plan(base: &Scenario, plan: &FaultPlan) -> Scenario {
     scenario
 }
 
+/// Where generated episodes may start: up to 10 s before `scenario`'s safety phase ends.
+pub fn horizon_ms(scenario: &Scenario) -> u64 {
+    scenario.duration_ms.saturating_sub(10_000).max(1)
+}
+
 /// Scenarios: `base` under generated fault plans.
 pub fn scenario_with_faults(
     base: Scenario,
     episodes_max: usize,
     kinds: PlanKinds,
 ) -> impl Strategy<Value = (Scenario, FaultPlan)> {
-    let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
+    let horizon_ms = horizon_ms(&base);
     fault_plan(base.brokers, episodes_max, horizon_ms, kinds).prop_map(move |plan| (with_plan(&base, &plan), plan))
 }
 
@@ -236,7 +241,7 @@ pub fn scenario_with_faults_one_at_a_time(
     kinds: PlanKinds,
     settle_ms: u64,
 ) -> impl Strategy<Value = (Scenario, FaultPlan)> {
-    let horizon_ms = base.duration_ms.saturating_sub(10_000).max(1);
+    let horizon_ms = horizon_ms(&base);
     fault_plan_one_at_a_time(base.brokers, episodes_max, horizon_ms, kinds, settle_ms)
         .prop_map(move |plan| (with_plan(&base, &plan), plan))
 }

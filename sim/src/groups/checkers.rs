@@ -7,7 +7,7 @@ use super::replay::Members;
 use super::GroupPropertyResult;
 use std::collections::{BTreeMap, BTreeSet};
 use trial_model::tpmap::TpMap;
-use trial_model::{Millis, NodeId, Offset, TopicPartition};
+use trial_model::{NodeId, Offset, TopicPartition};
 
 /// Processings of one record kept for its example (the count goes on past them).
 const PROCESSINGS_SHOWN_MAX: usize = 4;
@@ -250,7 +250,7 @@ pub(super) fn ownership(
 /// the commit: a removal or a new generation while its append was in flight does not
 /// unmake it. One violation per stored offset.
 pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyResult) {
-    let mut removed: BTreeMap<&str, (Millis, usize)> = BTreeMap::new();
+    let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
     let mut current: Option<NodeId> = None;
     for (index, (at, event)) in history.events.iter().enumerate() {
         match event {
@@ -259,7 +259,7 @@ pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyR
                 removed.clear();
             }
             GroupEvent::MemberRemoved { member_id, coordinator, .. } if current.is_none_or(|c| c == *coordinator) => {
-                removed.entry(member_id.as_str()).or_insert((*at, index));
+                removed.entry(member_id.as_str()).or_insert(index);
             }
             GroupEvent::OffsetStored {
                 tp,
@@ -281,8 +281,8 @@ pub(super) fn fenced_commits(history: &GroupHistory, result: &mut GroupPropertyR
                             led_to(history, index, &[*consumer], None)
                         )
                     });
-                } else if let Some((_, removal)) =
-                    removed.get(member_id.as_str()).filter(|(removed_at, _)| removed_at < validated_at)
+                } else if let Some(removal) =
+                    removed.get(member_id.as_str()).filter(|removal| history.events[**removal].0 < *validated_at)
                 {
                     result.violation(1, || {
                         let (removed_at, removal) = &history.events[*removal];
