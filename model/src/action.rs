@@ -20,6 +20,9 @@ pub enum Action {
     Processed { tp: TopicPartition, offset: Offset, write: WriteId },
     /// A transaction coordinator happening for the history.
     Txn(Box<crate::txn::TxnEvent>),
+    /// The process exits after a graceful shutdown, its logs flushed and its
+    /// clean-shutdown marker written; the host takes it down (its last action).
+    Stopped,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +59,16 @@ pub enum ClusterEvent {
         broker: NodeId,
         broker_epoch: BrokerEpoch,
         clean_shutdown: bool,
+    },
+    /// The controller took a broker that asked to shut down into controlled shutdown.
+    ControlledShutdown {
+        broker: NodeId,
+    },
+    /// A broker stopped after a graceful shutdown: `granted` by the controller (or with
+    /// nothing to hand over, unregistered), or after waiting `controlled_shutdown_timeout_ms`.
+    BrokerStopped {
+        broker: NodeId,
+        granted: bool,
     },
     /// A broker started acting as leader of `tp` in `leader_epoch`.
     BecameLeader {

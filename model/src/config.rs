@@ -50,6 +50,10 @@ pub struct BrokerConfig {
     /// Most records one fetch response carries per partition (stands in for `replica.fetch.max.bytes`).
     pub replica_fetch_max_records: usize,
     pub broker_heartbeat_interval_ms: u64,
+    /// How long a broker in controlled shutdown waits for the controller's grant before
+    /// it stops anyway (the `shutdown` timeout of Kafka's `BrokerServer`, 5 minutes).
+    #[serde(default = "default_controlled_shutdown_timeout_ms")]
+    pub controlled_shutdown_timeout_ms: u64,
     /// `log.flush.interval.messages`; `None` leaves flushing to the OS (Kafka's default).
     pub flush_messages: Option<u64>,
     /// `log.flush.interval.ms`; `None` leaves flushing to the OS (Kafka's default).
@@ -104,6 +108,10 @@ pub struct GroupsConfig {
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
 }
 
+fn default_controlled_shutdown_timeout_ms() -> u64 {
+    300_000
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -113,6 +121,7 @@ impl Default for BrokerConfig {
             replica_fetch_backoff_ms: 1_000,
             replica_fetch_max_records: 4_096,
             broker_heartbeat_interval_ms: 2_000,
+            controlled_shutdown_timeout_ms: default_controlled_shutdown_timeout_ms(),
             flush_messages: None,
             flush_ms: None,
             hw_checkpoint_interval_ms: 5_000,

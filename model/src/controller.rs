@@ -25,6 +25,10 @@ pub struct BrokerRecord {
     pub broker_epoch: BrokerEpoch,
     pub incarnation: u64,
     pub fenced: bool,
+    /// In controlled shutdown: not eligible as leader or ISR member (Kafka's
+    /// `BrokerRegistrationChangeRecord.InControlledShutdown`); a new registration clears it.
+    #[serde(default)]
+    pub in_controlled_shutdown: bool,
 }
 
 /// The controller's durable state (its metadata log, replayed).
@@ -72,7 +76,12 @@ impl ControllerDisk {
             disk.topics.push(TopicRecord { meta, unclean_leader_election: topic.unclean_leader_election });
         }
         for broker in brokers {
-            let record = BrokerRecord { broker_epoch: BrokerEpoch(0), incarnation: 0, fenced: false };
+            let record = BrokerRecord {
+                broker_epoch: BrokerEpoch(0),
+                incarnation: 0,
+                fenced: false,
+                in_controlled_shutdown: false,
+            };
             disk.brokers.insert(*broker, record);
         }
         disk.next_broker_epoch = 1;
@@ -85,6 +94,12 @@ pub struct Controller {
     config: ControllerConfig,
     disk: ControllerDisk,
     last_heartbeat: BTreeMap<NodeId, Millis>,
+    /// The metadata version each broker last reported applied (Kafka's heartbeat
+    /// `CurrentMetadataOffset`), for granting controlled shutdowns.
+    reported_versions: BTreeMap<NodeId, u64>,
+    /// Per broker in controlled shutdown: the metadata version that moved its leaders
+    /// away (Kafka's `controlledShutdownOffset`). In memory, as in Kafka's heartbeat manager.
+    shutdown_versions: BTreeMap<NodeId, u64>,
     next_session_check: Millis,
     outbox: VecDeque<Action>,
 }
@@ -94,7 +109,16 @@ impl Controller {
     /// gets a fresh session, as after a KRaft controller failover.
     pub fn new(id: NodeId, config: ControllerConfig, disk: ControllerDisk, now: Millis) -> Controller {
         let last_heartbeat = disk.brokers.keys().map(|broker| (*broker, now)).collect();
-        Controller { id, config, disk, last_heartbeat, next_session_check: now, outbox: VecDeque::new() }
+        Controller {
+            id,
+            config,
+            disk,
+            last_heartbeat,
+            reported_versions: BTreeMap::new(),
+            shutdown_versions: BTreeMap::new(),
+            next_session_check: now,
+            outbox: VecDeque::new(),
+        }
     }
 
     pub fn id(&self) -> NodeId {
@@ -163,8 +187,8 @@ impl Controller {
             Message::BrokerRegistration { incarnation, previous_broker_epoch } => {
                 self.handle_registration(now, from, incarnation, previous_broker_epoch)
             }
-            Message::BrokerHeartbeat { broker_epoch, metadata_version } => {
-                self.handle_heartbeat(now, from, broker_epoch, metadata_version)
+            Message::BrokerHeartbeat { broker_epoch, metadata_version, want_shutdown } => {
+                self.handle_heartbeat(now, from, broker_epoch, metadata_version, want_shutdown)
             }
             Message::AlterPartition { broker_epoch, items } => self.handle_alter_partition(from, broker_epoch, items),
             _ => {}
@@ -201,7 +225,7 @@ impl Controller {
                 version: 0,
                 topics: Vec::new(),
                 partitions: Vec::new(),
-                fenced_brokers: Vec::new(),
+                ineligible_brokers: Vec::new(),
                 base: None,
             };
             let error = ErrorCode::DuplicateBrokerRegistration;
@@ -217,7 +241,8 @@ impl Controller {
             epoch
         };
         if !same_incarnation {
-            let record = BrokerRecord { broker_epoch, incarnation, fenced: true };
+            let record = BrokerRecord { broker_epoch, incarnation, fenced: true, in_controlled_shutdown: false };
+            self.shutdown_versions.remove(&broker);
             self.disk.brokers.insert(broker, record);
             self.event(ClusterEvent::BrokerRegistered { broker, broker_epoch, clean_shutdown });
             if self.config.protocol.eligible_leader_replicas && !clean_shutdown {
@@ -230,18 +255,103 @@ impl Controller {
         self.send(broker, Message::BrokerRegistrationResponse { error: ErrorCode::None, broker_epoch, metadata });
     }
 
-    fn handle_heartbeat(&mut self, now: Millis, broker: NodeId, broker_epoch: BrokerEpoch, metadata_version: u64) {
+    fn handle_heartbeat(
+        &mut self,
+        now: Millis,
+        broker: NodeId,
+        broker_epoch: BrokerEpoch,
+        metadata_version: u64,
+        want_shutdown: bool,
+    ) {
         let current = self.disk.brokers.get(&broker).map(|record| record.broker_epoch);
         if current != Some(broker_epoch) {
-            let msg =
-                Message::BrokerHeartbeatResponse { error: ErrorCode::StaleBrokerEpoch, fenced: true, metadata: None };
+            // A life the controller no longer knows leads nothing: it may stop at once.
+            let error = ErrorCode::StaleBrokerEpoch;
+            let msg = Message::BrokerHeartbeatResponse {
+                error,
+                fenced: true,
+                metadata: None,
+                should_shutdown: want_shutdown,
+            };
             self.send(broker, msg);
             return;
         }
         self.last_heartbeat.insert(broker, now);
-        self.unfence(broker);
+        self.reported_versions.insert(broker, metadata_version);
+        let should_shutdown = if want_shutdown {
+            self.controlled_shutdown(broker)
+        } else {
+            self.unfence(broker);
+            false
+        };
+        let fenced = self.is_fenced(broker);
         let metadata = (metadata_version < self.disk.metadata_version).then(|| Box::new(self.snapshot()));
-        self.send(broker, Message::BrokerHeartbeatResponse { error: ErrorCode::None, fenced: false, metadata });
+        let msg = Message::BrokerHeartbeatResponse { error: ErrorCode::None, fenced, metadata, should_shutdown };
+        self.send(broker, msg);
+    }
+
+    /// A heartbeat asking to shut down, as `BrokerHeartbeatManager.calculateNextBrokerState`
+    /// answers it: a fenced broker, or one that leads nothing, may stop now; otherwise the
+    /// broker enters controlled shutdown, which moves its leaders away and takes it out of
+    /// every ISR (`handleBrokerInControlledShutdown`), and it may stop once it leads nothing
+    /// and every unfenced broker has applied that change. Stopping fences it. Returns
+    /// whether the broker may stop.
+    fn controlled_shutdown(&mut self, broker: NodeId) -> bool {
+        if self.is_fenced(broker) {
+            return true;
+        }
+        let in_shutdown = self.disk.brokers.get(&broker).is_some_and(|record| record.in_controlled_shutdown);
+        if !in_shutdown && !self.leads_any(broker) {
+            self.fence(broker);
+            return true;
+        }
+        if !in_shutdown {
+            if let Some(record) = self.disk.brokers.get_mut(&broker) {
+                record.in_controlled_shutdown = true;
+            }
+            self.event(ClusterEvent::ControlledShutdown { broker });
+        }
+        self.move_away(broker);
+        if self.leads_any(broker) {
+            return false;
+        }
+        let version = *self.shutdown_versions.entry(broker).or_insert(self.disk.metadata_version);
+        let caught_up = self
+            .disk
+            .brokers
+            .iter()
+            .filter(|(_, record)| !record.fenced)
+            .all(|(id, _)| self.reported_versions.get(id).is_some_and(|reported| *reported >= version));
+        if caught_up {
+            self.shutdown_versions.remove(&broker);
+            self.fence(broker);
+        }
+        caught_up
+    }
+
+    /// Moves a broker in controlled shutdown out of leadership and out of the ISRs (it
+    /// stays where it is the last member and ELR is off: KRaft never empties an ISR).
+    fn move_away(&mut self, broker: NodeId) {
+        let elr_on = self.config.protocol.eligible_leader_replicas;
+        let affected: Vec<TopicPartition> = self
+            .disk
+            .partitions
+            .values()
+            .filter(|state| {
+                state.leader == Some(broker) || (state.isr.contains(&broker) && (elr_on || state.isr.len() > 1))
+            })
+            .map(|state| state.tp)
+            .collect();
+        for tp in &affected {
+            self.remove_from_isr(*tp, broker, false);
+        }
+        if !affected.is_empty() {
+            self.publish(&affected);
+        }
+    }
+
+    fn leads_any(&self, broker: NodeId) -> bool {
+        self.disk.partitions.values().any(|state| state.leader == Some(broker))
     }
 
     fn handle_alter_partition(&mut self, broker: NodeId, broker_epoch: BrokerEpoch, items: Vec<AlterPartitionItem>) {
@@ -286,12 +396,12 @@ impl Controller {
         if !item.new_isr.contains(&broker) {
             return ErrorCode::InvalidUpdateVersion;
         }
-        // KIP-903: a fenced broker may not join the ISR.
+        // KIP-903/KIP-841: a fenced broker, or one in controlled shutdown, may not join the ISR.
         let added_fenced = item
             .new_isr
             .iter()
             .filter(|replica| !state.isr.contains(replica))
-            .any(|replica| self.is_fenced(*replica) || !state.replicas.contains(replica));
+            .any(|replica| !self.is_eligible(*replica) || !state.replicas.contains(replica));
         if added_fenced {
             return ErrorCode::IneligibleReplica;
         }
@@ -300,6 +410,11 @@ impl Controller {
 
     fn is_fenced(&self, broker: NodeId) -> bool {
         self.disk.brokers.get(&broker).is_none_or(|record| record.fenced)
+    }
+
+    /// May lead or join an ISR: unfenced and not in controlled shutdown (KIP-841).
+    fn is_eligible(&self, broker: NodeId) -> bool {
+        self.disk.brokers.get(&broker).is_some_and(|record| !record.fenced && !record.in_controlled_shutdown)
     }
 
     fn min_isr(&self, tp: TopicPartition) -> usize {
@@ -412,7 +527,7 @@ impl Controller {
         let Some(state) = self.disk.partitions.get(&tp) else {
             return;
         };
-        let acceptable = |replica: &NodeId| Some(*replica) != excluded && !self.is_fenced(*replica);
+        let acceptable = |replica: &NodeId| Some(*replica) != excluded && self.is_eligible(*replica);
         let from_isr = state.replicas.iter().copied().find(|r| state.isr.contains(r) && acceptable(r));
         let from_elr = if state.isr.is_empty() {
             state.replicas.iter().copied().find(|r| state.elr.contains(r) && acceptable(r))
@@ -491,13 +606,13 @@ impl Controller {
             version: self.disk.metadata_version,
             topics: self.disk.topics.iter().map(|topic| topic.meta.clone()).collect(),
             partitions: self.disk.partitions.values().cloned().collect(),
-            fenced_brokers: self.fenced_brokers(),
+            ineligible_brokers: self.ineligible_brokers(),
             base: None,
         }
     }
 
-    fn fenced_brokers(&self) -> Vec<NodeId> {
-        self.disk.brokers.iter().filter(|(_, record)| record.fenced).map(|(broker, _)| *broker).collect()
+    fn ineligible_brokers(&self) -> Vec<NodeId> {
+        self.disk.brokers.keys().copied().filter(|broker| !self.is_eligible(*broker)).collect()
     }
 
     /// Pushes changed partitions to every unfenced broker. Brokers that miss a push catch
@@ -506,10 +621,10 @@ impl Controller {
         self.disk.metadata_version += 1;
         let partitions: Vec<PartitionState> =
             changed.iter().filter_map(|tp| self.disk.partitions.get(tp).cloned()).collect();
-        let fenced_brokers = self.fenced_brokers();
+        let ineligible_brokers = self.ineligible_brokers();
         let version = self.disk.metadata_version;
         let base = Some(version - 1);
-        let delta = MetadataDelta { version, topics: Vec::new(), partitions, fenced_brokers, base };
+        let delta = MetadataDelta { version, topics: Vec::new(), partitions, ineligible_brokers, base };
         let targets: Vec<NodeId> = self.disk.brokers.keys().copied().collect();
         for broker in targets {
             self.send(broker, Message::MetadataUpdate(Box::new(delta.clone())));
@@ -751,5 +866,95 @@ mod tests {
             _ => None,
         });
         assert_eq!(response.expect("a response")[0].1, ErrorCode::InvalidUpdateVersion);
+    }
+
+    /// Broker `broker` heartbeats (caught up to `version`); returns the answer's
+    /// ShouldShutDown.
+    fn heartbeat(c: &mut Controller, broker: u32, version: u64, want_shutdown: bool) -> bool {
+        let broker_epoch = c.disk().brokers[&NodeId(broker)].broker_epoch;
+        let msg = Message::BrokerHeartbeat { broker_epoch, metadata_version: version, want_shutdown };
+        c.handle_message(Millis(1), NodeId(broker), msg);
+        std::iter::from_fn(|| c.poll_action())
+            .filter_map(|action| match action {
+                Action::Send { to, msg: Message::BrokerHeartbeatResponse { should_shutdown, .. } }
+                    if to.0 == broker =>
+                {
+                    Some(should_shutdown)
+                }
+                _ => None,
+            })
+            .last()
+            .expect("a heartbeat response")
+    }
+
+    // Shows KRaft's controlled shutdown (BrokerHeartbeatManager.calculateNextBrokerState,
+    // ReplicationControlManager.handleBrokerInControlledShutdown, KIP-841): the leader's
+    // first WantShutDown moves its leadership to the next ISR member and takes it out of
+    // the ISR; while it is in controlled shutdown it may not rejoin an ISR; the grant waits
+    // until every unfenced broker has applied that change, and fences it.
+    #[test]
+    fn a_controlled_shutdown_moves_leaders_and_waits_for_every_broker_to_catch_up() {
+        let mut c = controller(false, false);
+        let version = c.disk().metadata_version;
+        assert!(!heartbeat(&mut c, 0, version, true), "broker 0 leads: not yet");
+        let s = state(&c);
+        assert_eq!((s.leader, s.isr.clone()), (Some(NodeId(1)), vec![NodeId(1), NodeId(2)]));
+        assert!(c.disk().brokers[&NodeId(0)].in_controlled_shutdown);
+        let moved = c.disk().metadata_version;
+        assert!(moved > version);
+        // The new leader tries to take broker 0 back into the ISR: ineligible.
+        let item = AlterPartitionItem {
+            tp: TopicPartition::new(0, 0),
+            leader_epoch: s.leader_epoch,
+            partition_epoch: s.partition_epoch,
+            new_isr: vec![NodeId(1), NodeId(2), NodeId(0)],
+        };
+        let broker_epoch = c.disk().brokers[&NodeId(1)].broker_epoch;
+        c.handle_message(Millis(1), NodeId(1), Message::AlterPartition { broker_epoch, items: vec![item] });
+        let response = std::iter::from_fn(|| c.poll_action()).find_map(|action| match action {
+            Action::Send { msg: Message::AlterPartitionResponse { items }, .. } => Some(items),
+            _ => None,
+        });
+        assert_eq!(response.expect("a response")[0].1, ErrorCode::IneligibleReplica);
+        // Brokers 1 and 2 have not applied the move yet.
+        assert!(!heartbeat(&mut c, 0, moved, true));
+        assert!(!heartbeat(&mut c, 1, moved, false));
+        assert!(!heartbeat(&mut c, 0, moved, true), "broker 2 is still behind");
+        assert!(!heartbeat(&mut c, 2, moved, false));
+        assert!(heartbeat(&mut c, 0, moved, true), "everyone caught up: granted");
+        assert!(c.disk().brokers[&NodeId(0)].fenced);
+    }
+
+    // Shows KIP-966 with a clean shutdown: a broker that leaves an ISR below min ISR in
+    // its controlled shutdown joins the ELR (a broker leading nothing is granted at once,
+    // SHUTDOWN_NOW); back with its clean-shutdown marker (the epoch it stopped with) it
+    // stays there and is elected when the ISR is empty. Back without the marker (a kill),
+    // it would leave the ELR.
+    #[test]
+    fn a_clean_shutdown_keeps_the_broker_in_the_elr_and_electable() {
+        for clean in [true, false] {
+            let mut c = controller(false, true);
+            c.fence(NodeId(2));
+            let version = c.disk().metadata_version;
+            let epoch_1 = c.disk().brokers[&NodeId(1)].broker_epoch;
+            assert!(heartbeat(&mut c, 1, version, true), "broker 1 leads nothing: stops now");
+            let s = state(&c);
+            assert_eq!((s.isr.clone(), s.elr.clone()), (vec![NodeId(0)], vec![NodeId(1)]));
+            c.fence(NodeId(0));
+            assert_eq!(state(&c).leader, None);
+            let previous_broker_epoch = clean.then_some(epoch_1);
+            c.handle_message(
+                Millis(2),
+                NodeId(1),
+                Message::BrokerRegistration { incarnation: 5, previous_broker_epoch },
+            );
+            let s = state(&c);
+            if clean {
+                assert_eq!((s.leader, s.isr.clone()), (Some(NodeId(1)), vec![NodeId(1)]));
+            } else {
+                assert_eq!(s.leader, None);
+                assert!(!s.elr.contains(&NodeId(1)));
+            }
+        }
     }
 }

@@ -610,8 +610,9 @@ impl BrokerDisk {
         for log in self.logs.values_mut() {
             log.lose_unflushed();
         }
+        // A clean-shutdown marker stays: it is only there after a graceful stop, which
+        // flushed every log before writing it.
         self.dirty_since = TpMap::new();
-        self.clean_shutdown_epoch = None;
     }
 }
 

@@ -45,9 +45,11 @@ pub struct MetadataDelta {
     pub version: u64,
     pub topics: Vec<TopicMeta>,
     pub partitions: Vec<PartitionState>,
-    /// Brokers the controller has fenced (KRaft `BrokerRegistrationChangeRecord`); a
-    /// leader does not count them as caught up (KIP-841).
-    pub fenced_brokers: Vec<NodeId>,
+    /// Brokers the controller has fenced or holds in controlled shutdown (KRaft's
+    /// `BrokerRegistrationChangeRecord`, fenced or in controlled shutdown): a leader neither
+    /// proposes them for the ISR nor counts them as caught up (KIP-841's
+    /// `Partition.isReplicaIsrEligible`).
+    pub ineligible_brokers: Vec<NodeId>,
     /// A delta's: the version it follows (a broker that has not seen that version missed
     /// a push). None for a snapshot of everything.
     #[serde(default)]
@@ -177,6 +179,8 @@ pub enum Message {
     BrokerHeartbeat {
         broker_epoch: BrokerEpoch,
         metadata_version: u64,
+        /// Set by a broker in controlled shutdown (Kafka's `WantShutDown`).
+        want_shutdown: bool,
     },
     AlterPartition {
         broker_epoch: BrokerEpoch,
@@ -194,6 +198,8 @@ pub enum Message {
         error: ErrorCode,
         fenced: bool,
         metadata: Option<Box<MetadataDelta>>,
+        /// The controller grants a controlled shutdown (Kafka's `ShouldShutDown`).
+        should_shutdown: bool,
     },
     AlterPartitionResponse {
         items: Vec<(TopicPartition, ErrorCode, Option<PartitionState>)>,

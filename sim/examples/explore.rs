@@ -4,7 +4,8 @@
 //!
 //! `cargo run --release -q -p trial-sim --example explore -- FILE CASES RNG_SEED KINDS [CONSUMER_EPISODES]`
 //!
-//! KINDS picks the broker faults: `k` kills, `p` power losses, `n` partitions (e.g. `kpn`).
+//! KINDS picks the broker faults: `k` kills, `p` power losses, `s` graceful stops
+//! (controlled shutdowns), `n` partitions (e.g. `kpn`).
 //! CONSUMER_EPISODES adds up to that many consumer crashes, pauses and leave/rejoins to
 //! scenarios with groups. The `violate` expectations are dropped: generated faults need
 //! not produce the anomaly a file was written to show.
@@ -41,10 +42,15 @@ fn parse(args: &[String]) -> Result<Args, String> {
     };
     let cases = cases.parse().map_err(|_| format!("CASES must be a count, not {cases:?}"))?;
     let rng_seed = rng_seed.parse().map_err(|_| format!("RNG_SEED must be 0..=255, not {rng_seed:?}"))?;
-    if kinds.is_empty() || !kinds.chars().all(|c| "kpn".contains(c)) {
-        return Err(format!("KINDS is made of k, p and n, not {kinds:?}"));
+    if kinds.is_empty() || !kinds.chars().all(|c| "kpsn".contains(c)) {
+        return Err(format!("KINDS is made of k, p, s and n, not {kinds:?}"));
     }
-    let kinds = PlanKinds { kill: kinds.contains('k'), power_loss: kinds.contains('p'), network: kinds.contains('n') };
+    let kinds = PlanKinds {
+        kill: kinds.contains('k'),
+        power_loss: kinds.contains('p'),
+        network: kinds.contains('n'),
+        shutdown: kinds.contains('s'),
+    };
     let consumer_episodes = match rest {
         [] => 0,
         [n] => n.parse().map_err(|_| format!("CONSUMER_EPISODES must be a count, not {n:?}"))?,

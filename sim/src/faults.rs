@@ -107,6 +107,9 @@ pub enum Fault {
     Restart(Target),
     /// Cut the power: unflushed data is gone and peers see silence.
     PowerLoss(Target),
+    /// A graceful stop (SIGTERM): a broker's controlled shutdown, then the process exits
+    /// with its logs flushed (restart starts it again, once it has stopped).
+    Shutdown(Target),
     Pause(Target),
     Resume(Target),
     /// A consumer's graceful `close()`: commit, leave the group, stop (restart rejoins).
@@ -141,6 +144,7 @@ impl fmt::Display for Fault {
             Fault::Kill(t) => write!(f, "kill {t}"),
             Fault::Restart(t) => write!(f, "restart {t}"),
             Fault::PowerLoss(t) => write!(f, "power-loss {t}"),
+            Fault::Shutdown(t) => write!(f, "shutdown {t}"),
             Fault::Pause(t) => write!(f, "pause {t}"),
             Fault::Resume(t) => write!(f, "resume {t}"),
             Fault::Close(t) => write!(f, "close {t}"),
@@ -200,7 +204,7 @@ pub fn draw_nemesis(spec: &NemesisSpec, brokers: u32, duration_ms: u64, rng: &mu
         down.retain(|(until, _)| *until > at);
         let target = pick_target(spec, brokers, rng);
         match kind {
-            NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Pause => {
+            NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Shutdown | NemesisKind::Pause => {
                 let broker_index = match target {
                     Target::Broker(id) => Some(id),
                     _ => None,
@@ -214,6 +218,7 @@ pub fn draw_nemesis(spec: &NemesisSpec, brokers: u32, duration_ms: u64, rng: &mu
                     let (start, stop) = match kind {
                         NemesisKind::Kill => (Fault::Kill(target), Fault::Restart(target)),
                         NemesisKind::PowerLoss => (Fault::PowerLoss(target), Fault::Restart(target)),
+                        NemesisKind::Shutdown => (Fault::Shutdown(target), Fault::Restart(target)),
                         _ => (Fault::Pause(target), Fault::Resume(target)),
                     };
                     faults.push(ScheduledFault { at_ms: at, fault: start });
@@ -287,6 +292,6 @@ fn network_fault(kind: NemesisKind, target: Target, brokers: u32, rng: &mut ChaC
             Fault::DropKind(KINDS[(rng.next_u32() as usize) % KINDS.len()], 1.0)
         }
         NemesisKind::ClockOffset => Fault::ClockOffset(target, (rng.next_u64() % 120_000) as i64 - 60_000),
-        NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Pause => Fault::Heal,
+        NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Shutdown | NemesisKind::Pause => Fault::Heal,
     }
 }

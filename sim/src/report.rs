@@ -443,6 +443,13 @@ fn describe(at: u64, happening: &Happening) -> Option<String> {
                 let how = if *clean_shutdown { "clean" } else { "unclean" };
                 format!("controller registered broker {broker} (epoch {}, {how} shutdown before)", broker_epoch.0)
             }
+            ClusterEvent::ControlledShutdown { broker } => {
+                format!("controller took broker {broker} into controlled shutdown")
+            }
+            ClusterEvent::BrokerStopped { broker, granted } => {
+                let how = if *granted { "done" } else { "timed out waiting for the controller" };
+                format!("stopped    broker {broker} after a clean shutdown (controlled shutdown {how})")
+            }
             ClusterEvent::Truncated { broker, tp, from, to, reason } => {
                 format!("truncate   broker {broker} {tp} {from} -> {to} ({reason:?})")
             }

@@ -17,6 +17,8 @@ use proptest::prelude::*;
 pub enum ProcessFault {
     Kill,
     PowerLoss,
+    /// A graceful stop: the broker's controlled shutdown, then the process exits.
+    Shutdown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +101,7 @@ impl FaultPlan {
             let start = match episode.kind {
                 ProcessFault::Kill => Fault::Kill(target),
                 ProcessFault::PowerLoss => Fault::PowerLoss(target),
+                ProcessFault::Shutdown => Fault::Shutdown(target),
             };
             faults.push(ScheduledFault { at_ms: episode.start_ms, fault: start });
             faults.push(ScheduledFault { at_ms: episode.start_ms + episode.length_ms, fault: Fault::Restart(target) });
@@ -165,6 +168,8 @@ pub struct PlanKinds {
     pub kill: bool,
     pub power_loss: bool,
     pub network: bool,
+    /// Graceful stops (controlled shutdowns).
+    pub shutdown: bool,
 }
 
 /// Fault plans with at most `episodes_max` episodes per track over `brokers` brokers,
@@ -181,6 +186,9 @@ pub fn fault_plan(
     }
     if kinds.power_loss {
         process_kinds.push(ProcessFault::PowerLoss);
+    }
+    if kinds.shutdown {
+        process_kinds.push(ProcessFault::Shutdown);
     }
     let process_max = if process_kinds.is_empty() { 0 } else { episodes_max };
     let process_kinds = if process_kinds.is_empty() { vec![ProcessFault::Kill] } else { process_kinds };

@@ -267,7 +267,7 @@ impl Broker {
     pub(super) fn maybe_increment_high_watermark(&mut self, now: Millis, tp: TopicPartition) {
         let strict_min_isr = self.config.protocol.eligible_leader_replicas;
         let lag_max = self.config.replica_lag_time_max_ms;
-        let fenced = &self.fenced_brokers;
+        let fenced = &self.ineligible_brokers;
         let Some(log_end) = self.disk.logs.get(&tp).map(|log| log.log_end_offset()) else {
             return;
         };
@@ -415,10 +415,10 @@ impl Broker {
         }
         let leader_end = log.log_end_offset();
         // `Partition.isReplicaIsrEligible` (KIP-841): a follower this broker's metadata
-        // calls fenced is not proposed for the ISR (the controller would refuse it with
+        // calls fenced or in controlled shutdown is not proposed for the ISR (the controller would refuse it with
         // INELIGIBLE_REPLICA, and the pending proposal's maximal ISR would count it for
         // the HW meanwhile).
-        let isr_eligible = !self.fenced_brokers.contains(&follower);
+        let isr_eligible = !self.ineligible_brokers.contains(&follower);
         let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end, isr_eligible);
         if let Some(new_isr) = progress.new_isr {
             self.request_isr_change(now, tp, new_isr);

@@ -112,13 +112,17 @@ pub struct Broker {
     previous_broker_epoch: Option<BrokerEpoch>,
     broker_epoch: Option<BrokerEpoch>,
     registration_in_flight: bool,
+    /// In controlled shutdown since it began: stops when the controller grants it, or at
+    /// this deadline.
+    shutdown_deadline: Option<Millis>,
+    stopped: bool,
     metadata_version: u64,
     /// Known topics by id (ids are small and dense).
     topics: Vec<Option<TopicMeta>>,
     replicas: TpMap<Replica>,
     /// Leader of every partition this broker knows of (for clients' Metadata).
     leaders: TpMap<(Option<NodeId>, LeaderEpoch)>,
-    fenced_brokers: Vec<NodeId>,
+    ineligible_brokers: Vec<NodeId>,
     parked_produces: Vec<ParkedProduce>,
     /// Produce requests waiting behind a client's parked one: Kafka's network layer
     /// mutes a connection while one of its requests is in process, so a connection's
@@ -192,11 +196,13 @@ impl Broker {
             previous_broker_epoch,
             broker_epoch: None,
             registration_in_flight: false,
+            shutdown_deadline: None,
+            stopped: false,
             metadata_version: 0,
             topics: Vec::new(),
             replicas: TpMap::new(),
             leaders: TpMap::new(),
-            fenced_brokers: Vec::new(),
+            ineligible_brokers: Vec::new(),
             parked_produces: Vec::new(),
             queued_produces: VecDeque::new(),
             produce_answered: false,
@@ -272,12 +278,23 @@ impl Broker {
 
     // ---- outputs ----
 
+    /// In controlled shutdown and not stopped yet.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown_deadline.is_some() && !self.stopped
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.outbox.pop_front()
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.stopped {
+            return None;
+        }
         let mut next = self.next_heartbeat.min(self.next_isr_check).min(self.next_hw_checkpoint);
+        if let Some(deadline) = self.shutdown_deadline {
+            next = next.min(deadline);
+        }
         if let Some(flush) = self.next_flush {
             next = next.min(flush);
         }
@@ -311,7 +328,47 @@ impl Broker {
 
     // ---- inputs ----
 
+    /// Begins a graceful shutdown (SIGTERM), as `BrokerServer.shutdown` does with
+    /// `controlled.shutdown.enable`: the broker asks the controller in its heartbeats to
+    /// shut down, keeps serving while the controller moves its leaders away, and stops once
+    /// the controller grants it or `controlled_shutdown_timeout_ms` passed. Stopping
+    /// flushes every log and writes the clean-shutdown marker with the broker epoch
+    /// (KIP-966), so the next registration tells the controller no data was lost.
+    pub fn begin_controlled_shutdown(&mut self, now: Millis) {
+        if self.shutdown_deadline.is_some() || self.stopped {
+            return;
+        }
+        self.shutdown_deadline = Some(now.plus(self.config.controlled_shutdown_timeout_ms));
+        // `BrokerLifecycleManager.beginControlledShutdown` heartbeats at once.
+        self.next_heartbeat = now.plus(self.config.broker_heartbeat_interval_ms);
+        self.heartbeat();
+    }
+
+    /// The process's last steps after its controlled shutdown: the replica manager writes
+    /// its HW checkpoint, the log manager flushes every log and writes the marker.
+    fn stop(&mut self, granted: bool) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.checkpoint_high_watermarks();
+        for log in self.disk.logs.values_mut() {
+            log.flush();
+        }
+        self.disk.dirty_since = TpMap::new();
+        self.disk.clean_shutdown_epoch = self.broker_epoch;
+        self.event(ClusterEvent::BrokerStopped { broker: self.id, granted });
+        self.outbox.push_back(Action::Stopped);
+    }
+
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.stopped {
+            return;
+        }
+        if self.shutdown_deadline.is_some_and(|deadline| now >= deadline) {
+            self.stop(false);
+            return;
+        }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now.plus(self.config.broker_heartbeat_interval_ms);
             self.heartbeat();
@@ -371,6 +428,9 @@ impl Broker {
     }
 
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        if self.stopped {
+            return;
+        }
         match msg {
             Message::BrokerRegistrationResponse { error, broker_epoch, metadata } => {
                 self.registration_in_flight = false;
@@ -379,7 +439,11 @@ impl Broker {
                     self.apply_metadata(now, *metadata);
                 }
             }
-            Message::BrokerHeartbeatResponse { error, metadata, .. } => {
+            Message::BrokerHeartbeatResponse { error, metadata, should_shutdown, .. } => {
+                if should_shutdown && self.shutdown_deadline.is_some() {
+                    self.stop(true);
+                    return;
+                }
                 if error == ErrorCode::StaleBrokerEpoch {
                     // The controller no longer knows this registration: register again.
                     self.broker_epoch = None;
@@ -474,9 +538,13 @@ impl Broker {
     fn heartbeat(&mut self) {
         match self.broker_epoch {
             Some(broker_epoch) => {
-                let msg = Message::BrokerHeartbeat { broker_epoch, metadata_version: self.metadata_version };
+                let want_shutdown = self.shutdown_deadline.is_some();
+                let msg =
+                    Message::BrokerHeartbeat { broker_epoch, metadata_version: self.metadata_version, want_shutdown };
                 self.send(self.controller, msg);
             }
+            // Not registered, so it leads nothing and has nothing to hand over.
+            None if self.shutdown_deadline.is_some() => self.stop(true),
             None if !self.registration_in_flight => {
                 self.registration_in_flight = true;
                 let msg = Message::BrokerRegistration {
@@ -496,7 +564,7 @@ impl Broker {
         // An older push overtaken by a newer snapshot carries a stale fenced list;
         // partitions are guarded by their own epochs below.
         if delta.version >= self.metadata_version {
-            self.fenced_brokers = delta.fenced_brokers;
+            self.ineligible_brokers = delta.ineligible_brokers;
         }
         // A delta that follows a version this broker never saw is applied (partitions are
         // guarded by their epochs) but does not move the version: the next heartbeat then

@@ -47,7 +47,7 @@ fn start_broker(id: u32, config: BrokerConfig, disk: BrokerDisk, state: Partitio
         version: 1,
         topics: vec![TopicMeta { id: TopicId(0), name: "t".into(), partitions: 1, min_insync_replicas: 2 }],
         partitions: vec![state],
-        fenced_brokers: vec![],
+        ineligible_brokers: vec![],
         base: None,
     };
     let response = Message::BrokerRegistrationResponse {
@@ -421,7 +421,7 @@ fn a_fenced_follower_is_not_proposed_for_the_isr() {
             version,
             topics: Vec::new(),
             partitions: Vec::new(),
-            fenced_brokers: fenced,
+            ineligible_brokers: fenced,
             base: Some(version - 1),
         };
         Message::MetadataUpdate(Box::new(delta))
@@ -574,7 +574,7 @@ fn a_missed_metadata_push_is_not_skipped() {
         version,
         topics: Vec::new(),
         partitions: vec![partition(leader, epoch, &[0, 1, 2], &[0, 1, 2])],
-        fenced_brokers: vec![],
+        ineligible_brokers: vec![],
         base: Some(version - 1),
     };
     // Version 2 (broker 0 leads, epoch 1) is lost; version 3 (broker 2 leads) arrives.
@@ -622,4 +622,79 @@ fn the_os_writes_a_log_back_whole_thirty_seconds_after_it_was_first_dirty() {
     broker.handle_timeout(Millis(36_000));
     assert_eq!(unflushed(&broker), 0, "31 s after: written back whole, the later records too");
     assert_eq!(after_power_loss(&broker), Offset(5));
+}
+
+// Shows a broker's graceful shutdown as Kafka's `BrokerServer.shutdown` and
+// `BrokerLifecycleManager` run it (KIP-631 controlled shutdown, KIP-966's clean-shutdown
+// marker): it heartbeats at once with WantShutDown, keeps asking at every heartbeat, and
+// when the controller's ShouldShutDown comes it stops with every log flushed and the
+// marker holding its broker epoch, so a power loss after it takes nothing and the next
+// life registers as back from a clean shutdown.
+#[test]
+fn a_graceful_shutdown_asks_the_controller_then_stops_flushed_and_marked() {
+    let mut disk = BrokerDisk::default();
+    disk.logs.get_or_default(tp()).append_as_leader(LeaderEpoch(0), &[record(0), record(1), record(2)]);
+    let (mut broker, _) = start_broker(1, BrokerConfig::default(), disk, partition(1, 0, &[1], &[1]));
+    let want_shutdown = |actions: &[Action]| {
+        sends_of_kind(actions, MessageKind::BrokerHeartbeat)
+            .iter()
+            .map(|(_, m)| matches!(m, Message::BrokerHeartbeat { want_shutdown: true, .. }))
+            .collect::<Vec<bool>>()
+    };
+    broker.begin_controlled_shutdown(Millis(100));
+    assert!(broker.is_shutting_down());
+    assert_eq!(want_shutdown(&drain(&mut broker)), vec![true], "asks at once");
+    let not_yet = Message::BrokerHeartbeatResponse {
+        error: ErrorCode::None,
+        fenced: false,
+        metadata: None,
+        should_shutdown: false,
+    };
+    broker.handle_message(Millis(101), CONTROLLER, not_yet);
+    broker.handle_timeout(Millis(2_100));
+    let actions = drain(&mut broker);
+    assert_eq!(want_shutdown(&actions), vec![true], "and asks again at the next heartbeat");
+    assert!(!actions.contains(&Action::Stopped));
+    assert_eq!(broker.disk().logs.get(&tp()).map(|log| log.unflushed_records()), Some(3));
+    let granted = Message::BrokerHeartbeatResponse {
+        error: ErrorCode::None,
+        fenced: true,
+        metadata: None,
+        should_shutdown: true,
+    };
+    broker.handle_message(Millis(2_101), CONTROLLER, granted);
+    let actions = drain(&mut broker);
+    assert_eq!(actions.last(), Some(&Action::Stopped), "stopping is its last action");
+    assert!(actions.contains(&Action::Event(ClusterEvent::BrokerStopped { broker: NodeId(1), granted: true })));
+    assert_eq!(broker.poll_timeout(), None);
+    let mut disk = broker.into_disk();
+    assert_eq!(disk.clean_shutdown_epoch, Some(BrokerEpoch(1)));
+    disk.lose_unflushed();
+    assert_eq!(disk.logs.get(&tp()).map(|log| log.log_end_offset()), Some(Offset(3)), "a power loss takes nothing");
+    assert_eq!(disk.clean_shutdown_epoch, Some(BrokerEpoch(1)), "and leaves the marker");
+    let mut next = Broker::new(NodeId(1), CONTROLLER, BrokerConfig::default(), disk, 2, Millis(5_000));
+    next.handle_timeout(Millis(5_000));
+    let registration = sends_of_kind(&drain(&mut next), MessageKind::BrokerRegistration);
+    assert!(matches!(
+        registration.first(),
+        Some((_, Message::BrokerRegistration { previous_broker_epoch: Some(BrokerEpoch(1)), .. }))
+    ));
+}
+
+// Shows the timeout of a controlled shutdown (`BrokerServer.shutdown`'s deadline, 5
+// minutes by default): a broker that never hears the controller's grant stops anyway at
+// the deadline, still flushed and marked clean, and says it timed out.
+#[test]
+fn a_controlled_shutdown_the_controller_never_grants_stops_at_its_deadline() {
+    let config = BrokerConfig { controlled_shutdown_timeout_ms: 30_000, ..BrokerConfig::default() };
+    let (mut broker, _) = start_broker(1, config, BrokerDisk::default(), partition(1, 0, &[1], &[1]));
+    broker.begin_controlled_shutdown(Millis(1_000));
+    assert_eq!(broker.poll_timeout().map(|at| at <= Millis(31_000)), Some(true));
+    broker.handle_timeout(Millis(30_999));
+    assert!(!drain(&mut broker).contains(&Action::Stopped));
+    broker.handle_timeout(Millis(31_000));
+    let actions = drain(&mut broker);
+    assert!(actions.contains(&Action::Event(ClusterEvent::BrokerStopped { broker: NodeId(1), granted: false })));
+    assert_eq!(actions.last(), Some(&Action::Stopped));
+    assert_eq!(broker.into_disk().clean_shutdown_epoch, Some(BrokerEpoch(1)));
 }

@@ -70,7 +70,7 @@ fn start_configured(
         version: 1,
         topics: vec![topic(DATA.topic, "orders"), topic(STATE.topic, "__transaction_state")],
         partitions: vec![single_replica(DATA, data_leader, 0), single_replica(STATE, state_leader, 0)],
-        fenced_brokers: vec![],
+        ineligible_brokers: vec![],
         base: None,
     };
     let response = Message::BrokerRegistrationResponse {

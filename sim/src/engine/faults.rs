@@ -58,11 +58,12 @@ impl Engine<'_> {
     }
 
     pub(super) fn apply_fault(&mut self, fault: Fault) {
-        let description = fault.to_string();
+        let mut description = fault.to_string();
         let mut node_id = None;
         match fault {
             Fault::Kill(target)
             | Fault::PowerLoss(target)
+            | Fault::Shutdown(target)
             | Fault::Restart(target)
             | Fault::Pause(target)
             | Fault::Close(target)
@@ -73,6 +74,9 @@ impl Engine<'_> {
                     return;
                 }
                 node_id = Some(self.nodes[nodes[0]].id);
+                if matches!(fault, Fault::Restart(_)) && nodes.iter().any(|node| self.shutting_down(*node)) {
+                    description.push_str(" (once its controlled shutdown ends)");
+                }
                 for node in nodes {
                     // An application's process restarts only if it is down: its consumer
                     // alone never starts over under running code.
@@ -82,6 +86,7 @@ impl Engine<'_> {
                     match fault {
                         Fault::Kill(_) => self.crash(node, false),
                         Fault::PowerLoss(_) => self.crash(node, true),
+                        Fault::Shutdown(_) => self.shutdown(node),
                         Fault::Restart(_) => self.restart(node),
                         Fault::Pause(_) => {
                             self.nodes[node].paused = true;
@@ -161,8 +166,36 @@ impl Engine<'_> {
         self.history.push(self.now, happening);
     }
 
+    pub(super) fn shutting_down(&self, node: usize) -> bool {
+        matches!(&self.nodes[node].life, Life::Up(Actor::Broker(b)) if b.is_shutting_down())
+    }
+
+    /// A graceful stop (SIGTERM): a broker goes through its controlled shutdown and
+    /// stops by itself (`stopped`); the controller's state is all synced, so its stop is a
+    /// kill.
+    fn shutdown(&mut self, node: usize) {
+        let now = self.local_now(node);
+        match &mut self.nodes[node].life {
+            Life::Up(Actor::Broker(b)) => b.begin_controlled_shutdown(now),
+            Life::Up(Actor::Controller(_)) => return self.crash(node, false),
+            _ => return,
+        }
+        self.after_input(node);
+    }
+
+    /// A broker finished its controlled shutdown: the process exits (its sockets close
+    /// as a killed one's do), and starts again if a restart was waiting for that.
+    pub(super) fn stopped(&mut self, node: usize) {
+        let restart = self.nodes[node].restart_when_stopped;
+        self.crash(node, false);
+        if restart {
+            self.restart(node);
+        }
+    }
+
     pub(super) fn crash(&mut self, node: usize, power_loss: bool) {
         let slot = &mut self.nodes[node];
+        slot.restart_when_stopped = false;
         slot.paused = false;
         slot.inbox.clear();
         slot.timer_generation += 1;
@@ -224,6 +257,10 @@ impl Engine<'_> {
     }
 
     pub(super) fn restart(&mut self, node: usize) {
+        if self.shutting_down(node) {
+            self.nodes[node].restart_when_stopped = true;
+            return;
+        }
         let now = self.local_now(node);
         if matches!(self.nodes[node].life, Life::Up(Actor::Consumer(_))) {
             // A closed (or running) consumer restarts as a new process.

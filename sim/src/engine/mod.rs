@@ -151,6 +151,9 @@ struct Node {
     /// The armed timer has no queue entry: the producer tick at `timer_at` runs it.
     timer_on_tick: bool,
     incarnation: u64,
+    /// A restart came while the broker was still in its controlled shutdown: it starts
+    /// again as soon as it stopped.
+    restart_when_stopped: bool,
 }
 
 struct ProducerLoad {
@@ -616,6 +619,10 @@ impl<'a> Engine<'a> {
                         self.record_txn_event(*event);
                     }
                 }
+                Action::Stopped => {
+                    self.stopped(node);
+                    break;
+                }
             }
         }
         self.reschedule(node);
@@ -818,7 +825,8 @@ impl<'a> Engine<'a> {
             if self.nodes[node].paused {
                 self.resume(node);
             }
-            if matches!(self.nodes[node].life, Life::Down { .. }) {
+            // (a broker still in its controlled shutdown starts again once it stopped)
+            if matches!(self.nodes[node].life, Life::Down { .. }) || self.shutting_down(node) {
                 self.restart(node);
             }
         }
@@ -887,6 +895,7 @@ impl Node {
             timer_at: None,
             timer_on_tick: false,
             incarnation: 1,
+            restart_when_stopped: false,
         }
     }
 }

@@ -42,6 +42,7 @@ struct RawCluster {
     replica_socket_timeout_ms: Option<u64>,
     broker_heartbeat_interval_ms: Option<u64>,
     broker_session_timeout_ms: Option<u64>,
+    controlled_shutdown_timeout_ms: Option<u64>,
     flush_messages: Option<Spanned<u64>>,
     flush_ms: Option<Spanned<u64>>,
     replica_high_watermark_checkpoint_interval_ms: Option<u64>,
@@ -332,6 +333,9 @@ impl Validator<'_> {
         }
         if let Some(v) = cluster.broker_heartbeat_interval_ms {
             broker.broker_heartbeat_interval_ms = v.max(1);
+        }
+        if let Some(v) = cluster.controlled_shutdown_timeout_ms {
+            broker.controlled_shutdown_timeout_ms = v;
         }
         if let Some(v) = cluster.replica_high_watermark_checkpoint_interval_ms {
             broker.hw_checkpoint_interval_ms = v.max(1);
@@ -1197,6 +1201,13 @@ impl Validator<'_> {
             "kill" => Fault::Kill(self.process_target(need_target(self)?, f)?),
             "restart" => Fault::Restart(self.process_target(need_target(self)?, f)?),
             "power-loss" => Fault::PowerLoss(self.process_target(need_target(self)?, f)?),
+            "shutdown" => match self.process_target(need_target(self)?, f)? {
+                Target::Consumer(_) | Target::App(_) | Target::TxnProducer(_) | Target::Pipeline(_) => {
+                    let span = f.target.as_ref().map_or(f.kind.span(), |t| t.span());
+                    return self.error(span, "faults.target", "`shutdown` (a broker's controlled shutdown) applies to brokers and the controller; `close` is a consumer's graceful stop");
+                }
+                target => Fault::Shutdown(target),
+            },
             "close" => match need_target(self)? {
                 target @ Target::Consumer(_) => Fault::Close(target),
                 _ => {
@@ -1271,7 +1282,7 @@ impl Validator<'_> {
                 return self.error(
                     f.kind.span(),
                     "faults.kind",
-                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, close, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, delay-kind, clock-offset"),
+                    format!("unknown fault kind `{other}`; one of: kill, restart, power-loss, shutdown, close, pause, resume, isolate, partition, partition-one-way, heal, loss, duplicate, latency, drop-kind, delay-kind, clock-offset"),
                 )
             }
         };

@@ -158,6 +158,8 @@ impl Default for NetworkSpec {
 pub enum NemesisKind {
     Kill,
     PowerLoss,
+    /// A graceful stop (controlled shutdown), then a restart.
+    Shutdown,
     Pause,
     Partition,
     Isolate,
@@ -169,9 +171,10 @@ pub enum NemesisKind {
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 10] = [
+    pub const ALL: [NemesisKind; 11] = [
         NemesisKind::Kill,
         NemesisKind::PowerLoss,
+        NemesisKind::Shutdown,
         NemesisKind::Pause,
         NemesisKind::Partition,
         NemesisKind::Isolate,
@@ -186,6 +189,7 @@ impl NemesisKind {
         match self {
             NemesisKind::Kill => "kill",
             NemesisKind::PowerLoss => "power-loss",
+            NemesisKind::Shutdown => "shutdown",
             NemesisKind::Pause => "pause",
             NemesisKind::Partition => "partition",
             NemesisKind::Isolate => "isolate",

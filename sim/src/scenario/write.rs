@@ -42,6 +42,7 @@ impl Scenario {
         let _ = writeln!(out, "replica_socket_timeout_ms = {}", b.replica_socket_timeout_ms);
         let _ = writeln!(out, "broker_heartbeat_interval_ms = {}", b.broker_heartbeat_interval_ms);
         let _ = writeln!(out, "broker_session_timeout_ms = {}", self.controller.broker_session_timeout_ms);
+        let _ = writeln!(out, "controlled_shutdown_timeout_ms = {}", b.controlled_shutdown_timeout_ms);
         let _ = writeln!(out, "replica_high_watermark_checkpoint_interval_ms = {}", b.hw_checkpoint_interval_ms);
         let _ = writeln!(out, "os_dirty_expire_ms = {}", b.os_dirty_expire_ms.unwrap_or(0));
         let _ = writeln!(out, "os_writeback_interval_ms = {}", b.os_writeback_interval_ms);
@@ -256,6 +257,7 @@ impl Scenario {
             Fault::Kill(t) => target("kill", t),
             Fault::Restart(t) => target("restart", t),
             Fault::PowerLoss(t) => target("power-loss", t),
+            Fault::Shutdown(t) => target("shutdown", t),
             Fault::Pause(t) => target("pause", t),
             Fault::Resume(t) => target("resume", t),
             Fault::Close(t) => target("close", t),

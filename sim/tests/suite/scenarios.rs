@@ -48,7 +48,8 @@ fn every_scenario_meets_its_expectations() {
 
 // Shows each known anomaly is reproduced by its "old behaviour" scenario (the property is
 // violated) and absent in its "fixed" twin: Jepsen 2013, unclean election, KIP-101 loss and
-// divergence, KIP-966 last replica standing, acks=1 vs acks=all.
+// divergence, KIP-966 last replica standing and last known leader (kills against graceful
+// stops), acks=1 vs acks=all, and a rolling restart with acks=1 vs acks=all.
 #[test]
 fn anomaly_pairs_differ_as_documented() {
     let pairs = [
@@ -58,6 +59,8 @@ fn anomaly_pairs_differ_as_documented() {
         ("kip101-divergence", "kip101-divergence-fixed", "replicas-agree-below-hw"),
         ("kip966-last-replica-standing", "kip966-elr", "no-lost-acked-writes"),
         ("acks1-leader-crash", "leader-crash-acks-all", "no-lost-acked-writes"),
+        ("kip966-last-known-leader", "kip966-clean-shutdown", "no-lost-acked-writes"),
+        ("rolling-restart-acks1", "rolling-restart", "no-lost-acked-writes"),
     ];
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     for (old, fixed, property) in pairs {
@@ -426,4 +429,81 @@ hold = ["no-lost-acked-writes", "at-least-once", "cluster-converged"]
     let scenario = Scenario::parse(&format!("{head}{faults}"), "coordinator-cut-off-while-down").expect("valid");
     let outcome = simulate(&scenario, 246);
     assert!(outcome.pass, "{}", outcome.verdict_line());
+}
+
+// Shows a graceful stop the controller cannot grant (KRaft's controlled shutdown waits for
+// the controller; `BrokerServer.shutdown` gives up at its deadline, 5 minutes by default):
+// broker 0 leads, the controller is cut off, so the broker stops only at its deadline and
+// says so; the restart asked for meanwhile waits for that stop (as an init system's restart
+// waits for the process to exit) and the broker comes back at once, marked clean.
+#[test]
+fn a_restart_during_a_controlled_shutdown_waits_for_the_stop() {
+    use trial_model::{ClusterEvent, NodeId};
+    use trial_sim::history::Happening;
+    let text = r#"
+name = "shutdown-timeout"
+duration_ms = 60_000
+
+[cluster]
+brokers = 3
+controlled_shutdown_timeout_ms = 20_000
+
+[[topics]]
+name = "events"
+partitions = 1
+replication_factor = 3
+min_insync_replicas = 2
+replica_assignment = [[0, 1, 2]]
+
+[[producers]]
+topic = "events"
+rate = 100
+acks = "all"
+
+[[faults]]
+at_ms = 5_000
+kind = "isolate"
+target = "controller"
+
+[[faults]]
+at_ms = 10_000
+kind = "shutdown"
+target = "broker:0"
+
+[[faults]]
+at_ms = 12_000
+kind = "restart"
+target = "broker:0"
+
+[[faults]]
+at_ms = 40_000
+kind = "heal"
+
+[expect]
+hold = ["no-lost-acked-writes", "all-writes-resolved", "cluster-converged"]
+"#;
+    let scenario = Scenario::parse(text, "shutdown-timeout.toml").unwrap_or_else(|e| panic!("{e}"));
+    let outcome = simulate(&scenario, 0);
+    assert!(outcome.pass, "{}", outcome.failures.join("\n"));
+    let happenings = &outcome.run.history.happenings;
+    let stopped = happenings.iter().find_map(|(at, h)| match h {
+        Happening::Cluster { event: ClusterEvent::BrokerStopped { broker: NodeId(0), granted } } => {
+            Some((*at, *granted))
+        }
+        _ => None,
+    });
+    assert_eq!(stopped.map(|(at, granted)| (at.0, granted)), Some((30_000, false)), "stops at its deadline");
+    let restart_noted = happenings.iter().any(|(_, h)| {
+        matches!(h, Happening::Fault { fault, .. } if fault == "restart broker:0 (once its controlled shutdown ends)")
+    });
+    assert!(restart_noted);
+    let registered = happenings.iter().find_map(|(at, h)| match h {
+        Happening::Cluster { event: ClusterEvent::BrokerRegistered { broker: NodeId(0), clean_shutdown, .. } }
+            if at.0 > 30_000 =>
+        {
+            Some(*clean_shutdown)
+        }
+        _ => None,
+    });
+    assert_eq!(registered, Some(true), "back after the stop, with its clean-shutdown marker");
 }

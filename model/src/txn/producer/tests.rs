@@ -48,7 +48,7 @@ fn broker() -> Broker {
             TopicMeta { id: STATE, name: "__transaction_state".into(), partitions: 1, min_insync_replicas: 1 },
         ],
         partitions: vec![state(tp(0)), state(tp(1)), state(TopicPartition { topic: STATE, partition: 0 })],
-        fenced_brokers: vec![],
+        ineligible_brokers: vec![],
         base: None,
     };
     let response = Message::BrokerRegistrationResponse {
