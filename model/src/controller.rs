@@ -333,18 +333,9 @@ impl Controller {
     /// stays where it is the last member and ELR is off: KRaft never empties an ISR).
     fn move_away(&mut self, broker: NodeId) {
         let elr_on = self.config.protocol.eligible_leader_replicas;
-        let affected: Vec<TopicPartition> = self
-            .disk
-            .partitions
-            .values()
-            .filter(|state| {
-                state.leader == Some(broker) || (state.isr.contains(&broker) && (elr_on || state.isr.len() > 1))
-            })
-            .map(|state| state.tp)
-            .collect();
-        for tp in &affected {
-            self.remove_from_isr(*tp, broker, false);
-        }
+        let affected = self.remove_from_isrs(broker, false, |state| {
+            state.leader == Some(broker) || (state.isr.contains(&broker) && (elr_on || state.isr.len() > 1))
+        });
         if !affected.is_empty() {
             self.publish(&affected);
         }
@@ -449,16 +440,8 @@ impl Controller {
         }
         record.fenced = true;
         self.event(ClusterEvent::BrokerFenced { broker });
-        let affected: Vec<TopicPartition> = self
-            .disk
-            .partitions
-            .values()
-            .filter(|state| state.isr.contains(&broker) || state.leader == Some(broker))
-            .map(|state| state.tp)
-            .collect();
-        for tp in &affected {
-            self.remove_from_isr(*tp, broker, false);
-        }
+        let affected =
+            self.remove_from_isrs(broker, false, |state| state.isr.contains(&broker) || state.leader == Some(broker));
         self.publish(&affected);
     }
 
@@ -466,19 +449,27 @@ impl Controller {
     /// so it leaves every ISR and ELR.
     fn handle_unclean_shutdown(&mut self, broker: NodeId) {
         // (publishes only when a partition changed)
-        let affected: Vec<TopicPartition> = self
-            .disk
-            .partitions
-            .values()
-            .filter(|state| state.isr.contains(&broker) || state.elr.contains(&broker))
-            .map(|state| state.tp)
-            .collect();
-        for tp in &affected {
-            self.remove_from_isr(*tp, broker, true);
-        }
+        let affected =
+            self.remove_from_isrs(broker, true, |state| state.isr.contains(&broker) || state.elr.contains(&broker));
         if !affected.is_empty() {
             self.publish(&affected);
         }
+    }
+
+    /// Takes `broker` out of the ISR (and leadership) of every partition `pick` selects;
+    /// returns those partitions.
+    fn remove_from_isrs(
+        &mut self,
+        broker: NodeId,
+        unclean_shutdown: bool,
+        pick: impl Fn(&PartitionState) -> bool,
+    ) -> Vec<TopicPartition> {
+        let affected: Vec<TopicPartition> =
+            self.disk.partitions.values().filter(|state| pick(state)).map(|state| state.tp).collect();
+        for tp in &affected {
+            self.remove_from_isr(*tp, broker, unclean_shutdown);
+        }
+        affected
     }
 
     fn remove_from_isr(&mut self, tp: TopicPartition, broker: NodeId, unclean_shutdown: bool) {
