@@ -415,9 +415,9 @@ impl Broker {
         }
         let leader_end = log.log_end_offset();
         // `Partition.isReplicaIsrEligible` (KIP-841): a follower this broker's metadata
-        // calls fenced or in controlled shutdown is not proposed for the ISR (the controller would refuse it with
-        // INELIGIBLE_REPLICA, and the pending proposal's maximal ISR would count it for
-        // the HW meanwhile).
+        // calls fenced or in controlled shutdown is not proposed for the ISR (the
+        // controller would refuse it with INELIGIBLE_REPLICA, and the pending proposal's
+        // maximal ISR would count it for the HW meanwhile).
         let isr_eligible = !self.ineligible_brokers.contains(&follower);
         let progress = follower_fetched(replica, now, follower, request.fetch_offset, leader_end, isr_eligible);
         if let Some(new_isr) = progress.new_isr {

@@ -1292,7 +1292,7 @@ impl Validator<'_> {
     fn process_target(&self, target: Target, f: &RawFault) -> Result<Target, ScenarioError> {
         if let Target::Producer(_) = target {
             let span = f.target.as_ref().map_or(f.kind.span(), |t| t.span());
-            return self.error(span, "faults.target", "process faults (kill, restart, power-loss) apply to brokers and the controller; use pause or isolate for a producer");
+            return self.error(span, "faults.target", "process faults (kill, restart, power-loss, shutdown) apply to brokers and the controller; use pause or isolate for a producer");
         }
         Ok(target)
     }

@@ -110,7 +110,7 @@ fn trace_writes_json_lines() {
 
 // Shows `check` accepts every shipped scenario and rejects bad input with exit 2 and a
 // message naming the file, the line and the key (unknown key, impossible set-up, bad value,
-// a producer configuration Kafka refuses).
+// a graceful stop aimed at a producer, a producer configuration Kafka refuses).
 #[test]
 fn check_validates_with_file_line_and_key() {
     let mut args = vec!["check"];
@@ -129,6 +129,8 @@ fn check_validates_with_file_line_and_key() {
         (format!("{base}[[topics]]\nname = \"t\"\npartitions = 1\nreplication_factor = 1\n[[producers]]\ntopic = \"t\"\nrate = 10\nacks = \"2\"\n"), 11, "producers.acks", "is not one of"),
         (format!("{base}[[topics]]\nname = \"t\"\npartitions = 1\nreplication_factor = 1\n[[faults]]\nat_ms = 10\nkind = \"kill\"\ntarget = \"broker:9\"\n"), 11, "faults.target", "brokers 0..1"),
         (format!("{base}[network]\nloss = 1.5\n[[topics]]\nname = \"t\"\npartitions = 1\nreplication_factor = 1\n"), 5, "network.loss", "not a probability"),
+        // A graceful stop is a broker's (or the controller's) controlled shutdown.
+        (format!("{base}[[topics]]\nname = \"t\"\npartitions = 1\nreplication_factor = 1\n[[producers]]\ntopic = \"t\"\nrate = 10\n[[faults]]\nat_ms = 10\nkind = \"shutdown\"\ntarget = \"producer:0\"\n"), 14, "faults.target", "apply to brokers and the controller"),
         // Kafka's producer refuses idempotence with acks=1 (KIP-98; a ConfigException).
         (format!("{base}[[topics]]\nname = \"t\"\npartitions = 1\nreplication_factor = 1\n[[producers]]\ntopic = \"t\"\nrate = 10\nacks = \"1\"\nenable_idempotence = true\n"), 12, "producers.enable_idempotence", "needs acks = \"all\""),
     ];
