@@ -114,7 +114,8 @@ fn scenarios_round_trip_through_their_file_format() {
 // and switching it off lets it in; cooperative-sticky (KIP-429) leaves partitions unowned
 // for less time than eager range under the same churn and never gives one two owners; a
 // coordinator failover with __consumer_offsets at RF 3 keeps every commit, a power loss at
-// RF 1 rolls them back (Kafka's durability docs: no fsync by default).
+// RF 1 rolls them back (Kafka's durability docs: no fsync by default) where a graceful stop
+// at RF 1 does not (the broker syncs its logs when it shuts down).
 #[test]
 fn group_scenario_pairs_differ_as_documented() {
     use trial_sim::groups::GroupProperty;
@@ -125,6 +126,11 @@ fn group_scenario_pairs_differ_as_documented() {
         (
             "group-coordinator-power-loss-rf1",
             "group-coordinator-failover",
+            GroupProperty::CommittedOffsetNeverBackwards,
+        ),
+        (
+            "group-coordinator-power-loss-rf1",
+            "group-coordinator-shutdown-rf1",
             GroupProperty::CommittedOffsetNeverBackwards,
         ),
         ("group-crash-sync-before", "group-crash-sync-after", GroupProperty::AtLeastOnce),
