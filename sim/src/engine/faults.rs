@@ -77,6 +77,9 @@ impl Engine<'_> {
                 if matches!(fault, Fault::Restart(_)) && nodes.iter().any(|node| self.shutting_down(*node)) {
                     description.push_str(" (once its controlled shutdown ends)");
                 }
+                if matches!(fault, Fault::Shutdown(_)) && nodes.iter().any(|node| self.nodes[*node].paused) {
+                    description.push_str(" (taken when it resumes)");
+                }
                 for node in nodes {
                     // An application's process restarts only if it is down: its consumer
                     // alone never starts over under running code.
@@ -174,6 +177,10 @@ impl Engine<'_> {
     /// stops by itself (`stopped`); the controller's state is all synced, so its stop is a
     /// kill.
     fn shutdown(&mut self, node: usize) {
+        if self.nodes[node].paused {
+            self.nodes[node].shutdown_when_resumed = true;
+            return;
+        }
         let now = self.local_now(node);
         match &mut self.nodes[node].life {
             Life::Up(Actor::Broker(b)) => b.begin_controlled_shutdown(now),
@@ -196,6 +203,7 @@ impl Engine<'_> {
     pub(super) fn crash(&mut self, node: usize, power_loss: bool) {
         let slot = &mut self.nodes[node];
         slot.restart_when_stopped = false;
+        slot.shutdown_when_resumed = false;
         slot.paused = false;
         slot.inbox.clear();
         slot.timer_generation += 1;
@@ -342,5 +350,8 @@ impl Engine<'_> {
         self.timeout_actor(node);
         self.consumer_happening(node, groups::Happened::Resumed);
         self.after_input(node);
+        if std::mem::take(&mut self.nodes[node].shutdown_when_resumed) {
+            self.shutdown(node);
+        }
     }
 }

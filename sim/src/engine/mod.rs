@@ -154,6 +154,9 @@ struct Node {
     /// A restart came while the broker was still in its controlled shutdown: it starts
     /// again as soon as it stopped.
     restart_when_stopped: bool,
+    /// A graceful stop (SIGTERM) came while the node was paused: it is delivered when the
+    /// node resumes, as a stopped process takes its pending signals on SIGCONT.
+    shutdown_when_resumed: bool,
 }
 
 struct ProducerLoad {
@@ -896,6 +899,7 @@ impl Node {
             timer_on_tick: false,
             incarnation: 1,
             restart_when_stopped: false,
+            shutdown_when_resumed: false,
         }
     }
 }

@@ -441,7 +441,8 @@ hold = ["no-lost-acked-writes", "at-least-once", "cluster-converged"]
 // the controller; `BrokerServer.shutdown` gives up at its deadline, 5 minutes by default):
 // broker 0 leads, the controller is cut off, so the broker stops only at its deadline and
 // says so; the restart asked for meanwhile waits for that stop (as an init system's restart
-// waits for the process to exit) and the broker comes back at once, marked clean.
+// waits for the process to exit) and the broker comes back at once, marked clean. A
+// broker paused (SIGSTOP) when its SIGTERM comes takes it when it resumes (signal(7)).
 #[test]
 fn a_restart_during_a_controlled_shutdown_waits_for_the_stop() {
     use trial_model::{ClusterEvent, NodeId};
@@ -512,4 +513,21 @@ hold = ["no-lost-acked-writes", "all-writes-resolved", "cluster-converged"]
         _ => None,
     });
     assert_eq!(registered, Some(true), "back after the stop, with its clean-shutdown marker");
+
+    // Paused (SIGSTOP) when the SIGTERM comes: the process takes it when it resumes.
+    let paused = text
+        .replace("kind = \"isolate\"\ntarget = \"controller\"", "kind = \"pause\"\ntarget = \"broker:0\"")
+        .replace("at_ms = 12_000\nkind = \"restart\"", "at_ms = 20_000\nkind = \"resume\"");
+    let scenario = Scenario::parse(&paused, "shutdown-paused.toml").unwrap_or_else(|e| panic!("{e}"));
+    let outcome = simulate(&scenario, 0);
+    let happenings = &outcome.run.history.happenings;
+    let noted = happenings.iter().any(
+        |(_, h)| matches!(h, Happening::Fault { fault, .. } if fault == "shutdown broker:0 (taken when it resumes)"),
+    );
+    assert!(noted, "{paused}");
+    let stopped = happenings.iter().find_map(|(at, h)| match h {
+        Happening::Cluster { event: ClusterEvent::BrokerStopped { broker: NodeId(0), .. } } => Some(at.0),
+        _ => None,
+    });
+    assert!(stopped.is_some_and(|at| at > 20_000), "stopped at {stopped:?}, after the resume at 20 s");
 }
