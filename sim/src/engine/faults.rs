@@ -80,6 +80,9 @@ impl Engine<'_> {
                 if matches!(fault, Fault::Shutdown(_)) && nodes.iter().any(|node| self.nodes[*node].paused) {
                     description.push_str(" (taken when it resumes)");
                 }
+                if matches!(fault, Fault::Shutdown(_)) && nodes.iter().all(|node| !self.is_up(*node)) {
+                    description.push_str(" (not running: nothing to stop)");
+                }
                 for node in nodes {
                     // An application's process restarts only if it is down: its consumer
                     // alone never starts over under running code.
