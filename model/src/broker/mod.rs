@@ -103,6 +103,14 @@ struct Fetcher {
     backoff_until: Millis,
 }
 
+/// A broker's graceful shutdown: asking the controller (until a grant or the deadline),
+/// then stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shutdown {
+    Asking { deadline: Millis },
+    Stopped,
+}
+
 pub struct Broker {
     id: NodeId,
     controller: NodeId,
@@ -112,10 +120,8 @@ pub struct Broker {
     previous_broker_epoch: Option<BrokerEpoch>,
     broker_epoch: Option<BrokerEpoch>,
     registration_in_flight: bool,
-    /// In controlled shutdown since it began: stops when the controller grants it, or at
-    /// this deadline.
-    shutdown_deadline: Option<Millis>,
-    stopped: bool,
+    /// A graceful shutdown under way, or done.
+    shutdown: Option<Shutdown>,
     metadata_version: u64,
     /// Known topics by id (ids are small and dense).
     topics: Vec<Option<TopicMeta>>,
@@ -196,8 +202,7 @@ impl Broker {
             previous_broker_epoch,
             broker_epoch: None,
             registration_in_flight: false,
-            shutdown_deadline: None,
-            stopped: false,
+            shutdown: None,
             metadata_version: 0,
             topics: Vec::new(),
             replicas: TpMap::new(),
@@ -280,7 +285,7 @@ impl Broker {
 
     /// In controlled shutdown and not stopped yet.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutdown_deadline.is_some() && !self.stopped
+        matches!(self.shutdown, Some(Shutdown::Asking { .. }))
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -288,12 +293,11 @@ impl Broker {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if self.stopped {
-            return None;
-        }
         let mut next = self.next_heartbeat.min(self.next_isr_check).min(self.next_hw_checkpoint);
-        if let Some(deadline) = self.shutdown_deadline {
-            next = next.min(deadline);
+        match self.shutdown {
+            None => {}
+            Some(Shutdown::Asking { deadline }) => next = next.min(deadline),
+            Some(Shutdown::Stopped) => return None,
         }
         if let Some(flush) = self.next_flush {
             next = next.min(flush);
@@ -335,10 +339,10 @@ impl Broker {
     /// flushes every log and writes the clean-shutdown marker with the broker epoch
     /// (KIP-966), so the next registration tells the controller no data was lost.
     pub fn begin_controlled_shutdown(&mut self, now: Millis) {
-        if self.shutdown_deadline.is_some() || self.stopped {
+        if self.shutdown.is_some() {
             return;
         }
-        self.shutdown_deadline = Some(now.plus(self.config.controlled_shutdown_timeout_ms));
+        self.shutdown = Some(Shutdown::Asking { deadline: now.plus(self.config.controlled_shutdown_timeout_ms) });
         // `BrokerLifecycleManager.beginControlledShutdown` heartbeats at once.
         self.next_heartbeat = now.plus(self.config.broker_heartbeat_interval_ms);
         self.heartbeat();
@@ -347,10 +351,10 @@ impl Broker {
     /// The process's last steps after its controlled shutdown: the replica manager writes
     /// its HW checkpoint, the log manager flushes every log and writes the marker.
     fn stop(&mut self, granted: bool) {
-        if self.stopped {
+        if matches!(self.shutdown, Some(Shutdown::Stopped)) {
             return;
         }
-        self.stopped = true;
+        self.shutdown = Some(Shutdown::Stopped);
         self.checkpoint_high_watermarks();
         for log in self.disk.logs.values_mut() {
             log.flush();
@@ -362,12 +366,11 @@ impl Broker {
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
-        if self.stopped {
-            return;
-        }
-        if self.shutdown_deadline.is_some_and(|deadline| now >= deadline) {
-            self.stop(false);
-            return;
+        match self.shutdown {
+            None => {}
+            Some(Shutdown::Asking { deadline }) if now < deadline => {}
+            Some(Shutdown::Asking { .. }) => return self.stop(false),
+            Some(Shutdown::Stopped) => return,
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now.plus(self.config.broker_heartbeat_interval_ms);
@@ -428,7 +431,7 @@ impl Broker {
     }
 
     pub fn handle_message(&mut self, now: Millis, from: NodeId, msg: Message) {
-        if self.stopped {
+        if matches!(self.shutdown, Some(Shutdown::Stopped)) {
             return;
         }
         match msg {
@@ -440,7 +443,7 @@ impl Broker {
                 }
             }
             Message::BrokerHeartbeatResponse { error, metadata, should_shutdown, .. } => {
-                if should_shutdown && self.shutdown_deadline.is_some() {
+                if should_shutdown && self.shutdown.is_some() {
                     self.stop(true);
                     return;
                 }
@@ -538,13 +541,13 @@ impl Broker {
     fn heartbeat(&mut self) {
         match self.broker_epoch {
             Some(broker_epoch) => {
-                let want_shutdown = self.shutdown_deadline.is_some();
+                let want_shutdown = self.shutdown.is_some();
                 let msg =
                     Message::BrokerHeartbeat { broker_epoch, metadata_version: self.metadata_version, want_shutdown };
                 self.send(self.controller, msg);
             }
             // Not registered, so it leads nothing and has nothing to hand over.
-            None if self.shutdown_deadline.is_some() => self.stop(true),
+            None if self.shutdown.is_some() => self.stop(true),
             None if !self.registration_in_flight => {
                 self.registration_in_flight = true;
                 let msg = Message::BrokerRegistration {

@@ -644,25 +644,20 @@ fn a_graceful_shutdown_asks_the_controller_then_stops_flushed_and_marked() {
     broker.begin_controlled_shutdown(Millis(100));
     assert!(broker.is_shutting_down());
     assert_eq!(want_shutdown(&drain(&mut broker)), vec![true], "asks at once");
-    let not_yet = Message::BrokerHeartbeatResponse {
+    // The controller's answer; a granted stop fences the broker.
+    let answer = |should_shutdown: bool| Message::BrokerHeartbeatResponse {
         error: ErrorCode::None,
-        fenced: false,
+        fenced: should_shutdown,
         metadata: None,
-        should_shutdown: false,
+        should_shutdown,
     };
-    broker.handle_message(Millis(101), CONTROLLER, not_yet);
+    broker.handle_message(Millis(101), CONTROLLER, answer(false));
     broker.handle_timeout(Millis(2_100));
     let actions = drain(&mut broker);
     assert_eq!(want_shutdown(&actions), vec![true], "and asks again at the next heartbeat");
     assert!(!actions.contains(&Action::Stopped));
     assert_eq!(broker.disk().logs.get(&tp()).map(|log| log.unflushed_records()), Some(3));
-    let granted = Message::BrokerHeartbeatResponse {
-        error: ErrorCode::None,
-        fenced: true,
-        metadata: None,
-        should_shutdown: true,
-    };
-    broker.handle_message(Millis(2_101), CONTROLLER, granted);
+    broker.handle_message(Millis(2_101), CONTROLLER, answer(true));
     let actions = drain(&mut broker);
     assert_eq!(actions.last(), Some(&Action::Stopped), "stopping is its last action");
     assert!(actions.contains(&Action::Event(ClusterEvent::BrokerStopped { broker: NodeId(1), granted: true })));
