@@ -11,22 +11,12 @@
 //! not produce the anomaly a file was written to show.
 //!
 //! The liveness phase is made at least a minute longer than the longest JoinGroup timeout
-//! of the file's consumers (`max.poll.interval.ms` + 5 s, 305 s by default): a member whose
-//! JoinGroup reached a coordinator that then lost power or was cut off hears nothing on
-//! its open connection and waits that long before it looks for the coordinator again, as
-//! Kafka's client does. A shorter phase would report that wait as a fault; it ends as soon
-//! as the cluster converged, so a passing case costs nothing more.
+//! of the file's consumers (see `trial_sim::strategies::exploration_base`).
 
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::Path;
 use std::process::ExitCode;
-use trial_sim::strategies::{consumer_plan, horizon_ms, scenario_with_faults, with_consumer_plan, PlanKinds};
+use trial_sim::strategies::{exploration_base, exploration_cases, PlanKinds};
 use trial_sim::{simulate, Scenario};
-
-/// What a member needs after its JoinGroup timed out: find the coordinator, rejoin, sync
-/// and drain what it owes.
-const JOIN_WAIT_MARGIN_MS: u64 = 60_000;
 
 struct Args {
     file: String,
@@ -68,43 +58,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut base = match Scenario::load(Path::new(&args.file)) {
-        Ok(scenario) => scenario,
+    let base = match Scenario::load(Path::new(&args.file)) {
+        Ok(scenario) => exploration_base(scenario),
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };
-    base.expect.violate.clear();
-    base.expect.group_violate.clear();
-    base.expect.txn_violate.clear();
-    let join_timeout_ms = base
-        .groups
-        .iter()
-        .map(|g| &g.config)
-        .chain(base.pipeline.iter().map(|p| &p.consumer))
-        .map(|c| c.member.join_timeout_ms())
-        .max();
-    if let Some(join_timeout_ms) = join_timeout_ms {
-        base.liveness_ms = base.liveness_ms.max(join_timeout_ms + JOIN_WAIT_MARGIN_MS);
-    }
-    let consumers: u32 = base.groups.iter().map(|g| g.consumers).sum();
-    let horizon_ms = horizon_ms(&base);
     let name = base.name.clone();
-    let plans = scenario_with_faults(base, 3, args.kinds);
-    let consumer_plans = consumer_plan(consumers.max(1), args.consumer_episodes, horizon_ms, 20_000);
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[args.rng_seed; 32]);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let cases = exploration_cases(base, args.kinds, args.consumer_episodes, args.rng_seed);
     let out_dir = std::env::temp_dir();
     let mut failed = 0;
-    for case in 0..args.cases {
-        let generated = plans.new_tree(&mut runner).and_then(|tree| {
-            let (mut scenario, _) = tree.current();
-            if args.consumer_episodes > 0 && consumers > 0 {
-                scenario = with_consumer_plan(&scenario, &consumer_plans.new_tree(&mut runner)?.current());
-            }
-            Ok(scenario)
-        });
+    for (case, generated) in (0..args.cases).zip(cases) {
         let scenario = match generated {
             Ok(scenario) => scenario,
             Err(reason) => {

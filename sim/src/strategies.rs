@@ -324,3 +324,63 @@ pub fn with_consumer_plan(base: &Scenario, plan: &ConsumerPlan) -> Scenario {
     scenario.nemesis = None;
     scenario
 }
+
+/// What a member needs after its JoinGroup timed out: find the coordinator, rejoin, sync
+/// and drain what it owes.
+const JOIN_WAIT_MARGIN_MS: u64 = 60_000;
+
+/// A scenario file's scenario made ready for exploration (`examples/explore.rs`): its
+/// `violate` expectations dropped, since generated faults need not produce the anomaly the
+/// file was written to show, and its liveness phase made at least a minute longer than
+/// its consumers' longest JoinGroup timeout (`max.poll.interval.ms` + 5 s, 305 s by
+/// default). A member whose JoinGroup reached a coordinator that then lost power or was cut
+/// off hears nothing on its open connection and waits that long before it looks for the
+/// coordinator again, as Kafka's client does; a shorter phase would report that wait as a
+/// fault. The phase ends as soon as the cluster converged, so a passing case costs nothing
+/// more.
+pub fn exploration_base(mut base: Scenario) -> Scenario {
+    base.expect.violate.clear();
+    base.expect.group_violate.clear();
+    base.expect.txn_violate.clear();
+    let join_timeout_ms = base
+        .groups
+        .iter()
+        .map(|g| &g.config)
+        .chain(base.pipeline.iter().map(|p| &p.consumer))
+        .map(|c| c.member.join_timeout_ms())
+        .max();
+    if let Some(join_timeout_ms) = join_timeout_ms {
+        base.liveness_ms = base.liveness_ms.max(join_timeout_ms + JOIN_WAIT_MARGIN_MS);
+    }
+    base
+}
+
+/// The explorer's cases: `base` under generated fault plans of `kinds` (up to three
+/// episodes a track), plus up to `consumer_episodes` consumer crashes, pauses and
+/// leave/rejoins where it has groups, drawn with proptest's ChaCha RNG from `rng_seed`, so
+/// the same arguments give the same cases. Endless: take as many as wanted. An error is a
+/// plan proptest could not generate.
+pub fn exploration_cases(
+    base: Scenario,
+    kinds: PlanKinds,
+    consumer_episodes: usize,
+    rng_seed: u8,
+) -> impl Iterator<Item = Result<Scenario, String>> {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let consumers: u32 = base.groups.iter().map(|g| g.consumers).sum();
+    let consumer_plans = consumer_plan(consumers.max(1), consumer_episodes, horizon_ms(&base), 20_000);
+    let plans = scenario_with_faults(base, 3, kinds);
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[rng_seed; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    std::iter::from_fn(move || {
+        let generated = plans.new_tree(&mut runner).and_then(|tree| {
+            let (mut scenario, _) = tree.current();
+            if consumer_episodes > 0 && consumers > 0 {
+                scenario = with_consumer_plan(&scenario, &consumer_plans.new_tree(&mut runner)?.current());
+            }
+            Ok(scenario)
+        });
+        Some(generated.map_err(|reason| reason.to_string()))
+    })
+}
